@@ -1,0 +1,3 @@
+//! The control side: the configuration file (TOML → validated `Config`).
+
+pub mod config;
