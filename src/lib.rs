@@ -1,5 +1,43 @@
 //! switchyard: a userspace L2 switch with a DHCP/DNS appliance built in.
+//!
+//! # Theory of operation
+//!
+//! The switch owns the file descriptors of its ports and moves Ethernet frames between them.
+//! One function decides each frame's fate, in named stages, in the Linux bridge's order:
+//!
+//! ```text
+//! port rx (batch) ─► parse ─► ingress checks ─► learn ─► lookup ─► egress
+//!   port/             wire/    switch/forward     fdb      fdb      should_deliver: not the
+//!   (tap fd, epoll)            (drop + count                        ingress, port up, isolation,
+//!                               by DropReason)                      MTU; unicast or flood
+//! ```
+//!
+//! # Layers, and the dependency rule
+//!
+//! - [`wire`]: byte views of what the switch parses (Ethernet, the virtio-net header) and the
+//!   `MacAddr` type. No I/O.
+//! - [`switch`]: the pure data plane. [`switch::Switch::process`] takes a frame, its ingress port
+//!   and `now`, and returns a [`switch::Verdict`]; it makes no syscall and reads no clock, so it
+//!   is tested without root and benchmarked without I/O. The FDB and counters live here.
+//! - [`port`]: the I/O seam: taps, network namespaces, rtnetlink, epoll and signals. Every
+//!   `unsafe` block of the crate is in `port/sys.rs`.
+//! - [`control`]: the configuration (TOML → validated [`control::config::Config`]).
+//! - [`daemon`]: threads, epoll loops, signals and the clock: the only module that reads time
+//!   and owns fds. It builds the ports, runs one worker per core over its share of them, and
+//!   tears everything down on SIGINT/SIGTERM.
+//!
+//! `switch` and `wire` import nothing from `port` or `daemon`.
+//!
+//! # Threat model (so far)
+//!
+//! Every port's peer is untrusted: any byte string may arrive. Malformed frames are counted
+//! drops, never errors that travel up; every table is bounded (the FDB globally and per port, so
+//! one port cannot evict another's entries); a full egress queue is a counted drop, never a
+//! blocked worker. Per-port address guards (anti-spoofing) are the next layer.
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod control;
+pub mod daemon;
+pub mod port;
+pub mod switch;
 pub mod wire;

@@ -33,13 +33,15 @@ impl MacAddr {
     }
 
     pub const fn is_broadcast(&self) -> bool {
-        u64::from_be_bytes([0, 0, self.0[0], self.0[1], self.0[2], self.0[3], self.0[4], self.0[5]])
-            == 0xffff_ffff_ffff
+        u64::from_be_bytes([
+            0, 0, self.0[0], self.0[1], self.0[2], self.0[3], self.0[4], self.0[5],
+        ]) == 0xffff_ffff_ffff
     }
 
     pub const fn is_zero(&self) -> bool {
-        u64::from_be_bytes([0, 0, self.0[0], self.0[1], self.0[2], self.0[3], self.0[4], self.0[5]])
-            == 0
+        u64::from_be_bytes([
+            0, 0, self.0[0], self.0[1], self.0[2], self.0[3], self.0[4], self.0[5],
+        ]) == 0
     }
 
     /// A unicast address that may appear as a frame's source.
@@ -61,7 +63,9 @@ impl MacAddr {
 
     /// The address as a u64 (upper 16 bits zero), handy as a hash key.
     pub const fn to_u64(&self) -> u64 {
-        u64::from_be_bytes([0, 0, self.0[0], self.0[1], self.0[2], self.0[3], self.0[4], self.0[5]])
+        u64::from_be_bytes([
+            0, 0, self.0[0], self.0[1], self.0[2], self.0[3], self.0[4], self.0[5],
+        ])
     }
 }
 
@@ -135,7 +139,13 @@ mod tests {
 
     #[test]
     fn parse_rejects_garbage() {
-        for bad in ["", "52:54:00:ab:cd", "52:54:00:ab:cd:01:02", "5:54:00:ab:cd:01", "zz:54:00:ab:cd:01"] {
+        for bad in [
+            "",
+            "52:54:00:ab:cd",
+            "52:54:00:ab:cd:01:02",
+            "5:54:00:ab:cd:01",
+            "zz:54:00:ab:cd:01",
+        ] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
         }
     }
@@ -144,8 +154,17 @@ mod tests {
     fn classes() {
         assert!(MacAddr::BROADCAST.is_multicast() && MacAddr::BROADCAST.is_broadcast());
         assert!(!MacAddr::ZERO.is_valid_source());
-        assert!("01:80:c2:00:00:0e".parse::<MacAddr>().unwrap().is_link_local());
-        assert!(!"01:80:c2:00:00:10".parse::<MacAddr>().unwrap().is_link_local());
-        assert!("52:54:00:00:00:01".parse::<MacAddr>().unwrap().is_valid_source());
+        assert!("01:80:c2:00:00:0e"
+            .parse::<MacAddr>()
+            .unwrap()
+            .is_link_local());
+        assert!(!"01:80:c2:00:00:10"
+            .parse::<MacAddr>()
+            .unwrap()
+            .is_link_local());
+        assert!("52:54:00:00:00:01"
+            .parse::<MacAddr>()
+            .unwrap()
+            .is_valid_source());
     }
 }

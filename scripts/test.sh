@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need (idempotent), then runs the formatter check,
+# clippy with warnings as errors, and every test (unit, scenario, namespace integration).
+# Must run as root: the integration tests create taps and network namespaces.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+
+if [ "$(id -u)" != 0 ]; then
+  echo "scripts/test.sh: run as root (the namespace tests create taps and namespaces)" >&2
+  exit 1
+fi
+
+# Debian packages the tests drive: command -> package.
+declare -A need=(
+  [ip]=iproute2
+  [ping]=iputils-ping
+  [nsenter]=util-linux
+  [sysctl]=procps
+)
+missing=()
+for cmd in "${!need[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+modprobe tun 2>/dev/null || true
+[ -c /dev/net/tun ] || { echo "scripts/test.sh: /dev/net/tun is missing" >&2; exit 1; }
+
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo build --locked --all-targets
+cargo test --locked
+# The pure benchmarks must at least run (one quick pass, no measurement).
+cargo bench --locked --bench forward -- --test

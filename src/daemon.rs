@@ -1,0 +1,325 @@
+//! The daemon: builds the ports a `Config` describes, runs the data-plane workers, and tears
+//! everything down again on SIGINT/SIGTERM.
+//!
+//! Theory of operation. `run` builds every namespace and tap first; if any of them fails, what
+//! was built is dropped again (each `Netns` and `TapPort` undoes itself on drop) and the error
+//! names the port, so the daemon never starts half-built. Then one worker thread per core (or
+//! `[switch] workers`) takes a share of the ports: it owns an epoll set over their fds, reads each
+//! ready port in a batch until EAGAIN (at most `BATCH` frames per wake-up, so one busy port cannot
+//! starve the others), hands each frame to `Switch::process`, and writes it straight to the
+//! egress fd (run to completion: no queue between read and write). Any worker may write to any
+//! port: a tap write is one atomic frame. The main thread waits for signals and ages the FDB.
+//!
+//! This is the only module that reads the clock: `now` is the time since the daemon started.
+//!
+//! Frames carry their 12-byte virtio-net header end to end: the bytes read from a tap, header
+//! included, are the bytes written to the egress tap. With offloads off the header is all zero.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::control::config::{AddressMode, Config, PortKind};
+use crate::port::netns::Netns;
+use crate::port::tap::TapPort;
+use crate::port::{self, Epoll, PortError};
+use crate::switch::{DropReason, PortId, PortSpec, Switch, SwitchParams, Verdict};
+use crate::wire::VNET_HDR_LEN;
+
+/// Frames read from one port per wake-up before the worker moves on to the next ready port.
+const BATCH: usize = 64;
+/// Room for the virtio-net header and the largest frame a tap can hand over (64 KiB GSO + L2).
+const FRAME_BUF: usize = VNET_HDR_LEN + 65_550;
+/// How often workers look at the stop flag when idle, and the main thread ages the FDB.
+const TICK: Duration = Duration::from_millis(200);
+
+/// Why the daemon could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("port '{port}': {source}")]
+    Port { port: String, source: PortError },
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        source: io::Error,
+    },
+}
+
+/// The running switch's ports, in `PortId` order, with their namespaces.
+///
+/// Field order is drop order: taps close (and non-persistent ones vanish) before the namespaces
+/// the daemon created are removed.
+struct Ports {
+    taps: Vec<TapPort>,
+    _namespaces: Vec<Netns>,
+}
+
+/// Builds every namespace and tap of `config`, or none.
+fn build_ports(config: &Config) -> Result<Ports, DaemonError> {
+    let mut namespaces: Vec<Netns> = Vec::new();
+    let mut taps = Vec::with_capacity(config.ports.len());
+    for p in &config.ports {
+        let err = |source| DaemonError::Port {
+            port: p.name.clone(),
+            source,
+        };
+        let PortKind::Tap(tap_cfg) = &p.kind;
+        let mut tap = TapPort::open(&tap_cfg.ifname, p.mtu).map_err(err)?;
+        let host = p.host.map(|h| &config.hosts[h]);
+        match &tap_cfg.netns {
+            Some(ns_name) => {
+                let idx = match namespaces.iter().position(|n| n.name() == ns_name) {
+                    Some(i) => i,
+                    None => {
+                        namespaces.push(Netns::ensure(ns_name).map_err(err)?);
+                        namespaces.len() - 1
+                    }
+                };
+                let ipv4 = match tap_cfg.address {
+                    AddressMode::Static => host
+                        .and_then(|h| h.ipv4)
+                        .map(|a| (a, config.network.subnet.prefix_len())),
+                    AddressMode::None => None,
+                };
+                tap.plug_into(&namespaces[idx], host.map(|h| h.mac), ipv4)
+                    .map_err(err)?;
+                tracing::info!(
+                    port = %p.name,
+                    ifname = %tap_cfg.ifname,
+                    netns = %ns_name,
+                    mac = %host.map(|h| h.mac.to_string()).unwrap_or_else(|| "-".into()),
+                    ipv4 = %ipv4.map(|(a, l)| format!("{a}/{l}")).unwrap_or_else(|| "-".into()),
+                    "port up: tap plugged into namespace"
+                );
+            }
+            None => {
+                tap.bring_up().map_err(err)?;
+                tracing::info!(port = %p.name, ifname = %tap_cfg.ifname, "port up: tap");
+            }
+        }
+        taps.push(tap);
+    }
+    Ok(Ports {
+        taps,
+        _namespaces: namespaces,
+    })
+}
+
+fn switch_for(config: &Config) -> Switch {
+    let params = SwitchParams {
+        ageing: config.switch.ageing,
+        max_macs: config.switch.max_macs,
+        max_macs_per_port: config.switch.max_macs_per_port,
+    };
+    let specs = config
+        .ports
+        .iter()
+        .map(|p| PortSpec {
+            name: p.name.clone(),
+            mtu: p.mtu,
+            isolated: p.isolated,
+        })
+        .collect();
+    let sw = Switch::new(&params, specs);
+    for s in &config.switch.static_fdb {
+        sw.add_static(s.mac, PortId(s.port as u16));
+    }
+    sw
+}
+
+fn worker_count(config: &Config) -> usize {
+    let cores = thread::available_parallelism().map_or(1, |n| n.get());
+    let wanted = if config.switch.workers == 0 {
+        cores
+    } else {
+        config.switch.workers
+    };
+    wanted.clamp(1, config.ports.len().max(1))
+}
+
+/// Runs the switch described by `config` until SIGINT or SIGTERM; returns the final counters.
+pub fn run(config: &Config) -> Result<(), DaemonError> {
+    // Block the stop signals in every thread (workers inherit the mask); the main thread takes
+    // them synchronously with sigtimedwait.
+    let signals = [libc::SIGINT, libc::SIGTERM];
+    port::block_signals(&signals).map_err(|source| DaemonError::Io {
+        what: "blocking signals",
+        source,
+    })?;
+    let ports = Arc::new(build_ports(config)?);
+    let switch = Arc::new(switch_for(config));
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+
+    let n_workers = worker_count(config);
+    let mut handles = Vec::with_capacity(n_workers);
+    for w in 0..n_workers {
+        let mine: Vec<PortId> = (0..ports.taps.len())
+            .filter(|i| i % n_workers == w)
+            .map(|i| PortId(i as u16))
+            .collect();
+        let worker = Worker::new(Arc::clone(&ports), Arc::clone(&switch), mine, start)?;
+        let stop = Arc::clone(&stop);
+        let handle = thread::Builder::new()
+            .name(format!("sy-worker-{w}"))
+            .spawn(move || worker.run(&stop))
+            .map_err(|source| DaemonError::Io {
+                what: "spawning a worker thread",
+                source,
+            })?;
+        handles.push(handle);
+    }
+    tracing::info!(
+        network = %config.network.name,
+        ports = ports.taps.len(),
+        workers = n_workers,
+        "switch running; SIGINT or SIGTERM stops it"
+    );
+
+    loop {
+        match port::wait_signal(&signals, TICK) {
+            Ok(Some(sig)) => {
+                tracing::info!(signal = sig, "stopping");
+                break;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "waiting for signals failed; stopping");
+                break;
+            }
+        }
+        switch.expire(start.elapsed());
+    }
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        if h.join().is_err() {
+            tracing::error!("a worker thread panicked");
+        }
+    }
+    print!("{}", counters_table(&switch));
+    // Dropping the last reference to `ports` closes the taps and removes created namespaces.
+    drop(ports);
+    tracing::info!("stopped; taps and namespaces the daemon created are removed");
+    Ok(())
+}
+
+/// The per-port counters as a table, one row per port.
+pub fn counters_table(switch: &Switch) -> String {
+    let mut out = format!(
+        "{:<16} {:>10} {:>12} {:>10} {:>12} {:>8}  {}\n",
+        "PORT", "RX_FRAMES", "RX_BYTES", "TX_FRAMES", "TX_BYTES", "FDB_FULL", "DROPS"
+    );
+    for i in 0..switch.port_count() {
+        let id = PortId(i as u16);
+        let c = switch.counters(id);
+        out.push_str(&format!(
+            "{:<16} {:>10} {:>12} {:>10} {:>12} {:>8}  {}\n",
+            switch.port_spec(id).name,
+            c.rx_frames,
+            c.rx_bytes,
+            c.tx_frames,
+            c.tx_bytes,
+            c.fdb_full,
+            c.drops_summary()
+        ));
+    }
+    out
+}
+
+/// One data-plane thread: an epoll set over its ports, and a frame buffer.
+struct Worker {
+    ports: Arc<Ports>,
+    switch: Arc<Switch>,
+    mine: Vec<PortId>,
+    epoll: Epoll,
+    start: Instant,
+}
+
+impl Worker {
+    fn new(
+        ports: Arc<Ports>,
+        switch: Arc<Switch>,
+        mine: Vec<PortId>,
+        start: Instant,
+    ) -> Result<Worker, DaemonError> {
+        let io_err = |what| move |source| DaemonError::Io { what, source };
+        let epoll = Epoll::new().map_err(io_err("creating an epoll instance"))?;
+        for id in &mine {
+            epoll
+                .add(ports.taps[id.index()].fd(), u64::from(id.0))
+                .map_err(io_err("adding a port to epoll"))?;
+        }
+        Ok(Worker {
+            ports,
+            switch,
+            mine,
+            epoll,
+            start,
+        })
+    }
+
+    fn run(self, stop: &AtomicBool) {
+        let mut buf = vec![0u8; FRAME_BUF];
+        let mut events = port::Events::with_capacity(self.mine.len().max(1));
+        while !stop.load(Ordering::Relaxed) {
+            let ready = match self.epoll.wait(&mut events, TICK) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::error!(error = %e, "epoll_wait failed; worker stops");
+                    return;
+                }
+            };
+            let now = self.start.elapsed();
+            for i in 0..ready {
+                let id = PortId(events.token(i) as u16);
+                self.process_port(id, &mut buf, now);
+            }
+        }
+    }
+
+    /// Reads up to `BATCH` frames from `ingress` and carries out each verdict.
+    fn process_port(&self, ingress: PortId, buf: &mut [u8], now: Duration) {
+        let tap = &self.ports.taps[ingress.index()];
+        for _ in 0..BATCH {
+            let n = match tap.recv(buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // The netdev went away or the fd broke: take the port out of service rather
+                    // than spin on it. The other ports are unaffected.
+                    tracing::warn!(port = %self.switch.port_spec(ingress).name, error = %e,
+                        "read failed; port goes down");
+                    self.switch.set_port_up(ingress, false);
+                    let _ = self.epoll.delete(tap.fd());
+                    return;
+                }
+            };
+            let frame = &buf[n.min(VNET_HDR_LEN)..n];
+            match self.switch.process(ingress, frame, now) {
+                Verdict::Forward(egress) => self.dispatch(egress, &buf[..n]),
+                Verdict::Flood => {
+                    for egress in self.switch.flood_targets(ingress, frame) {
+                        self.dispatch(egress, &buf[..n]);
+                    }
+                }
+                Verdict::Drop(_) => {}
+            }
+        }
+    }
+
+    /// Writes one frame (virtio-net header included) out of `egress`, never blocking.
+    fn dispatch(&self, egress: PortId, bytes: &[u8]) {
+        match self.ports.taps[egress.index()].send(bytes) {
+            Ok(_) => self
+                .switch
+                .count_tx(egress, bytes.len().saturating_sub(VNET_HDR_LEN)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.switch.count_drop(egress, DropReason::TxFull)
+            }
+            Err(_) => self.switch.count_drop(egress, DropReason::TxError),
+        }
+    }
+}

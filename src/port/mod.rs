@@ -1,0 +1,261 @@
+//! Port I/O: the only code besides the daemon that touches file descriptors.
+//!
+//! # Theory of operation
+//!
+//! - [`tap::TapPort`] opens (or creates) a tap with a virtio-net header and hands out its fd;
+//!   [`tap::TapPort::plug_into`] moves the tap's netdev into a [`netns::Netns`] and configures it
+//!   there, which turns a namespace into a lab "host" on the switch.
+//! - [`netns::Netns`] opens or creates a named network namespace (`/run/netns/NAME`, the same
+//!   place `ip netns` uses) and deletes it on drop if it created it.
+//! - `netlink` (private) speaks just enough rtnetlink to set a link's MTU, MAC and state, move it
+//!   between namespaces and give it an IPv4 address, in safe code.
+//! - `sys` (private, except the daemon's event-loop pieces re-exported here: [`Epoll`],
+//!   [`Events`], [`block_signals`], [`wait_signal`]) holds every `unsafe` block of the crate.
+//!
+//! The process never changes network namespace: work inside another namespace goes through a
+//! netlink socket created there by a short-lived helper thread.
+//!
+//! Ownership rule: what a port creates, it removes when dropped; what it found, it leaves as it
+//! found it (a pre-existing persistent tap is not deleted and is moved back home).
+
+use std::io;
+
+use crate::wire::MacAddr;
+
+pub mod netns;
+pub mod tap;
+
+mod netlink;
+pub(crate) mod sys;
+
+#[cfg(test)]
+mod io_tests;
+
+pub use netns::Netns;
+pub use sys::{block_signals, wait_signal, Epoll, EpollEvent, Events};
+pub use tap::TapPort;
+
+/// Longest interface name the kernel accepts (`IFNAMSIZ - 1`).
+pub const IFNAME_MAX_LEN: usize = sys::IFNAMSIZ - 1;
+
+/// Longest namespace name we accept (iproute2 has no hard limit; 64 keeps paths and logs sane).
+pub const NETNS_NAME_MAX_LEN: usize = 64;
+
+/// Why a port could not be opened, created or configured. Every message names the tap or
+/// namespace, says what failed and, where it can, what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    #[error("tap name '{name}' {reason}")]
+    InvalidTapName { name: String, reason: String },
+
+    #[error("netns name '{name}' {reason}")]
+    InvalidNetnsName { name: String, reason: String },
+
+    #[error(
+        "tap '{ifname}': MTU {mtu} is out of range (a tap takes {}..={})",
+        tap::MIN_MTU,
+        tap::MAX_MTU
+    )]
+    InvalidMtu { ifname: String, mtu: u32 },
+
+    #[error(
+        "tap '{ifname}': MAC {mac} is multicast or all-zero; a NIC needs a unicast address \
+         (first byte even, e.g. 52:54:00:..)"
+    )]
+    InvalidMac { ifname: String, mac: MacAddr },
+
+    #[error("tap '{ifname}': cannot open /dev/net/tun: {}{}", errno_text(.err), tun_hint(.err))]
+    TunDevice { ifname: String, err: io::Error },
+
+    #[error(
+        "tap '{ifname}' is held by another process (a VM, or another switchyard); \
+         stop that process or pick another name"
+    )]
+    TapBusy { ifname: String },
+
+    #[error(
+        "'{ifname}' already exists and is not a single-queue tap device; \
+         pick another name or delete it (ip link del {ifname})"
+    )]
+    NotATap { ifname: String },
+
+    #[error("tap '{ifname}': cannot {action}: {}{}", errno_text(.err), hint(.err))]
+    Tap {
+        ifname: String,
+        action: String,
+        err: io::Error,
+    },
+
+    #[error(
+        "tap '{ifname}': netns '{netns}' already has a device named '{ifname}'; \
+         delete that one or pick another tap name"
+    )]
+    NameTaken { ifname: String, netns: String },
+
+    #[error("tap '{ifname}' in netns '{netns}': cannot {action}: {}{}", errno_text(.err), hint(.err))]
+    Plug {
+        ifname: String,
+        netns: String,
+        action: String,
+        err: io::Error,
+    },
+
+    #[error("netns '{name}': cannot {action}: {}{}", errno_text(.err), hint(.err))]
+    Netns {
+        name: String,
+        action: String,
+        err: io::Error,
+    },
+
+    #[error(
+        "netns '{name}': {path} exists but is not a network namespace (left over from an \
+         interrupted `ip netns add`?); remove it with `ip netns del {name}`"
+    )]
+    NotANetns { name: String, path: String },
+}
+
+impl PortError {
+    /// The kernel's errno behind this error, if there is one.
+    pub fn os_error(&self) -> Option<i32> {
+        match self {
+            PortError::TunDevice { err, .. }
+            | PortError::Tap { err, .. }
+            | PortError::Plug { err, .. }
+            | PortError::Netns { err, .. } => err.raw_os_error(),
+            _ => None,
+        }
+    }
+}
+
+/// The error's text without std's " (os error N)" suffix: the message already says what failed.
+fn errno_text(err: &io::Error) -> String {
+    let text = err.to_string();
+    match err.raw_os_error() {
+        Some(n) => text
+            .strip_suffix(&format!(" (os error {n})"))
+            .unwrap_or(&text)
+            .to_string(),
+        None => text,
+    }
+}
+
+/// What to do about the errors a user can fix.
+fn hint(err: &io::Error) -> &'static str {
+    match err.raw_os_error() {
+        Some(libc::EPERM | libc::EACCES) => " (run as root or with CAP_NET_ADMIN)",
+        Some(libc::ENODEV) => " (the device is gone: was it deleted, or moved to another netns?)",
+        _ => "",
+    }
+}
+
+fn tun_hint(err: &io::Error) -> &'static str {
+    match err.raw_os_error() {
+        Some(libc::ENOENT | libc::ENODEV | libc::ENXIO) => " (load the tun module: modprobe tun)",
+        _ => hint(err),
+    }
+}
+
+/// Checks a tap name the way the kernel's `dev_valid_name` does, and refuses `%` (a name with
+/// `%d` would be a template, and the switch needs to know the exact name it gets).
+pub fn validate_ifname(name: &str) -> Result<(), PortError> {
+    let reason = if name.is_empty() {
+        Some("is empty".to_string())
+    } else if name.len() > IFNAME_MAX_LEN {
+        Some(format!("is longer than {IFNAME_MAX_LEN} bytes"))
+    } else if name == "." || name == ".." {
+        Some("is reserved".to_string())
+    } else {
+        name.chars()
+            .find(|&c| c == '/' || c == ':' || c == '%' || c == '\0' || c.is_whitespace())
+            .map(|c| format!("contains {c:?}, which interface names cannot"))
+    };
+    match reason {
+        Some(reason) => Err(PortError::InvalidTapName {
+            name: name.to_string(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Checks a namespace name: one non-empty path component of at most 64 bytes.
+pub fn validate_netns_name(name: &str) -> Result<(), PortError> {
+    let reason = if name.is_empty() {
+        Some("is empty".to_string())
+    } else if name.len() > NETNS_NAME_MAX_LEN {
+        Some(format!("is longer than {NETNS_NAME_MAX_LEN} bytes"))
+    } else if name == "." || name == ".." {
+        Some("is reserved".to_string())
+    } else {
+        name.chars()
+            .find(|&c| c == '/' || c == '\0' || c.is_whitespace() || c.is_control())
+            .map(|c| format!("contains {c:?}, which namespace names cannot"))
+    };
+    match reason {
+        Some(reason) => Err(PortError::InvalidNetnsName {
+            name: name.to_string(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ifnames() {
+        for ok in ["sy-vm1", "tap0", "a", "0123456789abcde", "sy_lab.1"] {
+            validate_ifname(ok).unwrap();
+        }
+        let long = validate_ifname("xxxxxxxxxxxxxxxxxx").unwrap_err();
+        assert_eq!(
+            long.to_string(),
+            "tap name 'xxxxxxxxxxxxxxxxxx' is longer than 15 bytes"
+        );
+        for bad in ["", ".", "..", "a/b", "a:1", "tap%d", "a b", "a\tb", "a\0"] {
+            assert!(validate_ifname(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn netns_names() {
+        for ok in ["lab1", "sy-t-123-4", &"n".repeat(64)] {
+            validate_netns_name(ok).unwrap();
+        }
+        for bad in ["", ".", "..", "a/b", "a b", "a\nb", &"n".repeat(65)] {
+            assert!(validate_netns_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn messages_say_what_to_do() {
+        let e = PortError::TunDevice {
+            ifname: "sy-vm1".into(),
+            err: io::Error::from_raw_os_error(libc::ENOENT),
+        };
+        assert_eq!(
+            e.to_string(),
+            "tap 'sy-vm1': cannot open /dev/net/tun: No such file or directory \
+             (load the tun module: modprobe tun)"
+        );
+        assert_eq!(e.os_error(), Some(libc::ENOENT));
+        let e = PortError::Netns {
+            name: "lab".into(),
+            action: "create it".into(),
+            err: io::Error::from_raw_os_error(libc::EPERM),
+        };
+        assert_eq!(
+            e.to_string(),
+            "netns 'lab': cannot create it: Operation not permitted \
+             (run as root or with CAP_NET_ADMIN)"
+        );
+        let e = PortError::Tap {
+            ifname: "t".into(),
+            action: "x".into(),
+            err: io::Error::other("plain"),
+        };
+        assert_eq!(e.to_string(), "tap 't': cannot x: plain");
+    }
+}

@@ -1,0 +1,761 @@
+#![allow(unsafe_code)]
+//! Every `unsafe` block of the crate: thin, safe wrappers over the Linux calls the port layer and
+//! the daemon need. Nothing here decides anything; it translates one system call into a function
+//! that takes `BorrowedFd`, returns `OwnedFd` and reports failure as `std::io::Error` carrying the
+//! kernel's errno.
+//!
+//! # Theory of operation
+//!
+//! - **Taps.** `open_tun` opens `/dev/net/tun` (non-blocking, close-on-exec); `tun_set_iff` binds
+//!   that fd to a netdev, creating it if needed. A tap lives while an fd is attached to it, unless
+//!   it is persistent (`tun_set_persist`), which `tun_get_iff` reports in its flags.
+//! - **Epoll and signals.** The daemon's event loop: level-triggered `EPOLLIN` with a `u64` token
+//!   per fd, and signals blocked in every thread (`block_signals` before spawning any) and taken
+//!   synchronously with `wait_signal`, so no handler ever runs.
+//! - **Network namespaces.** The process never moves between namespaces. Work that must happen
+//!   inside another one (`socket_in_netns`, `create_named_netns`) runs on a short-lived thread that
+//!   enters the namespace and exits; a socket keeps the namespace it was created in for its whole
+//!   life, so the caller gets a handle into that namespace without changing its own.
+//! - **Named namespaces** follow iproute2's convention exactly (`/run/netns/NAME`, a bind mount of
+//!   an nsfs file on a shared mount point), so `ip netns exec NAME` sees what the daemon creates.
+//!   The mount must be made in the root mount namespace (see TESTBED.md: a process started by
+//!   `ip netns exec` has a private one whose mounts do not propagate back).
+//!
+//! # Limits
+//!
+//! Linux only. Every wrapper is one call (plus `EINTR` handling where stated); batching and
+//! retries belong to the callers.
+
+use std::ffi::{c_int, c_short, c_uint, c_ulong, CStr, CString};
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io;
+use std::mem::{size_of, MaybeUninit};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Turns a `-1`-on-error return value into an `io::Result`.
+fn cvt(ret: c_int) -> io::Result<c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Same as [`cvt`] for the `ssize_t` returned by read/write/send/recv.
+fn cvt_len(ret: isize) -> io::Result<usize> {
+    usize::try_from(ret).map_err(|_| io::Error::last_os_error())
+}
+
+fn einval(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, what.to_string())
+}
+
+fn cstring(s: &str) -> io::Result<CString> {
+    CString::new(s).map_err(|_| einval("string contains a NUL byte"))
+}
+
+fn path_cstring(p: &Path) -> io::Result<CString> {
+    use std::os::unix::ffi::OsStrExt;
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| einval("path contains a NUL byte"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Taps
+// ---------------------------------------------------------------------------------------------
+
+/// The tun/tap clone device.
+pub(crate) const TUN_PATH: &str = "/dev/net/tun";
+
+/// Interface names are at most `IFNAMSIZ - 1` bytes plus a NUL.
+pub(crate) const IFNAMSIZ: usize = libc::IFNAMSIZ;
+
+/// Flags for every tap the switch opens: Ethernet frames, no packet-info prefix, a virtio-net
+/// header in front of each frame.
+pub(crate) const TAP_FLAGS: c_int = libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR;
+
+/// Set in the flags `TUNGETIFF` returns when the device outlives its fds.
+pub(crate) const IFF_PERSIST: c_int = libc::IFF_PERSIST;
+
+const IFREQ_DATA_LEN: usize = size_of::<libc::ifreq>() - IFNAMSIZ;
+
+/// `struct ifreq` as the tun ioctls use it: the name, then `ifr_flags` at the start of the union.
+/// Our own plain-bytes copy, so building one needs no `mem::zeroed` of a union with a pointer.
+#[repr(C, align(8))]
+struct IfReq {
+    name: [u8; IFNAMSIZ],
+    data: [u8; IFREQ_DATA_LEN],
+}
+
+const _: () = assert!(size_of::<IfReq>() == size_of::<libc::ifreq>());
+
+impl IfReq {
+    fn with_name(name: &str) -> io::Result<IfReq> {
+        let bytes = name.as_bytes();
+        if bytes.len() >= IFNAMSIZ || bytes.contains(&0) {
+            return Err(einval(
+                "interface name is longer than 15 bytes or contains NUL",
+            ));
+        }
+        let mut req = IfReq {
+            name: [0; IFNAMSIZ],
+            data: [0; IFREQ_DATA_LEN],
+        };
+        req.name[..bytes.len()].copy_from_slice(bytes);
+        Ok(req)
+    }
+
+    fn name(&self) -> String {
+        let end = self.name.iter().position(|&b| b == 0).unwrap_or(IFNAMSIZ);
+        String::from_utf8_lossy(&self.name[..end]).into_owned()
+    }
+
+    fn flags(&self) -> c_short {
+        c_short::from_ne_bytes([self.data[0], self.data[1]])
+    }
+
+    fn set_flags(&mut self, flags: c_short) {
+        self.data[..2].copy_from_slice(&flags.to_ne_bytes());
+    }
+}
+
+/// What `TUNGETIFF` tells about the netdev a tun fd is attached to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TunInfo {
+    pub(crate) name: String,
+    pub(crate) flags: c_int,
+}
+
+impl TunInfo {
+    pub(crate) fn is_persistent(&self) -> bool {
+        self.flags & IFF_PERSIST != 0
+    }
+}
+
+/// Opens `/dev/net/tun` read-write, non-blocking and close-on-exec (std adds `O_CLOEXEC`).
+pub(crate) fn open_tun() -> io::Result<OwnedFd> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(TUN_PATH)?;
+    Ok(OwnedFd::from(file))
+}
+
+/// `TUNSETIFF`: attaches `fd` to the tun/tap netdev `name`, creating it when it does not exist.
+/// Returns the name the kernel used. `EBUSY`: a single-queue device already has an fd;
+/// `EINVAL`: `name` exists and is not a device of the requested kind.
+pub(crate) fn tun_set_iff(fd: BorrowedFd<'_>, name: &str, flags: c_int) -> io::Result<String> {
+    let mut req = IfReq::with_name(name)?;
+    let flags = c_short::try_from(flags).map_err(|_| einval("tun flags do not fit ifr_flags"))?;
+    req.set_flags(flags);
+    // SAFETY: TUNSETIFF reads and writes one `struct ifreq`; `req` is a live, exclusively
+    // borrowed value of exactly that size (checked by the const assertion above).
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut req as *mut IfReq) })?;
+    Ok(req.name())
+}
+
+/// `TUNGETIFF`: the name and flags (`IFF_TAP`, `IFF_VNET_HDR`, `IFF_PERSIST`, ..) of the device.
+pub(crate) fn tun_get_iff(fd: BorrowedFd<'_>) -> io::Result<TunInfo> {
+    let mut req = IfReq {
+        name: [0; IFNAMSIZ],
+        data: [0; IFREQ_DATA_LEN],
+    };
+    // SAFETY: TUNGETIFF writes one `struct ifreq` into the buffer it is given; `req` is one.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNGETIFF, &mut req as *mut IfReq) })?;
+    // ifr_flags is a C short: widen through u16 so the high flag bits stay as they were.
+    let flags = c_int::from(req.flags() as u16);
+    Ok(TunInfo {
+        name: req.name(),
+        flags,
+    })
+}
+
+/// `TUNSETVNETHDRSZ`: the size of the virtio-net header in front of every frame.
+pub(crate) fn tun_set_vnet_hdr_size(fd: BorrowedFd<'_>, size: c_int) -> io::Result<()> {
+    // SAFETY: TUNSETVNETHDRSZ reads one C int through the pointer; `size` lives on our stack for
+    // the whole call.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETVNETHDRSZ, &size as *const c_int) })?;
+    Ok(())
+}
+
+/// `TUNSETPERSIST`: whether the device outlives its last fd.
+#[allow(
+    dead_code,
+    reason = "the switch never makes its taps persistent; tests use it"
+)]
+pub(crate) fn tun_set_persist(fd: BorrowedFd<'_>, persist: bool) -> io::Result<()> {
+    let arg = c_ulong::from(persist);
+    // SAFETY: TUNSETPERSIST takes its argument by value; no memory is passed to the kernel.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETPERSIST, arg) })?;
+    Ok(())
+}
+
+/// `TUNSETOFFLOAD`: which offloads (`TUN_F_CSUM`, `TUN_F_TSO4`, ..) the reader can take.
+#[allow(
+    dead_code,
+    reason = "offloads stay off until GSO passthrough lands; tested below"
+)]
+pub(crate) fn tun_set_offload(fd: BorrowedFd<'_>, flags: c_uint) -> io::Result<()> {
+    let arg = c_ulong::from(flags);
+    // SAFETY: TUNSETOFFLOAD takes its argument by value; no memory is passed to the kernel.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETOFFLOAD, arg) })?;
+    Ok(())
+}
+
+/// `if_nametoindex(3)` in the calling thread's network namespace (`ENODEV` when absent).
+pub(crate) fn if_nametoindex(name: &str) -> io::Result<u32> {
+    let c = cstring(name)?;
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
+    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if index == 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(index)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plain I/O
+// ---------------------------------------------------------------------------------------------
+
+/// `read(2)`. On a non-blocking fd an empty queue is `ErrorKind::WouldBlock`.
+pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`, which we borrow mutably.
+    cvt_len(unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) })
+}
+
+/// `write(2)`.
+pub(crate) fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: the kernel reads at most `buf.len()` bytes from `buf`, which we borrow.
+    cvt_len(unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) })
+}
+
+/// `send(2)` with no flags, to the socket's default peer.
+pub(crate) fn send(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: the kernel reads at most `buf.len()` bytes from `buf`, which we borrow.
+    cvt_len(unsafe { libc::send(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), 0) })
+}
+
+/// `recv(2)` with no flags.
+pub(crate) fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`, which we borrow mutably.
+    cvt_len(unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Epoll
+// ---------------------------------------------------------------------------------------------
+
+/// One readiness report from [`Epoll::wait`]. Same layout as `struct epoll_event`.
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+pub struct EpollEvent(libc::epoll_event);
+
+impl EpollEvent {
+    /// The token the fd was registered with.
+    pub fn token(&self) -> u64 {
+        self.0.u64
+    }
+
+    /// Data is waiting (`EPOLLIN`).
+    pub fn is_readable(&self) -> bool {
+        self.events() & libc::EPOLLIN as u32 != 0
+    }
+
+    /// The fd reported an error or a hang-up: reading it tells which.
+    pub fn is_error_or_hangup(&self) -> bool {
+        self.events() & (libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0
+    }
+
+    fn events(&self) -> u32 {
+        self.0.events
+    }
+}
+
+impl Default for EpollEvent {
+    fn default() -> Self {
+        EpollEvent(libc::epoll_event { events: 0, u64: 0 })
+    }
+}
+
+impl std::fmt::Debug for EpollEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EpollEvent")
+            .field("token", &self.token())
+            .field("events", &format_args!("{:#x}", self.events()))
+            .finish()
+    }
+}
+
+/// An epoll instance: level-triggered `EPOLLIN` interest, one `u64` token per fd.
+#[derive(Debug)]
+pub struct Epoll(OwnedFd);
+
+impl Epoll {
+    /// `epoll_create1(EPOLL_CLOEXEC)`.
+    pub fn new() -> io::Result<Epoll> {
+        // SAFETY: epoll_create1 takes no pointers.
+        let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+        // SAFETY: `fd` was just returned by the kernel and nothing else owns it.
+        Ok(Epoll(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Watches `fd` for input (level-triggered); its events carry `token`.
+    pub fn add(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: token,
+        };
+        // SAFETY: EPOLL_CTL_ADD reads one `epoll_event` from `ev`, which lives across the call.
+        cvt(unsafe {
+            libc::epoll_ctl(
+                self.0.as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                fd.as_raw_fd(),
+                &mut ev,
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Stops watching `fd`.
+    pub fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        // SAFETY: EPOLL_CTL_DEL ignores the event pointer (null is allowed since Linux 2.6.9).
+        cvt(unsafe {
+            libc::epoll_ctl(
+                self.0.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                fd.as_raw_fd(),
+                std::ptr::null_mut(),
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Waits at most `timeout` (rounded up to whole milliseconds; zero polls) and fills
+    /// `events` from the front. Returns how many were filled; an interrupted wait (`EINTR`)
+    /// returns 0.
+    pub fn wait(&self, events: &mut Events, timeout: Duration) -> io::Result<usize> {
+        events.filled = 0;
+        let max = c_int::try_from(events.buf.len()).unwrap_or(c_int::MAX);
+        let ms = timeout.as_nanos().div_ceil(1_000_000);
+        let timeout_ms = c_int::try_from(ms).unwrap_or(c_int::MAX);
+        // SAFETY: `EpollEvent` is `repr(transparent)` over `epoll_event`, and the kernel writes at
+        // most `max <= buf.len()` of them into the mutably borrowed buffer.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.0.as_raw_fd(),
+                events.buf.as_mut_ptr().cast(),
+                max,
+                timeout_ms,
+            )
+        };
+        match cvt(n) {
+            Ok(n) => {
+                events.filled = n as usize;
+                Ok(events.filled)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The buffer [`Epoll::wait`] fills: a fixed capacity, and the events of the last wait.
+#[derive(Debug, Clone)]
+pub struct Events {
+    buf: Vec<EpollEvent>,
+    filled: usize,
+}
+
+impl Events {
+    /// Room for `capacity` events per wait (at least one).
+    pub fn with_capacity(capacity: usize) -> Events {
+        Events {
+            buf: vec![EpollEvent::default(); capacity.max(1)],
+            filled: 0,
+        }
+    }
+
+    /// How many events the last wait reported.
+    pub fn len(&self) -> usize {
+        self.filled
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.filled == 0
+    }
+
+    /// The token of the `i`-th event of the last wait.
+    ///
+    /// # Panics
+    /// If `i >= self.len()`.
+    pub fn token(&self, i: usize) -> u64 {
+        self.buf[..self.filled][i].token()
+    }
+
+    /// The events of the last wait.
+    pub fn iter(&self) -> impl Iterator<Item = &EpollEvent> + '_ {
+        self.buf[..self.filled].iter()
+    }
+}
+
+impl AsFd for Epoll {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Signals
+// ---------------------------------------------------------------------------------------------
+
+fn sigset(signals: &[c_int]) -> io::Result<libc::sigset_t> {
+    let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigemptyset initialises the whole set it is pointed at.
+    cvt(unsafe { libc::sigemptyset(set.as_mut_ptr()) })?;
+    for &sig in signals {
+        // SAFETY: the set was initialised above; sigaddset only sets one bit (EINVAL if bad).
+        cvt(unsafe { libc::sigaddset(set.as_mut_ptr(), sig) })?;
+    }
+    // SAFETY: initialised by sigemptyset above.
+    Ok(unsafe { set.assume_init() })
+}
+
+/// Blocks `signals` in the calling thread. Call it in `main` before spawning any thread: new
+/// threads inherit the mask, so the signals then wait for [`wait_signal`] instead of running a
+/// handler on some random thread.
+pub fn block_signals(signals: &[c_int]) -> io::Result<()> {
+    let set = sigset(signals)?;
+    // SAFETY: `set` is an initialised sigset_t; the old mask is not requested (null).
+    let err = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if err != 0 {
+        return Err(io::Error::from_raw_os_error(err));
+    }
+    Ok(())
+}
+
+/// Waits up to `timeout` for one of `signals` (which must be blocked, see [`block_signals`]).
+/// `Ok(None)` on timeout or when another signal interrupted the wait.
+pub fn wait_signal(signals: &[c_int], timeout: Duration) -> io::Result<Option<c_int>> {
+    let set = sigset(signals)?;
+    let ts = libc::timespec {
+        tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+    };
+    // SAFETY: `set` and `ts` are initialised and outlive the call; siginfo is not requested.
+    let ret = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
+    match cvt(ret) {
+        Ok(sig) => Ok(Some(sig)),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EINTR)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Network namespaces
+// ---------------------------------------------------------------------------------------------
+
+/// Where iproute2 keeps named network namespaces.
+pub(crate) const NETNS_RUN_DIR: &str = "/run/netns";
+
+/// The calling thread's own network namespace.
+pub(crate) const THREAD_NETNS: &str = "/proc/thread-self/ns/net";
+
+/// `/run/netns/NAME`.
+pub(crate) fn netns_path(name: &str) -> PathBuf {
+    Path::new(NETNS_RUN_DIR).join(name)
+}
+
+/// Opens a namespace file (`/run/netns/NAME`, `/proc/PID/ns/net`) read-only, close-on-exec.
+pub(crate) fn open_netns(path: &Path) -> io::Result<OwnedFd> {
+    Ok(OwnedFd::from(File::open(path)?))
+}
+
+/// Whether `fd` refers to a network namespace (`NS_GET_NSTYPE`); a plain file answers false.
+pub(crate) fn is_net_namespace(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    // SAFETY: NS_GET_NSTYPE takes no argument and returns the namespace type.
+    match cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::NS_GET_NSTYPE) }) {
+        Ok(ty) => Ok(ty == libc::CLONE_NEWNET),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTTY | libc::EINVAL)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Runs `f` on a fresh thread and returns its result: namespace changes made there die with it.
+fn on_fresh_thread<T: Send>(f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
+    std::thread::scope(|s| {
+        let handle = std::thread::Builder::new()
+            .name("sy-netns".into())
+            .spawn_scoped(s, f)?;
+        handle
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+fn setns_net(nsfd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: setns takes an fd and a flag; it changes only the calling (throwaway) thread.
+    cvt(unsafe { libc::setns(nsfd.as_raw_fd(), libc::CLONE_NEWNET) })?;
+    Ok(())
+}
+
+fn socket(domain: c_int, ty: c_int, proto: c_int) -> io::Result<OwnedFd> {
+    // SAFETY: socket takes no pointers.
+    let fd = cvt(unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, proto) })?;
+    // SAFETY: `fd` was just returned by the kernel and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Creates a socket (close-on-exec) inside the network namespace `nsfd`. A helper thread enters
+/// the namespace, makes the socket and exits; the socket stays bound to that namespace, the
+/// caller's thread never changes namespace.
+pub(crate) fn socket_in_netns(
+    nsfd: BorrowedFd<'_>,
+    domain: c_int,
+    ty: c_int,
+    proto: c_int,
+) -> io::Result<OwnedFd> {
+    on_fresh_thread(move || {
+        setns_net(nsfd)?;
+        socket(domain, ty, proto)
+    })
+}
+
+fn mount(src: &CStr, target: &CStr, fstype: &CStr, flags: c_ulong) -> io::Result<()> {
+    // SAFETY: all strings are NUL-terminated and outlive the call; no filesystem data (null).
+    cvt(unsafe {
+        libc::mount(
+            src.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            flags,
+            std::ptr::null(),
+        )
+    })?;
+    Ok(())
+}
+
+/// Makes `/run/netns` a shared mount point, as iproute2 does: mounts made under it then
+/// propagate to mount namespaces created later (so `ip netns exec` sees new namespaces).
+fn make_netns_run_dir_shared() -> io::Result<()> {
+    let dir = path_cstring(Path::new(NETNS_RUN_DIR))?;
+    let (none, empty) = (c"none", c"");
+    let shared = libc::MS_SHARED | libc::MS_REC;
+    match mount(empty, &dir, none, shared) {
+        // EINVAL: not a mount point yet. Bind-mount the directory on itself, then retry.
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            mount(&dir, &dir, none, libc::MS_BIND | libc::MS_REC)?;
+            mount(empty, &dir, none, shared)
+        }
+        other => other,
+    }
+}
+
+/// What `ip netns add NAME` does: a new network namespace pinned by a bind mount on
+/// `/run/netns/NAME`. `EEXIST` if the name is taken. On failure nothing is left behind.
+pub(crate) fn create_named_netns(name: &str) -> io::Result<()> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(einval("namespace name must be one path component"));
+    }
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(NETNS_RUN_DIR)?;
+    make_netns_run_dir_shared()?;
+    let path = netns_path(name);
+    drop(
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o000)
+            .open(&path)?,
+    );
+    let target = path_cstring(&path)?;
+    let made = on_fresh_thread(|| {
+        // SAFETY: unshare takes a flag; it changes only this throwaway thread's namespace.
+        cvt(unsafe { libc::unshare(libc::CLONE_NEWNET) })?;
+        let own = path_cstring(Path::new(THREAD_NETNS))?;
+        mount(&own, &target, c"none", libc::MS_BIND)
+    });
+    if let Err(e) = made {
+        let _ = std::fs::remove_file(&path);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// What `ip netns del NAME` does: detach the bind mount, remove the file. The namespace itself
+/// lives on while a process, socket or fd still holds it.
+pub(crate) fn remove_named_netns(name: &str) -> io::Result<()> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(einval("namespace name must be one path component"));
+    }
+    let path = netns_path(name);
+    let target = path_cstring(&path)?;
+    // SAFETY: `target` is NUL-terminated and outlives the call.
+    let unmounted = cvt(unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) });
+    std::fs::remove_file(&path)?;
+    match unmounted {
+        // EINVAL: it was not mounted (a leftover file); removing it was all there was to do.
+        Err(e) if e.raw_os_error() != Some(libc::EINVAL) => Err(e),
+        _ => Ok(()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Netlink
+// ---------------------------------------------------------------------------------------------
+
+fn netlink_bind(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: sockaddr_nl is plain data for which all-zero bytes are a valid value.
+    let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    let len = size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+    // SAFETY: `addr` is a valid sockaddr_nl of `len` bytes living across the call.
+    cvt(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&addr as *const libc::sockaddr_nl).cast(),
+            len,
+        )
+    })?;
+    Ok(())
+}
+
+fn set_recv_timeout(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<()> {
+    let tv = libc::timeval {
+        tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_usec: libc::suseconds_t::from(timeout.subsec_micros() as i32),
+    };
+    let len = size_of::<libc::timeval>() as libc::socklen_t;
+    // SAFETY: SO_RCVTIMEO reads one timeval of `len` bytes from `tv`, which outlives the call.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            len,
+        )
+    })?;
+    Ok(())
+}
+
+/// How long a netlink request may wait for the kernel's answer before it is an error.
+const NETLINK_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn netlink_setup(fd: OwnedFd) -> io::Result<OwnedFd> {
+    netlink_bind(fd.as_fd())?;
+    set_recv_timeout(fd.as_fd(), NETLINK_TIMEOUT)?;
+    Ok(fd)
+}
+
+/// A bound `NETLINK_ROUTE` socket in the calling thread's network namespace (blocking, with a
+/// receive timeout).
+pub(crate) fn netlink_route_socket() -> io::Result<OwnedFd> {
+    netlink_setup(socket(
+        libc::AF_NETLINK,
+        libc::SOCK_RAW,
+        libc::NETLINK_ROUTE,
+    )?)
+}
+
+/// Same, in the network namespace `nsfd`.
+pub(crate) fn netlink_route_socket_in(nsfd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let fd = socket_in_netns(nsfd, libc::AF_NETLINK, libc::SOCK_RAW, libc::NETLINK_ROUTE)?;
+    netlink_setup(fd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn ifreq_name_round_trip_and_limits() {
+        let req = IfReq::with_name("sy-vm1").unwrap();
+        assert_eq!(req.name(), "sy-vm1");
+        assert!(IfReq::with_name("0123456789abcde").is_ok());
+        assert!(IfReq::with_name("0123456789abcdef").is_err());
+        assert!(IfReq::with_name("a\0b").is_err());
+        let mut req = IfReq::with_name("x").unwrap();
+        req.set_flags(TAP_FLAGS as c_short);
+        assert_eq!(c_int::from(req.flags()), TAP_FLAGS);
+    }
+
+    #[test]
+    fn epoll_reports_the_token_of_a_readable_fd() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let ep = Epoll::new().unwrap();
+        ep.add(a.as_fd(), 7).unwrap();
+        let mut events = Events::with_capacity(4);
+        let (zero, second) = (Duration::ZERO, Duration::from_secs(1));
+        assert_eq!(ep.wait(&mut events, zero).unwrap(), 0);
+        assert!(events.is_empty());
+        b.write_all(b"x").unwrap();
+        assert_eq!(ep.wait(&mut events, second).unwrap(), 1);
+        assert_eq!(events.token(0), 7);
+        let ev: Vec<_> = events.iter().collect();
+        assert!(ev.len() == 1 && ev[0].is_readable() && !ev[0].is_error_or_hangup());
+        // Level-triggered: still readable while the byte is unread.
+        assert_eq!(ep.wait(&mut events, zero).unwrap(), 1);
+        drop(b);
+        ep.wait(&mut events, zero).unwrap();
+        assert!(events.iter().next().unwrap().is_error_or_hangup());
+        ep.delete(a.as_fd()).unwrap();
+        assert_eq!(ep.wait(&mut events, zero).unwrap(), 0);
+        assert_eq!(events.len(), 0);
+    }
+
+    #[test]
+    fn blocked_signal_is_taken_by_wait_signal() {
+        // Signal masks are per thread: do it on a thread of our own so other tests are unaffected.
+        std::thread::spawn(|| {
+            block_signals(&[libc::SIGUSR2]).unwrap();
+            assert_eq!(
+                wait_signal(&[libc::SIGUSR2], Duration::from_millis(10)).unwrap(),
+                None
+            );
+            // SAFETY: raise sends SIGUSR2 to this thread, where it is blocked: it stays pending.
+            assert_eq!(unsafe { libc::raise(libc::SIGUSR2) }, 0);
+            let got = wait_signal(&[libc::SIGUSR2], Duration::from_secs(1)).unwrap();
+            assert_eq!(got, Some(libc::SIGUSR2));
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn zero_capacity_still_waits() {
+        let ep = Epoll::new().unwrap();
+        let mut events = Events::with_capacity(0);
+        assert_eq!(ep.wait(&mut events, Duration::from_micros(10)).unwrap(), 0);
+    }
+
+    #[test]
+    fn bad_signal_number_is_an_error() {
+        assert!(block_signals(&[100_000]).is_err());
+    }
+
+    #[test]
+    fn named_netns_refuses_paths() {
+        for bad in ["", "a/b", ".", ".."] {
+            assert!(create_named_netns(bad).is_err(), "{bad:?}");
+            assert!(remove_named_netns(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn plain_file_is_not_a_namespace() {
+        let f = File::open("/proc/self/status").unwrap();
+        assert!(!is_net_namespace(f.as_fd()).unwrap());
+        let ns = open_netns(Path::new(THREAD_NETNS)).unwrap();
+        assert!(is_net_namespace(ns.as_fd()).unwrap());
+    }
+}

@@ -1,0 +1,251 @@
+//! `Switch::process`: the forwarding decision, in the Linux bridge's order (`br_input.c`).
+//!
+//! ```text
+//! parse ─► bad source? ─► link-local? ─► learn ─► multicast? ─► lookup ─► should_deliver
+//! (Runt)   (BadSrcMac)    (LinkLocal)    (FDB)     (Flood)      (FDB)    (Hairpin, PortDown,
+//!                                                                          Isolated, Mtu)
+//! ```
+//!
+//! Learning happens only after the frame passed the ingress checks, so a frame that is dropped
+//! cannot poison the table. A frame never goes back out of its ingress port. Isolated ports
+//! (libvirt's `<port isolated='yes'/>`) reach non-isolated ports but not each other. A frame whose
+//! payload exceeds the egress MTU is dropped, never truncated. Unknown unicast, broadcast and
+//! multicast are flooded to every other port that is up and `should_deliver` allows.
+//!
+//! The decision is a function of the frame, the ingress port, the tables and `now`; its only side
+//! effects are on the FDB and the counters, both interior and lock-light, so `&self` is shared
+//! by every worker thread.
+
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::Duration;
+
+use super::{CounterSnapshot, DropReason, Fdb, FdbEntry, Learn, PortCounters, PortId};
+use crate::wire::{EthernetFrame, MacAddr};
+
+/// What to do with a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send it out of this one port.
+    Forward(PortId),
+    /// Send it out of every port `Switch::flood_targets` yields.
+    Flood,
+    /// Drop it; already counted on the ingress port.
+    Drop(DropReason),
+}
+
+/// The static description of one port, as the switch needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortSpec {
+    pub name: String,
+    /// IP MTU: the largest L2 payload (after Ethernet and VLAN headers) the port accepts.
+    pub mtu: u32,
+    pub isolated: bool,
+}
+
+/// Switch-wide parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwitchParams {
+    /// FDB ageing; zero disables learning (every unicast is flooded, like a hub).
+    pub ageing: Duration,
+    pub max_macs: usize,
+    pub max_macs_per_port: usize,
+}
+
+impl Default for SwitchParams {
+    fn default() -> Self {
+        SwitchParams {
+            ageing: Duration::from_secs(300),
+            max_macs: 65536,
+            max_macs_per_port: 1024,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct PortState {
+    spec: PortSpec,
+    up: AtomicBool,
+    counters: PortCounters,
+}
+
+/// The switch: ports, FDB, counters. Shared by reference between all worker threads.
+#[derive(Debug)]
+pub struct Switch {
+    ports: Box<[PortState]>,
+    fdb: Fdb,
+    learning: bool,
+}
+
+impl Switch {
+    /// A switch with `ports`, all up.
+    ///
+    /// # Panics
+    /// If there are more than 65535 ports (config validation bounds this far lower).
+    pub fn new(params: &SwitchParams, ports: Vec<PortSpec>) -> Switch {
+        assert!(ports.len() <= usize::from(u16::MAX), "too many ports");
+        let n = ports.len();
+        Switch {
+            ports: ports
+                .into_iter()
+                .map(|spec| PortState {
+                    spec,
+                    up: AtomicBool::new(true),
+                    counters: PortCounters::default(),
+                })
+                .collect(),
+            fdb: Fdb::new(n, params.ageing, params.max_macs, params.max_macs_per_port),
+            learning: !params.ageing.is_zero(),
+        }
+    }
+
+    /// Decides the fate of `frame` (an Ethernet frame, no virtio-net header) received on
+    /// `ingress`, learning its source and counting it on the way.
+    pub fn process(&self, ingress: PortId, frame: &[u8], now: Duration) -> Verdict {
+        let port = &self.ports[ingress.index()];
+        port.counters.count_rx(frame.len());
+        let verdict = self.decide(ingress, frame, now);
+        if let Verdict::Drop(reason) = verdict {
+            port.counters.count_drop(reason);
+        }
+        verdict
+    }
+
+    fn decide(&self, ingress: PortId, frame: &[u8], now: Duration) -> Verdict {
+        let Some(eth) = EthernetFrame::new_checked(frame) else {
+            return Verdict::Drop(DropReason::Runt);
+        };
+        let port = &self.ports[ingress.index()];
+        if !port.up.load(Relaxed) {
+            return Verdict::Drop(DropReason::PortDown);
+        }
+        let (src, dst) = (eth.src_addr(), eth.dst_addr());
+        if !src.is_valid_source() {
+            return Verdict::Drop(DropReason::BadSrcMac);
+        }
+        // 802.1D reserved group addresses (STP, LACP, LLDP, pause, 802.1X) are for the link,
+        // not for the segment: a bridge that forwards them breaks the protocols that use them.
+        if dst.is_link_local() {
+            return Verdict::Drop(DropReason::LinkLocal);
+        }
+        if self.learning && self.fdb.learn(src, ingress, now) == Learn::Full {
+            port.counters.count_fdb_full();
+        }
+        if dst.is_multicast() {
+            return Verdict::Flood;
+        }
+        match self.fdb.lookup(dst, now) {
+            None => Verdict::Flood,
+            Some(egress) => match self.should_deliver(ingress, egress, eth.payload_len()) {
+                Ok(()) => Verdict::Forward(egress),
+                Err(reason) => Verdict::Drop(reason),
+            },
+        }
+    }
+
+    /// Whether a frame with an L2 payload of `payload_len` bytes from `ingress` may leave
+    /// through `egress`, and if not, why.
+    pub fn should_deliver(
+        &self,
+        ingress: PortId,
+        egress: PortId,
+        payload_len: usize,
+    ) -> Result<(), DropReason> {
+        let (i, e) = (&self.ports[ingress.index()], &self.ports[egress.index()]);
+        if ingress == egress {
+            return Err(DropReason::Hairpin);
+        }
+        if !e.up.load(Relaxed) {
+            return Err(DropReason::PortDown);
+        }
+        if i.spec.isolated && e.spec.isolated {
+            return Err(DropReason::Isolated);
+        }
+        if payload_len > e.spec.mtu as usize {
+            return Err(DropReason::Mtu);
+        }
+        Ok(())
+    }
+
+    /// The ports a flooded `frame` from `ingress` goes out of. Ports that are down, isolated from
+    /// the ingress, or the ingress itself are skipped silently; a port whose MTU the frame
+    /// exceeds is skipped and counted as an `Mtu` drop on the ingress port.
+    pub fn flood_targets<'a>(
+        &'a self,
+        ingress: PortId,
+        frame: &[u8],
+    ) -> impl Iterator<Item = PortId> + 'a {
+        let payload_len = EthernetFrame::new_checked(frame).map_or(0, |e| e.payload_len());
+        (0..self.ports.len()).filter_map(move |i| {
+            let egress = PortId(i as u16);
+            match self.should_deliver(ingress, egress, payload_len) {
+                Ok(()) => Some(egress),
+                Err(DropReason::Mtu) => {
+                    self.ports[ingress.index()]
+                        .counters
+                        .count_drop(DropReason::Mtu);
+                    None
+                }
+                Err(_) => None,
+            }
+        })
+    }
+
+    /// Counts a frame written out of `egress`.
+    pub fn count_tx(&self, egress: PortId, bytes: usize) {
+        self.ports[egress.index()].counters.count_tx(bytes);
+    }
+
+    /// Counts a drop on `port` (used by the I/O side for `TxFull` and `TxError`).
+    pub fn count_drop(&self, port: PortId, reason: DropReason) {
+        self.ports[port.index()].counters.count_drop(reason);
+    }
+
+    /// Brings a port up or down. A port going down forgets what was learned on it.
+    pub fn set_port_up(&self, port: PortId, up: bool) {
+        let was = self.ports[port.index()].up.swap(up, Relaxed);
+        if was && !up {
+            self.fdb.flush_port(port);
+        }
+    }
+
+    pub fn is_port_up(&self, port: PortId) -> bool {
+        self.ports[port.index()].up.load(Relaxed)
+    }
+
+    /// Adds a static FDB entry: never ages, never moves.
+    pub fn add_static(&self, mac: MacAddr, port: PortId) {
+        self.fdb.add_static(mac, port);
+    }
+
+    /// Reclaims expired FDB entries; the daemon calls this about once a second.
+    pub fn expire(&self, now: Duration) -> usize {
+        self.fdb.expire(now)
+    }
+
+    pub fn fdb(&self) -> &Fdb {
+        &self.fdb
+    }
+
+    pub fn fdb_entries(&self, now: Duration) -> Vec<FdbEntry> {
+        self.fdb.entries(now)
+    }
+
+    pub fn port_count(&self) -> usize {
+        self.ports.len()
+    }
+
+    pub fn port_spec(&self, port: PortId) -> &PortSpec {
+        &self.ports[port.index()].spec
+    }
+
+    pub fn port_by_name(&self, name: &str) -> Option<PortId> {
+        self.ports
+            .iter()
+            .position(|p| p.spec.name == name)
+            .map(|i| PortId(i as u16))
+    }
+
+    pub fn counters(&self, port: PortId) -> CounterSnapshot {
+        self.ports[port.index()].counters.snapshot()
+    }
+}

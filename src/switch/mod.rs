@@ -1,0 +1,23 @@
+//! The pure data plane: the forwarding decision, the MAC table and the counters.
+//!
+//! Nothing in here makes a syscall or reads the clock: the caller passes `now`, and gets back a
+//! `Verdict` it carries out. That keeps the decision unit-testable without root and benchmarkable
+//! without I/O.
+
+mod counters;
+mod fdb;
+mod forward;
+
+pub use counters::{CounterSnapshot, DropReason, PortCounters};
+pub use fdb::{Fdb, FdbEntry, Learn};
+pub use forward::{PortSpec, Switch, SwitchParams, Verdict};
+
+/// A port's index in the switch's port table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortId(pub u16);
+
+impl PortId {
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+}

@@ -1,0 +1,317 @@
+//! The namespace test bed: a `Lab` makes uniquely named network namespaces, runs the daemon in
+//! one of its own (entered with `nsenter --net`, so the daemon stays in the root mount namespace
+//! and the namespaces it creates are visible to the test), and removes every namespace and
+//! process it started when dropped, even if the test panicked.
+#![allow(dead_code, unreachable_pub)]
+
+use std::fs;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+pub fn require_root() {
+    // The effective uid, from /proc/self/status (no libc call needed in tests).
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let uid = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .unwrap_or("?");
+    assert_eq!(
+        uid, "0",
+        "namespace tests need root (CI runs as root); run the README's test command as root"
+    );
+}
+
+/// Runs a command, returning its output; panics with the command line if it cannot start.
+pub fn sh(args: &[&str]) -> Output {
+    Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"))
+}
+
+pub fn netns_exists(name: &str) -> bool {
+    let out = sh(&["ip", "netns", "list"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some(name))
+}
+
+/// What the daemon printed, once it has exited.
+#[derive(Debug)]
+pub struct Exit {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Exit {
+    /// The counters row of `port` from the table the daemon prints when it stops.
+    pub fn counters(&self, port: &str) -> PortRow {
+        let line = self
+            .stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(port))
+            .unwrap_or_else(|| panic!("no counters row for {port} in:\n{}", self.stdout));
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let n = |i: usize| f[i].parse::<u64>().unwrap();
+        PortRow {
+            rx_frames: n(1),
+            tx_frames: n(3),
+            fdb_full: n(5),
+            drops: f[6..].join(" "),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct PortRow {
+    pub rx_frames: u64,
+    pub tx_frames: u64,
+    pub fdb_full: u64,
+    pub drops: String,
+}
+
+/// A lab: a daemon namespace, host namespaces, a temp dir, and the daemon process.
+pub struct Lab {
+    /// Unique short prefix for every name this lab makes (fits IFNAMSIZ with a suffix).
+    pub tag: String,
+    pub dir: PathBuf,
+    daemon: Option<Child>,
+    namespaces: Vec<String>,
+}
+
+impl Lab {
+    pub fn new() -> Lab {
+        require_root();
+        let tag = format!(
+            "sy{}x{}",
+            std::process::id() % 100_000,
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let dir = std::env::temp_dir().join(format!("switchyard-test-{tag}"));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let lab = Lab {
+            tag,
+            dir,
+            daemon: None,
+            namespaces: Vec::new(),
+        };
+        let sw = lab.switch_ns();
+        let out = sh(&["ip", "netns", "add", &sw]);
+        assert!(out.status.success(), "ip netns add {sw}: {out:?}");
+        lab
+    }
+
+    /// The namespace the daemon runs in.
+    pub fn switch_ns(&self) -> String {
+        format!("{}-sw", self.tag)
+    }
+
+    /// A host namespace name for this lab (the daemon creates it; the lab removes leftovers).
+    pub fn ns(&mut self, host: &str) -> String {
+        let name = format!("{}-{host}", self.tag);
+        if !self.namespaces.contains(&name) {
+            self.namespaces.push(name.clone());
+        }
+        name
+    }
+
+    /// A tap name unique to this lab (<= 15 bytes).
+    pub fn ifname(&self, host: &str) -> String {
+        let name = format!("{}{host}", self.tag);
+        assert!(name.len() <= 15, "ifname {name} too long");
+        name
+    }
+
+    pub fn write_config(&self, text: &str) -> PathBuf {
+        let path = self.dir.join("switchyard.toml");
+        fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Starts `switchyard run --config` inside the switch namespace.
+    pub fn spawn(&mut self, config: &str) {
+        let path = self.write_config(config);
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.switch_ns()))
+            .arg(env!("CARGO_BIN_EXE_switchyard"))
+            .arg("run")
+            .arg("--config")
+            .arg(&path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn nsenter switchyard");
+        self.daemon = Some(child);
+    }
+
+    /// Starts the daemon and waits until `ifname` is up inside each host namespace.
+    pub fn start(&mut self, config: &str, hosts: &[(&str, &str)]) {
+        self.spawn(config);
+        for (host, ifname) in hosts {
+            let ns = self.ns(host);
+            self.wait_for(
+                &format!("{ifname} up in {ns}"),
+                Duration::from_secs(15),
+                || {
+                    if !netns_exists(&ns) {
+                        return false;
+                    }
+                    let out = sh(&["ip", "-n", &ns, "-br", "link", "show", "dev", ifname]);
+                    out.status.success() && String::from_utf8_lossy(&out.stdout).contains("UP")
+                },
+            );
+        }
+    }
+
+    /// Polls `cond` every 50 ms until it holds or `limit` passes; panics (with the daemon's
+    /// output) on timeout or if the daemon died.
+    pub fn wait_for(&mut self, what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if cond() {
+                return;
+            }
+            if let Some(child) = self.daemon.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let exit = self.collect(status.code());
+                    panic!("daemon exited ({status}) while waiting for {what}:\n{exit:?}");
+                }
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Runs `args` inside host namespace `host`.
+    pub fn exec(&mut self, host: &str, args: &[&str]) -> Output {
+        let ns = self.ns(host);
+        let mut full = vec!["ip", "netns", "exec", &ns];
+        full.extend_from_slice(args);
+        sh(&full)
+    }
+
+    /// `ping -c count` from `host` to `addr`; true if every reply came back.
+    pub fn ping(&mut self, host: &str, addr: &str, count: u32) -> bool {
+        let c = count.to_string();
+        self.exec(
+            host,
+            &["ping", "-n", "-q", "-c", &c, "-i", "0.05", "-W", "1", addr],
+        )
+        .status
+        .success()
+    }
+
+    fn collect(&mut self, code: Option<i32>) -> Exit {
+        let mut child = self.daemon.take().expect("daemon");
+        let mut stdout = String::new();
+        let mut stderr = String::new();
+        if let Some(mut o) = child.stdout.take() {
+            let _ = o.read_to_string(&mut stdout);
+        }
+        if let Some(mut e) = child.stderr.take() {
+            let _ = e.read_to_string(&mut stderr);
+        }
+        let _ = child.wait();
+        Exit {
+            code,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Sends `signal` to the daemon and waits (bounded) for it to exit.
+    pub fn stop_with(&mut self, signal: &str) -> Exit {
+        let child = self.daemon.as_mut().expect("daemon running");
+        let pid = child.id().to_string();
+        // nsenter execs the daemon, so the child's pid is the daemon's.
+        sh(&["kill", &format!("-{signal}"), &pid]);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return self.collect(status.code());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let exit = self.collect(None);
+                panic!("daemon did not stop within 15 s of SIG{signal}:\n{exit:?}");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits (bounded) for a daemon that should exit on its own, e.g. on a startup error.
+    pub fn wait_exit(&mut self, limit: Duration) -> Exit {
+        let deadline = Instant::now() + limit;
+        loop {
+            let child = self.daemon.as_mut().expect("daemon");
+            if let Ok(Some(status)) = child.try_wait() {
+                return self.collect(status.code());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let exit = self.collect(None);
+                panic!("daemon still running after {limit:?}:\n{exit:?}");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Names of links in the switch namespace other than lo.
+    pub fn switch_links(&self) -> Vec<String> {
+        let out = sh(&["ip", "-n", &self.switch_ns(), "-o", "link", "show"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .map(|n| n.split('@').next().unwrap_or(n).to_string())
+            .filter(|n| n != "lo")
+            .collect()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for ns in self
+            .namespaces
+            .iter()
+            .chain(std::iter::once(&self.switch_ns()))
+        {
+            if netns_exists(ns) {
+                let _ = sh(&["ip", "netns", "del", ns]);
+            }
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A config for `hosts` (name, last octet), each on its own tap plugged into a namespace.
+pub fn lab_config(lab: &mut Lab, hosts: &[(&str, u8, bool)], extra_switch: &str) -> String {
+    let mut c = format!(
+        "[network]\nname = \"{tag}\"\nsubnet = \"10.13.31.0/24\"\ngateway = \"10.13.31.1\"\n\
+         domain = \"lab.test\"\n\n[switch]\n{extra_switch}\n",
+        tag = lab.tag
+    );
+    for (h, octet, isolated) in hosts {
+        let ns = lab.ns(h);
+        let ifname = lab.ifname(h);
+        c.push_str(&format!(
+            "\n[[host]]\nname = \"{h}\"\nmac = \"52:54:00:31:00:{octet:02x}\"\nipv4 = \"10.13.31.{octet}\"\n\
+             \n[[port]]\nname = \"{h}\"\nkind = \"tap\"\nifname = \"{ifname}\"\nhost = \"{h}\"\n\
+             netns = \"{ns}\"\nisolated = {isolated}\n"
+        ));
+    }
+    c
+}
