@@ -6,6 +6,7 @@
 //! out of bounds once checked.
 
 mod ethernet;
+pub mod ipv4;
 mod mac;
 mod vnet;
 
