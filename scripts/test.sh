@@ -17,10 +17,18 @@ declare -A need=(
   [ping]=iputils-ping
   [nsenter]=util-linux
   [sysctl]=procps
+  [tcpdump]=tcpdump
 )
 missing=()
 for cmd in "${!need[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
+done
+# Python modules the tests import, checked with Debian's interpreter (not a pyenv `python3`).
+declare -A need_py=(
+  [scapy]=python3-scapy
+)
+for mod in "${!need_py[@]}"; do
+  /usr/bin/python3 -c "import $mod" >/dev/null 2>&1 || missing+=("${need_py[$mod]}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"

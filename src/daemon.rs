@@ -15,8 +15,11 @@
 //! Frames carry their 12-byte virtio-net header end to end: the bytes read from a tap, header
 //! included, are the bytes written to the egress tap. With offloads off the header is all zero.
 
+mod appliance;
+
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -34,6 +37,12 @@ const BATCH: usize = 64;
 const FRAME_BUF: usize = VNET_HDR_LEN + 65_550;
 /// How often workers look at the stop flag when idle, and the main thread ages the FDB.
 const TICK: Duration = Duration::from_millis(200);
+/// Frames queued for the appliance before further ones are dropped (`tx_full` on its port).
+const SERVICE_QUEUE: usize = 4096;
+/// The service port's name in counters.
+const SERVICE_PORT_NAME: &str = "appliance";
+
+pub use appliance::{default_mac, Identity};
 
 /// Why the daemon could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -120,13 +129,34 @@ fn switch_for(config: &Config) -> Switch {
             name: p.name.clone(),
             mtu: p.mtu,
             isolated: p.isolated,
+            policy: p.policy(config),
         })
-        .collect();
+        .chain(std::iter::once(PortSpec {
+            name: SERVICE_PORT_NAME.to_string(),
+            mtu: config.network.mtu,
+            isolated: false,
+            policy: None,
+        }))
+        .collect::<Vec<_>>();
     let sw = Switch::new(&params, specs);
     for s in &config.switch.static_fdb {
         sw.add_static(s.mac, PortId(s.port as u16));
     }
+    sw.add_static(identity(config).mac, service_port(config));
     sw
+}
+
+/// The appliance's address and MAC on the segment.
+fn identity(config: &Config) -> Identity {
+    Identity {
+        mac: default_mac(&config.network.name),
+        ip: config.network.gateway,
+    }
+}
+
+/// The service port comes after every configured port.
+fn service_port(config: &Config) -> PortId {
+    PortId(config.ports.len() as u16)
 }
 
 fn worker_count(config: &Config) -> usize {
@@ -152,6 +182,28 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
     let switch = Arc::new(switch_for(config));
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
+    let (service_tx, service_rx) = sync_channel(SERVICE_QUEUE);
+    let service = Service {
+        port: service_port(config),
+        id: identity(config),
+        tx: service_tx,
+    };
+    let appliance = appliance::Appliance {
+        id: service.id,
+        rx: service_rx,
+        ports: Arc::clone(&ports),
+        switch: Arc::clone(&switch),
+    };
+    let appliance_handle = {
+        let stop = Arc::clone(&stop);
+        thread::Builder::new()
+            .name("sy-appliance".into())
+            .spawn(move || appliance.run(&stop))
+            .map_err(|source| DaemonError::Io {
+                what: "spawning the appliance thread",
+                source,
+            })?
+    };
 
     let n_workers = worker_count(config);
     let mut handles = Vec::with_capacity(n_workers);
@@ -160,7 +212,13 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
             .filter(|i| i % n_workers == w)
             .map(|i| PortId(i as u16))
             .collect();
-        let worker = Worker::new(Arc::clone(&ports), Arc::clone(&switch), mine, start)?;
+        let worker = Worker::new(
+            Arc::clone(&ports),
+            Arc::clone(&switch),
+            service.clone(),
+            mine,
+            start,
+        )?;
         let stop = Arc::clone(&stop);
         let handle = thread::Builder::new()
             .name(format!("sy-worker-{w}"))
@@ -193,9 +251,10 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
         switch.expire(start.elapsed());
     }
     stop.store(true, Ordering::Relaxed);
-    for h in handles {
+    drop(service);
+    for h in handles.into_iter().chain(std::iter::once(appliance_handle)) {
         if h.join().is_err() {
-            tracing::error!("a worker thread panicked");
+            tracing::error!("a data-plane thread panicked");
         }
     }
     print!("{}", counters_table(&switch));
@@ -203,6 +262,28 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
     drop(ports);
     tracing::info!("stopped; taps and namespaces the daemon created are removed");
     Ok(())
+}
+
+impl Worker {
+    /// Hands `frame` to the appliance if it wants it; never blocks.
+    fn dispatch_to_appliance(&self, ingress: PortId, frame: &[u8]) {
+        if !self.service.id.wants(frame) {
+            return;
+        }
+        let sf = appliance::ServiceFrame {
+            ingress,
+            frame: frame.to_vec(),
+        };
+        match self.service.tx.try_send(sf) {
+            Ok(()) => self.switch.count_tx(self.service.port, frame.len()),
+            Err(TrySendError::Full(_)) => self
+                .switch
+                .count_drop(self.service.port, DropReason::TxFull),
+            Err(TrySendError::Disconnected(_)) => self
+                .switch
+                .count_drop(self.service.port, DropReason::TxError),
+        }
+    }
 }
 
 /// The per-port counters as a table, one row per port.
@@ -228,10 +309,19 @@ pub fn counters_table(switch: &Switch) -> String {
     out
 }
 
+/// How a worker reaches the appliance.
+#[derive(Clone)]
+struct Service {
+    port: PortId,
+    id: Identity,
+    tx: SyncSender<appliance::ServiceFrame>,
+}
+
 /// One data-plane thread: an epoll set over its ports, and a frame buffer.
 struct Worker {
     ports: Arc<Ports>,
     switch: Arc<Switch>,
+    service: Service,
     mine: Vec<PortId>,
     epoll: Epoll,
     start: Instant,
@@ -241,6 +331,7 @@ impl Worker {
     fn new(
         ports: Arc<Ports>,
         switch: Arc<Switch>,
+        service: Service,
         mine: Vec<PortId>,
         start: Instant,
     ) -> Result<Worker, DaemonError> {
@@ -254,6 +345,7 @@ impl Worker {
         Ok(Worker {
             ports,
             switch,
+            service,
             mine,
             epoll,
             start,
@@ -299,10 +391,10 @@ impl Worker {
             };
             let frame = &buf[n.min(VNET_HDR_LEN)..n];
             match self.switch.process(ingress, frame, now) {
-                Verdict::Forward(egress) => self.dispatch(egress, &buf[..n]),
+                Verdict::Forward(egress) => self.dispatch(ingress, egress, &buf[..n]),
                 Verdict::Flood => {
                     for egress in self.switch.flood_targets(ingress, frame) {
-                        self.dispatch(egress, &buf[..n]);
+                        self.dispatch(ingress, egress, &buf[..n]);
                     }
                 }
                 Verdict::Drop(_) => {}
@@ -311,7 +403,10 @@ impl Worker {
     }
 
     /// Writes one frame (virtio-net header included) out of `egress`, never blocking.
-    fn dispatch(&self, egress: PortId, bytes: &[u8]) {
+    fn dispatch(&self, ingress: PortId, egress: PortId, bytes: &[u8]) {
+        if egress == self.service.port {
+            return self.dispatch_to_appliance(ingress, &bytes[bytes.len().min(VNET_HDR_LEN)..]);
+        }
         match self.ports.taps[egress.index()].send(bytes) {
             Ok(_) => self
                 .switch

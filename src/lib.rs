@@ -33,7 +33,9 @@
 //! Every port's peer is untrusted: any byte string may arrive. Malformed frames are counted
 //! drops, never errors that travel up; every table is bounded (the FDB globally and per port, so
 //! one port cannot evict another's entries); a full egress queue is a counted drop, never a
-//! blocked worker. Per-port address guards (anti-spoofing) are the next layer.
+//! blocked worker. Every port bound to a host is guarded ([`switch::PortPolicy`], checked before
+//! learning): the host may only use its own MACs and addresses, may not act as a DHCP server or
+//! IPv6 router, and a header the guard cannot parse is a drop, never a pass.
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod control;

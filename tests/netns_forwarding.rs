@@ -38,6 +38,10 @@ fn three_hosts_ping_every_pair_and_unicast_after_learning() {
             }
         }
     }
+    // The appliance owns the gateway address: it answers ARP and ping on every host's port.
+    for (h, _, _) in HOSTS3 {
+        assert!(lab.ping(h, "10.13.31.1", 3), "ping {h} -> gateway failed");
+    }
     // Now every MAC is learned: 200 pings h1 <-> h2 must not be flooded to h3.
     assert!(lab.ping("h1", "10.13.31.12", 200));
     let exit = lab.stop_with("TERM");
@@ -55,6 +59,8 @@ fn three_hosts_ping_every_pair_and_unicast_after_learning() {
         exit.stdout
     );
     assert_eq!(h1.drops, "-", "{}", exit.stdout);
+    let appliance = exit.counters("appliance");
+    assert!(appliance.tx_frames >= 9, "appliance got {appliance:?}");
 }
 
 #[test]

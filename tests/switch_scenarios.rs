@@ -31,6 +31,7 @@ fn port(name: &str, isolated: bool) -> PortSpec {
         name: name.to_string(),
         mtu: 1500,
         isolated,
+        policy: None,
     }
 }
 
@@ -221,6 +222,7 @@ fn oversize_frames_are_dropped_not_truncated() {
                 name: "small".into(),
                 mtu: 1400,
                 isolated: false,
+                policy: None,
             },
             port("other", false),
         ],

@@ -23,11 +23,14 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::Deserialize;
 use toml::Spanned;
 
 use crate::wire::MacAddr;
+
+mod guard;
+pub use guard::Guard;
 
 /// The built-in configuration: a ready three-host lab network, and the commented reference.
 pub const DEFAULT_CONFIG: &str = include_str!("../../config/default.toml");
@@ -87,6 +90,12 @@ pub struct Host {
     pub mac: MacAddr,
     /// Inside the subnet, not the gateway, network or broadcast address.
     pub ipv4: Option<Ipv4Addr>,
+    /// Further source MACs the guard allows (a VRRP virtual MAC, a nested bridge).
+    pub extra_macs: Vec<MacAddr>,
+    /// Further IPv4 sources the guard allows: addresses (/32) and prefixes (a VIP, a pool).
+    pub extra_ipv4: Vec<Ipv4Net>,
+    /// Further IPv6 sources the guard allows, besides `::` (DAD) and the EUI-64 link-local.
+    pub extra_ipv6: Vec<Ipv6Net>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -98,6 +107,12 @@ pub struct PortConfig {
     pub isolated: bool,
     /// Per-port MTU (default: `[network] mtu`).
     pub mtu: u32,
+    /// The guard, resolved: `Off` without a host, with `guard = false` or `trusted = true`.
+    pub guard: Guard,
+    /// An uplink or a legitimate server's port: exempt from the guard.
+    pub trusted: bool,
+    /// The guard allows any fe80::/10 source, not just the host MAC's EUI-64 one.
+    pub any_link_local: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -243,6 +258,12 @@ struct RawHost {
     name: Spanned<String>,
     mac: Spanned<String>,
     ipv4: Option<Spanned<String>>,
+    #[serde(default)]
+    extra_macs: Vec<Spanned<String>>,
+    #[serde(default)]
+    extra_ipv4: Vec<Spanned<String>>,
+    #[serde(default)]
+    extra_ipv6: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -256,6 +277,10 @@ struct RawPort {
     address: Option<Spanned<String>>,
     isolated: Option<bool>,
     mtu: Option<Spanned<i64>>,
+    /// `true`, `false` or `"monitor"`.
+    guard: Option<Spanned<toml::Value>>,
+    trusted: Option<bool>,
+    any_link_local: Option<bool>,
 }
 
 // ---- Locations and messages. ----
@@ -653,10 +678,14 @@ fn validate_hosts(
                 Some(ip)
             }
         };
+        let extras = guard::host_extras(cx, network, &e, &h)?;
         hosts.push(Host {
             name: name.clone(),
             mac,
             ipv4,
+            extra_macs: extras.macs,
+            extra_ipv4: extras.ipv4,
+            extra_ipv6: extras.ipv6,
         });
     }
     Ok(hosts)
@@ -791,12 +820,16 @@ fn validate_ports(
             )?;
         }
 
+        let (guard, trusted, any_link_local) = guard::port_guard(cx, &e, &p, host.is_some())?;
         ports.push(PortConfig {
             name: name.clone(),
             kind: PortKind::Tap(tap),
             host,
             isolated: p.isolated.unwrap_or(false),
             mtu: mtu(cx, p.mtu.as_ref(), &e)?.unwrap_or(network.mtu),
+            guard,
+            trusted,
+            any_link_local,
         });
     }
     Ok(ports)

@@ -2,7 +2,9 @@
 //!
 //! A drop is counted once, on one port, by a reason that says which side it happened on:
 //! reasons about what arrived (`Runt`, `BadSrcMac`, `LinkLocal`, `Hairpin`, `Isolated`, `Mtu`,
-//! `PortDown` for a frame whose ingress or only egress is down) count on the ingress port;
+//! `PortDown` for a frame whose ingress or only egress is down, and the guard's `Spoofed*`,
+//! `Rogue*`, `VlanNotAllowed` and `Malformed`) count on the ingress port; a monitor-mode guard
+//! counts what it would have dropped in a separate `monitored` array and drops nothing;
 //! reasons about writing (`TxFull`, `TxError`) count on the egress port that refused the frame.
 //!
 //! Counters are relaxed atomics: each is written by the worker that owns the port (rx) or the
@@ -31,10 +33,26 @@ pub enum DropReason {
     TxFull,
     /// The egress write failed for another reason (the netdev vanished, EIO, ...).
     TxError,
+    /// Guard: source MAC is not the host's nor one of its declared extra MACs.
+    SpoofedMac,
+    /// Guard: IPv4/IPv6 source address is not allowed on the port.
+    SpoofedIp,
+    /// Guard: ARP sender MAC is not the frame's, or sender IP is not allowed.
+    SpoofedArp,
+    /// Guard: IPv6 neighbour advertisement for a target the port does not own.
+    SpoofedNd,
+    /// Guard: DHCP server traffic (UDP 67→68 or 547→546) from a guarded port.
+    RogueDhcp,
+    /// Guard: ICMPv6 router advertisement from a guarded port.
+    RogueRa,
+    /// Guard: an 802.1Q / 802.1ad tagged frame from a guarded (access) port.
+    VlanNotAllowed,
+    /// Guard: an IPv4, IPv6 or ARP header that cannot be parsed, or whose lengths lie.
+    Malformed,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 17;
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Runt,
         DropReason::BadSrcMac,
@@ -45,6 +63,14 @@ impl DropReason {
         DropReason::PortDown,
         DropReason::TxFull,
         DropReason::TxError,
+        DropReason::SpoofedMac,
+        DropReason::SpoofedIp,
+        DropReason::SpoofedArp,
+        DropReason::SpoofedNd,
+        DropReason::RogueDhcp,
+        DropReason::RogueRa,
+        DropReason::VlanNotAllowed,
+        DropReason::Malformed,
     ];
 
     /// The snake_case name shown to users and used in JSON.
@@ -59,6 +85,14 @@ impl DropReason {
             DropReason::PortDown => "port_down",
             DropReason::TxFull => "tx_full",
             DropReason::TxError => "tx_error",
+            DropReason::SpoofedMac => "spoofed_mac",
+            DropReason::SpoofedIp => "spoofed_ip",
+            DropReason::SpoofedArp => "spoofed_arp",
+            DropReason::SpoofedNd => "spoofed_nd",
+            DropReason::RogueDhcp => "rogue_dhcp",
+            DropReason::RogueRa => "rogue_ra",
+            DropReason::VlanNotAllowed => "vlan_not_allowed",
+            DropReason::Malformed => "malformed",
         }
     }
 
@@ -79,9 +113,16 @@ pub struct PortCounters {
     /// Source MACs not learned because the port's or the global FDB cap was reached.
     fdb_full: AtomicU64,
     drops: [AtomicU64; DropReason::COUNT],
+    /// Frames a guard in monitor mode would have dropped, by reason (they were forwarded).
+    monitored: [AtomicU64; DropReason::COUNT],
 }
 
 impl PortCounters {
+    /// Counts a frame a monitor-mode guard let through that enforcing would have dropped.
+    pub fn count_monitored(&self, reason: DropReason) {
+        self.monitored[reason.index()].fetch_add(1, Relaxed);
+    }
+
     pub fn count_rx(&self, bytes: usize) {
         self.rx_frames.fetch_add(1, Relaxed);
         self.rx_bytes.fetch_add(bytes as u64, Relaxed);
@@ -105,6 +146,10 @@ impl PortCounters {
         for (d, a) in drops.iter_mut().zip(&self.drops) {
             *d = a.load(Relaxed);
         }
+        let mut monitored = [0u64; DropReason::COUNT];
+        for (d, a) in monitored.iter_mut().zip(&self.monitored) {
+            *d = a.load(Relaxed);
+        }
         CounterSnapshot {
             rx_frames: self.rx_frames.load(Relaxed),
             rx_bytes: self.rx_bytes.load(Relaxed),
@@ -112,6 +157,7 @@ impl PortCounters {
             tx_bytes: self.tx_bytes.load(Relaxed),
             fdb_full: self.fdb_full.load(Relaxed),
             drops,
+            monitored,
         }
     }
 }
@@ -125,11 +171,21 @@ pub struct CounterSnapshot {
     pub tx_bytes: u64,
     pub fdb_full: u64,
     pub drops: [u64; DropReason::COUNT],
+    /// Would-be drops of a monitor-mode guard, by reason.
+    pub monitored: [u64; DropReason::COUNT],
 }
 
 impl CounterSnapshot {
     pub fn drops(&self, reason: DropReason) -> u64 {
         self.drops[reason.index()]
+    }
+
+    pub fn monitored(&self, reason: DropReason) -> u64 {
+        self.monitored[reason.index()]
+    }
+
+    pub fn total_monitored(&self) -> u64 {
+        self.monitored.iter().sum()
     }
 
     pub fn total_drops(&self) -> u64 {
@@ -160,6 +216,28 @@ mod tests {
         for (i, r) in DropReason::ALL.iter().enumerate() {
             assert_eq!(r.index(), i);
         }
+    }
+
+    #[test]
+    fn names_are_unique_snake_case() {
+        let names: std::collections::HashSet<_> =
+            DropReason::ALL.iter().map(|r| r.name()).collect();
+        assert_eq!(names.len(), DropReason::COUNT);
+        for n in names {
+            assert!(n.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{n}");
+        }
+    }
+
+    #[test]
+    fn monitored_is_apart_from_drops() {
+        let c = PortCounters::default();
+        c.count_monitored(DropReason::SpoofedIp);
+        let s = c.snapshot();
+        assert_eq!(
+            (s.monitored(DropReason::SpoofedIp), s.total_drops()),
+            (1, 0)
+        );
+        assert_eq!(s.drops_summary(), "-");
     }
 
     #[test]

@@ -1,13 +1,18 @@
 //! `Switch::process`: the forwarding decision, in the Linux bridge's order (`br_input.c`).
 //!
 //! ```text
-//! parse ─► bad source? ─► link-local? ─► learn ─► multicast? ─► lookup ─► should_deliver
-//! (Runt)   (BadSrcMac)    (LinkLocal)    (FDB)     (Flood)      (FDB)    (Hairpin, PortDown,
-//!                                                                          Isolated, Mtu)
+//! parse ─► bad source? ─► link-local? ─► guard ─► learn ─► multicast? ─► lookup ─► should_deliver
+//! (Runt)   (BadSrcMac)    (LinkLocal)  (Spoofed*, (FDB)     (Flood)      (FDB)    (Hairpin,
+//!                                      Rogue*, ...)                               PortDown,
+//!                                                                                 Isolated, Mtu)
 //! ```
 //!
-//! Learning happens only after the frame passed the ingress checks, so a frame that is dropped
-//! cannot poison the table. A frame never goes back out of its ingress port. Isolated ports
+//! Learning happens only after the frame passed the ingress checks and the port's guard (see
+//! `guard.rs`), so a frame that is dropped cannot poison the table. Each port's policy sits
+//! behind its own `RwLock`: the data path takes the read side for the length of one `check`
+//! (uncontended, no allocation); `set_policy`, `allow`, `bind_lease` and friends take the write
+//! side of that one port only, so a change never stalls other ports' traffic and holds from the
+//! next frame on. A frame never goes back out of its ingress port. Isolated ports
 //! (libvirt's `<port isolated='yes'/>`) reach non-isolated ports but not each other. A frame whose
 //! payload exceeds the egress MTU is dropped, never truncated. Unknown unicast, broadcast and
 //! multicast are flooded to every other port that is up and `should_deliver` allows.
@@ -16,9 +21,14 @@
 //! effects are on the FDB and the counters, both interior and lock-light, so `&self` is shared
 //! by every worker thread.
 
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
+use ipnet::{IpNet, Ipv4Net};
+
+use super::guard::{self, GuardMode, PortPolicy};
 use super::{CounterSnapshot, DropReason, Fdb, FdbEntry, Learn, PortCounters, PortId};
 use crate::wire::{EthernetFrame, MacAddr};
 
@@ -40,6 +50,9 @@ pub struct PortSpec {
     /// IP MTU: the largest L2 payload (after Ethernet and VLAN headers) the port accepts.
     pub mtu: u32,
     pub isolated: bool,
+    /// The guard's initial policy; `None`: unguarded (no host, `guard = false`, or trusted).
+    /// Live changes go through `Switch::set_policy` and friends, not through this field.
+    pub policy: Option<PortPolicy>,
 }
 
 /// Switch-wide parameters.
@@ -66,6 +79,7 @@ struct PortState {
     spec: PortSpec,
     up: AtomicBool,
     counters: PortCounters,
+    policy: RwLock<Option<Arc<PortPolicy>>>,
 }
 
 /// The switch: ports, FDB, counters. Shared by reference between all worker threads.
@@ -88,6 +102,7 @@ impl Switch {
             ports: ports
                 .into_iter()
                 .map(|spec| PortState {
+                    policy: RwLock::new(spec.policy.clone().map(Arc::new)),
                     spec,
                     up: AtomicBool::new(true),
                     counters: PortCounters::default(),
@@ -127,6 +142,9 @@ impl Switch {
         if dst.is_link_local() {
             return Verdict::Drop(DropReason::LinkLocal);
         }
+        if let Err(reason) = self.check_guard(port, frame) {
+            return Verdict::Drop(reason);
+        }
         if self.learning && self.fdb.learn(src, ingress, now) == Learn::Full {
             port.counters.count_fdb_full();
         }
@@ -139,6 +157,22 @@ impl Switch {
                 Ok(()) => Verdict::Forward(egress),
                 Err(reason) => Verdict::Drop(reason),
             },
+        }
+    }
+
+    /// The port's guard stage: `Err` only for an enforcing policy that refuses the frame; a
+    /// monitor-mode refusal is counted in `monitored` and passes.
+    fn check_guard(&self, port: &PortState, frame: &[u8]) -> Result<(), DropReason> {
+        let policy = port.policy.read().unwrap_or_else(PoisonError::into_inner);
+        let Some(policy) = policy.as_deref() else {
+            return Ok(());
+        };
+        match guard::check(policy, frame) {
+            Err(reason) if policy.mode == GuardMode::Monitor => {
+                port.counters.count_monitored(reason);
+                Ok(())
+            }
+            verdict => verdict,
         }
     }
 
@@ -243,6 +277,80 @@ impl Switch {
             .iter()
             .position(|p| p.spec.name == name)
             .map(|i| PortId(i as u16))
+    }
+
+    /// Replaces `port`'s guard policy (`None`: unguarded) from the next frame on.
+    pub fn set_policy(&self, port: PortId, policy: Option<PortPolicy>) {
+        let new = policy.map(Arc::new);
+        *self.ports[port.index()]
+            .policy
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = new;
+    }
+
+    /// A copy of `port`'s current guard policy.
+    pub fn policy(&self, port: PortId) -> Option<PortPolicy> {
+        let policy = self.ports[port.index()]
+            .policy
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        policy.as_deref().cloned()
+    }
+
+    /// Edits `port`'s policy in place under its write lock; false if the port is unguarded.
+    fn edit_policy(&self, port: PortId, edit: impl FnOnce(&mut PortPolicy) -> bool) -> bool {
+        let mut policy = self.ports[port.index()]
+            .policy
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        policy.as_mut().is_some_and(|p| edit(Arc::make_mut(p)))
+    }
+
+    /// Allows `net` (an address or a prefix) as a source on `port`. Returns whether the policy
+    /// changed: false if the port is unguarded or already allowed exactly `net`.
+    pub fn allow(&self, port: PortId, net: IpNet) -> bool {
+        self.edit_policy(port, |p| match net {
+            IpNet::V4(n) => p.ipv4.insert(n),
+            IpNet::V6(n) => p.ipv6.insert(n),
+        })
+    }
+
+    /// Removes exactly `net` from `port`'s declared addresses (leases are untouched).
+    pub fn disallow(&self, port: PortId, net: IpNet) -> bool {
+        self.edit_policy(port, |p| match net {
+            IpNet::V4(n) => p.ipv4.remove(&n),
+            IpNet::V6(n) => p.ipv6.remove(&n),
+        })
+    }
+
+    /// Allows `mac` as a source MAC on `port`.
+    pub fn allow_mac(&self, port: PortId, mac: MacAddr) -> bool {
+        self.edit_policy(port, |p| {
+            let new = !p.macs.contains(&mac);
+            if new {
+                p.macs.push(mac);
+            }
+            new
+        })
+    }
+
+    /// Stops allowing `mac` as a source MAC on `port`.
+    pub fn disallow_mac(&self, port: PortId, mac: MacAddr) -> bool {
+        self.edit_policy(port, |p| {
+            let before = p.macs.len();
+            p.macs.retain(|m| *m != mac);
+            p.macs.len() != before
+        })
+    }
+
+    /// Binds a DHCP lease: `addr` is allowed on `port` while the lease lives.
+    pub fn bind_lease(&self, port: PortId, addr: Ipv4Addr) -> bool {
+        self.edit_policy(port, |p| p.leased_ipv4.insert(Ipv4Net::from(addr)))
+    }
+
+    /// Unbinds a lease (expired or released). A declared address stays allowed.
+    pub fn unbind_lease(&self, port: PortId, addr: Ipv4Addr) -> bool {
+        self.edit_policy(port, |p| p.leased_ipv4.remove(&Ipv4Net::from(addr)))
     }
 
     pub fn counters(&self, port: PortId) -> CounterSnapshot {

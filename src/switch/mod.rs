@@ -1,4 +1,5 @@
-//! The pure data plane: the forwarding decision, the MAC table and the counters.
+//! The pure data plane: the forwarding decision, the per-port guard, the MAC table and the
+//! counters.
 //!
 //! Nothing in here makes a syscall or reads the clock: the caller passes `now`, and gets back a
 //! `Verdict` it carries out. That keeps the decision unit-testable without root and benchmarkable
@@ -7,10 +8,12 @@
 mod counters;
 mod fdb;
 mod forward;
+mod guard;
 
 pub use counters::{CounterSnapshot, DropReason, PortCounters};
 pub use fdb::{Fdb, FdbEntry, Learn};
 pub use forward::{PortSpec, Switch, SwitchParams, Verdict};
+pub use guard::{check, eui64_link_local, AllowedIps, GuardMode, PortPolicy, Prefix};
 
 /// A port's index in the switch's port table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -1,0 +1,143 @@
+//! The appliance's I/O: the thread behind the switch's service port.
+//!
+//! The service port is a port of the switch like any other (it has a `PortId`, a static FDB
+//! entry for the appliance's MAC, and receives floods), but instead of an fd it has a bounded
+//! channel. Workers hand it only the frames it `wants` (ARP for the gateway address, IPv4 to the
+//! gateway or broadcast UDP to the DHCP server port), as `(ingress, frame)`; a full channel is a
+//! counted `tx_full` drop on the service port, never a blocked worker. The appliance thread answers
+//! each frame and writes the reply straight out of the port the request came in on, never through
+//! the FDB: a DHCP client without an address, or a host on an isolated port, gets its answer on its
+//! own port only.
+//!
+//! Replies are complete frames (every checksum filled) preceded by an all-zero virtio-net header.
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+
+use super::{Ports, TICK};
+use crate::switch::{DropReason, PortId, Switch};
+use crate::wire::ipv4::{arp_reply, icmp_echo_reply, Ipv4View};
+use crate::wire::{EtherType, EthernetFrame, MacAddr, VNET_HDR_LEN};
+
+/// UDP port of a DHCPv4 server.
+pub(super) const DHCP_SERVER_PORT: u16 = 67;
+
+/// One frame for the appliance, with the port it arrived on.
+pub(super) struct ServiceFrame {
+    pub(super) ingress: PortId,
+    pub(super) frame: Vec<u8>,
+}
+
+/// The appliance's identity on the segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    pub mac: MacAddr,
+    pub ip: Ipv4Addr,
+}
+
+impl Identity {
+    /// Whether the appliance has anything to do with `frame` (a cheap classification on the
+    /// worker, so floods the appliance ignores are never copied).
+    pub fn wants(&self, frame: &[u8]) -> bool {
+        let Some(eth) = EthernetFrame::new_checked(frame) else {
+            return false;
+        };
+        match eth.ethertype() {
+            // ARP: the target protocol address is at 14 + 24.
+            EtherType::Arp => frame.get(38..42) == Some(&self.ip.octets()[..]),
+            EtherType::Ipv4 => {
+                let ip = &frame[14..];
+                if ip.len() < 20 {
+                    return false;
+                }
+                let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+                let ihl = usize::from(ip[0] & 0x0f) * 4;
+                let is_dhcp = ip[9] == 17
+                    && ip.get(ihl + 2..ihl + 4) == Some(&DHCP_SERVER_PORT.to_be_bytes()[..]);
+                dst == self.ip || (is_dhcp && dst == Ipv4Addr::BROADCAST)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A stable, locally administered MAC for the appliance, derived from the network's name
+/// (FNV-1a), so it survives restarts and differs between networks on one host.
+pub fn default_mac(network: &str) -> MacAddr {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in b"switchyard-appliance:".iter().chain(network.as_bytes()) {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let b = h.to_be_bytes();
+    // 0x02: locally administered, unicast.
+    MacAddr([0x02, b[1], b[2], b[3], b[4], b[5]])
+}
+
+/// The appliance thread's state.
+pub(super) struct Appliance {
+    pub(super) id: Identity,
+    pub(super) rx: Receiver<ServiceFrame>,
+    pub(super) ports: Arc<Ports>,
+    pub(super) switch: Arc<Switch>,
+}
+
+impl Appliance {
+    pub(super) fn run(self, stop: &AtomicBool) {
+        let mut reply = Vec::with_capacity(1600);
+        let mut out = Vec::with_capacity(1600);
+        while !stop.load(Ordering::Relaxed) {
+            let sf = match self.rx.recv_timeout(TICK) {
+                Ok(sf) => sf,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            if self.answer(&sf.frame, &mut reply) {
+                self.send(sf.ingress, &reply, &mut out);
+            }
+        }
+    }
+
+    /// Builds the reply to `frame` into `reply`; false if there is none.
+    fn answer(&self, frame: &[u8], reply: &mut Vec<u8>) -> bool {
+        let Identity { mac, ip } = self.id;
+        if arp_reply(frame, mac, ip, reply) || icmp_echo_reply(frame, mac, ip, reply) {
+            return true;
+        }
+        if let Some(v) = Ipv4View::parse(frame) {
+            if let Some((_, DHCP_SERVER_PORT, _)) = v.udp() {
+                tracing::debug!(src = %v.src_mac, "DHCP message; no DHCP server configured yet");
+            }
+        }
+        false
+    }
+
+    /// Writes `frame` (no virtio-net header) out of `port`, counting it as the service port's
+    /// output and the egress port's tx.
+    fn send(&self, port: PortId, frame: &[u8], out: &mut Vec<u8>) {
+        out.clear();
+        out.resize(VNET_HDR_LEN, 0);
+        out.extend_from_slice(frame);
+        match self.ports.taps[port.index()].send(out) {
+            Ok(_) => self.switch.count_tx(port, frame.len()),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                self.switch.count_drop(port, DropReason::TxFull)
+            }
+            Err(_) => self.switch.count_drop(port, DropReason::TxError),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_mac_is_stable_local_unicast_and_per_network() {
+        let a = default_mac("lab");
+        assert_eq!(a, default_mac("lab"));
+        assert_ne!(a, default_mac("lab2"));
+        assert!(a.is_local() && a.is_valid_source());
+    }
+}
