@@ -41,5 +41,6 @@
 pub mod control;
 pub mod daemon;
 pub mod port;
+pub mod service;
 pub mod switch;
 pub mod wire;

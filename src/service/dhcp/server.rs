@@ -1,0 +1,499 @@
+//! The DHCPv4 server state machine: sans-IO, authoritative, dnsmasq's behaviour as reference.
+//!
+//! # Theory of operation
+//!
+//! [`DhcpServer::process`] takes one client message (the UDP payload sent to port 67), its
+//! ingress port and `now` (epoch seconds), and returns an [`Outcome`]: at most one [`Reply`] and
+//! at most one [`LeaseChange`]. The caller persists the change *before* it sends the reply (see
+//! the parent module), and builds the frame: source the server id, UDP 67 → 68, out of the
+//! ingress port only, to the [`Destination`] given.
+//!
+//! The life of a message: the per-port token bucket, then the option pre-scan
+//! ([`validate`](super::validate)), then dhcproto, then the header checks (a BOOTREQUEST from
+//! Ethernet, not relayed). Every refusal is a [`DropReason`] for the caller to count.
+//!
+//! Address choice for a client, in order (dnsmasq's): its reservation (by client id, MAC or
+//! hostname), the address already offered to it, its previous lease (even expired), the address
+//! it asks for (option 50) if in the pool, then a pool address probed from a hash of its key
+//! (stable: a client that released or lost its lease tends to get the same address back), first
+//! among never-leased addresses, then among expired leases. An address is never given while it is
+//! quarantined (DECLINE: 600 s), leased or offered to another client, or reserved for another.
+//!
+//! Authoritative: a REQUEST (selecting with our server id, init-reboot, renewing, rebinding) for
+//! an address the client may not have gets a NAK, never silence, so a client whose lease database
+//! was lost recovers at once. A REQUEST carrying another server's id only withdraws our offer.
+//!
+//! Bounded state: leases (one per subnet address), offers ([`MAX_OFFERS`], 60 s), the quarantine
+//! (addresses of the subnet), token buckets (one per port id). Expiry is lazy: every check
+//! compares with `now`, so the server has no timer and no deadline to expose.
+
+use std::collections::{HashMap, HashSet};
+use std::net::Ipv4Addr;
+
+use dhcproto::v4::{DhcpOption, HType, Message, MessageType, Opcode, OptionCode};
+use dhcproto::{Decodable, Decoder, Name};
+
+use super::leases::{ClientKey, Lease, LeaseChange, LeaseTable};
+use super::params::{DhcpParams, Reservation};
+use super::reply::{self, Client};
+use super::validate::check_options;
+
+pub use super::reply::{Destination, Reply};
+
+/// A declined address is not offered to anyone for this long (dnsmasq's DECLINE_BACKOFF).
+pub const DECLINE_QUARANTINE_SECS: u64 = 600;
+/// An offer reserves its address for this long.
+pub const OFFER_SECS: u64 = 60;
+/// At most this many outstanding offers (expired ones are purged when full).
+pub const MAX_OFFERS: usize = 4096;
+
+/// Why a message got no reply. Each is a counted drop for the caller, never an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Truncated, bad cookie, an unsafe option length, or dhcproto refused it.
+    Malformed,
+    /// A BOOTREPLY, a non-Ethernet chaddr, or no message type: not a client message for us.
+    NotClientMessage,
+    /// giaddr set: relayed messages are not served (the switch is one L2 segment).
+    Relayed,
+    /// OFFER, ACK, NAK, LEASEQUERY and the like arriving at a server.
+    UnexpectedType,
+    /// The port's token bucket is empty.
+    RateLimited,
+    /// The port already holds its maximum of live leases.
+    PortLeaseLimit,
+    /// No address can be offered: no reservation, pool exhausted or absent.
+    NoAddress,
+    /// Too many outstanding offers.
+    OffersFull,
+    /// REQUEST/RELEASE/DECLINE for another server, or RELEASE/DECLINE without a server id.
+    NotForUs,
+    /// RELEASE of a lease we do not hold, INFORM without ciaddr, REQUEST without any address.
+    Ignored,
+    /// dhcproto could not encode the reply (a configured option it cannot write).
+    Unencodable,
+}
+
+impl DropReason {
+    /// Every reason, for counter tables.
+    pub const ALL: [DropReason; 11] = [
+        DropReason::Malformed,
+        DropReason::NotClientMessage,
+        DropReason::Relayed,
+        DropReason::UnexpectedType,
+        DropReason::RateLimited,
+        DropReason::PortLeaseLimit,
+        DropReason::NoAddress,
+        DropReason::OffersFull,
+        DropReason::NotForUs,
+        DropReason::Ignored,
+        DropReason::Unencodable,
+    ];
+
+    /// A stable snake_case name for counters and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::NotClientMessage => "not_client_message",
+            DropReason::Relayed => "relayed",
+            DropReason::UnexpectedType => "unexpected_type",
+            DropReason::RateLimited => "rate_limited",
+            DropReason::PortLeaseLimit => "port_lease_limit",
+            DropReason::NoAddress => "no_address",
+            DropReason::OffersFull => "offers_full",
+            DropReason::NotForUs => "not_for_us",
+            DropReason::Ignored => "ignored",
+            DropReason::Unencodable => "unencodable",
+        }
+    }
+}
+
+/// What to do after one message.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Outcome {
+    /// Persist this (fsync) *before* sending the reply.
+    pub change: Option<LeaseChange>,
+    pub reply: Option<Reply>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Offer {
+    ip: Ipv4Addr,
+    expires: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: u32,
+    last: u64,
+}
+
+/// The server: configuration, leases, offers, quarantine and rate limits.
+#[derive(Debug)]
+pub struct DhcpServer {
+    pub(super) params: DhcpParams,
+    pub(super) search: Vec<Name>,
+    leases: LeaseTable,
+    offers: HashMap<ClientKey, Offer>,
+    offered: HashMap<Ipv4Addr, ClientKey>,
+    quarantine: HashMap<Ipv4Addr, u64>,
+    reserved: HashSet<Ipv4Addr>,
+    buckets: HashMap<u16, Bucket>,
+}
+
+impl DhcpServer {
+    /// A server with an empty lease table. Use [`with_leases`](Self::with_leases) after replay.
+    pub fn new(params: DhcpParams) -> Result<DhcpServer, super::ParamsError> {
+        let search = params.validate()?;
+        let reserved = params.reservations.iter().map(|r| r.ipv4).collect();
+        Ok(DhcpServer {
+            params,
+            search,
+            leases: LeaseTable::new(),
+            offers: HashMap::new(),
+            offered: HashMap::new(),
+            quarantine: HashMap::new(),
+            reserved,
+            buckets: HashMap::new(),
+        })
+    }
+
+    /// Replaces the lease table (the one [`Journal::open`](super::Journal::open) rebuilt).
+    pub fn with_leases(mut self, leases: LeaseTable) -> DhcpServer {
+        self.leases = leases;
+        self
+    }
+
+    pub fn leases(&self) -> &LeaseTable {
+        &self.leases
+    }
+
+    pub fn params(&self) -> &DhcpParams {
+        &self.params
+    }
+
+    /// Handles one client message; see the module docs.
+    pub fn process(&mut self, payload: &[u8], port: u16, now: u64) -> Result<Outcome, DropReason> {
+        self.take_token(port, now)?;
+        check_options(payload).map_err(|_| DropReason::Malformed)?;
+        let msg = Message::decode(&mut Decoder::new(payload)).map_err(|_| DropReason::Malformed)?;
+        if msg.opcode() != Opcode::BootRequest || msg.htype() != HType::Eth || msg.hlen() != 6 {
+            return Err(DropReason::NotClientMessage);
+        }
+        if !msg.giaddr().is_unspecified() {
+            return Err(DropReason::Relayed);
+        }
+        let ty = msg.opts().msg_type().ok_or(DropReason::NotClientMessage)?;
+        let client = Client::parse(&msg, port, self.params.key_mode);
+        match ty {
+            MessageType::Discover => self.process_discover(&msg, &client, now),
+            MessageType::Request => self.process_request(&msg, &client, now),
+            MessageType::Release => self.process_release(&msg, &client),
+            MessageType::Decline => self.process_decline(&msg, &client, now),
+            MessageType::Inform => self.process_inform(&msg, &client),
+            _ => Err(DropReason::UnexpectedType),
+        }
+    }
+
+    fn process_discover(
+        &mut self,
+        msg: &Message,
+        c: &Client,
+        now: u64,
+    ) -> Result<Outcome, DropReason> {
+        if self.port_is_full(c, now) {
+            return Err(DropReason::PortLeaseLimit);
+        }
+        let ip = self
+            .pick_address(c, requested_ip(msg), now)
+            .ok_or(DropReason::NoAddress)?;
+        if self.offers.len() >= MAX_OFFERS && !self.offers.contains_key(&c.key) {
+            self.offers.retain(|_, o| o.expires > now);
+            let live: HashSet<Ipv4Addr> = self.offers.values().map(|o| o.ip).collect();
+            self.offered.retain(|ip, _| live.contains(ip));
+            if self.offers.len() >= MAX_OFFERS {
+                return Err(DropReason::OffersFull);
+            }
+        }
+        self.withdraw_offer(&c.key);
+        self.offers.insert(
+            c.key.clone(),
+            Offer {
+                ip,
+                expires: now.saturating_add(OFFER_SECS),
+            },
+        );
+        self.offered.insert(ip, c.key.clone());
+        let reply = reply::build(self, msg, MessageType::Offer, ip, c, true)?;
+        Ok(Outcome {
+            change: None,
+            reply: Some(reply),
+        })
+    }
+
+    fn process_request(
+        &mut self,
+        msg: &Message,
+        c: &Client,
+        now: u64,
+    ) -> Result<Outcome, DropReason> {
+        let ciaddr = msg.ciaddr();
+        let ip = match (server_id(msg), requested_ip(msg)) {
+            // SELECTING: the client chose a server.
+            (Some(sid), _) if sid != self.params.server_id => {
+                self.withdraw_offer(&c.key);
+                return Err(DropReason::NotForUs);
+            }
+            (Some(_), Some(ip)) => ip,
+            // INIT-REBOOT: no server id, the address it remembers in option 50.
+            (None, Some(ip)) => ip,
+            // RENEWING (unicast) or REBINDING (broadcast): the address is in ciaddr.
+            (_, None) if !ciaddr.is_unspecified() => ciaddr,
+            _ => return Err(DropReason::Ignored),
+        };
+        if !self.may_have(c, ip, now) || self.port_is_full(c, now) {
+            return self.nak(msg, c);
+        }
+        let reply = reply::build(self, msg, MessageType::Ack, ip, c, true)?;
+        self.withdraw_offer(&c.key);
+        let lease = Lease {
+            key: c.key.clone(),
+            mac: c.mac,
+            ip,
+            expires: self
+                .params
+                .lease_time
+                .map(|t| now.saturating_add(t.as_secs())),
+            hostname: self
+                .reservation_for(c)
+                .map(|r| r.name.clone())
+                .or(c.hostname.clone()),
+            client_id: c.client_id.clone(),
+            port: c.port,
+        };
+        self.leases.upsert(lease.clone());
+        Ok(Outcome {
+            change: Some(LeaseChange::Upsert(lease)),
+            reply: Some(reply),
+        })
+    }
+
+    fn nak(&self, msg: &Message, c: &Client) -> Result<Outcome, DropReason> {
+        let reply = reply::build(self, msg, MessageType::Nak, Ipv4Addr::UNSPECIFIED, c, false)?;
+        Ok(Outcome {
+            change: None,
+            reply: Some(reply),
+        })
+    }
+
+    /// RELEASE: only with our server id, only for the lease the client holds on ciaddr.
+    fn process_release(&mut self, msg: &Message, c: &Client) -> Result<Outcome, DropReason> {
+        if server_id(msg) != Some(self.params.server_id) {
+            return Err(DropReason::NotForUs);
+        }
+        match self.leases.get(&c.key) {
+            Some(l) if l.ip == msg.ciaddr() => {
+                self.leases.remove(&c.key);
+                Ok(Outcome {
+                    change: Some(LeaseChange::Remove(c.key.clone())),
+                    reply: None,
+                })
+            }
+            _ => Err(DropReason::Ignored),
+        }
+    }
+
+    /// DECLINE: the client found the address in use (ARP). Quarantine it for everyone, and
+    /// forget the client's lease on it.
+    fn process_decline(
+        &mut self,
+        msg: &Message,
+        c: &Client,
+        now: u64,
+    ) -> Result<Outcome, DropReason> {
+        if server_id(msg) != Some(self.params.server_id) {
+            return Err(DropReason::NotForUs);
+        }
+        let ip = requested_ip(msg).ok_or(DropReason::Ignored)?;
+        if !self.params.is_host_addr(ip) {
+            return Err(DropReason::Ignored);
+        }
+        self.quarantine.retain(|_, until| *until > now);
+        self.quarantine
+            .insert(ip, now.saturating_add(DECLINE_QUARANTINE_SECS));
+        self.withdraw_offer(&c.key);
+        let change = match self.leases.get(&c.key) {
+            Some(l) if l.ip == ip => {
+                self.leases.remove(&c.key);
+                Some(LeaseChange::Remove(c.key.clone()))
+            }
+            _ => None,
+        };
+        Ok(Outcome {
+            change,
+            reply: None,
+        })
+    }
+
+    /// INFORM: configuration only, no lease time, unicast to ciaddr.
+    fn process_inform(&mut self, msg: &Message, c: &Client) -> Result<Outcome, DropReason> {
+        if msg.ciaddr().is_unspecified() {
+            return Err(DropReason::Ignored);
+        }
+        let reply = reply::build(self, msg, MessageType::Ack, Ipv4Addr::UNSPECIFIED, c, false)?;
+        Ok(Outcome {
+            change: None,
+            reply: Some(reply),
+        })
+    }
+
+    /// The reservation that matches `c`: by client id if it names one, by hostname if it asks
+    /// for that, else by MAC.
+    pub(super) fn reservation_for(&self, c: &Client) -> Option<&Reservation> {
+        self.params
+            .reservations
+            .iter()
+            .find(|r| match (&r.client_id, r.match_hostname) {
+                (Some(id), _) => c.client_id.as_deref() == Some(id.as_slice()),
+                (None, true) => c
+                    .hostname
+                    .as_deref()
+                    .is_some_and(|h| h.eq_ignore_ascii_case(&r.name)),
+                (None, false) => r.mac == Some(c.mac),
+            })
+    }
+
+    fn in_pool(&self, ip: Ipv4Addr) -> bool {
+        self.params
+            .pool
+            .is_some_and(|(lo, hi)| lo <= ip && ip <= hi)
+    }
+
+    /// May `ip` be handed to `c` now, as far as other clients are concerned?
+    fn is_free_for(&self, c: &Client, ip: Ipv4Addr, now: u64) -> bool {
+        if !self.params.is_host_addr(ip) || ip == self.params.server_id {
+            return false;
+        }
+        if self.quarantine.get(&ip).is_some_and(|until| *until > now) {
+            return false;
+        }
+        if self.reserved.contains(&ip) && self.reservation_for(c).map(|r| r.ipv4) != Some(ip) {
+            return false;
+        }
+        if let Some(l) = self.leases.get_by_ip(ip) {
+            if l.key != c.key && !l.has_expired(now) {
+                return false;
+            }
+        }
+        match self.offered.get(&ip) {
+            Some(k) if *k != c.key => self.offers.get(k).is_none_or(|o| o.expires <= now),
+            _ => true,
+        }
+    }
+
+    /// May `c` be bound to `ip` (the REQUEST check)?
+    fn may_have(&self, c: &Client, ip: Ipv4Addr, now: u64) -> bool {
+        if !self.is_free_for(c, ip, now) {
+            return false;
+        }
+        match self.reservation_for(c) {
+            Some(r) if r.ipv4 == ip => true,
+            // The reservation is usable: the client must move to it.
+            Some(r) if self.is_free_for(c, r.ipv4, now) => false,
+            _ => self.in_pool(ip) || self.leases.get(&c.key).is_some_and(|l| l.ip == ip),
+        }
+    }
+
+    fn pick_address(&self, c: &Client, requested: Option<Ipv4Addr>, now: u64) -> Option<Ipv4Addr> {
+        if let Some(r) = self.reservation_for(c) {
+            if self.is_free_for(c, r.ipv4, now) {
+                return Some(r.ipv4);
+            }
+        }
+        let candidates = [
+            self.offers
+                .get(&c.key)
+                .filter(|o| o.expires > now)
+                .map(|o| o.ip),
+            self.leases.get(&c.key).map(|l| l.ip),
+            requested,
+        ];
+        for ip in candidates.into_iter().flatten() {
+            if self.in_pool(ip) && self.is_free_for(c, ip, now) {
+                return Some(ip);
+            }
+        }
+        let (lo, hi) = self.params.pool?;
+        let (lo, hi) = (u32::from(lo), u32::from(hi));
+        let size = u64::from(hi - lo) + 1;
+        let start = fnv1a(&c.key) % size;
+        let probe = |ip: &Ipv4Addr| self.is_free_for(c, *ip, now);
+        let ring = (0..size).map(|i| Ipv4Addr::from(lo + ((start + i) % size) as u32));
+        // Never-leased addresses first, so expired leases stay available to returning clients.
+        ring.clone()
+            .filter(|ip| self.leases.get_by_ip(*ip).is_none())
+            .find(probe)
+            .or_else(|| ring.clone().find(probe))
+    }
+
+    /// Would one more lease on `c.port` exceed the per-port limit?
+    fn port_is_full(&self, c: &Client, now: u64) -> bool {
+        let max = self.params.max_leases_per_port;
+        self.leases.is_port_full(c.port, now, &c.key, max)
+    }
+
+    fn withdraw_offer(&mut self, key: &ClientKey) {
+        if let Some(o) = self.offers.remove(key) {
+            if self.offered.get(&o.ip) == Some(key) {
+                self.offered.remove(&o.ip);
+            }
+        }
+    }
+
+    fn take_token(&mut self, port: u16, now: u64) -> Result<(), DropReason> {
+        let Some(limit) = self.params.rate_limit else {
+            return Ok(());
+        };
+        let b = self.buckets.entry(port).or_insert(Bucket {
+            tokens: limit.burst,
+            last: now,
+        });
+        let refill = now
+            .saturating_sub(b.last)
+            .saturating_mul(u64::from(limit.per_sec));
+        b.tokens = u64::from(b.tokens)
+            .saturating_add(refill)
+            .min(u64::from(limit.burst)) as u32;
+        b.last = b.last.max(now);
+        if b.tokens == 0 {
+            return Err(DropReason::RateLimited);
+        }
+        b.tokens -= 1;
+        Ok(())
+    }
+}
+
+fn server_id(msg: &Message) -> Option<Ipv4Addr> {
+    match msg.opts().get(OptionCode::ServerIdentifier) {
+        Some(DhcpOption::ServerIdentifier(ip)) => Some(*ip),
+        _ => None,
+    }
+}
+
+fn requested_ip(msg: &Message) -> Option<Ipv4Addr> {
+    match msg.opts().get(OptionCode::RequestedIpAddress) {
+        Some(DhcpOption::RequestedIpAddress(ip)) => Some(*ip),
+        _ => None,
+    }
+}
+
+/// FNV-1a of the key: a hash that is stable across restarts (unlike `RandomState`).
+fn fnv1a(key: &ClientKey) -> u64 {
+    let bytes: &[u8] = match key {
+        ClientKey::Mac(m) => &m.0,
+        ClientKey::ClientId(id) => id,
+    };
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
