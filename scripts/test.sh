@@ -18,6 +18,10 @@ declare -A need=(
   [nsenter]=util-linux
   [sysctl]=procps
   [tcpdump]=tcpdump
+  [dhclient]=isc-dhcp-client
+  [udhcpc]=udhcpc
+  [dhcpcd]=dhcpcd-base
+  [timeout]=coreutils
 )
 missing=()
 for cmd in "${!need[@]}"; do
@@ -44,3 +48,4 @@ cargo build --locked --all-targets
 cargo test --locked
 # The pure benchmarks must at least run (one quick pass, no measurement).
 cargo bench --locked --bench forward -- --test
+cargo bench --locked --bench dhcp -- --test

@@ -16,6 +16,7 @@
 //! included, are the bytes written to the egress tap. With offloads off the header is all zero.
 
 mod appliance;
+mod dhcp;
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,7 +25,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::control::config::{AddressMode, Config, PortKind};
+use crate::control::config::{dhcp_params, AddressMode, Config, PortKind};
 use crate::port::netns::Netns;
 use crate::port::tap::TapPort;
 use crate::port::{self, Epoll, PortError};
@@ -49,6 +50,8 @@ pub use appliance::{default_mac, Identity};
 pub enum DaemonError {
     #[error("port '{port}': {source}")]
     Port { port: String, source: PortError },
+    #[error("DHCP: {message}")]
+    Dhcp { message: String },
     #[error("{what}: {source}")]
     Io {
         what: &'static str,
@@ -92,13 +95,13 @@ fn build_ports(config: &Config) -> Result<Ports, DaemonError> {
                         .map(|a| (a, config.network.subnet.prefix_len())),
                     AddressMode::None => None,
                 };
-                tap.plug_into(&namespaces[idx], host.map(|h| h.mac), ipv4)
+                tap.plug_into(&namespaces[idx], host.and_then(|h| h.mac), ipv4)
                     .map_err(err)?;
                 tracing::info!(
                     port = %p.name,
                     ifname = %tap_cfg.ifname,
                     netns = %ns_name,
-                    mac = %host.map(|h| h.mac.to_string()).unwrap_or_else(|| "-".into()),
+                    mac = %host.and_then(|h| h.mac).map_or_else(|| "-".into(), |m| m.to_string()),
                     ipv4 = %ipv4.map(|(a, l)| format!("{a}/{l}")).unwrap_or_else(|| "-".into()),
                     "port up: tap plugged into namespace"
                 );
@@ -188,11 +191,24 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
         id: identity(config),
         tx: service_tx,
     };
+    let dhcp = if config.dhcp.enabled {
+        let svc = dhcp::DhcpService::open(
+            dhcp_params(config),
+            config.dhcp.journal_path(),
+            config.dhcp.lease_file.clone(),
+            Arc::clone(&switch),
+        )
+        .map_err(|message| DaemonError::Dhcp { message })?;
+        Some(svc)
+    } else {
+        None
+    };
     let appliance = appliance::Appliance {
         id: service.id,
         rx: service_rx,
         ports: Arc::clone(&ports),
         switch: Arc::clone(&switch),
+        dhcp,
     };
     let appliance_handle = {
         let stop = Arc::clone(&stop);

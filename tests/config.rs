@@ -21,13 +21,15 @@ fn default_file_on_disk_is_the_embedded_default() {
             from_disk.network,
             from_disk.switch,
             from_disk.hosts,
-            from_disk.ports
+            from_disk.ports,
+            from_disk.dhcp
         ),
         (
             embedded.network,
             embedded.switch,
             embedded.hosts,
-            embedded.ports
+            embedded.ports,
+            embedded.dhcp
         )
     );
 }

@@ -52,7 +52,7 @@ fn a_port_with_a_host_is_guarded_by_default() {
         (Guard::Enforce, false, false)
     );
     let policy = p.policy(&c).unwrap();
-    assert_eq!(policy.macs, vec![c.hosts[0].mac]);
+    assert_eq!(policy.macs, vec![c.hosts[0].mac.unwrap()]);
     assert!(policy.allows_ipv4(Ipv4Addr::new(10, 0, 0, 11)));
     assert!(!policy.allows_ipv4(Ipv4Addr::new(10, 0, 0, 12)));
     assert_eq!(policy.mode, GuardMode::Enforce);

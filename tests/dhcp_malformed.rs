@@ -192,7 +192,8 @@ fn hostile_values_are_tolerated() {
 #[test]
 fn a_captured_frame_goes_through_the_service_end_to_end() {
     use captures::UDHCPC_DISCOVER_FRAME;
-    use switchyard::service::dhcp::frame::{checksum, dhcp_payload, emit_reply_frame};
+    use switchyard::service::dhcp::frame::{dhcp_payload, emit_reply_frame};
+    use switchyard::wire::ipv4::{checksum, Ipv4View};
     use switchyard::wire::MacAddr;
 
     let server_ip = Ipv4Addr::new(10, 13, 31, 1);
@@ -201,7 +202,11 @@ fn a_captured_frame_goes_through_the_service_end_to_end() {
     let mut s = server();
     let reply = s.process(payload, 4, T0).unwrap().reply.unwrap();
     let frame = emit_reply_frame(&reply, MacAddr([2, 0, 0, 0, 0, 1]), server_ip);
-    assert_eq!(checksum(&[&frame[14..34]]), 0);
+    assert_eq!(checksum(&frame[14..34], 0), 0, "IPv4 header checksum");
+    assert!(
+        Ipv4View::parse(&frame).unwrap().udp().is_some(),
+        "UDP checksum"
+    );
     assert_eq!(
         &frame[0..6],
         &UDHCPC_DISCOVER_FRAME[6..12],

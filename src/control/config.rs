@@ -3,8 +3,10 @@
 //! # Theory of operation
 //!
 //! One config file describes one network: its `[network]` (subnet, gateway, domain), the
-//! `[switch]` tuning, the `[[host]]` reservations and the `[[port]]`s. `config/default.toml` is
-//! the reference: it is embedded in the binary ([`DEFAULT_CONFIG`]) and commented key by key.
+//! `[switch]` tuning, the `[[host]]` reservations, the `[[port]]`s and the `[dhcp]` server
+//! (`dhcp.rs`, with the hosts' `client_id`/`match` keys and [`dhcp_params`]).
+//! `config/default.toml` is the reference: it is embedded in the binary ([`DEFAULT_CONFIG`]) and
+//! commented key by key.
 //!
 //! Loading is two steps. First serde + toml deserialize the text into private `Raw*` structs that
 //! mirror the file exactly: `deny_unknown_fields` turns a misspelt key into an error naming it, and
@@ -29,7 +31,9 @@ use toml::Spanned;
 
 use crate::wire::MacAddr;
 
+mod dhcp;
 mod guard;
+pub use dhcp::{dhcp_params, DhcpConfig, HostMatch};
 pub use guard::Guard;
 
 /// The built-in configuration: a ready three-host lab network, and the commented reference.
@@ -47,6 +51,8 @@ pub struct Config {
     pub switch: SwitchConfig,
     pub hosts: Vec<Host>,
     pub ports: Vec<PortConfig>,
+    /// `[dhcp]`, defaults filled in.
+    pub dhcp: DhcpConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -87,9 +93,14 @@ pub struct StaticFdb {
 pub struct Host {
     /// A DNS label: `[a-z0-9-]{1,63}`, not starting or ending with '-'.
     pub name: String,
-    pub mac: MacAddr,
+    /// Always set unless `match_by` is [`HostMatch::Hostname`].
+    pub mac: Option<MacAddr>,
     /// Inside the subnet, not the gateway, network or broadcast address.
     pub ipv4: Option<Ipv4Addr>,
+    /// DHCP client identifier (option 61), 2 to 255 bytes; set when `match_by` is `ClientId`.
+    pub client_id: Option<Vec<u8>>,
+    /// How DHCP recognises this host (default: by MAC, or by client id when one is given).
+    pub match_by: HostMatch,
     /// Further source MACs the guard allows (a VRRP virtual MAC, a nested bridge).
     pub extra_macs: Vec<MacAddr>,
     /// Further IPv4 sources the guard allows: addresses (/32) and prefixes (a VIP, a pool).
@@ -201,12 +212,14 @@ pub fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
     let hosts = validate_hosts(&cx, &network, raw.host)?;
     let ports = validate_ports(&cx, &network, &hosts, raw.port)?;
     let switch = validate_switch(&cx, raw.switch, &hosts, &ports)?;
+    let dhcp = dhcp::validate_dhcp(&cx, &network, raw.dhcp)?;
     Ok(Config {
         source: source.to_string(),
         network,
         switch,
         hosts,
         ports,
+        dhcp,
     })
 }
 
@@ -218,9 +231,10 @@ struct RawConfig {
     network: Option<RawNetwork>,
     switch: Option<RawSwitch>,
     #[serde(default)]
-    host: Vec<RawHost>,
+    host: Vec<Spanned<RawHost>>,
     #[serde(default)]
     port: Vec<Spanned<RawPort>>,
+    dhcp: Option<dhcp::RawDhcp>,
 }
 
 #[derive(Deserialize)]
@@ -256,8 +270,12 @@ struct RawFdb {
 #[serde(deny_unknown_fields, expecting = "a [[host]] table")]
 struct RawHost {
     name: Spanned<String>,
-    mac: Spanned<String>,
+    /// Required unless `match = "hostname"` (checked in `dhcp::host_dhcp`).
+    mac: Option<Spanned<String>>,
     ipv4: Option<Spanned<String>>,
+    client_id: Option<Spanned<String>>,
+    #[serde(rename = "match")]
+    match_by: Option<Spanned<String>>,
     #[serde(default)]
     extra_macs: Vec<Spanned<String>>,
     #[serde(default)]
@@ -604,11 +622,14 @@ fn mtu(cx: &Cx<'_>, raw: Option<&Spanned<i64>>, entry: &str) -> Result<Option<u3
 fn validate_hosts(
     cx: &Cx<'_>,
     network: &Network,
-    raw: Vec<RawHost>,
+    raw: Vec<Spanned<RawHost>>,
 ) -> Result<Vec<Host>, ConfigError> {
     let (mut names, mut macs, mut ips) = (Unique::new(cx), Unique::new(cx), Unique::new(cx));
+    let mut client_ids = Unique::new(cx);
     let mut hosts = Vec::with_capacity(raw.len());
-    for (i, h) in raw.into_iter().enumerate() {
+    for (i, spanned) in raw.into_iter().enumerate() {
+        let table = spanned.span();
+        let h = spanned.into_inner();
         let name = h.name.get_ref();
         if let Some(problem) = dns_label_problem(name) {
             return Err(cx.error(
@@ -630,14 +651,25 @@ fn validate_hosts(
             "host names must be unique",
         )?;
 
-        let mac = unicast_mac(cx, &h.mac, &e)?;
-        macs.check(
-            mac.to_string(),
-            &h.mac.span(),
-            &e,
-            "mac",
-            "each host needs its own MAC",
-        )?;
+        let hd = dhcp::host_dhcp(cx, &e, &h, table)?;
+        if let (Some(mac), Some(raw_mac)) = (hd.mac, &h.mac) {
+            macs.check(
+                mac.to_string(),
+                &raw_mac.span(),
+                &e,
+                "mac",
+                "each host needs its own MAC",
+            )?;
+        }
+        if let (Some(id), Some(raw_id)) = (&hd.client_id, &h.client_id) {
+            client_ids.check(
+                crate::service::dhcp::leases::hex_colon(id),
+                &raw_id.span(),
+                &e,
+                "client_id",
+                "each host needs its own client id",
+            )?;
+        }
 
         let ipv4 = match &h.ipv4 {
             None => None,
@@ -681,8 +713,10 @@ fn validate_hosts(
         let extras = guard::host_extras(cx, network, &e, &h)?;
         hosts.push(Host {
             name: name.clone(),
-            mac,
+            mac: hd.mac,
             ipv4,
+            client_id: hd.client_id,
+            match_by: hd.match_by,
             extra_macs: extras.macs,
             extra_ipv4: extras.ipv4,
             extra_ipv6: extras.ipv6,
@@ -821,6 +855,18 @@ fn validate_ports(
         }
 
         let (guard, trusted, any_link_local) = guard::port_guard(cx, &e, &p, host.is_some())?;
+        if let (Some(h), Some(raw_host), false) = (host, &p.host, guard == Guard::Off) {
+            if hosts[h].mac.is_none() {
+                return Err(cx.error(
+                    raw_host.span(),
+                    format!(
+                        "{e}: host {} has no mac, and a guarded port needs one (give the host \
+                         its mac, or set guard = false on the port)",
+                        q(&hosts[h].name)
+                    ),
+                ));
+            }
+        }
         ports.push(PortConfig {
             name: name.clone(),
             kind: PortKind::Tap(tap),
@@ -1033,7 +1079,7 @@ fn validate_switch(
         };
         // A host's MAC lives behind the port the host is plugged into; pinning it elsewhere
         // would blackhole the host and fight the anti-spoofing policy.
-        let owner = hosts.iter().position(|h| h.mac == mac).and_then(|h| {
+        let owner = hosts.iter().position(|h| h.mac == Some(mac)).and_then(|h| {
             let p = ports.iter().position(|p| p.host == Some(h))?;
             Some((h, p))
         });
@@ -1175,7 +1221,7 @@ host = "vm1"
         for (i, (h, p)) in cfg.hosts.iter().zip(&cfg.ports).enumerate() {
             let n = i + 1;
             assert_eq!(h.name, format!("vm{n}"));
-            assert_eq!(h.mac, format!("52:54:00:00:00:1{n}").parse().unwrap());
+            assert_eq!(h.mac, Some(format!("52:54:00:00:00:1{n}").parse().unwrap()));
             assert_eq!(h.ipv4, Some(Ipv4Addr::new(10, 13, 31, 10 + n as u8)));
             assert_eq!(p.host, Some(i));
             assert!(!p.isolated);
@@ -1305,7 +1351,7 @@ host = "vm1"
         assert_err(
             with("[[host]]\nname = \"a\"\n"),
             7,
-            &["[[host]] #1", "missing key `mac`"],
+            &["host 'a'", "missing key 'mac'"],
         );
         assert_err(
             with("[[port]]\nname = \"p\"\nkind = \"tap\"\n"),

@@ -16,9 +16,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 
+use super::dhcp::{epoch_now, DhcpService};
 use super::{Ports, TICK};
+use crate::service::dhcp::frame::{dhcp_payload, emit_reply_frame};
 use crate::switch::{DropReason, PortId, Switch};
-use crate::wire::ipv4::{arp_reply, icmp_echo_reply, Ipv4View};
+use crate::wire::ipv4::{arp_reply, icmp_echo_reply};
 use crate::wire::{EtherType, EthernetFrame, MacAddr, VNET_HDR_LEN};
 
 /// UDP port of a DHCPv4 server.
@@ -81,36 +83,47 @@ pub(super) struct Appliance {
     pub(super) rx: Receiver<ServiceFrame>,
     pub(super) ports: Arc<Ports>,
     pub(super) switch: Arc<Switch>,
+    pub(super) dhcp: Option<DhcpService>,
 }
 
 impl Appliance {
-    pub(super) fn run(self, stop: &AtomicBool) {
+    pub(super) fn run(mut self, stop: &AtomicBool) {
         let mut reply = Vec::with_capacity(1600);
         let mut out = Vec::with_capacity(1600);
+        let mut last_sweep = epoch_now();
         while !stop.load(Ordering::Relaxed) {
-            let sf = match self.rx.recv_timeout(TICK) {
-                Ok(sf) => sf,
-                Err(RecvTimeoutError::Timeout) => continue,
+            match self.rx.recv_timeout(TICK) {
+                Ok(sf) => {
+                    if let Some(port) = self.answer(sf.ingress, &sf.frame, &mut reply) {
+                        self.send(port, &reply, &mut out);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
-            };
-            if self.answer(&sf.frame, &mut reply) {
-                self.send(sf.ingress, &reply, &mut out);
+            }
+            let now = epoch_now();
+            if now != last_sweep {
+                last_sweep = now;
+                if let Some(dhcp) = self.dhcp.as_mut() {
+                    // Expired leases lose their guard binding within about a second.
+                    dhcp.sync_bindings(now);
+                }
             }
         }
     }
 
-    /// Builds the reply to `frame` into `reply`; false if there is none.
-    fn answer(&self, frame: &[u8], reply: &mut Vec<u8>) -> bool {
+    /// Builds the reply to `frame` into `reply` and returns the port it leaves through (always
+    /// the ingress port); `None` if there is no reply.
+    fn answer(&mut self, ingress: PortId, frame: &[u8], reply: &mut Vec<u8>) -> Option<PortId> {
         let Identity { mac, ip } = self.id;
         if arp_reply(frame, mac, ip, reply) || icmp_echo_reply(frame, mac, ip, reply) {
-            return true;
+            return Some(ingress);
         }
-        if let Some(v) = Ipv4View::parse(frame) {
-            if let Some((_, DHCP_SERVER_PORT, _)) = v.udp() {
-                tracing::debug!(src = %v.src_mac, "DHCP message; no DHCP server configured yet");
-            }
-        }
-        false
+        let payload = dhcp_payload(frame, ip)?;
+        let dhcp = self.dhcp.as_mut()?;
+        let r = dhcp.handle(payload, ingress)?;
+        *reply = emit_reply_frame(&r, mac, ip);
+        Some(PortId(r.port))
     }
 
     /// Writes `frame` (no virtio-net header) out of `port`, counting it as the service port's

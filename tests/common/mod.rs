@@ -249,6 +249,13 @@ impl Lab {
         }
     }
 
+    /// `kill -9` of the daemon: no cleanup runs (the namespaces it made stay; its taps vanish).
+    pub fn kill9(&mut self) {
+        let mut child = self.daemon.take().expect("daemon running");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     /// Waits (bounded) for a daemon that should exit on its own, e.g. on a startup error.
     pub fn wait_exit(&mut self, limit: Duration) -> Exit {
         let deadline = Instant::now() + limit;

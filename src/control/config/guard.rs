@@ -209,7 +209,9 @@ impl PortConfig {
             Guard::Monitor => GuardMode::Monitor,
         };
         let host = &config.hosts[self.host?];
-        let mut policy = PortPolicy::for_host(host.mac, host.ipv4);
+        // A host without a MAC is refused on a guarded port at load; fail closed regardless.
+        let mut policy = PortPolicy::for_host(host.mac.unwrap_or(MacAddr::ZERO), host.ipv4);
+        policy.macs.retain(|m| !m.is_zero());
         policy.macs.extend(host.extra_macs.iter().copied());
         policy.ipv4.extend(host.extra_ipv4.iter().copied());
         policy.ipv6.extend(host.extra_ipv6.iter().copied());

@@ -17,124 +17,41 @@
 use std::net::Ipv4Addr;
 
 use super::reply::{Destination, Reply};
+use crate::wire::ipv4::{build_udp, Ipv4View, UdpEndpoints};
 use crate::wire::MacAddr;
 
 pub const SERVER_PORT: u16 = 67;
 pub const CLIENT_PORT: u16 = 68;
 
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const IPPROTO_UDP: u8 = 17;
-const ETH_LEN: usize = 14;
-const IPV4_LEN: usize = 20;
-const UDP_LEN: usize = 8;
-const TTL: u8 = 64;
-
 /// The UDP payload of `frame` if it is a DHCP message for the server at `server_ip`.
 pub fn dhcp_payload(frame: &[u8], server_ip: Ipv4Addr) -> Option<&[u8]> {
-    if frame.len() < ETH_LEN + IPV4_LEN + UDP_LEN
-        || u16::from_be_bytes([frame[12], frame[13]]) != ETHERTYPE_IPV4
-    {
+    let ip = Ipv4View::parse(frame)?;
+    if ip.dst != Ipv4Addr::BROADCAST && ip.dst != server_ip {
         return None;
     }
-    let ip = &frame[ETH_LEN..];
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    let frag = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff; // MF and the offset
-    if ip[0] >> 4 != 4 || ihl < IPV4_LEN || total < ihl + UDP_LEN || total > ip.len() {
-        return None;
+    match ip.udp()? {
+        (_, SERVER_PORT, payload) => Some(payload),
+        _ => None,
     }
-    if frag != 0 || ip[9] != IPPROTO_UDP || checksum(&[&ip[..ihl]]) != 0 {
-        return None;
-    }
-    let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
-    if dst != Ipv4Addr::BROADCAST && dst != server_ip {
-        return None;
-    }
-    let udp = &ip[ihl..total];
-    let udp_len = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
-    if u16::from_be_bytes([udp[2], udp[3]]) != SERVER_PORT
-        || udp_len < UDP_LEN
-        || udp_len > udp.len()
-    {
-        return None;
-    }
-    Some(&udp[UDP_LEN..udp_len])
 }
 
 /// The complete frame for `reply`, sent by the server at `server_mac` / `server_ip`.
 pub fn emit_reply_frame(reply: &Reply, server_mac: MacAddr, server_ip: Ipv4Addr) -> Vec<u8> {
-    let (dst_mac, dst_ip) = match reply.dest {
+    let (dst_mac, dst) = match reply.dest {
         Destination::Broadcast => (MacAddr::BROADCAST, Ipv4Addr::BROADCAST),
         Destination::Unicast { ip, mac } => (mac, ip),
     };
-    let ends = (
-        (server_mac, server_ip, SERVER_PORT),
-        (dst_mac, dst_ip, CLIENT_PORT),
-    );
-    emit_udp_frame(ends.0, ends.1, &reply.payload)
-}
-
-/// An Ethernet II / IPv4 / UDP frame from `src` to `dst` (MAC, address, port), checksums filled.
-pub fn emit_udp_frame(
-    src: (MacAddr, Ipv4Addr, u16),
-    dst: (MacAddr, Ipv4Addr, u16),
-    payload: &[u8],
-) -> Vec<u8> {
-    let udp_len = UDP_LEN + payload.len();
-    let total = IPV4_LEN + udp_len;
-    let mut f = Vec::with_capacity(ETH_LEN + total);
-    f.extend_from_slice(&dst.0 .0);
-    f.extend_from_slice(&src.0 .0);
-    f.extend_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-    // IPv4: version 4, IHL 5, no DSCP, total length, id 0, DF clear, TTL, UDP, checksum.
-    f.extend_from_slice(&[0x45, 0]);
-    f.extend_from_slice(&(total as u16).to_be_bytes());
-    f.extend_from_slice(&[0, 0, 0, 0, TTL, IPPROTO_UDP, 0, 0]);
-    f.extend_from_slice(&src.1.octets());
-    f.extend_from_slice(&dst.1.octets());
-    let ip_sum = checksum(&[&f[ETH_LEN..ETH_LEN + IPV4_LEN]]);
-    f[ETH_LEN + 10..ETH_LEN + 12].copy_from_slice(&ip_sum.to_be_bytes());
-    let udp_at = f.len();
-    f.extend_from_slice(&src.2.to_be_bytes());
-    f.extend_from_slice(&dst.2.to_be_bytes());
-    f.extend_from_slice(&(udp_len as u16).to_be_bytes());
-    f.extend_from_slice(&[0, 0]);
-    f.extend_from_slice(payload);
-    let pseudo = pseudo_header(src.1, dst.1, udp_len as u16);
-    let sum = match checksum(&[&pseudo, &f[udp_at..]]) {
-        0 => 0xffff, // RFC 768: a computed zero is sent as all ones
-        s => s,
+    let mut f = Vec::with_capacity(42 + reply.payload.len());
+    let ep = UdpEndpoints {
+        src_mac: server_mac,
+        dst_mac,
+        src: server_ip,
+        dst,
+        src_port: SERVER_PORT,
+        dst_port: CLIENT_PORT,
     };
-    f[udp_at + 6..udp_at + 8].copy_from_slice(&sum.to_be_bytes());
+    build_udp(&mut f, &ep, &reply.payload);
     f
-}
-
-fn pseudo_header(src: Ipv4Addr, dst: Ipv4Addr, udp_len: u16) -> [u8; 12] {
-    let mut p = [0u8; 12];
-    p[..4].copy_from_slice(&src.octets());
-    p[4..8].copy_from_slice(&dst.octets());
-    p[9] = IPPROTO_UDP;
-    p[10..].copy_from_slice(&udp_len.to_be_bytes());
-    p
-}
-
-/// The Internet checksum (RFC 1071) of the concatenation of `parts` (each even-length but the
-/// last); 0 when the parts already include a correct checksum.
-pub fn checksum(parts: &[&[u8]]) -> u16 {
-    let mut sum: u64 = 0;
-    for part in parts {
-        let mut chunks = part.chunks_exact(2);
-        for c in &mut chunks {
-            sum += u64::from(u16::from_be_bytes([c[0], c[1]]));
-        }
-        if let [last] = chunks.remainder() {
-            sum += u64::from(*last) << 8;
-        }
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 #[cfg(test)]
@@ -146,8 +63,30 @@ mod tests {
     const CMAC: MacAddr = MacAddr([0x52, 0x54, 0, 0, 0, 7]);
 
     fn request(dst: Ipv4Addr, payload: &[u8]) -> Vec<u8> {
-        let src = (CMAC, Ipv4Addr::UNSPECIFIED, CLIENT_PORT);
-        emit_udp_frame(src, (MacAddr::BROADCAST, dst, SERVER_PORT), payload)
+        let mut f = Vec::new();
+        let ep = UdpEndpoints {
+            src_mac: CMAC,
+            dst_mac: MacAddr::BROADCAST,
+            src: Ipv4Addr::UNSPECIFIED,
+            dst,
+            src_port: CLIENT_PORT,
+            dst_port: SERVER_PORT,
+        };
+        build_udp(&mut f, &ep, payload);
+        f
+    }
+
+    fn checksum(parts: &[&[u8]]) -> u16 {
+        crate::wire::ipv4::checksum(&parts.concat(), 0)
+    }
+
+    fn pseudo_header(src: Ipv4Addr, dst: Ipv4Addr, udp_len: u16) -> [u8; 12] {
+        let mut p = [0u8; 12];
+        p[..4].copy_from_slice(&src.octets());
+        p[4..8].copy_from_slice(&dst.octets());
+        p[9] = 17;
+        p[10..].copy_from_slice(&udp_len.to_be_bytes());
+        p
     }
 
     #[test]
@@ -209,7 +148,7 @@ mod tests {
         f[22] ^= 1;
         assert_eq!(dhcp_payload(&f, SERVER), None);
         let mut f = request(SERVER, &payload);
-        f[20] = 0x20; // MF
+        f[20] = 0x20; // MF (and DF cleared)
         let s = checksum(&[&{
             let mut h = f[14..34].to_vec();
             h[10] = 0;

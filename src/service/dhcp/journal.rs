@@ -97,6 +97,18 @@ impl Journal {
     }
 }
 
+/// Reads the journal at `path` without modifying it (no compaction, no directory creation), for
+/// readers such as `switchyard leases` while the daemon may be appending: a partial last line is
+/// ignored like on replay, and a compaction's rename shows the old file or the new one whole. A
+/// missing file is an empty table.
+pub fn read(path: &Path) -> io::Result<(LeaseTable, ReplayStats)> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(replay(&bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Default::default()),
+        Err(e) => Err(e),
+    }
+}
+
 /// The table as a journal: one `U` record per lease, sorted by address for stable output.
 fn snapshot(table: &LeaseTable) -> Vec<u8> {
     let mut leases: Vec<&Lease> = table.iter().collect();

@@ -1,0 +1,130 @@
+//! The DHCP server's I/O inside the appliance thread: the journal (fsync before every ACK), the
+//! dnsmasq-format lease file, and the guard's lease bindings.
+//!
+//! Life of a message: the appliance hands the UDP payload to the sans-IO `DhcpServer`; if the
+//! outcome carries a lease change it is appended to the journal and fsynced *before* the reply
+//! leaves, so a `kill -9` at any moment loses no acknowledged lease. If the journal cannot be
+//! written (disk full, read-only directory) the reply is withheld and the error logged: the
+//! client retries, and the server never acknowledges what it could not persist. Every change
+//! also updates the guard: a lease binds its address to the port the client is on, and unbinds
+//! it when released, replaced, or expired.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::service::dhcp::{ClientKey, DhcpParams, DhcpServer, Journal, LeaseChange, Reply};
+use crate::switch::{PortId, Switch};
+
+/// Compact the journal after this many records.
+const COMPACT_AFTER: usize = 10_000;
+
+/// Seconds since the Unix epoch (lease expiries are absolute, for the lease file).
+pub(super) fn epoch_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The DHCP server with its persistence and its guard bindings.
+pub(super) struct DhcpService {
+    server: DhcpServer,
+    journal: Journal,
+    lease_file: PathBuf,
+    switch: Arc<Switch>,
+    /// Address bound in the guard for each client, and on which port.
+    bound: HashMap<ClientKey, (PortId, Ipv4Addr)>,
+}
+
+impl DhcpService {
+    /// Opens (replays and compacts) the journal and restores the guard bindings of live leases.
+    pub(super) fn open(
+        params: DhcpParams,
+        journal_path: PathBuf,
+        lease_file: PathBuf,
+        switch: Arc<Switch>,
+    ) -> Result<DhcpService, String> {
+        let (journal, table, stats) = Journal::open(&journal_path)
+            .map_err(|e| format!("lease journal {}: {e}", journal_path.display()))?;
+        tracing::info!(journal = %journal_path.display(), ?stats, leases = table.len(), "leases restored");
+        let server = DhcpServer::new(params)
+            .map_err(|e| format!("DHCP settings: {e}"))?
+            .with_leases(table);
+        let mut svc = DhcpService {
+            server,
+            journal,
+            lease_file,
+            switch,
+            bound: HashMap::new(),
+        };
+        svc.sync_bindings(epoch_now());
+        svc.write_lease_file(epoch_now());
+        Ok(svc)
+    }
+
+    /// Handles one DHCP payload from `ingress`; returns the reply to send, if any.
+    pub(super) fn handle(&mut self, payload: &[u8], ingress: PortId) -> Option<Reply> {
+        let now = epoch_now();
+        let outcome = match self.server.process(payload, ingress.0, now) {
+            Ok(o) => o,
+            Err(reason) => {
+                tracing::debug!(
+                    port = ingress.0,
+                    reason = reason.as_str(),
+                    "DHCP message dropped"
+                );
+                return None;
+            }
+        };
+        if let Some(change) = &outcome.change {
+            if let Err(e) = self.persist(change) {
+                tracing::error!(error = %e, "cannot persist a lease change: the reply is withheld \
+                    (free space or fix permissions in the state directory)");
+                return None;
+            }
+            self.sync_bindings(now);
+            self.write_lease_file(now);
+        }
+        outcome.reply
+    }
+
+    fn persist(&mut self, change: &LeaseChange) -> io::Result<()> {
+        self.journal.append(change)?;
+        if self.journal.records_since_compaction() >= COMPACT_AFTER {
+            self.journal.compact(self.server.leases())?;
+        }
+        Ok(())
+    }
+
+    fn write_lease_file(&self, now: u64) {
+        if let Err(e) = self.server.leases().write_dnsmasq(&self.lease_file, now) {
+            tracing::warn!(file = %self.lease_file.display(), error = %e, "cannot write the lease file");
+        }
+    }
+
+    /// Makes the guard's lease bindings match the live leases: O(leases), called on every
+    /// change and about once a second for expiries.
+    pub(super) fn sync_bindings(&mut self, now: u64) {
+        let ports = self.switch.port_count();
+        let mut live: HashMap<ClientKey, (PortId, Ipv4Addr)> = HashMap::new();
+        for l in self.server.leases().iter() {
+            if !l.has_expired(now) && usize::from(l.port) < ports {
+                live.insert(l.key.clone(), (PortId(l.port), l.ip));
+            }
+        }
+        for (key, (port, ip)) in &self.bound {
+            if live.get(key) != Some(&(*port, *ip)) {
+                self.switch.unbind_lease(*port, *ip);
+            }
+        }
+        for (key, (port, ip)) in &live {
+            if self.bound.get(key) != Some(&(*port, *ip)) {
+                self.switch.bind_lease(*port, *ip);
+            }
+        }
+        self.bound = live;
+    }
+}
