@@ -252,6 +252,7 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
         "switch running; SIGINT or SIGTERM stops it"
     );
 
+    let mut monitored_seen = vec![0u64; switch.port_count()];
     loop {
         match port::wait_signal(&signals, TICK) {
             Ok(Some(sig)) => {
@@ -265,6 +266,7 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
             }
         }
         switch.expire(start.elapsed());
+        log_monitored(&switch, &mut monitored_seen);
     }
     stop.store(true, Ordering::Relaxed);
     drop(service);
@@ -298,6 +300,30 @@ impl Worker {
             Err(TrySendError::Disconnected(_)) => self
                 .switch
                 .count_drop(self.service.port, DropReason::TxError),
+        }
+    }
+}
+
+/// Logs, at most once a tick per port, what a monitor-mode guard would have dropped since the
+/// last tick: the way to debug a guest's policy before enforcing it, without flooding the log.
+fn log_monitored(switch: &Switch, seen: &mut [u64]) {
+    for (i, last) in seen.iter_mut().enumerate() {
+        let id = PortId(i as u16);
+        let c = switch.counters(id);
+        let total = c.total_monitored();
+        if total > *last {
+            let reasons: Vec<String> = DropReason::ALL
+                .iter()
+                .filter(|r| c.monitored(**r) > 0)
+                .map(|r| format!("{}={}", r.name(), c.monitored(*r)))
+                .collect();
+            tracing::warn!(
+                port = %switch.port_spec(id).name,
+                new = total - *last,
+                totals = %reasons.join(" "),
+                "guard (monitor mode) would have dropped frames"
+            );
+            *last = total;
         }
     }
 }

@@ -330,4 +330,11 @@ fn monitor_mode_lets_spoofed_frames_through() {
         "monitor mode dropped:\n{seen}"
     );
     assert_eq!(exit.counters("h1").drops, "-", "{}", exit.stdout);
+    assert!(
+        exit.stderr
+            .contains("guard (monitor mode) would have dropped frames")
+            && exit.stderr.contains("spoofed_ip="),
+        "monitor mode logs what it would have dropped:\n{}",
+        exit.stderr
+    );
 }

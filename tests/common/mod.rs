@@ -308,8 +308,9 @@ impl Drop for Lab {
 pub fn lab_config(lab: &mut Lab, hosts: &[(&str, u8, bool)], extra_switch: &str) -> String {
     let mut c = format!(
         "[network]\nname = \"{tag}\"\nsubnet = \"10.13.31.0/24\"\ngateway = \"10.13.31.1\"\n\
-         domain = \"lab.test\"\n\n[switch]\n{extra_switch}\n",
-        tag = lab.tag
+         domain = \"lab.test\"\n\n[dhcp]\nstate_dir = \"{state}\"\n\n[switch]\n{extra_switch}\n",
+        tag = lab.tag,
+        state = lab.dir.join("state").display()
     );
     for (h, octet, isolated) in hosts {
         let ns = lab.ns(h);
