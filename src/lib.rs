@@ -6,11 +6,15 @@
 //! One function decides each frame's fate, in named stages, in the Linux bridge's order:
 //!
 //! ```text
-//! port rx (batch) ─► parse ─► ingress checks ─► learn ─► lookup ─► egress
-//!   port/             wire/    switch/forward     fdb      fdb      should_deliver: not the
-//!   (tap fd, epoll)            (drop + count                        ingress, port up, isolation,
-//!                               by DropReason)                      MTU; unicast or flood
+//! port rx (batch) ─► parse ─► ingress checks ─► guard ─► learn ─► lookup ─► egress
+//!   port/             wire/    switch/forward   guard.rs   fdb      fdb      should_deliver: not the
+//!   (tap fd, epoll)            (drop + count by DropReason)                  ingress, up, isolation,
+//!                                                                            MTU; unicast or flood
 //! ```
+//!
+//! The appliance (ARP, ping and DHCP for the gateway address) is a port of the switch too: its
+//! MAC is a static FDB entry, it receives floods, and the daemon hands it the frames it wants on
+//! a bounded queue; its replies leave through the port the request came in on.
 //!
 //! # Layers, and the dependency rule
 //!
@@ -21,12 +25,15 @@
 //!   is tested without root and benchmarked without I/O. The FDB and counters live here.
 //! - [`port`]: the I/O seam: taps, network namespaces, rtnetlink, epoll and signals. Every
 //!   `unsafe` block of the crate is in `port/sys.rs`.
+//! - [`service`]: the appliance's services, sans-IO: the DHCPv4 server (`service::dhcp`), its
+//!   lease table and its journal format. Replies are values; the daemon sends them.
 //! - [`control`]: the configuration (TOML → validated [`control::config::Config`]).
 //! - [`daemon`]: threads, epoll loops, signals and the clock: the only module that reads time
 //!   and owns fds. It builds the ports, runs one worker per core over its share of them, and
 //!   tears everything down on SIGINT/SIGTERM.
 //!
-//! `switch` and `wire` import nothing from `port` or `daemon`.
+//! `switch`, `service` and `wire` import nothing from `port` or `daemon` (the lease journal's file
+//! I/O, plain `std::fs`, is the one exception in `service`).
 //!
 //! # Threat model (so far)
 //!

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use switchyard::control::config::{self, dhcp_params, Config, ConfigError, HostMatch};
-use switchyard::service::dhcp::{KeyMode, Reservation};
+use switchyard::service::dhcp::{KeyMode, RateLimit, Reservation};
 use switchyard::wire::MacAddr;
 
 /// Lines 2-6.
@@ -125,6 +125,64 @@ fn lease_time_forms() {
             10,
             &["[dhcp]", "lease_time", "2 minutes", "\"infinite\""],
         );
+    }
+}
+
+#[test]
+fn rate_limit_forms() {
+    // Default: 10 requests a second per port, burst 20 (DhcpParams::new's).
+    let c = with("").unwrap();
+    assert_eq!(c.dhcp.rate_limit, Some(10));
+    let p = dhcp_params(&c);
+    assert_eq!(
+        p.rate_limit,
+        Some(RateLimit {
+            per_sec: 10,
+            burst: 20
+        })
+    );
+    assert_eq!(
+        p.rate_limit,
+        switchyard::service::dhcp::DhcpParams::new(ip("10.0.0.1"), "10.0.0.0/24".parse().unwrap())
+            .rate_limit
+    );
+
+    let c = dhcp("rate_limit = 5000").unwrap();
+    assert_eq!(c.dhcp.rate_limit, Some(5000));
+    assert_eq!(
+        dhcp_params(&c).rate_limit,
+        Some(RateLimit {
+            per_sec: 5000,
+            burst: 10000
+        })
+    );
+    let c = dhcp("rate_limit = 1000000").unwrap();
+    assert_eq!(c.dhcp.rate_limit, Some(1_000_000));
+
+    let c = dhcp("rate_limit = \"off\"").unwrap();
+    assert_eq!(c.dhcp.rate_limit, None);
+    assert_eq!(dhcp_params(&c).rate_limit, None);
+
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "rate_limit = 0",
+            &["[dhcp]", "rate_limit 0 is out of range", "\"off\""],
+        ),
+        ("rate_limit = -3", &["rate_limit -3 is out of range"]),
+        (
+            "rate_limit = 1000001",
+            &["rate_limit 1000001 is out of range", "1000000"],
+        ),
+        (
+            "rate_limit = \"fast\"",
+            &["rate_limit 'fast' is not a number"],
+        ),
+        ("rate_limit = \"100\"", &["rate_limit '100'"]),
+        ("rate_limit = 1.5", &["rate_limit is a float"]),
+        ("rate_limit = true", &["rate_limit is a boolean"]),
+    ];
+    for (keys, needles) in cases {
+        assert_err(dhcp(keys), 10, needles);
     }
 }
 

@@ -45,7 +45,7 @@ pub const DEFAULT_SOURCE: &str = "<embedded default>";
 /// A validated configuration: every cross-reference resolved to an index, every value in range.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// Where it came from ("<embedded default>" or a path), for messages.
+    /// Where it came from (`"<embedded default>"` or a path), for messages.
     pub source: String,
     pub network: Network,
     pub switch: SwitchConfig,

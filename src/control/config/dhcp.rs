@@ -19,7 +19,7 @@ use super::{
     Network, RawHost,
 };
 use crate::service::dhcp::params::MIN_LEASE;
-use crate::service::dhcp::{DhcpParams, KeyMode, Reservation};
+use crate::service::dhcp::{DhcpParams, KeyMode, RateLimit, Reservation};
 use crate::wire::MacAddr;
 
 /// Where state lives without `[dhcp] state_dir`: this, then the network's name.
@@ -31,6 +31,10 @@ pub(super) const LEASE_FILE: &str = "leases";
 const DEFAULT_LEASE: Duration = Duration::from_secs(3600);
 const DEFAULT_MAX_LEASES_PER_PORT: usize = 4;
 const MAX_MAX_LEASES_PER_PORT: i64 = 65535;
+/// Requests a second per port without `rate_limit` (and twice that as the burst).
+const DEFAULT_RATE_LIMIT: u32 = 10;
+/// Most `rate_limit`: a million requests a second (the burst, twice it, still fits a `u32`).
+const MAX_RATE_LIMIT: i64 = 1_000_000;
 /// Most entries in `dns` and `search` (option 6 holds 63 addresses; resolvers use 6 domains).
 const MAX_LIST: usize = 16;
 
@@ -45,6 +49,9 @@ pub struct DhcpConfig {
     pub lease_time: Option<Duration>,
     pub key: KeyMode,
     pub max_leases_per_port: usize,
+    /// DHCP requests a second accepted per port (burst: twice that); `None`: no limit
+    /// (`rate_limit = "off"`). Default 10.
+    pub rate_limit: Option<u32>,
     /// Holds the journal ([`DhcpConfig::journal_path`]); absolute.
     pub state_dir: PathBuf,
     /// The dnsmasq-format lease file; absolute. Default `<state_dir>/leases`.
@@ -83,6 +90,8 @@ pub(super) struct RawDhcp {
     lease_time: Option<Spanned<toml::Value>>,
     key: Option<Spanned<String>>,
     max_leases_per_port: Option<Spanned<i64>>,
+    /// Requests a second per port, or "off".
+    rate_limit: Option<Spanned<toml::Value>>,
     state_dir: Option<Spanned<String>>,
     lease_file: Option<Spanned<String>>,
     dns: Option<Vec<Spanned<String>>>,
@@ -207,6 +216,7 @@ pub(super) fn validate_dhcp(
         lease_time: None,
         key: None,
         max_leases_per_port: None,
+        rate_limit: None,
         state_dir: None,
         lease_file: None,
         dns: None,
@@ -257,6 +267,19 @@ pub(super) fn validate_dhcp(
         MAX_MAX_LEASES_PER_PORT,
     )?
     .unwrap_or(DEFAULT_MAX_LEASES_PER_PORT);
+
+    let rate_limit = match &raw.rate_limit {
+        None => Some(DEFAULT_RATE_LIMIT),
+        Some(v) => parse_rate_limit(v.get_ref()).map_err(|problem| {
+            cx.error(
+                v.span(),
+                format!(
+                    "{e}: rate_limit {problem} (write requests a second per port, 1 to \
+                     {MAX_RATE_LIMIT}, like 100, or \"off\" for no limit)"
+                ),
+            )
+        })?,
+    };
 
     let state_dir = match &raw.state_dir {
         None => Path::new(DEFAULT_STATE_ROOT).join(&network.name),
@@ -331,6 +354,7 @@ pub(super) fn validate_dhcp(
         lease_time,
         key,
         max_leases_per_port,
+        rate_limit,
         state_dir,
         lease_file,
         dns,
@@ -410,6 +434,19 @@ fn parse_lease(value: &toml::Value) -> Result<Option<Duration>, String> {
     Ok(Some(d))
 }
 
+/// `"off"` → `None`; an integer of requests a second, 1 to [`MAX_RATE_LIMIT`].
+fn parse_rate_limit(value: &toml::Value) -> Result<Option<u32>, String> {
+    match value {
+        toml::Value::String(s) if s == "off" => Ok(None),
+        toml::Value::String(s) => Err(format!("{} is not a number or \"off\"", q(s))),
+        toml::Value::Integer(n) if (1..=MAX_RATE_LIMIT).contains(n) => Ok(Some(
+            u32::try_from(*n).map_err(|_| format!("{n} is out of range"))?,
+        )),
+        toml::Value::Integer(n) => Err(format!("{n} is out of range")),
+        other => Err(format!("is a {}, not a number", other.type_str())),
+    }
+}
+
 fn absolute(
     cx: &Cx<'_>,
     e: &str,
@@ -441,7 +478,8 @@ fn too_long(cx: &Cx<'_>, e: &str, key: &str, list: &[Spanned<String>]) -> Result
 
 /// The DHCP server's parameters for `config`: server id, router and default DNS the gateway,
 /// option 15 the domain, option 26 the network MTU, and a reservation for every `[[host]]` with
-/// an `ipv4`. The rate limit keeps [`DhcpParams::new`]'s default.
+/// an `ipv4`. The per-port rate limit is `rate_limit` a second with a burst of twice that
+/// (the default, 10, is [`DhcpParams::new`]'s 10/s, burst 20).
 pub fn dhcp_params(config: &Config) -> DhcpParams {
     let net = &config.network;
     let d = &config.dhcp;
@@ -455,6 +493,10 @@ pub fn dhcp_params(config: &Config) -> DhcpParams {
     p.pool = d.pool;
     p.key_mode = d.key;
     p.max_leases_per_port = d.max_leases_per_port;
+    p.rate_limit = d.rate_limit.map(|per_sec| RateLimit {
+        per_sec,
+        burst: per_sec.saturating_mul(2),
+    });
     p.reservations = config.hosts.iter().filter_map(reservation).collect();
     p
 }
