@@ -201,6 +201,16 @@ fn real_clients_get_reservations_and_pool_and_keep_them_across_kill_9() {
     assert!(lab.ping("h1", &pool, 2), "h1 -> pool host {pool}");
     let table = leases(&cfg_path);
     println!("switchyard leases:\n{table}");
+    // The dnsmasq-format lease file (what Multipass parses) follows within a second.
+    let lease_file = lab.dir.join("state").join("leases");
+    lab.wait_for("the dnsmasq lease file", Duration::from_secs(5), || {
+        let text = fs::read_to_string(&lease_file).unwrap_or_default();
+        text.lines().count() == 4
+            && text.lines().any(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                f.len() == 5 && f[2] == "10.13.31.12" && f[3] == "h2"
+            })
+    });
     for a in ["10.13.31.11", "10.13.31.12", "10.13.31.13", pool.as_str()] {
         assert!(table.contains(a), "{a} missing from leases:\n{table}");
     }

@@ -99,16 +99,19 @@ impl Appliance {
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return,
+                Err(RecvTimeoutError::Disconnected) => break,
             }
             let now = epoch_now();
             if now != last_sweep {
                 last_sweep = now;
                 if let Some(dhcp) = self.dhcp.as_mut() {
                     // Expired leases lose their guard binding within about a second.
-                    dhcp.sync_bindings(now);
+                    dhcp.tick(now);
                 }
             }
+        }
+        if let Some(dhcp) = self.dhcp.as_mut() {
+            dhcp.tick(epoch_now());
         }
     }
 

@@ -37,6 +37,8 @@ pub(super) struct DhcpService {
     switch: Arc<Switch>,
     /// Address bound in the guard for each client, and on which port.
     bound: HashMap<ClientKey, (PortId, Ipv4Addr)>,
+    /// The lease file lags the journal by at most one tick.
+    lease_file_dirty: bool,
 }
 
 impl DhcpService {
@@ -59,6 +61,7 @@ impl DhcpService {
             lease_file,
             switch,
             bound: HashMap::new(),
+            lease_file_dirty: false,
         };
         svc.sync_bindings(epoch_now());
         svc.write_lease_file(epoch_now());
@@ -85,10 +88,45 @@ impl DhcpService {
                     (free space or fix permissions in the state directory)");
                 return None;
             }
-            self.sync_bindings(now);
-            self.write_lease_file(now);
+            self.apply_binding(change);
+            self.lease_file_dirty = true;
         }
         outcome.reply
+    }
+
+    /// Updates the guard for one lease change: O(1), so the cost per message does not grow with
+    /// the number of leases.
+    fn apply_binding(&mut self, change: &LeaseChange) {
+        match change {
+            LeaseChange::Upsert(lease) => {
+                let new = (PortId(lease.port), lease.ip);
+                if usize::from(lease.port) >= self.switch.port_count() {
+                    return;
+                }
+                if let Some(old) = self.bound.insert(lease.key.clone(), new) {
+                    if old != new {
+                        self.switch.unbind_lease(old.0, old.1);
+                    }
+                }
+                self.switch.bind_lease(new.0, new.1);
+            }
+            LeaseChange::Remove(key) => {
+                if let Some((port, ip)) = self.bound.remove(key) {
+                    self.switch.unbind_lease(port, ip);
+                }
+            }
+        }
+    }
+
+    /// Once a second: drop the guard bindings of expired leases and rewrite the dnsmasq-format
+    /// lease file if anything changed. Debounced so a burst of ACKs costs one O(leases) rewrite,
+    /// not one per ACK (the journal, not this file, is what makes a lease durable).
+    pub(super) fn tick(&mut self, now: u64) {
+        self.sync_bindings(now);
+        if self.lease_file_dirty {
+            self.lease_file_dirty = false;
+            self.write_lease_file(now);
+        }
     }
 
     fn persist(&mut self, change: &LeaseChange) -> io::Result<()> {
@@ -105,9 +143,9 @@ impl DhcpService {
         }
     }
 
-    /// Makes the guard's lease bindings match the live leases: O(leases), called on every
-    /// change and about once a second for expiries.
-    pub(super) fn sync_bindings(&mut self, now: u64) {
+    /// Makes the guard's lease bindings match the live leases: O(leases), called at start and
+    /// about once a second for expiries.
+    fn sync_bindings(&mut self, now: u64) {
         let ports = self.switch.port_count();
         let mut live: HashMap<ClientKey, (PortId, Ipv4Addr)> = HashMap::new();
         for l in self.server.leases().iter() {
