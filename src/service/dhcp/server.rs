@@ -50,7 +50,7 @@ pub const MAX_OFFERS: usize = 4096;
 /// Why a message got no reply. Each is a counted drop for the caller, never an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DropReason {
-    /// Truncated, bad cookie, an unsafe option length, or dhcproto refused it.
+    /// Truncated, bad cookie, an option length dhcproto would assert on, or dhcproto refused it.
     Malformed,
     /// A BOOTREPLY, a non-Ethernet chaddr, or no message type: not a client message for us.
     NotClientMessage,
