@@ -23,6 +23,9 @@ use crate::switch::{DropReason, PortId, Switch};
 use crate::wire::ipv4::{arp_reply, icmp_echo_reply};
 use crate::wire::{EtherType, EthernetFrame, MacAddr, VNET_HDR_LEN};
 
+/// Frames the appliance answers before one group commit of the lease journal.
+const BATCH: usize = 64;
+
 /// UDP port of a DHCPv4 server.
 pub(super) const DHCP_SERVER_PORT: u16 = 67;
 
@@ -90,13 +93,24 @@ impl Appliance {
     pub(super) fn run(mut self, stop: &AtomicBool) {
         let mut reply = Vec::with_capacity(1600);
         let mut out = Vec::with_capacity(1600);
+        let mut pending: Vec<(PortId, Vec<u8>)> = Vec::new();
         let mut last_sweep = epoch_now();
         while !stop.load(Ordering::Relaxed) {
             match self.rx.recv_timeout(TICK) {
-                Ok(sf) => {
-                    if let Some(port) = self.answer(sf.ingress, &sf.frame, &mut reply) {
-                        self.send(port, &reply, &mut out);
+                Ok(first) => {
+                    // Drain what is already queued (bounded), so one fsync covers the batch.
+                    let mut next = Some(first);
+                    let mut handled = 0;
+                    while let Some(sf) = next {
+                        match self.answer(sf.ingress, &sf.frame, &mut reply) {
+                            Some((port, true)) => pending.push((port, reply.clone())),
+                            Some((port, false)) => self.send(port, &reply, &mut out),
+                            None => {}
+                        }
+                        handled += 1;
+                        next = (handled < BATCH).then(|| self.rx.try_recv().ok()).flatten();
                     }
+                    self.commit_and_send(&mut pending, &mut out);
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -116,17 +130,37 @@ impl Appliance {
     }
 
     /// Builds the reply to `frame` into `reply` and returns the port it leaves through (always
-    /// the ingress port); `None` if there is no reply.
-    fn answer(&mut self, ingress: PortId, frame: &[u8], reply: &mut Vec<u8>) -> Option<PortId> {
+    /// the ingress port) and whether it must wait for the lease journal's commit; `None` if
+    /// there is no reply.
+    fn answer(
+        &mut self,
+        ingress: PortId,
+        frame: &[u8],
+        reply: &mut Vec<u8>,
+    ) -> Option<(PortId, bool)> {
         let Identity { mac, ip } = self.id;
         if arp_reply(frame, mac, ip, reply) || icmp_echo_reply(frame, mac, ip, reply) {
-            return Some(ingress);
+            return Some((ingress, false));
         }
         let payload = dhcp_payload(frame, ip)?;
         let dhcp = self.dhcp.as_mut()?;
-        let r = dhcp.handle(payload, ingress)?;
+        let (r, wait) = dhcp.handle(payload, ingress)?;
         *reply = emit_reply_frame(&r, mac, ip);
-        Some(PortId(r.port))
+        Some((PortId(r.port), wait))
+    }
+
+    /// Group commit: one fsync for every lease change of the batch, then the replies that
+    /// acknowledge them. If the fsync fails, none of them leaves (the clients retry).
+    fn commit_and_send(&mut self, pending: &mut Vec<(PortId, Vec<u8>)>, out: &mut Vec<u8>) {
+        if pending.is_empty() {
+            return;
+        }
+        let durable = self.dhcp.as_mut().is_some_and(|d| d.commit().is_ok());
+        for (port, frame) in pending.drain(..) {
+            if durable {
+                self.send(port, &frame, out);
+            }
+        }
     }
 
     /// Writes `frame` (no virtio-net header) out of `port`, counting it as the service port's

@@ -2,8 +2,10 @@
 //! dnsmasq-format lease file, and the guard's lease bindings.
 //!
 //! Life of a message: the appliance hands the UDP payload to the sans-IO `DhcpServer`; if the
-//! outcome carries a lease change it is appended to the journal and fsynced *before* the reply
-//! leaves, so a `kill -9` at any moment loses no acknowledged lease. If the journal cannot be
+//! outcome carries a lease change it is written to the journal, and the reply waits. After a
+//! batch of messages (whatever was queued, at most 64) the appliance calls `commit`: one fsync
+//! for the whole batch (group commit), and only then do the waiting replies leave, so a
+//! `kill -9` at any moment loses no acknowledged lease. If the journal cannot be
 //! written (disk full, read-only directory) the reply is withheld and the error logged: the
 //! client retries, and the server never acknowledges what it could not persist. Every change
 //! also updates the guard: a lease binds its address to the port the client is on, and unbinds
@@ -27,6 +29,11 @@ pub(super) fn epoch_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+fn log_unpersisted(e: &io::Error) {
+    tracing::error!(error = %e, "cannot persist a lease change: the reply is withheld \
+        (free space or fix permissions in the state directory)");
 }
 
 /// The DHCP server with its persistence and its guard bindings.
@@ -68,8 +75,10 @@ impl DhcpService {
         Ok(svc)
     }
 
-    /// Handles one DHCP payload from `ingress`; returns the reply to send, if any.
-    pub(super) fn handle(&mut self, payload: &[u8], ingress: PortId) -> Option<Reply> {
+    /// Handles one DHCP payload from `ingress`. Returns the reply and whether it waits for
+    /// [`DhcpService::commit`]: a reply that acknowledges a lease change must not leave before
+    /// the change is on disk.
+    pub(super) fn handle(&mut self, payload: &[u8], ingress: PortId) -> Option<(Reply, bool)> {
         let now = epoch_now();
         let outcome = match self.server.process(payload, ingress.0, now) {
             Ok(o) => o,
@@ -82,16 +91,33 @@ impl DhcpService {
                 return None;
             }
         };
-        if let Some(change) = &outcome.change {
-            if let Err(e) = self.persist(change) {
-                tracing::error!(error = %e, "cannot persist a lease change: the reply is withheld \
-                    (free space or fix permissions in the state directory)");
-                return None;
-            }
-            self.apply_binding(change);
-            self.lease_file_dirty = true;
+        let Some(change) = &outcome.change else {
+            return outcome.reply.map(|r| (r, false));
+        };
+        if let Err(e) = self.journal.write(change) {
+            log_unpersisted(&e);
+            return None;
         }
-        outcome.reply
+        self.apply_binding(change);
+        self.lease_file_dirty = true;
+        outcome.reply.map(|r| (r, true))
+    }
+
+    /// Makes every change handled since the last commit durable (one fsync for a whole batch:
+    /// group commit), compacting the journal now and then. On error the caller withholds every
+    /// reply that waited for this commit.
+    pub(super) fn commit(&mut self) -> io::Result<()> {
+        let result = self.journal.sync().and_then(|()| {
+            if self.journal.records_since_compaction() >= COMPACT_AFTER {
+                self.journal.compact(self.server.leases())
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = &result {
+            log_unpersisted(e);
+        }
+        result
     }
 
     /// Updates the guard for one lease change: O(1), so the cost per message does not grow with
@@ -127,14 +153,6 @@ impl DhcpService {
             self.lease_file_dirty = false;
             self.write_lease_file(now);
         }
-    }
-
-    fn persist(&mut self, change: &LeaseChange) -> io::Result<()> {
-        self.journal.append(change)?;
-        if self.journal.records_since_compaction() >= COMPACT_AFTER {
-            self.journal.compact(self.server.leases())?;
-        }
-        Ok(())
     }
 
     fn write_lease_file(&self, now: u64) {

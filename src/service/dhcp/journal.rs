@@ -77,10 +77,21 @@ impl Journal {
 
     /// Appends one change and fsyncs: when this returns `Ok`, the change is durable.
     pub fn append(&mut self, change: &LeaseChange) -> io::Result<()> {
+        self.write(change)?;
+        self.sync()
+    }
+
+    /// Writes one change without waiting for the disk: it is durable only after the next
+    /// successful [`Journal::sync`]. Group commit: write a batch, sync once, then acknowledge.
+    pub fn write(&mut self, change: &LeaseChange) -> io::Result<()> {
         self.file.write_all(&encode_record(change))?;
-        self.file.sync_data()?;
         self.since_compaction += 1;
         Ok(())
+    }
+
+    /// Makes every change written so far durable (`fdatasync`).
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.file.sync_data()
     }
 
     /// Rewrites the journal as one record per lease of `table`, atomically.
