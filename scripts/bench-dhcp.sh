@@ -1,0 +1,312 @@
+#!/usr/bin/env bash
+# DHCP leases a second, switchyard against dnsmasq, side by side in one run.
+#
+#   sudo ./scripts/bench-dhcp.sh            # 100, 1000 and 4000 clients, median of 3 runs a cell
+#   sudo CLIENTS="1000" RUNS=1 ./scripts/bench-dhcp.sh
+#
+# perfdhcp (Debian kea-admin) drives full DORA exchanges in direct mode (-l IFNAME, broadcast)
+# from a client namespace for PERIOD seconds at each rate in RATES, with CLIENTS distinct MACs,
+# and reports completed 4-way exchanges a second (every ACK is a lease granted or extended),
+# with the CPU the server and perfdhcp used (percent of one core) in the per-run lines.
+#
+#   switchyard: client ns --tap--> switchyard (run in its own ns via nsenter); [dhcp] pool of
+#               10,238 addresses in 10.13.0.0/18, max_leases_per_port = 65535, rate_limit = "off"
+#   dnsmasq:    client ns --veth--> server ns running dnsmasq on the same pool, lease file on
+#
+# Both servers keep their lease state in the same temp dir (same file system); switchyard
+# fsyncs its journal before every ACK leaves (one fsync per batch of queued messages: group
+# commit), dnsmasq rewrites its lease file on every change. Each run
+# starts both servers fresh (empty state). Traffic stays inside namespaces the script creates
+# (unique names); a trap removes every namespace, process and temp file, also on failure or
+# Ctrl-C. Nothing is added to the root namespace.
+#
+# A run of a cell tries every rate in RATES (the exchanges/s perfdhcp offers) and keeps the best
+# completed rate: an overloaded server can do less than its best (stale requests, deep queues),
+# and an underloaded one is capped by the offered rate.
+#
+# Knobs (environment): CLIENTS ("100 1000 4000"), RUNS (3), PERIOD (10 s), RATES ("2000
+# 10000"), SWITCHYARD (default: target/release/switchyard, built first), KEEP_LOGS=1 (keep the temp
+# dir with every log and perfdhcp report, and print its path).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH:/usr/sbin:/sbin"
+
+CLIENTS=${CLIENTS:-"100 1000 4000"}
+RUNS=${RUNS:-3}
+PERIOD=${PERIOD:-10}
+RATES=${RATES:-"2000 10000"}
+if [ -z "${SWITCHYARD:-}" ]; then
+  BUILD=1
+  SWITCHYARD=target/release/switchyard
+fi
+
+if [ "$(id -u)" != 0 ]; then
+  echo "bench-dhcp.sh: run as root (it creates network namespaces and taps)" >&2
+  exit 1
+fi
+
+# Tools: command -> Debian package; installed only when missing.
+declare -A need=([perfdhcp]=kea-admin [dnsmasq]=dnsmasq-base [nsenter]=util-linux [ip]=iproute2
+  [nft]=nftables [ss]=iproute2 [timeout]=coreutils [/usr/bin/time]=time)
+missing=()
+for cmd in "${!need[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+modprobe tun 2>/dev/null || true
+if [ "${BUILD:-0}" = 1 ]; then
+  cargo build --release --locked # never measure a stale binary
+fi
+[ -x "$SWITCHYARD" ] || { echo "bench-dhcp.sh: $SWITCHYARD is not an executable" >&2; exit 1; }
+SWITCHYARD=$(realpath "$SWITCHYARD")
+
+# ---- names, temp dir, cleanup -------------------------------------------------------------
+TAG="syd$(($$ % 100000))"
+NS_SW="$TAG-sw"    # switchyard runs here
+NS_C1="$TAG-c1"    # perfdhcp against switchyard (holds the tap)
+NS_DM="$TAG-dm"    # dnsmasq runs here
+NS_C2="$TAG-c2"    # perfdhcp against dnsmasq (holds one end of the veth)
+TAP="${TAG}t"      # <= 15 bytes
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/bench-dhcp.XXXXXX")
+SW_PID=""
+DM_PID=""
+PD_PID=""
+
+stop_pid() { # pid: SIGTERM, wait up to 10 s, then SIGKILL
+  local pid=$1 i
+  [ -n "$pid" ] || return 0
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for i in $(seq 100); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  stop_pid "$PD_PID"
+  stop_pid "$SW_PID"
+  stop_pid "$DM_PID"
+  for ns in "$NS_C1" "$NS_C2" "$NS_DM" "$NS_SW"; do
+    [ -e "/run/netns/$ns" ] && ip netns del "$ns" 2>/dev/null || true
+  done
+  if [ "${KEEP_LOGS:-0}" = 1 ]; then
+    echo "logs kept in $TMP" >&2
+  else
+    rm -rf "$TMP"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+die() {
+  echo "bench-dhcp.sh: $*" >&2
+  exit 1
+}
+
+# ---- the pool: 10.13.0.10 .. 10.13.40.7 = 10,238 addresses (not a power of two) -------------
+SUBNET=10.13.0.0/18
+GW=10.13.0.1
+POOL_LO=10.13.0.10
+POOL_HI=10.13.40.7
+POOL_SIZE=10238
+CLIENT_IP=10.13.63.250 # perfdhcp's own address in the client namespaces (outside the pool)
+ip2n() { local IFS=.; set -- $1; echo $((($1 << 24) + ($2 << 16) + ($3 << 8) + $4)); }
+[ $(($(ip2n $POOL_HI) - $(ip2n $POOL_LO) + 1)) = $POOL_SIZE ] || die "pool arithmetic is off"
+
+# ---- topology ---------------------------------------------------------------------------
+for ns in "$NS_SW" "$NS_C1" "$NS_DM" "$NS_C2"; do
+  ip netns add "$ns"
+  ip -n "$ns" link set lo up
+done
+# dnsmasq's side: a veth pair created directly inside the two namespaces.
+ip -n "$NS_C2" link add c0 type veth peer name s0 netns "$NS_DM"
+ip -n "$NS_DM" addr add "$GW/18" dev s0
+ip -n "$NS_DM" link set s0 up
+ip -n "$NS_C2" addr add "$CLIENT_IP/18" dev c0
+ip -n "$NS_C2" link set c0 up
+
+# ---- one server at a time ----------------------------------------------------------------
+start_switchyard() { # run: fresh state dir, wait for the tap to be up in the client namespace
+  local dir=$TMP/sw.$1 i
+  mkdir -p "$dir"
+  cat >"$dir/switchyard.toml" <<EOF
+[network]
+name = "$TAG"
+subnet = "$SUBNET"
+gateway = "$GW"
+domain = "bench.test"
+
+[dhcp]
+pool = ["$POOL_LO", "$POOL_HI"]
+lease_time = "1h"
+max_leases_per_port = 65535
+rate_limit = "off"
+state_dir = "$dir/state"
+
+[[port]]
+name = "client"
+kind = "tap"
+ifname = "$TAP"
+netns = "$NS_C1"
+address = "none"
+guard = false
+EOF
+  RUST_LOG=warn nsenter --net="/run/netns/$NS_SW" "$SWITCHYARD" run --config "$dir/switchyard.toml" \
+    >"$dir/stdout" 2>"$dir/stderr" &
+  SW_PID=$!
+  for i in $(seq 150); do
+    if ip -n "$NS_C1" -br link show dev "$TAP" 2>/dev/null | grep -q UP; then
+      relay_shim
+      return 0
+    fi
+    kill -0 "$SW_PID" 2>/dev/null || { cat "$dir/stderr" >&2; die "switchyard exited at start"; }
+    sleep 0.1
+  done
+  cat "$dir/stderr" >&2
+  die "the tap $TAP did not come up in $NS_C1 within 15 s"
+}
+
+# perfdhcp 2.2 always acts as a DHCPv4 relay agent: it sends from CLIENT_IP:67 with
+# giaddr = CLIENT_IP and hops = 1, and expects the answer at CLIENT_IP:67. switchyard serves one
+# L2 segment and drops relayed requests (drop reason `relayed`), so in the switchyard client
+# namespace two nftables netdev rules on the tap turn perfdhcp into a plain client and back:
+# egress, giaddr (UDP payload offset 24) := 0 and UDP checksum := 0 (valid for IPv4: none);
+# ingress, a reply from :67 to yiaddr:68 at the fake client MAC is re-addressed to
+# CLIENT_IP:67 at the tap's MAC, as the relay would receive it. Replies are unicast to chaddr
+# (perfdhcp does not set the broadcast flag): the rule rewrites the destination MAC and packet
+# type, so the tap need not be promiscuous. dnsmasq gets perfdhcp's relayed requests as they are.
+relay_shim() {
+  local mac
+  mac=$(ip netns exec "$NS_C1" cat "/sys/class/net/$TAP/address")
+  ip -n "$NS_C1" addr add "$CLIENT_IP/18" dev "$TAP"
+  ip netns exec "$NS_C1" nft -f - <<EOF
+table netdev perfdhcp_shim {
+  chain out {
+    type filter hook egress device "$TAP" priority 0;
+    meta l4proto udp udp dport 67 @th,256,32 set 0 udp checksum set 0
+  }
+  chain in {
+    type filter hook ingress device "$TAP" priority 0;
+    meta l4proto udp udp sport 67 udp dport 68 ether daddr set $mac meta pkttype set host ip daddr set $CLIENT_IP udp dport set 67 udp checksum set 0
+  }
+}
+EOF
+}
+
+stop_switchyard() {
+  stop_pid "$SW_PID"
+  SW_PID=""
+  # The daemon removes its tap on exit; wait until it is gone before the next start.
+  local i
+  for i in $(seq 50); do
+    ip -n "$NS_C1" link show dev "$TAP" >/dev/null 2>&1 || return 0
+    sleep 0.1
+  done
+}
+
+start_dnsmasq() { # run: fresh lease file
+  local dir=$TMP/dm.$1 i
+  mkdir -p "$dir"
+  : >"$dir/leases"
+  ip netns exec "$NS_DM" dnsmasq --no-daemon --conf-file=/dev/null --user=root --group=root \
+    --port=0 --interface=s0 --bind-interfaces --except-interface=lo \
+    --dhcp-range="$POOL_LO,$POOL_HI,255.255.192.0,1h" --dhcp-leasefile="$dir/leases" \
+    --dhcp-authoritative --dhcp-lease-max=20000 --no-ping --quiet-dhcp --log-facility="$dir/log" \
+    --pid-file="$dir/pid" >"$dir/stdout" 2>"$dir/stderr" &
+  DM_PID=$!
+  for i in $(seq 50); do
+    # Listening on 0.0.0.0:67 inside its namespace.
+    if ip netns exec "$NS_DM" ss -Hlun 'sport = :67' 2>/dev/null | grep -q .; then
+      return 0
+    fi
+    kill -0 "$DM_PID" 2>/dev/null || { cat "$dir/stderr" "$dir/log" >&2 || true; die "dnsmasq exited at start"; }
+    sleep 0.1
+  done
+  die "dnsmasq did not listen on :67 within 5 s"
+}
+
+stop_dnsmasq() {
+  stop_pid "$DM_PID"
+  DM_PID=""
+}
+
+# perfdhcp NS IFNAME CLIENTS RATE OUT SERVER_PID: full DORA, direct mode, bounded; sets RESULT
+# to the completed exchanges a second and CPU to "server X%, perfdhcp Y%" (of one core).
+# (Runs in this shell, not in a $(...) subshell, so the trap can stop perfdhcp.)
+run_perfdhcp() {
+  local ns=$1 ifname=$2 clients=$3 rate=$4 out=$5 server=$6 rc=0 t0 t1 c0 c1
+  t0=$(date +%s%N)
+  c0=$(cpu_ticks "$server")
+  ip netns exec "$ns" timeout $((PERIOD + 30)) /usr/bin/time -o "$out.time" -f %P \
+    perfdhcp -4 -l "$ifname" -R "$clients" -r "$rate" -p "$PERIOD" -W 1000000 >"$out" 2>&1 &
+  PD_PID=$!
+  wait "$PD_PID" || rc=$?
+  PD_PID=""
+  c1=$(cpu_ticks "$server")
+  t1=$(date +%s%N)
+  CPU="server $(((c1 - c0) * 1000000000 / $(getconf CLK_TCK) * 100 / (t1 - t0)))%, perfdhcp $(tail -1 "$out.time" 2>/dev/null)"
+  # perfdhcp exits 3 when some exchanges were dropped: expected when RATE exceeds the server.
+  if [ "$rc" != 0 ] && [ "$rc" != 3 ]; then
+    cat "$out" >&2
+    die "perfdhcp failed (exit $rc) in $ns"
+  fi
+  rate=$(sed -n 's/^Rate: \([0-9.]*\) 4-way exchanges\/second.*/\1/p' "$out" | tail -1)
+  [ -n "$rate" ] || { cat "$out" >&2; die "no rate in perfdhcp's output"; }
+  RESULT=$(printf '%.0f' "$rate")
+}
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; } # user + system
+
+median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+
+# ---- the runs ----------------------------------------------------------------------------
+echo "DHCP benchmark: perfdhcp full DORA, direct mode, ${PERIOD}s per try, best of -r $RATES, pool $POOL_SIZE"
+echo "switchyard $($SWITCHYARD --version 2>/dev/null || echo '?'), $(dnsmasq --version | head -1 | cut -d' ' -f1-3), perfdhcp $(perfdhcp -v 2>&1 | awk '{print $2}'), $(nproc) cores, state on $(findmnt -no FSTYPE -T "$TMP")"
+declare -A SW DM
+for n in $CLIENTS; do
+  sw_rates=() dm_rates=()
+  for run in $(seq "$RUNS"); do
+    best_sw=0 best_dm=0
+    for rate in $RATES; do
+      start_switchyard "$n.$run.$rate"
+      run_perfdhcp "$NS_C1" "$TAP" "$n" "$rate" "$TMP/sw.$n.$run.$rate/perfdhcp.out" "$SW_PID"
+      stop_switchyard
+      sw=$RESULT
+      echo "    clients $n run $run -r $rate: switchyard $sw/s ($CPU)"
+      if [ "$sw" -gt "$best_sw" ]; then best_sw=$sw; fi
+
+      start_dnsmasq "$n.$run.$rate"
+      run_perfdhcp "$NS_C2" c0 "$n" "$rate" "$TMP/dm.$n.$run.$rate/perfdhcp.out" "$DM_PID"
+      stop_dnsmasq
+      dm=$RESULT
+      echo "    clients $n run $run -r $rate: dnsmasq    $dm/s ($CPU)"
+      if [ "$dm" -gt "$best_dm" ]; then best_dm=$dm; fi
+    done
+    sw_rates+=("$best_sw")
+    dm_rates+=("$best_dm")
+    echo "  clients $n run $run: best switchyard $best_sw/s, dnsmasq $best_dm/s"
+  done
+  SW[$n]=$(median "${sw_rates[@]}")
+  DM[$n]=$(median "${dm_rates[@]}")
+done
+
+echo
+if [ "$RUNS" -gt 1 ]; then what="median of $RUNS runs"; else what="1 run"; fi
+echo "Completed DORA exchanges per second ($what per cell):"
+echo
+echo "| clients | switchyard | dnsmasq | switchyard / dnsmasq |"
+echo "|---:|---:|---:|---:|"
+for n in $CLIENTS; do
+  ratio=$(awk -v a="${SW[$n]}" -v b="${DM[$n]}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
+  echo "| $n | ${SW[$n]} | ${DM[$n]} | $ratio |"
+done
