@@ -24,7 +24,7 @@
 //!   and `now`, and returns a [`switch::Verdict`]; it makes no syscall and reads no clock, so it
 //!   is tested without root and benchmarked without I/O. The FDB and counters live here.
 //! - [`port`]: the I/O seam: taps, network namespaces, rtnetlink, epoll and signals. Every
-//!   `unsafe` block of the crate is in `port/sys.rs`.
+//!   `port/sys.rs` is the one file that allows `unsafe_code` (each block with a SAFETY comment).
 //! - [`service`]: the appliance's services, sans-IO: the DHCPv4 server (`service::dhcp`), its
 //!   lease table and its journal format. Replies are values; the daemon sends them.
 //! - [`control`]: the configuration (TOML → validated [`control::config::Config`]).
