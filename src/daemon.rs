@@ -68,6 +68,20 @@ struct Ports {
     _namespaces: Vec<Netns>,
 }
 
+impl Ports {
+    /// Writes `bytes` (virtio-net header + frame) out of `port`, never blocking, and counts the
+    /// outcome on that port: tx on success, `tx_full` if its queue is full, `tx_error` otherwise.
+    fn send_counted(&self, switch: &Switch, port: PortId, bytes: &[u8]) {
+        match self.taps[port.index()].send(bytes) {
+            Ok(_) => switch.count_tx(port, bytes.len().saturating_sub(VNET_HDR_LEN)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                switch.count_drop(port, DropReason::TxFull)
+            }
+            Err(_) => switch.count_drop(port, DropReason::TxError),
+        }
+    }
+}
+
 /// Builds every namespace and tap of `config`, or none.
 fn build_ports(config: &Config) -> Result<Ports, DaemonError> {
     let mut namespaces: Vec<Netns> = Vec::new();
@@ -449,14 +463,6 @@ impl Worker {
         if egress == self.service.port {
             return self.dispatch_to_appliance(ingress, &bytes[bytes.len().min(VNET_HDR_LEN)..]);
         }
-        match self.ports.taps[egress.index()].send(bytes) {
-            Ok(_) => self
-                .switch
-                .count_tx(egress, bytes.len().saturating_sub(VNET_HDR_LEN)),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.switch.count_drop(egress, DropReason::TxFull)
-            }
-            Err(_) => self.switch.count_drop(egress, DropReason::TxError),
-        }
+        self.ports.send_counted(&self.switch, egress, bytes);
     }
 }

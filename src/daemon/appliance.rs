@@ -18,16 +18,15 @@ use std::sync::Arc;
 
 use super::dhcp::{epoch_now, DhcpService};
 use super::{Ports, TICK};
-use crate::service::dhcp::frame::{dhcp_payload, emit_reply_frame};
-use crate::switch::{DropReason, PortId, Switch};
+use crate::service::dhcp::frame::{
+    dhcp_payload, emit_reply_frame, SERVER_PORT as DHCP_SERVER_PORT,
+};
+use crate::switch::{PortId, Switch};
 use crate::wire::ipv4::{arp_reply, icmp_echo_reply};
 use crate::wire::{EtherType, EthernetFrame, MacAddr, VNET_HDR_LEN};
 
 /// Frames the appliance answers before one group commit of the lease journal.
 const BATCH: usize = 64;
-
-/// UDP port of a DHCPv4 server.
-pub(super) const DHCP_SERVER_PORT: u16 = 67;
 
 /// One frame for the appliance, with the port it arrived on.
 pub(super) struct ServiceFrame {
@@ -169,13 +168,7 @@ impl Appliance {
         out.clear();
         out.resize(VNET_HDR_LEN, 0);
         out.extend_from_slice(frame);
-        match self.ports.taps[port.index()].send(out) {
-            Ok(_) => self.switch.count_tx(port, frame.len()),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                self.switch.count_drop(port, DropReason::TxFull)
-            }
-            Err(_) => self.switch.count_drop(port, DropReason::TxError),
-        }
+        self.ports.send_counted(&self.switch, port, out);
     }
 }
 
