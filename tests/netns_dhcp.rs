@@ -5,35 +5,17 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::Lab;
+use common::{clients, Lab};
 
-/// A dhclient-script / udhcpc script that only sets the address (never touches resolv.conf or
-/// the root namespace's files).
 fn write_scripts(lab: &Lab) -> (PathBuf, PathBuf) {
-    let dhclient = lab.dir.join("dhclient-script");
-    fs::write(
-        &dhclient,
-        "#!/bin/sh\ncase \"$reason\" in BOUND|RENEW|REBIND|REBOOT)\n  \
-         ip -4 addr flush dev \"$interface\"\n  \
-         ip addr add \"$new_ip_address/$new_subnet_mask\" dev \"$interface\";;\nesac\nexit 0\n",
+    (
+        clients::dhclient_script(&lab.dir),
+        clients::udhcpc_script(&lab.dir),
     )
-    .unwrap();
-    let udhcpc = lab.dir.join("udhcpc-script");
-    fs::write(
-        &udhcpc,
-        "#!/bin/sh\ncase \"$1\" in bound|renew)\n  ip -4 addr flush dev \"$interface\"\n  \
-         ip addr add \"$ip/$mask\" dev \"$interface\";;\nesac\nexit 0\n",
-    )
-    .unwrap();
-    for p in [&dhclient, &udhcpc] {
-        fs::set_permissions(p, fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    (dhclient, udhcpc)
 }
 
 fn config(lab: &mut Lab) -> String {
@@ -106,25 +88,13 @@ fn acquire_all(lab: &mut Lab, dhclient_script: &str, udhcpc_script: &str) -> Vec
                     &ifname,
                 ],
             ),
-            "udhcpc" => lab.exec(
-                h,
-                &[
-                    "timeout",
-                    "30",
-                    "udhcpc",
-                    "-i",
-                    &ifname,
-                    "-n",
-                    "-q",
-                    "-f",
-                    "-t",
-                    "10",
-                    "-T",
-                    "1",
-                    "-s",
-                    udhcpc_script,
-                ],
-            ),
+            "udhcpc" => {
+                assert!(
+                    clients::udhcpc(lab, h, Path::new(udhcpc_script), "10"),
+                    "udhcpc on {h} failed"
+                );
+                continue;
+            }
             _ => lab.exec(
                 h,
                 &[

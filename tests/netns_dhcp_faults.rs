@@ -5,10 +5,9 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use common::{sh, Lab};
+use common::{clients, sh, Lab};
 
 /// A mounted tmpfs, unmounted on drop.
 struct Tmpfs(PathBuf);
@@ -47,43 +46,12 @@ fn fill(path: &Path) {
     ]);
 }
 
-fn udhcpc(lab: &mut Lab, script: &Path, tries: &str) -> bool {
-    let ifname = lab.ifname("h1");
-    lab.exec(
-        "h1",
-        &[
-            "timeout",
-            "30",
-            "udhcpc",
-            "-i",
-            &ifname,
-            "-n",
-            "-q",
-            "-f",
-            "-t",
-            tries,
-            "-T",
-            "1",
-            "-s",
-            script.to_str().unwrap(),
-        ],
-    )
-    .status
-    .success()
-}
-
 #[test]
 fn a_full_disk_withholds_the_ack_and_dhcp_recovers_when_space_returns() {
     let mut lab = Lab::new();
     let state = lab.dir.join("state");
     let _fs = Tmpfs::mount(&state, "256k");
-    let script = lab.dir.join("udhcpc-script");
-    fs::write(
-        &script,
-        "#!/bin/sh\ncase \"$1\" in bound|renew) ip addr add \"$ip/$mask\" dev \"$interface\";; esac\nexit 0\n",
-    )
-    .unwrap();
-    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let script = clients::udhcpc_script(&lab.dir);
     let ns = lab.ns("h1");
     let ifname = lab.ifname("h1");
     let cfg = format!(
@@ -100,7 +68,7 @@ fn a_full_disk_withholds_the_ack_and_dhcp_recovers_when_space_returns() {
     let filler = state.join("filler");
     fill(&filler);
     assert!(
-        !udhcpc(&mut lab, &script, "3"),
+        !clients::udhcpc(&mut lab, "h1", &script, "3"),
         "an ACK left although the journal could not be written"
     );
     let out = lab.exec("h1", &["ip", "-4", "-o", "addr", "show", "dev", &ifname]);
@@ -108,7 +76,7 @@ fn a_full_disk_withholds_the_ack_and_dhcp_recovers_when_space_returns() {
 
     fs::remove_file(&filler).unwrap();
     assert!(
-        udhcpc(&mut lab, &script, "5"),
+        clients::udhcpc(&mut lab, "h1", &script, "5"),
         "DHCP did not recover when space returned"
     );
     let out = lab.exec("h1", &["ip", "-4", "-o", "addr", "show", "dev", &ifname]);

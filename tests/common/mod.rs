@@ -4,6 +4,8 @@
 //! process it started when dropped, even if the test panicked.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod clients;
+
 use std::fs;
 use std::io::Read;
 use std::path::PathBuf;
