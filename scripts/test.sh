@@ -22,6 +22,8 @@ declare -A need=(
   [udhcpc]=udhcpc
   [dhcpcd]=dhcpcd-base
   [timeout]=coreutils
+  [dig]=bind9-dnsutils
+  [dnsmasq]=dnsmasq-base
 )
 missing=()
 for cmd in "${!need[@]}"; do

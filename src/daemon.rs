@@ -17,6 +17,7 @@
 
 mod appliance;
 mod dhcp;
+mod dns;
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -205,6 +206,16 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
         id: identity(config),
         tx: service_tx,
     };
+    let dns = if config.dns.enabled {
+        Some(dns::DnsService::start(
+            config,
+            service.id,
+            &service.tx,
+            &stop,
+        )?)
+    } else {
+        None
+    };
     let dhcp = if config.dhcp.enabled {
         let svc = dhcp::DhcpService::open(
             dhcp_params(config),
@@ -223,6 +234,7 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
         ports: Arc::clone(&ports),
         switch: Arc::clone(&switch),
         dhcp,
+        dns,
     };
     let appliance_handle = {
         let stop = Arc::clone(&stop);
@@ -284,12 +296,19 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
     }
     stop.store(true, Ordering::Relaxed);
     drop(service);
-    for h in handles.into_iter().chain(std::iter::once(appliance_handle)) {
+    for h in handles {
         if h.join().is_err() {
             tracing::error!("a data-plane thread panicked");
         }
     }
+    let dns_counters = appliance_handle.join().unwrap_or_else(|_| {
+        tracing::error!("the appliance thread panicked");
+        None
+    });
     print!("{}", counters_table(&switch));
+    if let Some(c) = dns_counters {
+        println!("dns: {c}");
+    }
     // Dropping the last reference to `ports` closes the taps and removes created namespaces.
     drop(ports);
     tracing::info!("stopped; taps and namespaces the daemon created are removed");
@@ -302,10 +321,10 @@ impl Worker {
         if !self.service.id.wants(frame) {
             return;
         }
-        let sf = appliance::ServiceFrame {
+        let sf = appliance::ServiceMsg::Frame(appliance::ServiceFrame {
             ingress,
             frame: frame.to_vec(),
-        };
+        });
         match self.service.tx.try_send(sf) {
             Ok(()) => self.switch.count_tx(self.service.port, frame.len()),
             Err(TrySendError::Full(_)) => self
@@ -370,7 +389,7 @@ pub fn counters_table(switch: &Switch) -> String {
 struct Service {
     port: PortId,
     id: Identity,
-    tx: SyncSender<appliance::ServiceFrame>,
+    tx: SyncSender<appliance::ServiceMsg>,
 }
 
 /// One data-plane thread: an epoll set over its ports, and a frame buffer.

@@ -3,8 +3,9 @@
 //! # Theory of operation
 //!
 //! One config file describes one network: its `[network]` (subnet, gateway, domain), the
-//! `[switch]` tuning, the `[[host]]` reservations, the `[[port]]`s and the `[dhcp]` server
-//! (`dhcp.rs`, with the hosts' `client_id`/`match` keys and [`dhcp_params`]).
+//! `[switch]` tuning, the `[[host]]` reservations, the `[[port]]`s, the `[dhcp]` server
+//! (`dhcp.rs`, with the hosts' `client_id`/`match` keys and [`dhcp_params`]) and the `[dns]`
+//! server (`dns.rs`, with [`dns_params`]).
 //! `config/default.toml` is the reference: it is embedded in the binary ([`DEFAULT_CONFIG`]) and
 //! commented key by key.
 //!
@@ -32,8 +33,10 @@ use toml::Spanned;
 use crate::wire::MacAddr;
 
 mod dhcp;
+mod dns;
 mod guard;
 pub use dhcp::{dhcp_params, DhcpConfig, HostMatch};
+pub use dns::{dns_params, DnsConfig};
 pub use guard::Guard;
 
 /// The built-in configuration: a ready three-host lab network, and the commented reference.
@@ -53,6 +56,8 @@ pub struct Config {
     pub ports: Vec<PortConfig>,
     /// `[dhcp]`, defaults filled in.
     pub dhcp: DhcpConfig,
+    /// `[dns]`, defaults filled in.
+    pub dns: DnsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -213,6 +218,7 @@ pub fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
     let ports = validate_ports(&cx, &network, &hosts, raw.port)?;
     let switch = validate_switch(&cx, raw.switch, &hosts, &ports)?;
     let dhcp = dhcp::validate_dhcp(&cx, &network, raw.dhcp)?;
+    let dns = dns::validate_dns(&cx, &network, &hosts, raw.dns)?;
     Ok(Config {
         source: source.to_string(),
         network,
@@ -220,6 +226,7 @@ pub fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
         hosts,
         ports,
         dhcp,
+        dns,
     })
 }
 
@@ -235,6 +242,7 @@ struct RawConfig {
     #[serde(default)]
     port: Vec<Spanned<RawPort>>,
     dhcp: Option<dhcp::RawDhcp>,
+    dns: Option<dns::RawDns>,
 }
 
 #[derive(Deserialize)]

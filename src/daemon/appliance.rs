@@ -10,6 +10,9 @@
 //! own port only.
 //!
 //! Replies are complete frames (every checksum filled) preceded by an all-zero virtio-net header.
+//!
+//! The queue also carries [`DnsEvent`]s from the DNS reader threads (upstream replies, queries on
+//! `[dns] listen` sockets), so the DNS zone, cache and pending table live in this one thread.
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,10 +20,12 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 
 use super::dhcp::{epoch_now, DhcpService};
+use super::dns::{DnsEvent, DnsService};
 use super::{Ports, TICK};
 use crate::service::dhcp::frame::{
     dhcp_payload, emit_reply_frame, SERVER_PORT as DHCP_SERVER_PORT,
 };
+use crate::service::dns::DnsCounters;
 use crate::switch::{PortId, Switch};
 use crate::wire::ipv4::{arp_reply, icmp_echo_reply};
 use crate::wire::{EtherType, EthernetFrame, MacAddr, VNET_HDR_LEN};
@@ -32,6 +37,12 @@ const BATCH: usize = 64;
 pub(super) struct ServiceFrame {
     pub(super) ingress: PortId,
     pub(super) frame: Vec<u8>,
+}
+
+/// What the appliance's queue carries.
+pub(super) enum ServiceMsg {
+    Frame(ServiceFrame),
+    Dns(DnsEvent),
 }
 
 /// The appliance's identity on the segment.
@@ -82,49 +93,96 @@ pub fn default_mac(network: &str) -> MacAddr {
 /// The appliance thread's state.
 pub(super) struct Appliance {
     pub(super) id: Identity,
-    pub(super) rx: Receiver<ServiceFrame>,
+    pub(super) rx: Receiver<ServiceMsg>,
     pub(super) ports: Arc<Ports>,
     pub(super) switch: Arc<Switch>,
     pub(super) dhcp: Option<DhcpService>,
+    pub(super) dns: Option<DnsService>,
 }
 
 impl Appliance {
-    pub(super) fn run(mut self, stop: &AtomicBool) {
+    /// Runs until `stop`; returns the DNS counters, if DNS ran.
+    pub(super) fn run(mut self, stop: &AtomicBool) -> Option<DnsCounters> {
         let mut reply = Vec::with_capacity(1600);
         let mut out = Vec::with_capacity(1600);
         let mut pending: Vec<(PortId, Vec<u8>)> = Vec::new();
         let mut last_sweep = epoch_now();
+        if let (Some(dns), Some(dhcp)) = (self.dns.as_mut(), self.dhcp.as_ref()) {
+            dns.load_leases(dhcp.live_leases(last_sweep));
+        }
         while !stop.load(Ordering::Relaxed) {
             match self.rx.recv_timeout(TICK) {
                 Ok(first) => {
                     // Drain what is already queued (bounded), so one fsync covers the batch.
                     let mut next = Some(first);
                     let mut handled = 0;
-                    while let Some(sf) = next {
-                        match self.answer(sf.ingress, &sf.frame, &mut reply) {
-                            Some((port, true)) => pending.push((port, reply.clone())),
-                            Some((port, false)) => self.send(port, &reply, &mut out),
-                            None => {}
+                    while let Some(msg) = next {
+                        match msg {
+                            ServiceMsg::Frame(sf) => {
+                                match self.answer(sf.ingress, &sf.frame, &mut reply) {
+                                    Some((port, true)) => pending.push((port, reply.clone())),
+                                    Some((port, false)) => self.send(port, &reply, &mut out),
+                                    None => self.answer_dns(sf.ingress, &sf.frame, &mut out),
+                                }
+                            }
+                            ServiceMsg::Dns(event) => {
+                                let frames = self.dns.as_mut().map(|d| d.process_event(event));
+                                self.send_all(frames.unwrap_or_default(), &mut out);
+                            }
                         }
                         handled += 1;
                         next = (handled < BATCH).then(|| self.rx.try_recv().ok()).flatten();
                     }
                     self.commit_and_send(&mut pending, &mut out);
+                    self.update_zone();
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
+            let frames = self.dns.as_mut().map(DnsService::poll);
+            self.send_all(frames.unwrap_or_default(), &mut out);
             let now = epoch_now();
             if now != last_sweep {
                 last_sweep = now;
                 if let Some(dhcp) = self.dhcp.as_mut() {
-                    // Expired leases lose their guard binding within about a second.
+                    // Expired leases lose their guard binding (and their DNS name) within about
+                    // a second.
                     dhcp.tick(now);
+                    if let Some(dns) = self.dns.as_mut() {
+                        dns.expire_leases(dhcp.live_leases(now));
+                    }
                 }
             }
         }
         if let Some(dhcp) = self.dhcp.as_mut() {
             dhcp.tick(epoch_now());
+        }
+        let dns = self.dns.as_mut()?;
+        dns.shut_down();
+        Some(dns.counters())
+    }
+
+    /// DNS to the gateway (UDP or TCP port 53), if `frame` is that.
+    fn answer_dns(&mut self, ingress: PortId, frame: &[u8], out: &mut Vec<u8>) {
+        if let Some(frames) = self
+            .dns
+            .as_mut()
+            .and_then(|d| d.process_frame(ingress, frame))
+        {
+            self.send_all(frames, out);
+        }
+    }
+
+    /// The zone follows the lease changes of the batch just handled.
+    fn update_zone(&mut self) {
+        if let (Some(dns), Some(dhcp)) = (self.dns.as_mut(), self.dhcp.as_mut()) {
+            dns.apply_lease_changes(dhcp.take_changes());
+        }
+    }
+
+    fn send_all(&self, frames: Vec<(PortId, Vec<u8>)>, out: &mut Vec<u8>) {
+        for (port, frame) in frames {
+            self.send(port, &frame, out);
         }
     }
 

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::service::dhcp::{ClientKey, DhcpParams, DhcpServer, Journal, LeaseChange, Reply};
+use crate::service::dhcp::{ClientKey, DhcpParams, DhcpServer, Journal, Lease, LeaseChange, Reply};
 use crate::switch::{PortId, Switch};
 
 /// Compact the journal after this many records.
@@ -46,6 +46,8 @@ pub(super) struct DhcpService {
     bound: HashMap<ClientKey, (PortId, Ipv4Addr)>,
     /// The lease file lags the journal by at most one tick.
     lease_file_dirty: bool,
+    /// Lease changes not yet taken by the DNS zone ([`DhcpService::take_changes`]).
+    changes: Vec<LeaseChange>,
 }
 
 impl DhcpService {
@@ -69,6 +71,7 @@ impl DhcpService {
             switch,
             bound: HashMap::new(),
             lease_file_dirty: false,
+            changes: Vec::new(),
         };
         svc.sync_bindings(epoch_now());
         svc.write_lease_file(epoch_now());
@@ -99,6 +102,7 @@ impl DhcpService {
             return None;
         }
         self.apply_binding(change);
+        self.changes.push(change.clone());
         self.lease_file_dirty = true;
         outcome.reply.map(|r| (r, true))
     }
@@ -153,6 +157,19 @@ impl DhcpService {
             self.lease_file_dirty = false;
             self.write_lease_file(now);
         }
+    }
+
+    /// The lease changes handled since the last call (for the DNS zone, in the same thread).
+    pub(super) fn take_changes(&mut self) -> Vec<LeaseChange> {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// The leases that are live at `now`.
+    pub(super) fn live_leases(&self, now: u64) -> impl Iterator<Item = &Lease> {
+        self.server
+            .leases()
+            .iter()
+            .filter(move |l| !l.has_expired(now))
     }
 
     fn write_lease_file(&self, now: u64) {

@@ -8,5 +8,8 @@
 //! building and time. So every service is tested with a virtual clock and benchmarked without I/O.
 //!
 //! - [`dhcp`]: the DHCPv4 server, its lease table and its crash-safe journal.
+//! - [`dns`]: the authoritative zone of the network's names, the forwarder and its cache, and the
+//!   minimal TCP responder for DNS over TCP.
 
 pub mod dhcp;
+pub mod dns;

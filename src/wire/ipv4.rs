@@ -31,7 +31,7 @@ pub fn checksum(data: &[u8], mut sum: u32) -> u16 {
     !(sum as u16)
 }
 
-fn pseudo_header_sum(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, len: usize) -> u32 {
+pub(crate) fn pseudo_header_sum(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, len: usize) -> u32 {
     let (s, d) = (src.octets(), dst.octets());
     u32::from(u16::from_be_bytes([s[0], s[1]]))
         + u32::from(u16::from_be_bytes([s[2], s[3]]))
@@ -115,14 +115,14 @@ impl<'a> Ipv4View<'a> {
     }
 }
 
-fn push_ethernet(out: &mut Vec<u8>, dst: MacAddr, src: MacAddr, ethertype: EtherType) {
+pub(crate) fn push_ethernet(out: &mut Vec<u8>, dst: MacAddr, src: MacAddr, ethertype: EtherType) {
     out.extend_from_slice(&dst.0);
     out.extend_from_slice(&src.0);
     out.extend_from_slice(&u16::from(ethertype).to_be_bytes());
 }
 
 /// Appends an IPv4 header (no options, DF set, TTL 64) for `payload_len` bytes of `protocol`.
-fn push_ipv4_header(
+pub(crate) fn push_ipv4_header(
     out: &mut Vec<u8>,
     src: Ipv4Addr,
     dst: Ipv4Addr,

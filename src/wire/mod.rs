@@ -8,6 +8,7 @@
 mod ethernet;
 pub mod ipv4;
 mod mac;
+pub mod tcp;
 mod vnet;
 
 pub use ethernet::{EtherType, EthernetFrame, ETHERNET_HEADER_LEN, VLAN_TAG_LEN};

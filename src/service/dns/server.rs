@@ -1,0 +1,512 @@
+//! The query handler: local answers, the cache, and the table of forwarded queries.
+//!
+//! # Theory of operation
+//!
+//! [`DnsServer::process_query`] takes one DNS message from a client (UDP payload, or one
+//! length-prefixed TCP message), the client's return address `C` (opaque here: the daemon's
+//! port, MAC, IP and UDP port or TCP connection), the transport and `now`. It returns an
+//! [`Outcome`]: a reply to send back, a query to forward to an upstream, or a counted drop.
+//!
+//! 1. Fewer than 12 bytes, or a response (QR set): dropped, never answered (no reflection loop).
+//! 2. Undecodable (truncated, a compression loop, a name over 255 bytes, trailing garbage in
+//!    counts): FORMERR with the client's id; the decoder bounds every loop.
+//! 3. Not one IN-class QUERY question: FORMERR / NOTIMP / REFUSED; zone transfers: REFUSED.
+//! 4. The [`Zone`] answers local names (authoritative, TTL `local_ttl`); they never leave.
+//! 5. A fresh [`Cache`] hit is answered with TTLs aged.
+//! 6. Otherwise the query goes to an upstream: the longest `[[dns.forward]]` domain that holds
+//!    the name, else `[dns] upstreams` (round robin); with none, REFUSED. The forwarded copy
+//!    gets a fresh id; the pending table (bounded) remembers the client. The upstream's reply is
+//!    accepted only from that upstream, with that id and that question; it is cached, given the
+//!    client's id back and returned from [`DnsServer::process_upstream`]. A query with no reply
+//!    by its deadline gets SERVFAIL from [`DnsServer::poll_timeouts`].
+//!
+//! A UDP answer larger than the client can take (512 bytes, or its EDNS payload size, capped
+//! by the segment's MTU) is sent truncated (TC, question only), so the client retries over TCP.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
+
+use super::cache::{Cache, CacheKey};
+use super::params::DnsParams;
+use super::zone::{Lookup, Zone};
+
+/// The smallest UDP payload every client takes (RFC 1035).
+const MIN_UDP_PAYLOAD: usize = 512;
+/// The EDNS payload size the appliance advertises (DNS flag day 2020).
+const EDNS_PAYLOAD: u16 = 1232;
+/// A DNS header.
+pub const HEADER_LEN: usize = 12;
+
+/// How the query arrived: UDP (answers capped at `limit` bytes by the path) or TCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp { limit: usize },
+    Tcp,
+}
+
+/// Why a message got no answer at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// Shorter than a DNS header.
+    Short,
+    /// A response (QR set) sent to the server.
+    NotAQuery,
+    /// An upstream reply nobody waits for, from the wrong address, or for another question.
+    Unsolicited,
+}
+
+/// What to do with a client's query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Reply(Vec<u8>),
+    Forward {
+        upstream: SocketAddr,
+        query: Vec<u8>,
+    },
+    Drop(DropReason),
+}
+
+/// Counts of what the server did; printed when the daemon stops.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DnsCounters {
+    pub queries: u64,
+    /// Answered from the zone (including NXDOMAIN/NODATA for local names).
+    pub local: u64,
+    pub cache_hits: u64,
+    pub forwarded: u64,
+    /// Upstream replies relayed to a client.
+    pub upstream_answers: u64,
+    /// SERVFAIL: no upstream reply in time, an undecodable reply, or the pending table full.
+    pub servfail: u64,
+    pub refused: u64,
+    pub formerr: u64,
+    pub notimp: u64,
+    /// Messages that got no answer at all (see [`DropReason`]).
+    pub dropped: u64,
+}
+
+impl fmt::Display for DnsCounters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "queries={} local={} cache_hits={} forwarded={} upstream_answers={} servfail={} \
+             refused={} formerr={} notimp={} dropped={}",
+            self.queries,
+            self.local,
+            self.cache_hits,
+            self.forwarded,
+            self.upstream_answers,
+            self.servfail,
+            self.refused,
+            self.formerr,
+            self.notimp,
+            self.dropped
+        )
+    }
+}
+
+/// A forwarded query waiting for its upstream.
+#[derive(Debug, Clone)]
+struct Pending<C> {
+    client: C,
+    transport: Transport,
+    request: Message,
+    key: CacheKey,
+    upstream: SocketAddr,
+    deadline: Duration,
+}
+
+/// An answer for a client: where it goes, how, and the bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientReply<C> {
+    pub client: C,
+    pub transport: Transport,
+    pub bytes: Vec<u8>,
+}
+
+/// The DNS service; `C` is the caller's handle on a client.
+#[derive(Debug)]
+pub struct DnsServer<C> {
+    zone: Zone,
+    cache: Cache,
+    upstreams: Vec<SocketAddr>,
+    /// (domain, upstreams), longest domain first.
+    forwards: Vec<(Name, Vec<SocketAddr>)>,
+    timeout: Duration,
+    max_pending: usize,
+    pending: HashMap<u16, Pending<C>>,
+    /// Round-robin position over upstreams.
+    next_upstream: usize,
+    /// xorshift state for upstream query ids (not a secret: the pending table also checks the
+    /// upstream's address and the question).
+    rng: u64,
+    pub counters: DnsCounters,
+}
+
+impl<C: Clone> DnsServer<C> {
+    /// `seed` varies the ids of forwarded queries between runs.
+    pub fn new(params: &DnsParams, seed: u64) -> DnsServer<C> {
+        let mut forwards: Vec<(Name, Vec<SocketAddr>)> = params
+            .forwards
+            .iter()
+            .filter_map(|f| {
+                let mut n = Name::from_ascii(&f.domain).ok()?;
+                n.set_fqdn(true);
+                Some((n.to_lowercase(), f.upstreams.clone()))
+            })
+            .collect();
+        forwards.sort_by_key(|(n, _)| std::cmp::Reverse(n.num_labels()));
+        DnsServer {
+            zone: Zone::new(params),
+            cache: Cache::new(params.cache_size),
+            upstreams: params.upstreams.clone(),
+            forwards,
+            timeout: params.timeout,
+            max_pending: params.max_pending,
+            pending: HashMap::new(),
+            next_upstream: 0,
+            rng: seed | 1,
+            counters: DnsCounters::default(),
+        }
+    }
+
+    pub fn zone(&self) -> &Zone {
+        &self.zone
+    }
+
+    pub fn zone_mut(&mut self) -> &mut Zone {
+        &mut self.zone
+    }
+
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Handles one client message.
+    pub fn process_query(
+        &mut self,
+        bytes: &[u8],
+        client: C,
+        transport: Transport,
+        now: Duration,
+    ) -> Outcome {
+        if bytes.len() < HEADER_LEN {
+            self.counters.dropped += 1;
+            return Outcome::Drop(DropReason::Short);
+        }
+        if bytes[2] & 0x80 != 0 {
+            // QR = 1: a response. Answering it could start a loop between two servers.
+            self.counters.dropped += 1;
+            return Outcome::Drop(DropReason::NotAQuery);
+        }
+        self.counters.queries += 1;
+        let id = u16::from_be_bytes([bytes[0], bytes[1]]);
+        let Ok(request) = Message::from_vec(bytes) else {
+            self.counters.formerr += 1;
+            let op = OpCode::from_u8((bytes[2] >> 3) & 0x0f);
+            return Outcome::Reply(encode(&Message::error_msg(id, op, ResponseCode::FormErr)));
+        };
+        if let Some(rcode) = self.refusal(&request) {
+            return Outcome::Reply(self.respond(&request, rcode, Vec::new(), None, transport));
+        }
+        let query = request.queries[0].clone();
+        match self.zone.lookup(query.name(), query.query_type()) {
+            Lookup::Answer(records) => {
+                self.counters.local += 1;
+                return Outcome::Reply(self.respond(
+                    &request,
+                    ResponseCode::NoError,
+                    records,
+                    None,
+                    transport,
+                ));
+            }
+            Lookup::NoData(soa) => {
+                self.counters.local += 1;
+                return Outcome::Reply(self.respond(
+                    &request,
+                    ResponseCode::NoError,
+                    Vec::new(),
+                    Some(soa),
+                    transport,
+                ));
+            }
+            Lookup::NxDomain(soa) => {
+                self.counters.local += 1;
+                return Outcome::Reply(self.respond(
+                    &request,
+                    ResponseCode::NXDomain,
+                    Vec::new(),
+                    Some(soa),
+                    transport,
+                ));
+            }
+            Lookup::NotLocal => {}
+        }
+        let key = cache_key(&query);
+        if let Some(mut cached) = self.cache.get(&key, now) {
+            self.counters.cache_hits += 1;
+            cached.metadata.id = id;
+            cached.metadata.recursion_desired = request.metadata.recursion_desired;
+            cached.queries = request.queries.clone();
+            cached.edns = request.edns.as_ref().map(|_| our_edns());
+            return Outcome::Reply(fit(cached, transport, payload_of(&request)));
+        }
+        self.forward(request, key, client, transport, now)
+    }
+
+    /// The rcode for a request the server will not look up, if it is one.
+    fn refusal(&mut self, request: &Message) -> Option<ResponseCode> {
+        let m = &request.metadata;
+        let rcode = if m.op_code != OpCode::Query {
+            self.counters.notimp += 1;
+            ResponseCode::NotImp
+        } else if request.queries.len() != 1 {
+            self.counters.formerr += 1;
+            ResponseCode::FormErr
+        } else {
+            let q = &request.queries[0];
+            let transfer = matches!(q.query_type(), RecordType::AXFR | RecordType::IXFR);
+            if q.query_class() != DNSClass::IN || transfer {
+                self.counters.refused += 1;
+                ResponseCode::Refused
+            } else {
+                return None;
+            }
+        };
+        Some(rcode)
+    }
+
+    fn forward(
+        &mut self,
+        request: Message,
+        key: CacheKey,
+        client: C,
+        transport: Transport,
+        now: Duration,
+    ) -> Outcome {
+        let Some(upstream) = self.pick_upstream(&key.0) else {
+            self.counters.refused += 1;
+            return Outcome::Reply(self.respond(
+                &request,
+                ResponseCode::Refused,
+                Vec::new(),
+                None,
+                transport,
+            ));
+        };
+        if self.pending.len() >= self.max_pending {
+            self.counters.servfail += 1;
+            return Outcome::Reply(self.respond(
+                &request,
+                ResponseCode::ServFail,
+                Vec::new(),
+                None,
+                transport,
+            ));
+        }
+        let id = self.fresh_id();
+        let mut out = request.clone();
+        out.metadata.id = id;
+        let query = encode(&out);
+        self.pending.insert(
+            id,
+            Pending {
+                client,
+                transport,
+                request,
+                key,
+                upstream,
+                deadline: now + self.timeout,
+            },
+        );
+        self.counters.forwarded += 1;
+        Outcome::Forward { upstream, query }
+    }
+
+    fn pick_upstream(&mut self, name: &Name) -> Option<SocketAddr> {
+        let list = self
+            .forwards
+            .iter()
+            .find(|(d, _)| d.zone_of(name))
+            .map_or(&self.upstreams, |(_, u)| u);
+        if list.is_empty() {
+            return None;
+        }
+        self.next_upstream = self.next_upstream.wrapping_add(1);
+        Some(list[self.next_upstream % list.len()])
+    }
+
+    /// An id no pending query uses.
+    fn fresh_id(&mut self) -> u16 {
+        loop {
+            self.rng ^= self.rng << 13;
+            self.rng ^= self.rng >> 7;
+            self.rng ^= self.rng << 17;
+            let id = (self.rng >> 24) as u16;
+            if !self.pending.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// Handles one datagram from an upstream: the reply for the client that waits for it.
+    pub fn process_upstream(
+        &mut self,
+        bytes: &[u8],
+        from: SocketAddr,
+        now: Duration,
+    ) -> Option<ClientReply<C>> {
+        let unsolicited = |s: &mut Self| {
+            s.counters.dropped += 1;
+            None
+        };
+        if bytes.len() < HEADER_LEN {
+            return unsolicited(self);
+        }
+        let id = u16::from_be_bytes([bytes[0], bytes[1]]);
+        match self.pending.get(&id) {
+            Some(p) if p.upstream == from => {}
+            _ => return unsolicited(self),
+        }
+        let response = match Message::from_vec(bytes) {
+            Ok(r) => r,
+            Err(_) => {
+                let p = self.pending.remove(&id)?;
+                self.counters.servfail += 1;
+                let bytes = self.respond(
+                    &p.request,
+                    ResponseCode::ServFail,
+                    Vec::new(),
+                    None,
+                    p.transport,
+                );
+                return Some(ClientReply {
+                    client: p.client,
+                    transport: p.transport,
+                    bytes,
+                });
+            }
+        };
+        let same_question = response.metadata.message_type == MessageType::Response
+            && response.queries.len() == 1
+            && self
+                .pending
+                .get(&id)
+                .is_some_and(|p| cache_key(&response.queries[0]) == p.key);
+        if !same_question {
+            // Possibly forged: keep waiting for the real reply until the deadline.
+            return unsolicited(self);
+        }
+        let p = self.pending.remove(&id)?;
+        self.cache.insert(p.key.clone(), &response, now);
+        self.counters.upstream_answers += 1;
+        let mut response = response;
+        response.metadata.id = p.request.metadata.id;
+        // The client's own spelling of the name (a 0x20-randomising client checks it).
+        response.queries = p.request.queries.clone();
+        Some(ClientReply {
+            client: p.client,
+            transport: p.transport,
+            bytes: fit(response, p.transport, payload_of(&p.request)),
+        })
+    }
+
+    /// SERVFAIL for every forwarded query past its deadline at `now`.
+    pub fn poll_timeouts(&mut self, now: Duration) -> Vec<ClientReply<C>> {
+        let expired: Vec<u16> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut out = Vec::with_capacity(expired.len());
+        for id in expired {
+            if let Some(p) = self.pending.remove(&id) {
+                self.counters.servfail += 1;
+                let bytes = self.respond(
+                    &p.request,
+                    ResponseCode::ServFail,
+                    Vec::new(),
+                    None,
+                    p.transport,
+                );
+                out.push(ClientReply {
+                    client: p.client,
+                    transport: p.transport,
+                    bytes,
+                });
+            }
+        }
+        out
+    }
+
+    /// The response to `request`: local answers are authoritative.
+    fn respond(
+        &self,
+        request: &Message,
+        rcode: ResponseCode,
+        answers: Vec<Record>,
+        soa: Option<Record>,
+        transport: Transport,
+    ) -> Vec<u8> {
+        let mut m = Message::response(request.metadata.id, request.metadata.op_code);
+        m.metadata.response_code = rcode;
+        m.metadata.recursion_desired = request.metadata.recursion_desired;
+        m.metadata.recursion_available = !self.upstreams.is_empty() || !self.forwards.is_empty();
+        m.metadata.authoritative = !answers.is_empty() || soa.is_some();
+        m.queries = request.queries.clone();
+        m.answers = answers;
+        m.authorities.extend(soa);
+        m.edns = request.edns.as_ref().map(|_| our_edns());
+        fit(m, transport, payload_of(request))
+    }
+}
+
+fn our_edns() -> Edns {
+    let mut e = Edns::new();
+    e.set_max_payload(EDNS_PAYLOAD);
+    e
+}
+
+fn cache_key(q: &Query) -> CacheKey {
+    (q.name().to_lowercase(), q.query_type(), q.query_class())
+}
+
+/// Encodes `m`; a message the encoder refuses becomes a SERVFAIL with its id.
+fn encode(m: &Message) -> Vec<u8> {
+    m.to_vec().unwrap_or_else(|_| {
+        let e = Message::error_msg(m.metadata.id, m.metadata.op_code, ResponseCode::ServFail);
+        e.to_vec().unwrap_or_default()
+    })
+}
+
+/// The UDP payload size the client of `request` takes (its EDNS size, at least 512).
+fn payload_of(request: &Message) -> usize {
+    request
+        .edns
+        .as_ref()
+        .map_or(MIN_UDP_PAYLOAD, |e| usize::from(e.max_payload()))
+        .max(MIN_UDP_PAYLOAD)
+}
+
+/// Encodes `m` for `transport`: over UDP, larger than the client takes (`client` bytes, and
+/// the path's limit) → truncated.
+fn fit(m: Message, transport: Transport, client: usize) -> Vec<u8> {
+    let bytes = encode(&m);
+    let Transport::Udp { limit } = transport else {
+        return bytes;
+    };
+    let max = client.min(limit.max(MIN_UDP_PAYLOAD));
+    if bytes.len() <= max {
+        return bytes;
+    }
+    let mut t = m.truncate();
+    t.metadata.id = m.metadata.id;
+    encode(&t)
+}

@@ -1,0 +1,500 @@
+//! The DNS service without I/O: the zone kept live from leases, collisions, NXDOMAIN vs
+//! REFUSED, PTR, forwarding with the pending table and the cache, and malformed input.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::{A, SOA};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use switchyard::service::dhcp::{ClientKey, Lease};
+use switchyard::service::dns::{
+    DnsHost, DnsParams, DnsServer, DropReason, ForwardRule, NameRefused, Outcome, RecordValue,
+    StaticRecord, Transport,
+};
+use switchyard::wire::MacAddr;
+
+const UDP: Transport = Transport::Udp { limit: 1472 };
+const T0: Duration = Duration::from_secs(1000);
+
+fn upstream() -> SocketAddr {
+    "192.0.2.53:53".parse().unwrap()
+}
+
+fn corp_upstream() -> SocketAddr {
+    "192.0.2.54:5353".parse().unwrap()
+}
+
+fn params() -> DnsParams {
+    let mut p = DnsParams::new(
+        "lab.test",
+        "10.13.31.0/24".parse().unwrap(),
+        Ipv4Addr::new(10, 13, 31, 1),
+    );
+    p.hosts = vec![
+        DnsHost {
+            name: "vm1".into(),
+            ipv4: Some(Ipv4Addr::new(10, 13, 31, 11)),
+            mac: Some(mac(0x11)),
+            match_hostname: false,
+        },
+        DnsHost {
+            name: "vm2".into(),
+            ipv4: Some(Ipv4Addr::new(10, 13, 31, 12)),
+            mac: Some(mac(0x12)),
+            match_hostname: false,
+        },
+        DnsHost {
+            name: "floater".into(),
+            ipv4: None,
+            mac: Some(mac(0x20)),
+            match_hostname: false,
+        },
+    ];
+    p.records = vec![
+        StaticRecord {
+            name: "www".into(),
+            value: RecordValue::Cname("vm1.lab.test".into()),
+        },
+        StaticRecord {
+            name: "_http._tcp".into(),
+            value: RecordValue::Srv {
+                priority: 0,
+                weight: 5,
+                port: 80,
+                target: "vm1.lab.test".into(),
+            },
+        },
+        StaticRecord {
+            name: "v6".into(),
+            value: RecordValue::Aaaa("fd00::7".parse().unwrap()),
+        },
+        StaticRecord {
+            name: "".into(),
+            value: RecordValue::Txt(vec!["hello".into()]),
+        },
+    ];
+    p.local_ttl = 5;
+    p
+}
+
+fn mac(last: u8) -> MacAddr {
+    MacAddr([0x52, 0x54, 0, 0, 0, last])
+}
+
+fn server(p: &DnsParams) -> DnsServer<u32> {
+    DnsServer::new(p, 42)
+}
+
+fn query_bytes(id: u16, name: &str, qtype: RecordType) -> Vec<u8> {
+    let mut m = Message::new(id, MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
+    m.to_vec().unwrap()
+}
+
+fn reply(outcome: Outcome) -> Message {
+    match outcome {
+        Outcome::Reply(b) => Message::from_vec(&b).unwrap(),
+        other => panic!("expected a reply, got {other:?}"),
+    }
+}
+
+fn ask(s: &mut DnsServer<u32>, name: &str, qtype: RecordType) -> Message {
+    reply(s.process_query(&query_bytes(7, name, qtype), 1, UDP, T0))
+}
+
+fn a_records(m: &Message) -> Vec<Ipv4Addr> {
+    m.answers
+        .iter()
+        .filter_map(|r| match r.data {
+            RData::A(A(ip)) => Some(ip),
+            _ => None,
+        })
+        .collect()
+}
+
+fn lease(key: u8, hostname: Option<&str>, ip: [u8; 4]) -> Lease {
+    Lease {
+        key: ClientKey::Mac(mac(key)),
+        mac: mac(key),
+        ip: ip.into(),
+        expires: Some(5000),
+        hostname: hostname.map(str::to_string),
+        client_id: None,
+        port: 0,
+    }
+}
+
+#[test]
+fn reservations_answer_with_and_without_the_domain() {
+    let mut s = server(&params());
+    for name in ["vm1.lab.test.", "VM1.Lab.Test.", "vm1."] {
+        let m = ask(&mut s, name, RecordType::A);
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{name}");
+        assert!(m.metadata.authoritative);
+        assert_eq!(a_records(&m), vec![Ipv4Addr::new(10, 13, 31, 11)], "{name}");
+        assert_eq!(m.answers[0].name.to_ascii(), name, "owner as asked");
+        assert_eq!(m.answers[0].ttl, 5);
+        assert_eq!(m.metadata.id, 7);
+    }
+    let m = ask(&mut s, "vm1.lab.test.", RecordType::AAAA);
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError, "NODATA");
+    assert!(m.answers.is_empty());
+    assert_eq!(m.authorities[0].record_type(), RecordType::SOA);
+}
+
+#[test]
+fn unknown_local_names_are_nxdomain_and_never_forwarded() {
+    let mut p = params();
+    p.upstreams = vec![upstream()];
+    let mut s = server(&p);
+    for name in ["nope.lab.test.", "nope.", "a.b.lab.test."] {
+        let m = ask(&mut s, name, RecordType::A);
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{name}");
+        assert_eq!(m.authorities[0].record_type(), RecordType::SOA);
+    }
+    // Reverse names inside the subnet are local too: unnamed → NXDOMAIN, not forwarded.
+    let m = ask(&mut s, "99.31.13.10.in-addr.arpa.", RecordType::PTR);
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(s.pending_len(), 0);
+    assert_eq!(s.counters.forwarded, 0);
+}
+
+#[test]
+fn other_names_are_refused_without_upstreams() {
+    let mut s = server(&params());
+    let m = ask(&mut s, "example.org.", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+    assert!(!m.metadata.recursion_available);
+    // A reverse name outside the subnet is not ours either.
+    let m = ask(&mut s, "7.2.0.192.in-addr.arpa.", RecordType::PTR);
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+}
+
+#[test]
+fn ptr_for_named_addresses() {
+    let mut s = server(&params());
+    let m = ask(&mut s, "12.31.13.10.in-addr.arpa.", RecordType::PTR);
+    match &m.answers[0].data {
+        RData::PTR(p) => assert_eq!(p.0.to_ascii(), "vm2.lab.test."),
+        other => panic!("{other:?}"),
+    }
+    let m = ask(&mut s, "1.31.13.10.in-addr.arpa.", RecordType::PTR);
+    assert_eq!(m.answers.len(), 1, "the gateway is the apex");
+    let m = ask(&mut s, "31.13.10.in-addr.arpa.", RecordType::SOA);
+    assert_eq!(m.answers[0].record_type(), RecordType::SOA);
+    let m = ask(&mut s, "x.12.31.13.10.in-addr.arpa.", RecordType::PTR);
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+}
+
+#[test]
+fn static_records_cname_srv_aaaa_txt_and_the_apex() {
+    let mut s = server(&params());
+    let m = ask(&mut s, "www.lab.test.", RecordType::A);
+    assert_eq!(m.answers[0].record_type(), RecordType::CNAME);
+    assert_eq!(a_records(&m), vec![Ipv4Addr::new(10, 13, 31, 11)], "chased");
+    let m = ask(&mut s, "_http._tcp.lab.test.", RecordType::SRV);
+    assert_eq!(m.answers[0].record_type(), RecordType::SRV);
+    let m = ask(&mut s, "_tcp.lab.test.", RecordType::A);
+    assert_eq!(
+        (m.metadata.response_code, m.answers.len()),
+        (ResponseCode::NoError, 0),
+        "an empty non-terminal exists"
+    );
+    let m = ask(&mut s, "v6.lab.test.", RecordType::AAAA);
+    assert_eq!(m.answers[0].record_type(), RecordType::AAAA);
+    let m = ask(&mut s, "lab.test.", RecordType::SOA);
+    assert_eq!(m.answers[0].record_type(), RecordType::SOA);
+    let m = ask(&mut s, "lab.test.", RecordType::NS);
+    assert_eq!(m.answers[0].record_type(), RecordType::NS);
+    let m = ask(&mut s, "lab.test.", RecordType::TXT);
+    assert_eq!(m.answers[0].record_type(), RecordType::TXT);
+    let m = ask(&mut s, "lab.test.", RecordType::A);
+    assert_eq!(a_records(&m), vec![Ipv4Addr::new(10, 13, 31, 1)]);
+}
+
+#[test]
+fn leases_enter_and_leave_the_zone_live() {
+    let mut s = server(&params());
+    let l = lease(0x30, Some("Foo"), [10, 13, 31, 150]);
+    s.zone_mut().upsert_lease(&l).unwrap();
+    let m = ask(&mut s, "foo.lab.test.", RecordType::A);
+    assert_eq!(a_records(&m), vec![Ipv4Addr::new(10, 13, 31, 150)]);
+    let m = ask(&mut s, "150.31.13.10.in-addr.arpa.", RecordType::PTR);
+    assert_eq!(m.answers.len(), 1);
+    // Renewed at a new address: the old PTR goes.
+    s.zone_mut()
+        .upsert_lease(&lease(0x30, Some("foo"), [10, 13, 31, 151]))
+        .unwrap();
+    let m = ask(&mut s, "150.31.13.10.in-addr.arpa.", RecordType::PTR);
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    // Expired or released.
+    s.zone_mut().remove_lease(&l.key);
+    let m = ask(&mut s, "foo.lab.test.", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    let m = ask(&mut s, "151.31.13.10.in-addr.arpa.", RecordType::PTR);
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(s.zone().lease_count(), 0);
+}
+
+#[test]
+fn a_lease_cannot_steal_a_reserved_name_and_bad_names_are_refused() {
+    let mut s = server(&params());
+    let thief = lease(0x40, Some("vm1"), [10, 13, 31, 160]);
+    assert_eq!(
+        s.zone_mut().upsert_lease(&thief),
+        Err(NameRefused::Reserved {
+            name: "vm1".into(),
+            ip: Ipv4Addr::new(10, 13, 31, 160)
+        })
+    );
+    let m = ask(&mut s, "vm1.lab.test.", RecordType::A);
+    assert_eq!(a_records(&m), vec![Ipv4Addr::new(10, 13, 31, 11)]);
+    // The reservation's own lease is no collision.
+    assert!(s
+        .zone_mut()
+        .upsert_lease(&lease(0x11, Some("vm1"), [10, 13, 31, 11]))
+        .is_ok());
+    // A reserved host without an address is answered from its own lease only.
+    assert!(s
+        .zone_mut()
+        .upsert_lease(&lease(0x41, Some("floater"), [10, 13, 31, 170]))
+        .is_err());
+    s.zone_mut()
+        .upsert_lease(&lease(0x20, Some("floater"), [10, 13, 31, 171]))
+        .unwrap();
+    let m = ask(&mut s, "floater.lab.test.", RecordType::A);
+    assert_eq!(a_records(&m), vec![Ipv4Addr::new(10, 13, 31, 171)]);
+    for bad in ["-x", "a_b", "x-"] {
+        assert!(matches!(
+            s.zone_mut()
+                .upsert_lease(&lease(0x42, Some(bad), [10, 13, 31, 172])),
+            Err(NameRefused::Invalid(_))
+        ));
+    }
+    // Two leases, one name: the newer wins.
+    s.zone_mut()
+        .upsert_lease(&lease(0x43, Some("dup"), [10, 13, 31, 173]))
+        .unwrap();
+    s.zone_mut()
+        .upsert_lease(&lease(0x44, Some("dup"), [10, 13, 31, 174]))
+        .unwrap();
+    let m = ask(&mut s, "dup.", RecordType::A);
+    assert_eq!(a_records(&m), vec![Ipv4Addr::new(10, 13, 31, 174)]);
+}
+
+fn upstream_answer(query: &[u8], ttl: u32) -> Vec<u8> {
+    let q = Message::from_vec(query).unwrap();
+    let mut m = Message::response(q.metadata.id, OpCode::Query);
+    m.queries = q.queries.clone();
+    m.add_answer(Record::from_rdata(
+        q.queries[0].name().clone(),
+        ttl,
+        RData::A(A::new(192, 0, 2, 7)),
+    ));
+    m.to_vec().unwrap()
+}
+
+#[test]
+fn forwards_caches_and_times_out() {
+    let mut p = params();
+    p.upstreams = vec![upstream()];
+    p.forwards = vec![ForwardRule {
+        domain: "corp.example".into(),
+        upstreams: vec![corp_upstream()],
+    }];
+    let mut s = server(&p);
+    let q = query_bytes(0x1234, "Example.org.", RecordType::A);
+    let Outcome::Forward {
+        upstream: to,
+        query,
+    } = s.process_query(&q, 9, UDP, T0)
+    else {
+        panic!("not forwarded")
+    };
+    assert_eq!(to, upstream());
+    let fwd_id = u16::from_be_bytes([query[0], query[1]]);
+    let answer = upstream_answer(&query, 60);
+    // From the wrong address, or a wrong id: ignored.
+    assert!(s.process_upstream(&answer, corp_upstream(), T0).is_none());
+    let mut wrong = answer.clone();
+    wrong[..2].copy_from_slice(&fwd_id.wrapping_add(1).to_be_bytes());
+    assert!(s.process_upstream(&wrong, upstream(), T0).is_none());
+    let r = s.process_upstream(&answer, upstream(), T0).unwrap();
+    assert_eq!(r.client, 9);
+    let m = Message::from_vec(&r.bytes).unwrap();
+    assert_eq!(m.metadata.id, 0x1234);
+    assert_eq!(a_records(&m), vec![Ipv4Addr::new(192, 0, 2, 7)]);
+    // Cached: answered with the TTL aged, case-insensitively.
+    let later = T0 + Duration::from_secs(10);
+    let m = reply(s.process_query(
+        &query_bytes(5, "example.ORG.", RecordType::A),
+        1,
+        UDP,
+        later,
+    ));
+    assert_eq!(m.answers[0].ttl, 50);
+    assert_eq!(m.metadata.id, 5);
+    assert_eq!(s.counters.cache_hits, 1);
+    // Per-domain forwarder.
+    let q = query_bytes(1, "host.corp.example.", RecordType::A);
+    assert!(matches!(
+        s.process_query(&q, 2, UDP, T0),
+        Outcome::Forward { upstream, .. } if upstream == corp_upstream()
+    ));
+    // No reply in time: SERVFAIL to the right client once the deadline passes.
+    assert!(s.poll_timeouts(T0 + Duration::from_millis(1999)).is_empty());
+    let failed = s.poll_timeouts(T0 + p.timeout);
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].client, 2);
+    let m = Message::from_vec(&failed[0].bytes).unwrap();
+    assert_eq!(
+        (m.metadata.id, m.metadata.response_code),
+        (1, ResponseCode::ServFail)
+    );
+    assert_eq!(s.pending_len(), 0);
+}
+
+#[test]
+fn negative_upstream_answers_are_cached() {
+    let mut p = params();
+    p.upstreams = vec![upstream()];
+    let mut s = server(&p);
+    let q = query_bytes(3, "gone.example.org.", RecordType::A);
+    let Outcome::Forward { query, .. } = s.process_query(&q, 1, UDP, T0) else {
+        panic!()
+    };
+    let fq = Message::from_vec(&query).unwrap();
+    let mut m = Message::response(fq.metadata.id, OpCode::Query);
+    m.queries = fq.queries.clone();
+    m.metadata.response_code = ResponseCode::NXDomain;
+    let soa = SOA::new(
+        Name::from_ascii("example.org.").unwrap(),
+        Name::from_ascii("h.example.org.").unwrap(),
+        1,
+        1,
+        1,
+        1,
+        30,
+    );
+    m.add_authority(Record::from_rdata(
+        Name::from_ascii("example.org.").unwrap(),
+        300,
+        RData::SOA(soa),
+    ));
+    s.process_upstream(&m.to_vec().unwrap(), upstream(), T0)
+        .unwrap();
+    let again = s.process_query(&q, 1, UDP, T0 + Duration::from_secs(29));
+    assert_eq!(reply(again).metadata.response_code, ResponseCode::NXDomain);
+    assert!(matches!(
+        s.process_query(&q, 1, UDP, T0 + Duration::from_secs(30)),
+        Outcome::Forward { .. }
+    ));
+}
+
+#[test]
+fn the_pending_table_is_bounded() {
+    let mut p = params();
+    p.upstreams = vec![upstream()];
+    p.max_pending = 4;
+    let mut s = server(&p);
+    for i in 0..4 {
+        let q = query_bytes(i, &format!("n{i}.example.org."), RecordType::A);
+        assert!(matches!(
+            s.process_query(&q, 1, UDP, T0),
+            Outcome::Forward { .. }
+        ));
+    }
+    let q = query_bytes(9, "n9.example.org.", RecordType::A);
+    let m = reply(s.process_query(&q, 1, UDP, T0));
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    assert_eq!(s.pending_len(), 4);
+}
+
+#[test]
+fn malformed_queries_get_formerr_or_a_counted_drop() {
+    let mut s = server(&params());
+    assert_eq!(
+        s.process_query(&[1, 2, 3], 1, UDP, T0),
+        Outcome::Drop(DropReason::Short)
+    );
+    // A response sent to the server: never answered.
+    let mut resp = query_bytes(1, "vm1.lab.test.", RecordType::A);
+    resp[2] |= 0x80;
+    assert_eq!(
+        s.process_query(&resp, 1, UDP, T0),
+        Outcome::Drop(DropReason::NotAQuery)
+    );
+    // A compression loop: the question's name points at itself.
+    let mut looped = vec![0xab, 0xcd, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    looped.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
+    // Two pointers at each other.
+    let mut pingpong = vec![0xab, 0xce, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    pingpong.extend_from_slice(&[1, b'a', 0xc0, 16, 0xc0, 12, 0, 1, 0, 1]);
+    // Truncated question, a huge label count, and a lying count.
+    let full = query_bytes(0xabcf, "vm1.lab.test.", RecordType::A);
+    let truncated = full[..full.len() - 3].to_vec();
+    let mut labels = vec![0xab, 0xd0, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for _ in 0..200 {
+        labels.extend_from_slice(&[1, b'x']);
+    }
+    labels.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let mut lying = full.clone();
+    lying[5] = 40;
+    for bad in [looped, pingpong, truncated, labels, lying] {
+        let m = reply(s.process_query(&bad, 1, UDP, T0));
+        assert_eq!(
+            m.metadata.response_code,
+            ResponseCode::FormErr,
+            "{bad:02x?}"
+        );
+        assert_eq!(m.metadata.id, u16::from_be_bytes([bad[0], bad[1]]));
+    }
+    // Two questions, a non-IN class, a zone transfer, an unknown opcode.
+    let mut two = Message::new(2, MessageType::Query, OpCode::Query);
+    two.add_query(Query::query(Name::from_ascii("a.").unwrap(), RecordType::A));
+    two.add_query(Query::query(Name::from_ascii("b.").unwrap(), RecordType::A));
+    let m = reply(s.process_query(&two.to_vec().unwrap(), 1, UDP, T0));
+    assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
+    let mut chaos = Query::query(Name::from_ascii("version.bind.").unwrap(), RecordType::TXT);
+    chaos.set_query_class(DNSClass::CH);
+    let mut m = Message::new(3, MessageType::Query, OpCode::Query);
+    m.add_query(chaos);
+    let m = reply(s.process_query(&m.to_vec().unwrap(), 1, UDP, T0));
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+    let m = ask(&mut s, "lab.test.", RecordType::AXFR);
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+    let mut status = query_bytes(4, "lab.test.", RecordType::A);
+    status[2] = (status[2] & 0x87) | (2 << 3);
+    let m = reply(s.process_query(&status, 1, UDP, T0));
+    assert_eq!(m.metadata.response_code, ResponseCode::NotImp);
+    // And it still answers afterwards.
+    assert_eq!(a_records(&ask(&mut s, "vm2.", RecordType::A)).len(), 1);
+}
+
+#[test]
+fn large_udp_answers_are_truncated_and_edns_is_echoed() {
+    let mut p = params();
+    for i in 0..20 {
+        p.records.push(StaticRecord {
+            name: "big".into(),
+            value: RecordValue::Txt(vec![format!("{i:02}{}", "x".repeat(40))]),
+        });
+    }
+    let mut s = server(&p);
+    let q = query_bytes(1, "big.lab.test.", RecordType::TXT);
+    let m = reply(s.process_query(&q, 1, UDP, T0));
+    assert!(m.metadata.truncation && m.answers.is_empty());
+    let m = reply(s.process_query(&q, 1, Transport::Tcp, T0));
+    assert!(!m.metadata.truncation);
+    assert_eq!(m.answers.len(), 20);
+    let mut big = Message::from_vec(&q).unwrap();
+    let mut e = Edns::new();
+    e.set_max_payload(4096);
+    big.set_edns(e);
+    let m = reply(s.process_query(&big.to_vec().unwrap(), 1, UDP, T0));
+    assert!(!m.metadata.truncation, "fits 1472 bytes with EDNS");
+    assert!(m.edns.is_some());
+    assert!(reply(s.process_query(&q, 1, UDP, T0)).edns.is_none());
+}

@@ -1,0 +1,234 @@
+//! DNS with real clients in namespace hosts: `dig` over UDP and TCP resolves reservations, a
+//! DHCP-learned name (and loses it on release), PTRs and static records at the gateway;
+//! `getent hosts` works through a resolv.conf that points at the gateway; other names go to a
+//! fake upstream (dnsmasq in a namespace of the test's own, behind a veth into the daemon's
+//! namespace: nothing leaves the test's namespaces), are cached, and get SERVFAIL in bounded
+//! time once the upstream is gone.
+
+mod common;
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{clients, sh, Lab};
+
+const GW: &str = "10.13.31.1";
+
+/// `dig @gateway ARGS` in `host`; bounded by dig's own timeout and `timeout`.
+fn dig(lab: &mut Lab, host: &str, args: &[&str]) -> String {
+    let server = format!("@{GW}");
+    let mut full = vec!["timeout", "20", "dig", &server, "+tries=1", "+time=3"];
+    full.extend_from_slice(args);
+    let out = lab.exec(host, &full);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The answer lines' data (`+short`), UDP or TCP.
+fn short(lab: &mut Lab, host: &str, tcp: bool, args: &[&str]) -> Vec<String> {
+    let mut a = vec!["+short"];
+    if tcp {
+        a.push("+tcp");
+    }
+    a.extend_from_slice(args);
+    dig(lab, host, &a)
+        .lines()
+        .map(str::to_string)
+        .filter(|l| !l.is_empty() && !l.starts_with(';'))
+        .collect()
+}
+
+/// The `status:` of the reply header (NOERROR, NXDOMAIN, SERVFAIL, ...).
+fn status(lab: &mut Lab, host: &str, args: &[&str]) -> String {
+    let text = dig(lab, host, args);
+    text.split("status: ")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .unwrap_or("no reply")
+        .to_string()
+}
+
+fn config(lab: &mut Lab, dns: &str) -> String {
+    let mut c = common::lab_config(lab, &[("vm1", 11, false), ("vm2", 12, false)], "");
+    c = c.replace(
+        "[dhcp]\n",
+        "[dhcp]\npool = [\"10.13.31.100\", \"10.13.31.199\"]\n",
+    );
+    // A port with no host: its client's hostname (option 12) names its lease.
+    let (ns, ifname) = (lab.ns("dh"), lab.ifname("dh"));
+    c.push_str(&format!(
+        "\n[[port]]\nname = \"dh\"\nkind = \"tap\"\nifname = \"{ifname}\"\nnetns = \"{ns}\"\n\
+         address = \"none\"\n\n{dns}\n"
+    ));
+    c
+}
+
+fn start(lab: &mut Lab, cfg: &str) {
+    let hosts: Vec<(String, String)> = ["vm1", "vm2", "dh"]
+        .iter()
+        .map(|h| (h.to_string(), lab.ifname(h)))
+        .collect();
+    let refs: Vec<(&str, &str)> = hosts
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    lab.start(cfg, &refs);
+}
+
+/// `/etc/netns/<ns>/resolv.conf` for one lab host; removed on drop.
+struct ResolvConf(PathBuf);
+
+impl ResolvConf {
+    fn new(ns: &str, text: &str) -> ResolvConf {
+        let dir = PathBuf::from("/etc/netns").join(ns);
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("resolv.conf"), text).unwrap();
+        ResolvConf(dir)
+    }
+}
+
+impl Drop for ResolvConf {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A process the test started; killed (by its pid) on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn local_names_over_udp_and_tcp_and_through_the_resolver() {
+    let mut lab = Lab::new();
+    let dns = "[dns]\nlocal_ttl = 7\n\n[[dns.record]]\nname = \"www\"\ntype = \"CNAME\"\n\
+               value = \"vm2\"\n\n[[dns.record]]\nname = \"@\"\ntype = \"TXT\"\nvalue = \"lab\"\n";
+    let cfg = config(&mut lab, dns);
+    start(&mut lab, &cfg);
+
+    for tcp in [false, true] {
+        let how = if tcp { "tcp" } else { "udp" };
+        assert_eq!(
+            short(&mut lab, "vm1", tcp, &["vm1.lab.test"]),
+            ["10.13.31.11"],
+            "own name, {how}"
+        );
+        assert_eq!(
+            short(&mut lab, "vm1", tcp, &["vm2.lab.test"]),
+            ["10.13.31.12"],
+            "{how}"
+        );
+        assert_eq!(
+            short(&mut lab, "vm2", tcp, &["vm1"]),
+            ["10.13.31.11"],
+            "plain name, {how}"
+        );
+        assert_eq!(
+            short(&mut lab, "vm1", tcp, &["-x", "10.13.31.12"]),
+            ["vm2.lab.test."],
+            "PTR, {how}"
+        );
+        assert_eq!(
+            short(&mut lab, "vm1", tcp, &["www.lab.test"]),
+            ["vm2.lab.test.", "10.13.31.12"],
+            "CNAME, {how}"
+        );
+        assert_eq!(
+            short(&mut lab, "vm1", tcp, &["lab.test", "TXT"]),
+            ["\"lab\""],
+            "{how}"
+        );
+    }
+    let full = dig(&mut lab, "vm1", &["vm2.lab.test"]);
+    assert!(full.contains("flags: qr aa rd"), "authoritative:\n{full}");
+    assert!(
+        full.contains("vm2.lab.test.\t\t7\tIN\tA"),
+        "local_ttl:\n{full}"
+    );
+    assert_eq!(status(&mut lab, "vm1", &["nope.lab.test"]), "NXDOMAIN");
+    assert_eq!(status(&mut lab, "vm1", &["+tcp", "nope"]), "NXDOMAIN");
+    assert_eq!(status(&mut lab, "vm1", &["-x", "10.13.31.77"]), "NXDOMAIN");
+    assert_eq!(
+        status(&mut lab, "vm1", &["example.org"]),
+        "REFUSED",
+        "no upstreams"
+    );
+
+    // A DHCP client's hostname becomes a name, live; its release takes it away again. udhcpc
+    // stays in the foreground (-f) and releases on SIGTERM (-R).
+    let script = clients::udhcpc_script(&lab.dir);
+    let (ns, ifname) = (lab.ns("dh"), lab.ifname("dh"));
+    let mut client = Proc(
+        Command::new("ip")
+            .args([
+                "netns", "exec", &ns, "udhcpc", "-i", &ifname, "-f", "-R", "-n",
+            ])
+            .args(["-t", "10", "-T", "1", "-x", "hostname:foo", "-s"])
+            .arg(&script)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("udhcpc"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let foo = loop {
+        let got = short(&mut lab, "vm1", false, &["foo.lab.test"]);
+        if !got.is_empty() {
+            break got;
+        }
+        assert!(Instant::now() < deadline, "foo.lab.test never appeared");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(foo.len(), 1, "foo: {foo:?}");
+    assert!(foo[0].starts_with("10.13.31.1"), "{foo:?}");
+    assert_eq!(short(&mut lab, "vm2", true, &["foo"]), foo, "tcp");
+    assert_eq!(
+        short(&mut lab, "vm1", false, &["-x", &foo[0]]),
+        ["foo.lab.test."]
+    );
+
+    // getent through the system resolver, pointed at the gateway.
+    let _resolv = ResolvConf::new(
+        &lab.ns("vm1"),
+        &format!("nameserver {GW}\nsearch lab.test\n"),
+    );
+    let out = lab.exec("vm1", &["timeout", "20", "getent", "hosts", "vm2.lab.test"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("10.13.31.12"), "getent: {out:?}");
+    let out = lab.exec("vm1", &["timeout", "20", "getent", "hosts", "foo"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with(&foo[0]),
+        "{out:?}"
+    );
+
+    // SIGTERM: udhcpc releases its lease (-R) and exits (the pid is udhcpc's: `ip netns exec`
+    // execs it).
+    sh(&["kill", "-TERM", &client.0.id().to_string()]);
+    let _ = client.0.wait();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while status(&mut lab, "vm1", &["foo.lab.test"]) != "NXDOMAIN" {
+        assert!(Instant::now() < deadline, "the released name still answers");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        status(&mut lab, "vm1", &["-x", &foo[0]]),
+        "NXDOMAIN",
+        "PTR released"
+    );
+
+    let exit = lab.stop_with("TERM");
+    assert_eq!(exit.code, Some(0), "{exit:?}");
+    let counters = exit
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("dns: "))
+        .unwrap_or_else(|| panic!("no dns counters:\n{}", exit.stdout));
+    assert!(counters.contains("refused=1"), "{counters}");
+    assert!(!counters.contains("queries=0"), "{counters}");
+}
