@@ -287,6 +287,7 @@ fn a_lease_cannot_steal_a_reserved_name_and_bad_names_are_refused() {
 fn upstream_answer(query: &[u8], ttl: u32) -> Vec<u8> {
     let q = Message::from_vec(query).unwrap();
     let mut m = Message::response(q.metadata.id, OpCode::Query);
+    m.metadata.authoritative = true;
     m.queries = q.queries.clone();
     m.add_answer(Record::from_rdata(
         q.queries[0].name().clone(),
@@ -336,6 +337,10 @@ fn forwards_caches_and_times_out() {
     ));
     assert_eq!(m.answers[0].ttl, 50);
     assert_eq!(m.metadata.id, 5);
+    assert!(
+        !m.metadata.authoritative,
+        "a cached copy is not authoritative"
+    );
     assert_eq!(s.counters.cache_hits, 1);
     // Per-domain forwarder.
     let q = query_bytes(1, "host.corp.example.", RecordType::A);

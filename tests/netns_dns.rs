@@ -232,3 +232,178 @@ fn local_names_over_udp_and_tcp_and_through_the_resolver() {
     assert!(counters.contains("refused=1"), "{counters}");
     assert!(!counters.contains("queries=0"), "{counters}");
 }
+
+/// Runs `args` (must succeed).
+fn run(args: &[&str]) {
+    let out = sh(args);
+    assert!(out.status.success(), "{args:?}: {out:?}");
+}
+
+/// A dnsmasq in `ns` answering every name under `domain` with `answer`, on `listen` only.
+fn fake_upstream(lab: &Lab, ns: &str, listen: &str, domain: &str, answer: &str) -> Proc {
+    let pid = lab.dir.join(format!("dnsmasq-{listen}.pid"));
+    Proc(
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                ns,
+                "dnsmasq",
+                "-k",
+                "--conf-file=/dev/null",
+            ])
+            .args([
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                "--user=root",
+            ])
+            .arg(format!("--listen-address={listen}"))
+            .arg(format!("--address=/{domain}/{answer}"))
+            .arg("--local-ttl=60")
+            .arg(format!("--pid-file={}", pid.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dnsmasq"),
+    )
+}
+
+#[test]
+fn other_names_go_upstream_are_cached_and_fail_in_bounded_time() {
+    let mut lab = Lab::new();
+    // The upstreams' namespace, joined to the daemon's by a veth: 192.0.2.1 <-> .53/.54.
+    let up = lab.ns("up");
+    run(&["ip", "netns", "add", &up]);
+    let (a, b) = (lab.ifname("u0"), lab.ifname("u1"));
+    let sw = lab.switch_ns();
+    run(&[
+        "ip", "link", "add", &a, "netns", &sw, "type", "veth", "peer", "name", &b, "netns", &up,
+    ]);
+    run(&["ip", "-n", &sw, "addr", "add", "192.0.2.1/24", "dev", &a]);
+    run(&["ip", "-n", &sw, "link", "set", &a, "up"]);
+    run(&["ip", "-n", &up, "addr", "add", "192.0.2.53/24", "dev", &b]);
+    run(&["ip", "-n", &up, "addr", "add", "192.0.2.54/24", "dev", &b]);
+    run(&["ip", "-n", &up, "link", "set", &b, "up"]);
+    run(&["ip", "-n", &up, "link", "set", "lo", "up"]);
+    let mut main = fake_upstream(&lab, &up, "192.0.2.53", "example.org", "192.0.2.7");
+    let _corp = fake_upstream(&lab, &up, "192.0.2.54", "corp.example", "192.0.2.8");
+    for server in ["@192.0.2.53", "@192.0.2.54"] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = sh(&[
+                "ip",
+                "netns",
+                "exec",
+                &up,
+                "dig",
+                server,
+                "+short",
+                "+tries=1",
+                "+time=1",
+                "ready.example.org",
+            ]);
+            if out.status.success() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "dnsmasq at {server} never answered"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    run(&["ip", "-n", &sw, "link", "set", "lo", "up"]);
+    let dns =
+        "[dns]\nupstreams = [\"192.0.2.53\"]\ntimeout_ms = 1000\nlisten = [\"127.0.0.53\"]\n\n\
+               [[dns.forward]]\n\
+               domain = \"corp.example\"\nupstreams = [\"192.0.2.54\"]\n";
+    let cfg = config(&mut lab, dns);
+    start(&mut lab, &cfg);
+
+    assert_eq!(
+        short(&mut lab, "vm1", false, &["www.example.org"]),
+        ["192.0.2.7"]
+    );
+    assert_eq!(
+        short(&mut lab, "vm2", true, &["tcp.example.org"]),
+        ["192.0.2.7"],
+        "tcp"
+    );
+    assert_eq!(
+        short(&mut lab, "vm1", false, &["host.corp.example"]),
+        ["192.0.2.8"],
+        "per-domain forwarder"
+    );
+    assert_eq!(
+        short(&mut lab, "vm1", false, &["vm2.lab.test"]),
+        ["10.13.31.12"]
+    );
+    let full = dig(&mut lab, "vm1", &["www.example.org"]);
+    assert!(
+        full.contains("flags: qr rd ra;"),
+        "not authoritative:\n{full}"
+    );
+    // `[dns] listen`: the daemon's own namespace (the host's side) asks on 127.0.0.53.
+    for (name, want) in [
+        ("vm1.lab.test", "10.13.31.11"),
+        ("www.example.org", "192.0.2.7"),
+    ] {
+        let out = sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &sw,
+            "dig",
+            "@127.0.0.53",
+            "+short",
+            "+tries=1",
+            "+time=3",
+            name,
+        ]);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            want,
+            "listen: {out:?}"
+        );
+    }
+
+    // The upstream goes away: its cached answer still comes back, an uncached name gets
+    // SERVFAIL after the timeout (1 s), well before dig gives up (3 s).
+    drop(main.0.kill());
+    let _ = main.0.wait();
+    assert_eq!(
+        short(&mut lab, "vm1", false, &["www.example.org"]),
+        ["192.0.2.7"],
+        "cached"
+    );
+    let t = Instant::now();
+    assert_eq!(status(&mut lab, "vm1", &["gone.example.org"]), "SERVFAIL");
+    let took = t.elapsed();
+    assert!(
+        took < Duration::from_millis(2900),
+        "SERVFAIL after {took:?}"
+    );
+    assert_eq!(
+        status(&mut lab, "vm2", &["+tcp", "gone2.example.org"]),
+        "SERVFAIL",
+        "tcp"
+    );
+
+    let exit = lab.stop_with("TERM");
+    assert_eq!(exit.code, Some(0), "{exit:?}");
+    let counters = exit
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("dns: "))
+        .unwrap();
+    for needle in [
+        "forwarded=5",
+        "upstream_answers=3",
+        "servfail=2",
+        "cache_hits=3",
+    ] {
+        assert!(counters.contains(needle), "{needle} in {counters}");
+    }
+}

@@ -253,6 +253,9 @@ impl<C: Clone> DnsServer<C> {
             self.counters.cache_hits += 1;
             cached.metadata.id = id;
             cached.metadata.recursion_desired = request.metadata.recursion_desired;
+            // A copy from the cache speaks for no zone (RFC 1035 §6.1.3 keeps AA for the
+            // authority itself).
+            cached.metadata.authoritative = false;
             cached.queries = request.queries.clone();
             cached.edns = request.edns.as_ref().map(|_| our_edns());
             return Outcome::Reply(fit(cached, transport, payload_of(&request)));
