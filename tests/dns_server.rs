@@ -503,3 +503,29 @@ fn large_udp_answers_are_truncated_and_edns_is_echoed() {
     assert!(m.edns.is_some());
     assert!(reply(s.process_query(&q, 1, UDP, T0)).edns.is_none());
 }
+
+#[test]
+fn expired_leases_leave_the_zone() {
+    let mut s = server(&params());
+    let a = lease(0x50, Some("alpha"), [10, 13, 31, 180]);
+    let b = lease(0x51, Some("beta"), [10, 13, 31, 181]);
+    s.zone_mut().upsert_lease(&a).unwrap();
+    s.zone_mut().upsert_lease(&b).unwrap();
+    // Once a second the daemon keeps only the live leases' names: alpha expired.
+    s.zone_mut().retain_leases(|k| *k == b.key);
+    let m = ask(&mut s, "alpha.lab.test.", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    let m = ask(&mut s, "beta.lab.test.", RecordType::A);
+    assert_eq!(a_records(&m), vec![Ipv4Addr::new(10, 13, 31, 181)]);
+    assert_eq!(s.zone().lease_count(), 1);
+    // Another client takes over alpha's old address: the stale PTR never points at it.
+    let c = lease(0x52, None, [10, 13, 31, 181]);
+    s.zone_mut().upsert_lease(&c).unwrap();
+    let m = ask(&mut s, "181.31.13.10.in-addr.arpa.", RecordType::PTR);
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(
+        s.zone().lease_address("beta"),
+        None,
+        "beta lost its address"
+    );
+}
