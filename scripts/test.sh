@@ -51,3 +51,4 @@ cargo test --locked
 # The pure benchmarks must at least run (one quick pass, no measurement).
 cargo bench --locked --bench forward -- --test
 cargo bench --locked --bench dhcp -- --test
+cargo bench --locked --bench dns -- --test

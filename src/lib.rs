@@ -12,7 +12,7 @@
 //!                                                                            MTU; unicast or flood
 //! ```
 //!
-//! The appliance (ARP, ping and DHCP for the gateway address) is a port of the switch too: its
+//! The appliance (ARP, ping, DHCP and DNS for the gateway address) is a port of the switch too: its
 //! MAC is a static FDB entry, it receives floods, and the daemon hands it the frames it wants on
 //! a bounded queue; its replies leave through the port the request came in on.
 //!
@@ -26,7 +26,8 @@
 //! - [`port`]: the I/O seam: taps, network namespaces, rtnetlink, epoll and signals.
 //!   `port/sys.rs` is the one file that allows `unsafe_code` (each block with a SAFETY comment).
 //! - [`service`]: the appliance's services, sans-IO: the DHCPv4 server (`service::dhcp`), its
-//!   lease table and its journal format. Replies are values; the daemon sends them.
+//!   lease table and its journal format; the DNS zone, cache, forwarder and TCP responder
+//!   (`service::dns`). Replies are values; the daemon sends them.
 //! - [`control`]: the configuration (TOML → validated [`control::config::Config`]).
 //! - [`daemon`]: threads, epoll loops, signals and the clock: the only module that reads time
 //!   and owns fds. It builds the ports, runs one worker per core over its share of them, and

@@ -1,0 +1,72 @@
+//! Per-query cost of the DNS service, with no I/O: a local name (zone lookup), a cached
+//! forwarded name (cache hit, TTLs aged), and an NXDOMAIN in the domain; decode, answer and
+//! encode included. `cargo bench --bench dns`.
+
+use std::hint::black_box;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use hickory_proto::op::{Message, MessageType, OpCode, Query};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use switchyard::service::dns::{DnsHost, DnsParams, DnsServer, Outcome, Transport};
+
+const UDP: Transport = Transport::Udp { limit: 1472 };
+const NOW: Duration = Duration::from_secs(100);
+
+fn query(name: &str) -> Vec<u8> {
+    let mut m = Message::new(7, MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+    m.to_vec().unwrap()
+}
+
+fn bench_dns(c: &mut Criterion) {
+    let mut p = DnsParams::new(
+        "lab.test",
+        "10.13.0.0/16".parse().unwrap(),
+        Ipv4Addr::new(10, 13, 0, 1),
+    );
+    p.hosts = (0..1000u32)
+        .map(|i| DnsHost {
+            name: format!("vm{i}"),
+            ipv4: Some(Ipv4Addr::from(0x0a0d_0100 + i)),
+            mac: None,
+            match_hostname: true,
+        })
+        .collect();
+    p.upstreams = vec!["192.0.2.53:53".parse().unwrap()];
+    let mut s: DnsServer<()> = DnsServer::new(&p, 1);
+    // Warm the cache with one forwarded name.
+    let fwd = query("www.example.org.");
+    let Outcome::Forward { upstream, query: q } = s.process_query(&fwd, (), UDP, NOW) else {
+        panic!("not forwarded")
+    };
+    let mut answer = Message::from_vec(&q).unwrap();
+    answer.metadata.message_type = MessageType::Response;
+    answer.add_answer(Record::from_rdata(
+        Name::from_ascii("www.example.org.").unwrap(),
+        3600,
+        RData::A(A::new(192, 0, 2, 7)),
+    ));
+    s.process_upstream(&answer.to_vec().unwrap(), upstream, NOW)
+        .unwrap();
+
+    let local = query("vm500.lab.test.");
+    let nx = query("nope.lab.test.");
+    let mut g = c.benchmark_group("dns");
+    g.bench_function("local_a", |b| {
+        b.iter(|| black_box(s.process_query(black_box(&local), (), UDP, NOW)))
+    });
+    g.bench_function("cached_a", |b| {
+        b.iter(|| black_box(s.process_query(black_box(&fwd), (), UDP, NOW)))
+    });
+    g.bench_function("local_nxdomain", |b| {
+        b.iter(|| black_box(s.process_query(black_box(&nx), (), UDP, NOW)))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_dns);
+criterion_main!(benches);
