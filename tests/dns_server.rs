@@ -529,3 +529,42 @@ fn expired_leases_leave_the_zone() {
         "beta lost its address"
     );
 }
+
+#[test]
+fn a_silent_upstream_is_backed_up_by_the_next_after_half_the_timeout() {
+    let mut p = params();
+    let second: SocketAddr = "192.0.2.55:53".parse().unwrap();
+    p.upstreams = vec![upstream(), second];
+    let mut s = server(&p);
+    let q = query_bytes(11, "slow.example.org.", RecordType::A);
+    let Outcome::Forward {
+        upstream: first,
+        query,
+    } = s.process_query(&q, 4, UDP, T0)
+    else {
+        panic!("not forwarded")
+    };
+    assert!(s
+        .poll_retries(T0 + p.timeout / 2 - Duration::from_millis(1))
+        .is_empty());
+    let retries = s.poll_retries(T0 + p.timeout / 2);
+    assert_eq!(retries.len(), 1);
+    let (other, again) = &retries[0];
+    assert_ne!(*other, first);
+    assert_eq!(again, &query, "the same query, the same id");
+    assert!(s.poll_retries(T0 + p.timeout).is_empty(), "once");
+    // The second upstream's answer is taken; a stranger's is not.
+    let answer = upstream_answer(&query, 60);
+    assert!(s
+        .process_upstream(&answer, "192.0.2.99:53".parse().unwrap(), T0)
+        .is_none());
+    let r = s.process_upstream(&answer, *other, T0).unwrap();
+    assert_eq!(r.client, 4);
+    assert_eq!(s.counters.retried, 1);
+    // With one upstream there is nobody to retry with.
+    let mut p1 = params();
+    p1.upstreams = vec![upstream()];
+    let mut s1 = server(&p1);
+    s1.process_query(&q, 4, UDP, T0);
+    assert!(s1.poll_retries(T0 + p1.timeout).is_empty());
+}

@@ -370,13 +370,17 @@ impl DnsService {
         }
     }
 
-    /// Deadlines: SERVFAIL for timed-out queries, TCP retransmissions and idle resets.
+    /// Deadlines: retries to a second upstream, SERVFAIL for timed-out queries, TCP
+    /// retransmissions and idle resets.
     pub(super) fn poll(&mut self) -> Vec<OutFrame> {
         let now = self.now();
         if now.saturating_sub(self.last_poll) < POLL_EVERY {
             return Vec::new();
         }
         self.last_poll = now;
+        for (upstream, query) in self.server.poll_retries(now) {
+            self.send_upstream(upstream, &query);
+        }
         let mut frames = Vec::new();
         for reply in self.server.poll_timeouts(now) {
             frames.extend(self.deliver(reply, now));

@@ -17,7 +17,10 @@
 //!    the name, else `[dns] upstreams` (round robin); with none, REFUSED. The forwarded copy
 //!    gets a fresh id; the pending table (bounded) remembers the client. The upstream's reply is
 //!    accepted only from that upstream, with that id and that question; it is cached, given the
-//!    client's id back and returned from [`DnsServer::process_upstream`]. A query with no reply
+//!    client's id back and returned from [`DnsServer::process_upstream`]. With more than one
+//!    upstream, a query still unanswered after half the timeout is sent once more, with the
+//!    same id, to the next upstream ([`DnsServer::poll_retries`]); a reply from either is
+//!    accepted. A query with no reply
 //!    by its deadline gets SERVFAIL from [`DnsServer::poll_timeouts`].
 //!
 //! A UDP answer larger than the client can take (512 bytes, or its EDNS payload size, capped
@@ -79,6 +82,8 @@ pub struct DnsCounters {
     pub local: u64,
     pub cache_hits: u64,
     pub forwarded: u64,
+    /// Forwarded queries sent again to a second upstream.
+    pub retried: u64,
     /// Upstream replies relayed to a client.
     pub upstream_answers: u64,
     /// SERVFAIL: no upstream reply in time, an undecodable reply, or the pending table full.
@@ -94,12 +99,13 @@ impl fmt::Display for DnsCounters {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "queries={} local={} cache_hits={} forwarded={} upstream_answers={} servfail={} \
-             refused={} formerr={} notimp={} dropped={}",
+            "queries={} local={} cache_hits={} forwarded={} retried={} upstream_answers={} \
+             servfail={} refused={} formerr={} notimp={} dropped={}",
             self.queries,
             self.local,
             self.cache_hits,
             self.forwarded,
+            self.retried,
             self.upstream_answers,
             self.servfail,
             self.refused,
@@ -117,7 +123,12 @@ struct Pending<C> {
     transport: Transport,
     request: Message,
     key: CacheKey,
-    upstream: SocketAddr,
+    /// The upstreams asked so far (replies are accepted from these only).
+    asked: Vec<SocketAddr>,
+    /// When to ask `retry_to` too, if no reply came by then.
+    retry: Option<(Duration, SocketAddr)>,
+    /// The forwarded bytes, for the retry.
+    query: Vec<u8>,
     deadline: Duration,
 }
 
@@ -293,7 +304,7 @@ impl<C: Clone> DnsServer<C> {
         transport: Transport,
         now: Duration,
     ) -> Outcome {
-        let Some(upstream) = self.pick_upstream(&key.0) else {
+        let Some((upstream, next)) = self.pick_upstream(&key.0) else {
             self.counters.refused += 1;
             return Outcome::Reply(self.respond(
                 &request,
@@ -324,7 +335,9 @@ impl<C: Clone> DnsServer<C> {
                 transport,
                 request,
                 key,
-                upstream,
+                asked: vec![upstream],
+                retry: (next != upstream).then_some((now + self.timeout / 2, next)),
+                query: query.clone(),
                 deadline: now + self.timeout,
             },
         );
@@ -332,7 +345,8 @@ impl<C: Clone> DnsServer<C> {
         Outcome::Forward { upstream, query }
     }
 
-    fn pick_upstream(&mut self, name: &Name) -> Option<SocketAddr> {
+    /// The upstream for `name`, and the one to retry with (the same if there is only one).
+    fn pick_upstream(&mut self, name: &Name) -> Option<(SocketAddr, SocketAddr)> {
         let list = self
             .forwards
             .iter()
@@ -342,7 +356,8 @@ impl<C: Clone> DnsServer<C> {
             return None;
         }
         self.next_upstream = self.next_upstream.wrapping_add(1);
-        Some(list[self.next_upstream % list.len()])
+        let i = self.next_upstream % list.len();
+        Some((list[i], list[(i + 1) % list.len()]))
     }
 
     /// An id no pending query uses.
@@ -374,7 +389,7 @@ impl<C: Clone> DnsServer<C> {
         }
         let id = u16::from_be_bytes([bytes[0], bytes[1]]);
         match self.pending.get(&id) {
-            Some(p) if p.upstream == from => {}
+            Some(p) if p.asked.contains(&from) => {}
             _ => return unsolicited(self),
         }
         let response = match Message::from_vec(bytes) {
@@ -418,6 +433,23 @@ impl<C: Clone> DnsServer<C> {
             transport: p.transport,
             bytes: fit(response, p.transport, payload_of(&p.request)),
         })
+    }
+
+    /// Queries to send again, to their next upstream, because the first has not answered
+    /// within half the timeout: `(upstream, bytes)`.
+    pub fn poll_retries(&mut self, now: Duration) -> Vec<(SocketAddr, Vec<u8>)> {
+        let mut out = Vec::new();
+        for p in self.pending.values_mut() {
+            if let Some((at, to)) = p.retry {
+                if at <= now {
+                    p.retry = None;
+                    p.asked.push(to);
+                    out.push((to, p.query.clone()));
+                }
+            }
+        }
+        self.counters.retried += out.len() as u64;
+        out
     }
 
     /// SERVFAIL for every forwarded query past its deadline at `now`.
