@@ -218,7 +218,12 @@ fn static_records_cname_srv_aaaa_txt_and_the_apex() {
 fn leases_enter_and_leave_the_zone_live() {
     let mut s = server(&params());
     let l = lease(0x30, Some("Foo"), [10, 13, 31, 150]);
+    let serial = s.zone().serial();
     s.zone_mut().upsert_lease(&l).unwrap();
+    assert!(
+        s.zone().serial() > serial,
+        "the SOA serial follows the lease names"
+    );
     let m = ask(&mut s, "foo.lab.test.", RecordType::A);
     assert_eq!(a_records(&m), vec![Ipv4Addr::new(10, 13, 31, 150)]);
     let m = ask(&mut s, "150.31.13.10.in-addr.arpa.", RecordType::PTR);

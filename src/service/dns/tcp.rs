@@ -19,6 +19,7 @@
 //!   forgets it at once. A segment for no connection gets RST.
 //!
 //! Bounds: at most `max_conns` connections (a new SYN first evicts idle ones, else gets RST),
+//! at most a quarter of them from one client address (so one host cannot take them all),
 //! [`MAX_BUFFER`] bytes buffered per connection (more: RST), and every connection silent for
 //! `idle` is reset. The receive window is not tracked: answers are at most 64 KiB, which
 //! every client's initial window takes.
@@ -96,7 +97,7 @@ pub enum TcpOutput<M> {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TcpCounters {
     pub connections: u64,
-    /// SYNs refused because the table was full of busy connections.
+    /// SYNs refused because the table, or the client's share of it, was full.
     pub refused_full: u64,
     pub resets_sent: u64,
     pub idle_closed: u64,
@@ -261,6 +262,12 @@ impl<M: Clone> TcpResponder<M> {
             }
             // A new connection from a reused port: the old one is over.
             self.conns.remove(&key);
+        }
+        let per_client = (self.max_conns / 4).max(1);
+        if self.conns.keys().filter(|k| k.ip == key.ip).count() >= per_client {
+            self.counters.refused_full += 1;
+            self.reset(key, seg, meta, out);
+            return;
         }
         if self.conns.len() >= self.max_conns {
             let idle = self.idle;
@@ -621,6 +628,21 @@ mod tests {
         assert!(r.is_empty());
         let out = r.process_segment(CLIENT, &other, 0, T + IDLE);
         assert_eq!(segments(&out)[0].0.flags, SYN | ACK);
+    }
+
+    #[test]
+    fn one_client_gets_a_quarter_of_the_table() {
+        let mut r: TcpResponder<u8> = TcpResponder::new(8, IDLE, 1460, 7);
+        for port in 0..3u16 {
+            let mut s = seg(1, 0, SYN, b"");
+            s.src_port = 1000 + port;
+            r.process_segment(CLIENT, &s, 0, T);
+        }
+        assert_eq!(r.len(), 2, "8 / 4 per client");
+        assert_eq!(r.counters.refused_full, 1);
+        let other = Ipv4Addr::new(10, 13, 31, 12);
+        r.process_segment(other, &seg(1, 0, SYN, b""), 0, T);
+        assert_eq!(r.len(), 3, "another client still gets in");
     }
 
     #[test]

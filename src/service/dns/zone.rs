@@ -182,6 +182,7 @@ impl Zone {
     /// Puts `lease`'s hostname into the zone (or refreshes it). `Err` says why it was refused;
     /// a lease without a hostname only releases a name its owner held before.
     pub fn upsert_lease(&mut self, lease: &Lease) -> Result<(), NameRefused> {
+        self.bump_serial();
         self.remove_lease(&lease.key);
         // The address moved to this lease: whichever lease held it before lost it.
         if let Some(old) = self.lease_ptr.get(&lease.ip).cloned() {
@@ -233,6 +234,7 @@ impl Zone {
         let Some(name) = self.lease_name_of.remove(key) else {
             return;
         };
+        self.bump_serial();
         let ip = match self.leases.remove(&name) {
             Some(l) => Some(l.ip),
             None => self.reserved_lease.remove(&name),
@@ -255,6 +257,16 @@ impl Zone {
         for k in gone {
             self.remove_lease(&k);
         }
+    }
+
+    /// The SOA serial: 1 at start, one more for every change of the lease names (RFC 1982
+    /// arithmetic, so it wraps).
+    pub fn serial(&self) -> u32 {
+        self.soa.serial
+    }
+
+    fn bump_serial(&mut self) {
+        self.soa.serial = self.soa.serial.wrapping_add(1);
     }
 
     /// The address a lease name answers, if the name is in the zone through a lease.
