@@ -222,8 +222,42 @@ fn local_names_over_udp_and_tcp_and_through_the_resolver() {
         "PTR released"
     );
 
+    // A client that calls itself vm1 gets a lease, but not the reserved name.
+    let out = lab.exec(
+        "dh",
+        &[
+            "timeout",
+            "30",
+            "udhcpc",
+            "-i",
+            &ifname,
+            "-n",
+            "-q",
+            "-f",
+            "-t",
+            "10",
+            "-T",
+            "1",
+            "-x",
+            "hostname:vm1",
+            "-s",
+            script.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "udhcpc as vm1: {out:?}");
+    assert_eq!(
+        short(&mut lab, "vm2", false, &["vm1.lab.test"]),
+        ["10.13.31.11"]
+    );
+
     let exit = lab.stop_with("TERM");
     assert_eq!(exit.code, Some(0), "{exit:?}");
+    assert!(
+        exit.stderr
+            .contains("DHCP hostname not put in DNS: it is a reserved host's name"),
+        "collision not logged:\n{}",
+        exit.stderr
+    );
     let counters = exit
         .stdout
         .lines()
