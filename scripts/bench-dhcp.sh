@@ -10,7 +10,8 @@
 # with the CPU the server and perfdhcp used (percent of one core) in the per-run lines.
 #
 #   switchyard: client ns --tap--> switchyard (run in its own ns via nsenter); [dhcp] pool of
-#               10,238 addresses in 10.13.0.0/18, max_leases_per_port = 65535, rate_limit = "off"
+#               10,238 addresses in 10.13.0.0/18, rate_limit = "off", the port trusted
+#               (a relay port: no per-port lease cap)
 #   dnsmasq:    client ns --veth--> server ns running dnsmasq on the same pool, lease file on
 #
 # Both servers keep their lease state in the same temp dir (same file system); switchyard
@@ -47,7 +48,7 @@ fi
 
 # Tools: command -> Debian package; installed only when missing.
 declare -A need=([perfdhcp]=kea-admin [dnsmasq]=dnsmasq-base [nsenter]=util-linux [ip]=iproute2
-  [nft]=nftables [ss]=iproute2 [timeout]=coreutils [/usr/bin/time]=time)
+  [ss]=iproute2 [timeout]=coreutils [/usr/bin/time]=time)
 missing=()
 for cmd in "${!need[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
@@ -149,7 +150,6 @@ domain = "bench.test"
 [dhcp]
 pool = ["$POOL_LO", "$POOL_HI"]
 lease_time = "1h"
-max_leases_per_port = 65535
 rate_limit = "off"
 state_dir = "$dir/state"
 
@@ -159,14 +159,14 @@ kind = "tap"
 ifname = "$TAP"
 netns = "$NS_C1"
 address = "none"
-guard = false
+trusted = true
 EOF
   RUST_LOG=warn nsenter --net="/run/netns/$NS_SW" "$SWITCHYARD" run --config "$dir/switchyard.toml" \
     >"$dir/stdout" 2>"$dir/stderr" &
   SW_PID=$!
   for i in $(seq 150); do
     if ip -n "$NS_C1" -br link show dev "$TAP" 2>/dev/null | grep -q UP; then
-      relay_shim
+      client_address
       return 0
     fi
     kill -0 "$SW_PID" 2>/dev/null || { cat "$dir/stderr" >&2; die "switchyard exited at start"; }
@@ -177,30 +177,11 @@ EOF
 }
 
 # perfdhcp 2.2 always acts as a DHCPv4 relay agent: it sends from CLIENT_IP:67 with
-# giaddr = CLIENT_IP and hops = 1, and expects the answer at CLIENT_IP:67. switchyard serves one
-# L2 segment and drops relayed requests (drop reason `relayed`), so in the switchyard client
-# namespace two nftables netdev rules on the tap turn perfdhcp into a plain client and back:
-# egress, giaddr (UDP payload offset 24) := 0 and UDP checksum := 0 (valid for IPv4: none);
-# ingress, a reply from :67 to yiaddr:68 at the fake client MAC is re-addressed to
-# CLIENT_IP:67 at the tap's MAC, as the relay would receive it. Replies are unicast to chaddr
-# (perfdhcp does not set the broadcast flag): the rule rewrites the destination MAC and packet
-# type, so the tap need not be promiscuous. dnsmasq gets perfdhcp's relayed requests as they are.
-relay_shim() {
-  local mac
-  mac=$(ip netns exec "$NS_C1" cat "/sys/class/net/$TAP/address")
+# giaddr = CLIENT_IP and hops = 1, and expects the answer at CLIENT_IP:67. Both servers serve
+# it as a relay: switchyard accepts relayed messages on a `trusted` port (giaddr inside the
+# subnet) and answers the relay at giaddr:67, at the MAC the request came from.
+client_address() {
   ip -n "$NS_C1" addr add "$CLIENT_IP/18" dev "$TAP"
-  ip netns exec "$NS_C1" nft -f - <<EOF
-table netdev perfdhcp_shim {
-  chain out {
-    type filter hook egress device "$TAP" priority 0;
-    meta l4proto udp udp dport 67 @th,256,32 set 0 udp checksum set 0
-  }
-  chain in {
-    type filter hook ingress device "$TAP" priority 0;
-    meta l4proto udp udp sport 67 udp dport 68 ether daddr set $mac meta pkttype set host ip daddr set $CLIENT_IP udp dport set 67 udp checksum set 0
-  }
-}
-EOF
 }
 
 stop_switchyard() {

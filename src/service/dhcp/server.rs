@@ -10,7 +10,7 @@
 //!
 //! The life of a message: the per-port token bucket, then the option pre-scan
 //! ([`validate`](super::validate)), then dhcproto, then the header checks (a BOOTREQUEST from
-//! Ethernet, not relayed). Every refusal is a [`DropReason`] for the caller to count.
+//! Ethernet; relayed only from a trusted port, for this subnet). Every refusal is a [`DropReason`] for the caller to count.
 //!
 //! Address choice for a client, in order (dnsmasq's): its reservation (by client id, MAC or
 //! hostname), the address already offered to it, its previous lease (even expired), the address
@@ -34,11 +34,11 @@ use dhcproto::v4::{DhcpOption, HType, Message, MessageType, Opcode, OptionCode};
 use dhcproto::{Decodable, Decoder, Name};
 
 use super::leases::{ClientKey, Lease, LeaseChange, LeaseTable};
-use super::params::{DhcpParams, Reservation};
+use super::params::{DhcpParams, Reservation, MIN_LEASE};
 use super::reply::{self, Client};
 use super::validate::check_options;
 
-pub use super::reply::{Destination, Reply};
+pub use super::reply::{Destination, LeaseTerm, Reply};
 
 /// A declined address is not offered to anyone for this long (dnsmasq's DECLINE_BACKOFF).
 pub const DECLINE_QUARANTINE_SECS: u64 = 600;
@@ -54,7 +54,8 @@ pub enum DropReason {
     Malformed,
     /// A BOOTREPLY, a non-Ethernet chaddr, or no message type: not a client message for us.
     NotClientMessage,
-    /// giaddr set: relayed messages are not served (the switch is one L2 segment).
+    /// giaddr set on a port that is not `trusted`, or giaddr outside the subnet: only a relay
+    /// agent on an uplink or relay port may relay, and only for this network.
     Relayed,
     /// OFFER, ACK, NAK, LEASEQUERY and the like arriving at a server.
     UnexpectedType,
@@ -180,7 +181,10 @@ impl DhcpServer {
         if msg.opcode() != Opcode::BootRequest || msg.htype() != HType::Eth || msg.hlen() != 6 {
             return Err(DropReason::NotClientMessage);
         }
-        if !msg.giaddr().is_unspecified() {
+        let giaddr = msg.giaddr();
+        if !giaddr.is_unspecified()
+            && (!self.params.trusted_ports.contains(&port) || !self.params.is_host_addr(giaddr))
+        {
             return Err(DropReason::Relayed);
         }
         let ty = msg.opts().msg_type().ok_or(DropReason::NotClientMessage)?;
@@ -224,7 +228,8 @@ impl DhcpServer {
             },
         );
         self.offered.insert(ip, c.key.clone());
-        let reply = reply::build(self, msg, MessageType::Offer, ip, c, true)?;
+        let term = self.lease_term(msg);
+        let reply = reply::build(self, msg, MessageType::Offer, ip, c, Some(term))?;
         Ok(Outcome {
             change: None,
             reply: Some(reply),
@@ -254,16 +259,14 @@ impl DhcpServer {
         if !self.may_have(c, ip, now) || self.port_is_full(c, now) {
             return self.nak(msg, c);
         }
-        let reply = reply::build(self, msg, MessageType::Ack, ip, c, true)?;
+        let term = self.lease_term(msg);
+        let reply = reply::build(self, msg, MessageType::Ack, ip, c, Some(term))?;
         self.withdraw_offer(&c.key);
         let lease = Lease {
             key: c.key.clone(),
             mac: c.mac,
             ip,
-            expires: self
-                .params
-                .lease_time
-                .map(|t| now.saturating_add(t.as_secs())),
+            expires: term.expiry(now),
             hostname: self
                 .reservation_for(c)
                 .map(|r| r.name.clone())
@@ -279,7 +282,7 @@ impl DhcpServer {
     }
 
     fn nak(&self, msg: &Message, c: &Client) -> Result<Outcome, DropReason> {
-        let reply = reply::build(self, msg, MessageType::Nak, Ipv4Addr::UNSPECIFIED, c, false)?;
+        let reply = reply::build(self, msg, MessageType::Nak, Ipv4Addr::UNSPECIFIED, c, None)?;
         Ok(Outcome {
             change: None,
             reply: Some(reply),
@@ -340,7 +343,7 @@ impl DhcpServer {
         if msg.ciaddr().is_unspecified() {
             return Err(DropReason::Ignored);
         }
-        let reply = reply::build(self, msg, MessageType::Ack, Ipv4Addr::UNSPECIFIED, c, false)?;
+        let reply = reply::build(self, msg, MessageType::Ack, Ipv4Addr::UNSPECIFIED, c, None)?;
         Ok(Outcome {
             change: None,
             reply: Some(reply),
@@ -436,8 +439,33 @@ impl DhcpServer {
             .or_else(|| ring.clone().find(probe))
     }
 
-    /// Would one more lease on `c.port` exceed the per-port limit?
+    /// The configured lease time, or the shorter one the client asked for in option 51 (at
+    /// least the 2-minute minimum), as dnsmasq grants it.
+    fn lease_term(&self, msg: &Message) -> LeaseTerm {
+        let asked = match msg.opts().get(OptionCode::AddressLeaseTime) {
+            Some(DhcpOption::AddressLeaseTime(t)) if *t != u32::MAX => {
+                Some((*t).max(MIN_LEASE.as_secs() as u32))
+            }
+            _ => None,
+        };
+        let configured = self
+            .params
+            .lease_time
+            .map(|t| u32::try_from(t.as_secs()).unwrap_or(u32::MAX - 1));
+        match (configured, asked) {
+            (Some(c), Some(a)) => LeaseTerm::Secs(c.min(a)),
+            (Some(c), None) => LeaseTerm::Secs(c),
+            (None, Some(a)) => LeaseTerm::Secs(a),
+            (None, None) => LeaseTerm::Infinite,
+        }
+    }
+
+    /// Would one more lease on `c.port` exceed the per-port limit? Trusted ports (uplinks,
+    /// relays) carry many clients and have no limit.
     fn port_is_full(&self, c: &Client, now: u64) -> bool {
+        if self.params.trusted_ports.contains(&c.port) {
+            return false;
+        }
         let max = self.params.max_leases_per_port;
         self.leases.is_port_full(c.port, now, &c.key, max)
     }
