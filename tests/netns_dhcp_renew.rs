@@ -115,23 +115,22 @@ fn udhcpc_gets_the_requested_lease_time_extra_options_and_renews_by_unicast() {
 
     // Watch for the renew: a REQUEST unicast to the server's address, not broadcast.
     std::thread::sleep(Duration::from_millis(1100));
+    let (cap_out, cap_err) = (lab.dir.join("renew.txt"), lab.dir.join("renew.err"));
     let capture = Command::new("ip")
         .args([
-            "netns", "exec", &ns, "timeout", "15", "tcpdump", "-n", "-l", "-c", "1", "-i",
+            "netns", "exec", &ns, "timeout", "30", "tcpdump", "-n", "-l", "-i",
         ])
         .args([ifname.as_str(), "udp dst port 67 and dst host 10.13.31.1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(fs::File::create(&cap_out).unwrap())
+        .stderr(fs::File::create(&cap_err).unwrap())
         .spawn()
         .unwrap();
     let capture = Bg(capture);
-    // tcpdump needs a moment to attach its filter.
-    lab.wait_for("tcpdump listening", Duration::from_secs(5), || {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &ns, "ss", "-0", "-a", "-p"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).contains("tcpdump")
+    // tcpdump prints "listening on" once its filter is in place.
+    lab.wait_for("tcpdump listening", Duration::from_secs(10), || {
+        fs::read_to_string(&cap_err)
+            .unwrap_or_default()
+            .contains("listening on")
     });
     let kill = Command::new("kill")
         .args(["-USR1", &client.0.id().to_string()])
@@ -146,16 +145,12 @@ fn udhcpc_gets_the_requested_lease_time_extra_options_and_renews_by_unicast() {
         renewed.contains("renew ip=10.13.31.11 lease=300 "),
         "{renewed}"
     );
-    let mut capture = capture;
-    let out = std::mem::replace(&mut capture.0, Command::new("true").spawn().unwrap())
-        .wait_with_output()
-        .unwrap();
-    let seen = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        seen.contains("10.13.31.11.68 > 10.13.31.1.67"),
-        "the renew was not unicast from the bound address: {seen:?} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut seen = String::new();
+    lab.wait_for("the renew in the capture", Duration::from_secs(5), || {
+        seen = fs::read_to_string(&cap_out).unwrap_or_default();
+        seen.contains("10.13.31.11.68 > 10.13.31.1.67")
+    });
+    drop(capture);
     let second = expiry_of(&cfg_path, "10.13.31.11").expect("lease still listed");
     assert!(
         second > first,
