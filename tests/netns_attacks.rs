@@ -162,3 +162,54 @@ fn mac_flood_and_broadcast_storm_do_not_stop_other_hosts() {
         .unwrap_or(0);
     assert!(storm > 1_000, "storm_control drops on h3: {}", h3.drops);
 }
+
+#[test]
+fn dhcp_starvation_from_one_port_leaves_the_pool_to_others() {
+    let mut lab = Lab::new();
+    let mut cfg = format!(
+        "[network]\nname = \"{tag}\"\nsubnet = \"10.13.31.0/24\"\ngateway = \"10.13.31.1\"\n\
+         domain = \"lab.test\"\n\n[dhcp]\nstate_dir = \"{state}\"\n\
+         pool = [\"10.13.31.100\", \"10.13.31.109\"]\n",
+        tag = lab.tag,
+        state = lab.dir.join("state").display()
+    );
+    for (h, octet) in [("h1", 0x21), ("h3", 0x23)] {
+        let ns = lab.ns(h);
+        let ifname = lab.ifname(h);
+        cfg.push_str(&format!(
+            "\n[[host]]\nname = \"{h}\"\nmac = \"52:54:00:31:00:{octet:02x}\"\n\n\
+             [[port]]\nname = \"{h}\"\nkind = \"tap\"\nifname = \"{ifname}\"\nhost = \"{h}\"\n\
+             netns = \"{ns}\"\naddress = \"none\"\n"
+        ));
+    }
+    let (i1, i3) = (lab.ifname("h1"), lab.ifname("h3"));
+    lab.start(&cfg, &[("h1", &i1), ("h3", &i3)]);
+
+    // h3 (guarded: its own Ethernet source, as the guard demands) asks for leases for 2,000
+    // made-up clients, spread over 3 s so the per-port rate limit lets some through.
+    let script = format!(
+        "import logging, os, time\nlogging.getLogger('scapy.runtime').setLevel(logging.ERROR)\n\
+         from scapy.all import *\nconf.verb = 0\n\
+         s = conf.L2socket(iface='{i3}')\n\
+         for i in range(2000):\n\
+         \x20   ch = bytes([0x02]) + os.urandom(5)\n\
+         \x20   p = Ether(src='52:54:00:31:00:23', dst='ff:ff:ff:ff:ff:ff') / \
+         IP(src='0.0.0.0', dst='255.255.255.255') / UDP(sport=68, dport=67) / \
+         BOOTP(chaddr=ch + bytes(10), xid=i) / DHCP(options=[('message-type', 'discover'), 'end'])\n\
+         \x20   s.send(p)\n\
+         \x20   time.sleep(0.0015)\n"
+    );
+    let out = lab.exec("h3", &["timeout", "30", "/usr/bin/python3", "-c", &script]);
+    assert!(out.status.success(), "scapy failed: {out:?}");
+
+    // h1 still gets an address from the 10-address pool.
+    let usc = common::clients::udhcpc_script(&lab.dir);
+    assert!(
+        common::clients::udhcpc(&mut lab, "h1", &usc, "5"),
+        "h1 got no lease after the starvation attempt"
+    );
+    let ifname = lab.ifname("h1");
+    let out = lab.exec("h1", &["ip", "-4", "-o", "addr", "show", "dev", &ifname]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("inet 10.13.31.10"), "h1: {text}");
+}

@@ -121,6 +121,7 @@ pub struct Outcome {
 struct Offer {
     ip: Ipv4Addr,
     expires: u64,
+    port: u16,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -136,6 +137,8 @@ pub struct DhcpServer {
     pub(super) search: Vec<Name>,
     leases: LeaseTable,
     offers: HashMap<ClientKey, Offer>,
+    /// The keys of `offers`, by port: a port's offers are counted without a scan of all.
+    offers_by_port: HashMap<u16, HashSet<ClientKey>>,
     offered: HashMap<Ipv4Addr, ClientKey>,
     quarantine: HashMap<Ipv4Addr, u64>,
     reserved: HashSet<Ipv4Addr>,
@@ -152,6 +155,7 @@ impl DhcpServer {
             search,
             leases: LeaseTable::new(),
             offers: HashMap::new(),
+            offers_by_port: HashMap::new(),
             offered: HashMap::new(),
             quarantine: HashMap::new(),
             reserved,
@@ -205,7 +209,9 @@ impl DhcpServer {
         c: &Client,
         now: u64,
     ) -> Result<Outcome, DropReason> {
-        if self.port_is_full(c, now) {
+        // Outstanding offers count against the port's cap too: otherwise DISCOVERs with ever new
+        // chaddrs from one port would hold the whole pool in offers (60 s each).
+        if self.port_is_full(c, now) || self.port_offers_full(c, now) {
             return Err(DropReason::PortLeaseLimit);
         }
         let ip = self
@@ -213,6 +219,11 @@ impl DhcpServer {
             .ok_or(DropReason::NoAddress)?;
         if self.offers.len() >= MAX_OFFERS && !self.offers.contains_key(&c.key) {
             self.offers.retain(|_, o| o.expires > now);
+            let offers = &self.offers;
+            self.offers_by_port.retain(|_, keys| {
+                keys.retain(|k| offers.contains_key(k));
+                !keys.is_empty()
+            });
             let live: HashSet<Ipv4Addr> = self.offers.values().map(|o| o.ip).collect();
             self.offered.retain(|ip, _| live.contains(ip));
             if self.offers.len() >= MAX_OFFERS {
@@ -225,9 +236,14 @@ impl DhcpServer {
             Offer {
                 ip,
                 expires: now.saturating_add(OFFER_SECS),
+                port: c.port,
             },
         );
         self.offered.insert(ip, c.key.clone());
+        self.offers_by_port
+            .entry(c.port)
+            .or_default()
+            .insert(c.key.clone());
         let term = self.lease_term(msg);
         let reply = reply::build(self, msg, MessageType::Offer, ip, c, Some(term))?;
         Ok(Outcome {
@@ -470,8 +486,42 @@ impl DhcpServer {
         self.leases.is_port_full(c.port, now, &c.key, max)
     }
 
+    /// Do the port's live leases and live offers to other clients reach the per-port limit?
+    /// O(offers on the port), which this check itself keeps below the limit; trusted ports
+    /// are exempt.
+    fn port_offers_full(&self, c: &Client, now: u64) -> bool {
+        if self.params.trusted_ports.contains(&c.port) {
+            return false;
+        }
+        let max = self.params.max_leases_per_port;
+        let Some(keys) = self.offers_by_port.get(&c.port) else {
+            return false;
+        };
+        // O(1) in the common case: even counting every offer and lease record, room is left.
+        if keys.len() + self.leases.records_on_port(c.port) < max {
+            return false;
+        }
+        let offers = keys
+            .iter()
+            .filter(|k| **k != c.key && self.offers.get(*k).is_some_and(|o| o.expires > now))
+            .filter(|k| {
+                // A client that already holds a live lease here is counted once, by its lease.
+                self.leases
+                    .get(k)
+                    .is_none_or(|l| l.port != c.port || l.has_expired(now))
+            })
+            .count();
+        offers > 0 && offers + self.leases.live_on_port(c.port, now, &c.key, max) >= max
+    }
+
     fn withdraw_offer(&mut self, key: &ClientKey) {
         if let Some(o) = self.offers.remove(key) {
+            if let Some(keys) = self.offers_by_port.get_mut(&o.port) {
+                keys.remove(key);
+                if keys.is_empty() {
+                    self.offers_by_port.remove(&o.port);
+                }
+            }
             if self.offered.get(&o.ip) == Some(key) {
                 self.offered.remove(&o.ip);
             }
