@@ -52,3 +52,5 @@ cargo test --locked
 cargo bench --locked --bench forward -- --test
 cargo bench --locked --bench dhcp -- --test
 cargo bench --locked --bench dns -- --test
+# Every fuzz target builds and runs for a short bounded time (FUZZ_SECONDS each, default 20).
+./scripts/fuzz.sh
