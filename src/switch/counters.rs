@@ -49,10 +49,14 @@ pub enum DropReason {
     VlanNotAllowed,
     /// Guard: an IPv4, IPv6 or ARP header that cannot be parsed, or whose lengths lie.
     Malformed,
+    /// A GSO or partial-checksum frame for a port that cannot take one (a socket port).
+    NeedsOffload,
+    /// A stream peer sent a length prefix out of range; it was disconnected.
+    BadLength,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 17;
+    pub const COUNT: usize = 19;
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Runt,
         DropReason::BadSrcMac,
@@ -71,6 +75,8 @@ impl DropReason {
         DropReason::RogueRa,
         DropReason::VlanNotAllowed,
         DropReason::Malformed,
+        DropReason::NeedsOffload,
+        DropReason::BadLength,
     ];
 
     /// The snake_case name shown to users and used in JSON.
@@ -93,6 +99,8 @@ impl DropReason {
             DropReason::RogueRa => "rogue_ra",
             DropReason::VlanNotAllowed => "vlan_not_allowed",
             DropReason::Malformed => "malformed",
+            DropReason::NeedsOffload => "needs_offload",
+            DropReason::BadLength => "bad_length",
         }
     }
 
@@ -112,6 +120,8 @@ pub struct PortCounters {
     tx_bytes: AtomicU64,
     /// Source MACs not learned because the port's or the global FDB cap was reached.
     fdb_full: AtomicU64,
+    /// Times the port's link went down (a netdev vanished, a socket peer left).
+    link_downs: AtomicU64,
     drops: [AtomicU64; DropReason::COUNT],
     /// Frames a guard in monitor mode would have dropped, by reason (they were forwarded).
     monitored: [AtomicU64; DropReason::COUNT],
@@ -141,6 +151,10 @@ impl PortCounters {
         self.fdb_full.fetch_add(1, Relaxed);
     }
 
+    pub fn count_link_downs(&self, n: u64) {
+        self.link_downs.fetch_add(n, Relaxed);
+    }
+
     pub fn snapshot(&self) -> CounterSnapshot {
         let mut drops = [0u64; DropReason::COUNT];
         for (d, a) in drops.iter_mut().zip(&self.drops) {
@@ -156,6 +170,7 @@ impl PortCounters {
             tx_frames: self.tx_frames.load(Relaxed),
             tx_bytes: self.tx_bytes.load(Relaxed),
             fdb_full: self.fdb_full.load(Relaxed),
+            link_downs: self.link_downs.load(Relaxed),
             drops,
             monitored,
         }
@@ -170,6 +185,7 @@ pub struct CounterSnapshot {
     pub tx_frames: u64,
     pub tx_bytes: u64,
     pub fdb_full: u64,
+    pub link_downs: u64,
     pub drops: [u64; DropReason::COUNT],
     /// Would-be drops of a monitor-mode guard, by reason.
     pub monitored: [u64; DropReason::COUNT],

@@ -1,0 +1,686 @@
+//! Socket ports: QEMU (or anything speaking its framing) connects to a unix socket the switch
+//! listens on. No tap, no root for the VM.
+//!
+//! # Theory of operation
+//!
+//! - [`StreamPort`] is QEMU's `-netdev stream,server=off,addr.type=unix,addr.path=PATH`: a
+//!   `SOCK_STREAM` listener at `path`; each frame is preceded by its length, 4 bytes big-endian,
+//!   not counting itself, at most [`MAX_FRAME`] (QEMU's `NET_BUFSIZE`). One peer at a time: a
+//!   second connection while one is served is accepted and closed at once (so it cannot keep the
+//!   listener readable). The port's fd for the workers is an epoll set of its own holding the
+//!   listener and the peer, so it never changes as peers come and go; a worker woken by it calls
+//!   [`StreamPort::recv`], which accepts, reads and reassembles.
+//!   - Input: bytes are read into a per-peer buffer of two maximal frames and cut into frames
+//!     there, so a length or a frame split over any number of reads (one byte at a time) comes
+//!     out whole. A length of 0 or above `MAX_FRAME` cannot be resynchronised: the peer is
+//!     disconnected and counted (`bad_length`); the worker never waits for the rest of anything.
+//!   - Output: one `writev` of length + frame. What the socket does not take is kept, whole
+//!     frames only, in a per-peer queue of at most [`TX_QUEUE_MAX`] bytes, flushed when the socket
+//!     has room again (the peer's fd is then also watched for `EPOLLOUT`). A frame that does not
+//!     fit in the queue is refused whole (`WouldBlock`, counted `tx_full`): never a torn frame.
+//!   - EOF, a reset or any other read/write error disconnects the peer; the port is down until
+//!     the next peer connects.
+//! - [`DgramPort`] is QEMU's `-netdev dgram,local.type=unix,local.path=QEMU_PATH,
+//!   remote.type=unix,remote.path=PATH`: a `SOCK_DGRAM` socket bound at `path`, one frame per
+//!   datagram. The frames go back to `peer` if configured (QEMU's `local.path`), else to the
+//!   address the latest datagram came from; the port is down until it has somewhere to send.
+//!   A learned peer that is gone (`ECONNREFUSED`, `ENOENT`) is forgotten: the port goes down.
+//!
+//! Neither carries a virtio-net header: received frames get an all-zero one in front, and sent
+//! frames lose theirs. A frame whose header asks for GSO or a checksum completion cannot be
+//! written as it is: `send` refuses it with `ErrorKind::Unsupported` (counted `needs_offload`).
+//!
+//! A socket file left behind by a dead daemon is replaced; one that a live process still listens
+//! on (a connect succeeds) is an error. The port removes its socket file when dropped.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt};
+use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, RwLock};
+
+use super::link::LinkState;
+use super::{Epoll, PortError};
+use crate::wire::{VnetHeader, VNET_HDR_LEN};
+
+/// Largest frame QEMU's socket backends send or accept (`NET_BUFSIZE`: 4096 + 65536).
+pub const MAX_FRAME: usize = 69_632;
+/// Longest unix socket path (`sun_path` is 108 bytes with its NUL).
+pub const MAX_PATH_LEN: usize = 107;
+/// Bytes of output a stream port queues for a slow peer before it refuses frames.
+pub const TX_QUEUE_MAX: usize = 256 * 1024;
+
+const LEN_PREFIX: usize = 4;
+/// Two maximal frames with their prefixes: a whole frame always fits after compaction.
+const RX_BUF: usize = 2 * (LEN_PREFIX + MAX_FRAME);
+const LISTENER: u64 = 0;
+const PEER: u64 = 1;
+
+fn would_block() -> io::Error {
+    io::Error::from(io::ErrorKind::WouldBlock)
+}
+
+/// Checks the virtio-net header of a frame about to leave through a port that carries none,
+/// and returns the frame without it.
+fn plain_frame(buf: &[u8]) -> io::Result<&[u8]> {
+    let Some(hdr) = VnetHeader::parse(buf) else {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    };
+    if hdr.is_gso() || hdr.flags & VnetHeader::F_NEEDS_CSUM != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "GSO or partial-checksum frame to a port without offloads",
+        ));
+    }
+    let frame = &buf[VNET_HDR_LEN..];
+    if frame.len() > MAX_FRAME {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    Ok(frame)
+}
+
+/// Validates `path` and makes room for a socket there: creates the parent directory, removes
+/// a stale socket file, refuses a live one or any other file.
+fn prepare_path(path: &Path) -> Result<(), PortError> {
+    let err = |action: &str, err: io::Error| PortError::Socket {
+        path: path.to_path_buf(),
+        action: action.to_string(),
+        err,
+    };
+    let bytes = path.as_os_str().len();
+    if !path.is_absolute() || bytes > MAX_PATH_LEN {
+        return Err(err(
+            "use it",
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a socket path must be absolute and at most {MAX_PATH_LEN} bytes"),
+            ),
+        ));
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .map_err(|e| err("create its directory", e))?;
+    }
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(err("look at it", e)),
+        Ok(m) if !m.file_type().is_socket() => Err(err(
+            "bind it",
+            io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "a file that is not a socket is in the way (remove it or pick another path)",
+            ),
+        )),
+        Ok(_) => {
+            let live = UnixStream::connect(path).is_ok()
+                || UnixDatagram::unbound()
+                    .and_then(|s| s.connect(path))
+                    .is_ok();
+            if live {
+                return Err(err(
+                    "bind it",
+                    io::Error::new(
+                        io::ErrorKind::AddrInUse,
+                        "another process is listening there (stop it or pick another path)",
+                    ),
+                ));
+            }
+            std::fs::remove_file(path).map_err(|e| err("remove the stale socket", e))
+        }
+    }
+}
+
+fn remove_socket_file(path: &Path) {
+    if let Err(e) = std::fs::remove_file(path) {
+        if e.kind() != io::ErrorKind::NotFound {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove the socket file");
+        }
+    }
+}
+
+/// QEMU's stream framing, the listening side.
+#[derive(Debug)]
+pub struct StreamPort {
+    path: PathBuf,
+    listener: UnixListener,
+    /// The listener and the peer, if any: the fd the workers poll.
+    poll: Epoll,
+    peer: Mutex<Option<Peer>>,
+    link: LinkState,
+}
+
+/// One connected peer and its buffers.
+#[derive(Debug)]
+struct Peer {
+    stream: UnixStream,
+    rx: Vec<u8>,
+    /// `rx[start..end]` is received and not yet handed out.
+    start: usize,
+    end: usize,
+    /// Whole frames (the first possibly partly written) waiting for room in the socket.
+    tx: Vec<u8>,
+    /// The peer's fd is watched for `EPOLLOUT` (while `tx` is not empty).
+    watching_out: bool,
+}
+
+/// What the receive buffer holds next.
+enum Next {
+    /// A whole frame at `rx[range]`.
+    Frame(std::ops::Range<usize>),
+    /// Not a whole frame yet.
+    More,
+    /// A length prefix out of range.
+    BadLength(usize),
+}
+
+impl Peer {
+    fn new(stream: UnixStream) -> Peer {
+        Peer {
+            stream,
+            rx: vec![0; RX_BUF],
+            start: 0,
+            end: 0,
+            tx: Vec::new(),
+            watching_out: false,
+        }
+    }
+
+    fn next(&mut self) -> Next {
+        let have = self.end - self.start;
+        if have >= LEN_PREFIX {
+            let p = &self.rx[self.start..self.start + LEN_PREFIX];
+            let len = u32::from_be_bytes([p[0], p[1], p[2], p[3]]) as usize;
+            if len == 0 || len > MAX_FRAME {
+                return Next::BadLength(len);
+            }
+            if have >= LEN_PREFIX + len {
+                let from = self.start + LEN_PREFIX;
+                self.start = from + len;
+                return Next::Frame(from..from + len);
+            }
+        }
+        // Not whole: make room to read the rest (the buffer holds two maximal frames).
+        if self.start > 0 && self.end > RX_BUF / 2 {
+            self.rx.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        Next::More
+    }
+
+    /// Reads what the socket has into the buffer: `Ok(false)` at EOF.
+    fn fill(&mut self) -> io::Result<bool> {
+        if self.start == self.end {
+            (self.start, self.end) = (0, 0);
+        }
+        loop {
+            match self.stream.read(&mut self.rx[self.end..]) {
+                Ok(0) => return Ok(false),
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Writes as much of the queue as the socket takes; watches for room if some is left.
+    fn flush(&mut self, poll: &Epoll) -> io::Result<()> {
+        while !self.tx.is_empty() {
+            match self.stream.write(&self.tx) {
+                Ok(n) => {
+                    self.tx.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        let want_out = !self.tx.is_empty();
+        if want_out != self.watching_out {
+            poll.modify(self.stream.as_fd(), PEER, want_out)?;
+            self.watching_out = want_out;
+        }
+        Ok(())
+    }
+
+    /// Writes one frame with its length prefix, queueing what the socket does not take.
+    fn send(&mut self, poll: &Epoll, frame: &[u8]) -> io::Result<()> {
+        let prefix = (frame.len() as u32).to_be_bytes();
+        let total = LEN_PREFIX + frame.len();
+        if !self.tx.is_empty() {
+            self.flush(poll)?;
+        }
+        let written = if self.tx.is_empty() {
+            loop {
+                match self
+                    .stream
+                    .write_vectored(&[IoSlice::new(&prefix), IoSlice::new(frame)])
+                {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break 0,
+                    Err(e) => return Err(e),
+                }
+            }
+        } else {
+            0
+        };
+        if written == total {
+            return Ok(());
+        }
+        // Queue the rest: a frame partly written must be finished; one not started at all may
+        // be refused if the queue is full.
+        if written == 0 && self.tx.len() + total > TX_QUEUE_MAX {
+            return Err(would_block());
+        }
+        if written < LEN_PREFIX {
+            self.tx.extend_from_slice(&prefix[written..]);
+            self.tx.extend_from_slice(frame);
+        } else {
+            self.tx.extend_from_slice(&frame[written - LEN_PREFIX..]);
+        }
+        self.flush(poll)
+    }
+}
+
+impl StreamPort {
+    /// Listens on `path` (replacing a stale socket file, creating the directory).
+    pub fn open(path: &Path) -> Result<StreamPort, PortError> {
+        let err = |action: &str, err: io::Error| PortError::Socket {
+            path: path.to_path_buf(),
+            action: action.to_string(),
+            err,
+        };
+        prepare_path(path)?;
+        let listener = UnixListener::bind(path).map_err(|e| err("listen on it", e))?;
+        // From here on a failure must not leave the socket file behind.
+        let cleanup = |e: PortError| {
+            remove_socket_file(path);
+            e
+        };
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| cleanup(err("make it non-blocking", e)))?;
+        let poll = Epoll::new().map_err(|e| cleanup(err("create its epoll set", e)))?;
+        poll.add(listener.as_fd(), LISTENER)
+            .map_err(|e| cleanup(err("watch it", e)))?;
+        Ok(StreamPort {
+            path: path.to_path_buf(),
+            listener,
+            poll,
+            peer: Mutex::new(None),
+            link: LinkState::new(false),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Peer>> {
+        self.peer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Drops the peer: the port is down until the next one connects.
+    fn disconnect(&self, slot: &mut Option<Peer>, why: &str) {
+        if let Some(peer) = slot.take() {
+            let _ = self.poll.delete(peer.stream.as_fd());
+            tracing::info!(path = %self.path.display(), why, "stream port: peer disconnected");
+            self.link.set_up(false);
+        }
+    }
+
+    /// Accepts waiting connections: the first becomes the peer if there is none, the others
+    /// are closed.
+    fn accept(&self, slot: &mut Option<Peer>) {
+        loop {
+            let stream = match self.listener.accept() {
+                Ok((stream, _)) => stream,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    tracing::warn!(path = %self.path.display(), error = %e,
+                        "stream port: accept failed");
+                    return;
+                }
+            };
+            if slot.is_some() {
+                tracing::warn!(path = %self.path.display(),
+                    "stream port: a second peer connected; closed (one peer at a time)");
+                continue;
+            }
+            let ready = stream
+                .set_nonblocking(true)
+                .and_then(|()| self.poll.add(stream.as_fd(), PEER));
+            match ready {
+                Ok(()) => {
+                    tracing::info!(path = %self.path.display(), "stream port: peer connected");
+                    *slot = Some(Peer::new(stream));
+                    self.link.set_up(true);
+                }
+                Err(e) => tracing::warn!(path = %self.path.display(), error = %e,
+                    "stream port: cannot take the peer"),
+            }
+        }
+    }
+
+    /// Hands out the next whole frame as a zero virtio-net header + frame; accepts a new peer
+    /// when the current one has nothing more. `WouldBlock` when there is nothing whole yet.
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut slot = self.lock();
+        while let Some(peer) = slot.as_mut() {
+            if let Err(e) = peer.flush(&self.poll) {
+                self.disconnect(&mut slot, &format!("write failed: {e}"));
+                break;
+            }
+            match peer.next() {
+                Next::Frame(range) => {
+                    let Some(out) = buf.get_mut(VNET_HDR_LEN..VNET_HDR_LEN + range.len()) else {
+                        self.link.note_oversize();
+                        continue;
+                    };
+                    out.copy_from_slice(&peer.rx[range.clone()]);
+                    buf[..VNET_HDR_LEN].fill(0);
+                    return Ok(VNET_HDR_LEN + range.len());
+                }
+                Next::BadLength(len) => {
+                    self.link.note_bad_length();
+                    self.disconnect(&mut slot, &format!("bad length {len}"));
+                }
+                Next::More => match peer.fill() {
+                    Ok(true) => {}
+                    Ok(false) => self.disconnect(&mut slot, "end of stream"),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => self.disconnect(&mut slot, &format!("read failed: {e}")),
+                },
+            }
+        }
+        self.accept(&mut slot);
+        Err(would_block())
+    }
+
+    /// Sends one virtio-net header + frame as length + frame. `NotConnected` without a peer,
+    /// `WouldBlock` when the peer's queue is full, `Unsupported` for an offloaded frame.
+    pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        let frame = plain_frame(buf)?;
+        let mut slot = self.lock();
+        let Some(peer) = slot.as_mut() else {
+            return Err(io::Error::from(io::ErrorKind::NotConnected));
+        };
+        match peer.send(&self.poll, frame) {
+            Ok(()) => Ok(buf.len()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(e),
+            Err(e) => {
+                self.disconnect(&mut slot, &format!("write failed: {e}"));
+                Err(e)
+            }
+        }
+    }
+
+    /// The port's own epoll set (listener + peer), for the worker's epoll.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.poll.as_fd()
+    }
+
+    pub fn link(&self) -> &LinkState {
+        &self.link
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for StreamPort {
+    fn drop(&mut self) {
+        remove_socket_file(&self.path);
+    }
+}
+
+/// QEMU's dgram backend over unix sockets: one frame per datagram.
+#[derive(Debug)]
+pub struct DgramPort {
+    path: PathBuf,
+    socket: UnixDatagram,
+    /// Where frames go: the configured peer, or the latest sender.
+    peer: RwLock<Option<PathBuf>>,
+    fixed_peer: bool,
+    link: LinkState,
+}
+
+impl DgramPort {
+    /// Binds `path`; frames go to `peer` if given, else to whoever sent last.
+    pub fn open(path: &Path, peer: Option<&Path>) -> Result<DgramPort, PortError> {
+        let err = |action: &str, err: io::Error| PortError::Socket {
+            path: path.to_path_buf(),
+            action: action.to_string(),
+            err,
+        };
+        prepare_path(path)?;
+        let socket = UnixDatagram::bind(path).map_err(|e| err("bind it", e))?;
+        if let Err(e) = socket.set_nonblocking(true) {
+            remove_socket_file(path);
+            return Err(err("make it non-blocking", e));
+        }
+        Ok(DgramPort {
+            path: path.to_path_buf(),
+            socket,
+            peer: RwLock::new(peer.map(Path::to_path_buf)),
+            fixed_peer: peer.is_some(),
+            link: LinkState::new(peer.is_some()),
+        })
+    }
+
+    /// Reads one datagram as a zero virtio-net header + frame, learning the sender.
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(room) = buf.get_mut(VNET_HDR_LEN..) else {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        };
+        let (n, from) = self.socket.recv_from(room)?;
+        if n == room.len() {
+            // Filled to the brim: it may have been cut (a datagram larger than any MTU).
+            self.link.note_oversize();
+            return Err(io::Error::from(io::ErrorKind::Interrupted));
+        }
+        if !self.fixed_peer {
+            if let Some(from) = from.as_pathname() {
+                let known = self.peer.read().unwrap_or_else(|p| p.into_inner());
+                if known.as_deref() != Some(from) {
+                    drop(known);
+                    tracing::info!(path = %self.path.display(), peer = %from.display(),
+                        "dgram port: peer learned");
+                    *self.peer.write().unwrap_or_else(|p| p.into_inner()) =
+                        Some(from.to_path_buf());
+                    self.link.set_up(true);
+                }
+            }
+        }
+        buf[..VNET_HDR_LEN].fill(0);
+        Ok(VNET_HDR_LEN + n)
+    }
+
+    /// Sends one virtio-net header + frame as one datagram to the peer.
+    pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        let frame = plain_frame(buf)?;
+        let peer = self.peer.read().unwrap_or_else(|p| p.into_inner());
+        let Some(to) = peer.as_deref() else {
+            return Err(io::Error::from(io::ErrorKind::NotConnected));
+        };
+        match self.socket.send_to(frame, to) {
+            Ok(_) => Ok(buf.len()),
+            Err(e)
+                if !self.fixed_peer
+                    && matches!(e.raw_os_error(), Some(libc::ECONNREFUSED | libc::ENOENT)) =>
+            {
+                drop(peer);
+                tracing::info!(path = %self.path.display(), error = %e,
+                    "dgram port: peer gone; port down until it sends again");
+                *self.peer.write().unwrap_or_else(|p| p.into_inner()) = None;
+                self.link.set_up(false);
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+
+    pub fn link(&self) -> &LinkState {
+        &self.link
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for DgramPort {
+    fn drop(&mut self) {
+        remove_socket_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(len: usize, fill: u8) -> Vec<u8> {
+        let mut f = vec![0u8; VNET_HDR_LEN];
+        f.extend(std::iter::repeat_n(fill, len));
+        f
+    }
+
+    /// A directory of its own for one test, removed when dropped.
+    struct TmpDir(PathBuf);
+
+    impl TmpDir {
+        fn new(test: &str) -> TmpDir {
+            let dir = std::env::temp_dir().join(format!("sy-{test}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            TmpDir(dir)
+        }
+
+        fn join(&self, name: &str) -> PathBuf {
+            self.0.join(name)
+        }
+    }
+
+    impl Drop for TmpDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn offloaded_frames_are_refused_plain_ones_stripped() {
+        let plain = frame(60, 7);
+        assert_eq!(plain_frame(&plain).unwrap(), &plain[VNET_HDR_LEN..]);
+        let mut csum = plain.clone();
+        csum[0] = VnetHeader::F_NEEDS_CSUM;
+        let e = plain_frame(&csum).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::Unsupported);
+        let mut gso = plain.clone();
+        gso[1] = 1;
+        assert_eq!(
+            plain_frame(&gso).unwrap_err().kind(),
+            io::ErrorKind::Unsupported
+        );
+        assert!(plain_frame(&[0; 3]).is_err());
+    }
+
+    #[test]
+    fn stream_reassembles_byte_by_byte() {
+        let dir = TmpDir::new("s1");
+        let path = dir.join("s1.sock");
+        let port = StreamPort::open(&path).unwrap();
+        let mut buf = vec![0u8; VNET_HDR_LEN + 2000];
+        assert_eq!(
+            port.recv(&mut buf).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        let mut client = UnixStream::connect(&path).unwrap();
+        assert!(port.recv(&mut buf).is_err(), "accepts, nothing whole yet");
+        assert!(port.link().is_up());
+        let mut wire = 100u32.to_be_bytes().to_vec();
+        wire.extend(std::iter::repeat_n(9u8, 100));
+        for b in &wire {
+            client.write_all(&[*b]).unwrap();
+            if let Ok(n) = port.recv(&mut buf) {
+                assert_eq!(n, VNET_HDR_LEN + 100);
+                assert!(buf[..VNET_HDR_LEN].iter().all(|&b| b == 0));
+                assert!(buf[VNET_HDR_LEN..n].iter().all(|&b| b == 9));
+                return;
+            }
+        }
+        panic!("the frame never came out whole");
+    }
+
+    #[test]
+    fn stream_output_is_queued_whole_and_bounded() {
+        let dir = TmpDir::new("s3");
+        let path = dir.join("s3.sock");
+        let port = StreamPort::open(&path).unwrap();
+        let mut buf = vec![0u8; VNET_HDR_LEN + 2000];
+        let mut client = UnixStream::connect(&path).unwrap();
+        let _ = port.recv(&mut buf);
+        // The client reads nothing: the socket fills, then the queue, then frames are refused.
+        let out = frame(1400, 5);
+        let (mut sent, mut refused) = (0usize, 0usize);
+        for _ in 0..2000 {
+            match port.send(&out) {
+                Ok(_) => sent += 1,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => refused += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(sent > 0 && refused > 0, "sent {sent} refused {refused}");
+        // Drain the client side while the port flushes: every frame arrives whole, in order.
+        client.set_nonblocking(true).unwrap();
+        let mut got = Vec::new();
+        let mut chunk = vec![0u8; 65536];
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while got.len() < sent * (LEN_PREFIX + 1400) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "stalled at {}",
+                got.len()
+            );
+            let _ = port.recv(&mut buf);
+            match client.read(&mut chunk) {
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(got.len(), sent * (LEN_PREFIX + 1400));
+        for f in got.chunks(LEN_PREFIX + 1400) {
+            assert_eq!(&f[..LEN_PREFIX], &1400u32.to_be_bytes());
+            assert!(f[LEN_PREFIX..].iter().all(|&b| b == 5));
+        }
+    }
+
+    #[test]
+    fn stream_bad_length_disconnects() {
+        let dir = TmpDir::new("s2");
+        let path = dir.join("s2.sock");
+        let port = StreamPort::open(&path).unwrap();
+        let mut buf = vec![0u8; VNET_HDR_LEN + 2000];
+        let mut client = UnixStream::connect(&path).unwrap();
+        let _ = port.recv(&mut buf);
+        client.write_all(&0x0010_0000u32.to_be_bytes()).unwrap();
+        let _ = port.recv(&mut buf);
+        assert!(!port.link().is_up());
+        let r = port.link().take().unwrap();
+        assert_eq!((r.bad_lengths, r.downs), (1, 1));
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty(), "the switch closed its end");
+        drop(port);
+        assert!(!path.exists(), "socket file removed on drop");
+    }
+}
