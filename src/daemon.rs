@@ -72,7 +72,9 @@ struct Ports {
 
 impl Ports {
     /// Writes `bytes` (virtio-net header + frame) out of `port`, never blocking, and counts the
-    /// outcome on that port: tx on success, `tx_full` if its queue is full, `tx_error` otherwise.
+    /// outcome on that port: tx on success, `tx_full` if its queue is full, `needs_offload` for a
+    /// GSO/partial-checksum frame a socket port cannot take, `port_down` if its peer is gone,
+    /// `tx_error` otherwise.
     fn send_counted(&self, switch: &Switch, port: PortId, bytes: &[u8]) {
         match self.ports[port.index()].send(bytes) {
             Ok(_) => switch.count_tx(port, bytes.len().saturating_sub(VNET_HDR_LEN)),
@@ -81,6 +83,10 @@ impl Ports {
             }
             Err(e) if e.kind() == io::ErrorKind::Unsupported => {
                 switch.count_drop(port, DropReason::NeedsOffload)
+            }
+            // A socket port whose peer left a moment ago (the switch learns it at its next read).
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                switch.count_drop(port, DropReason::PortDown)
             }
             Err(_) => switch.count_drop(port, DropReason::TxError),
         }

@@ -327,9 +327,11 @@ impl StreamPort {
     /// Drops the peer: the port is down until the next one connects.
     fn disconnect(&self, slot: &mut Option<Peer>, why: &str) {
         if let Some(peer) = slot.take() {
-            let _ = self.poll.delete(peer.stream.as_fd());
-            tracing::info!(path = %self.path.display(), why, "stream port: peer disconnected");
+            // Down first, then close: a peer that sees the close finds the port already down.
             self.link.set_up(false);
+            let _ = self.poll.delete(peer.stream.as_fd());
+            drop(peer);
+            tracing::info!(path = %self.path.display(), why, "stream port: peer disconnected");
         }
     }
 

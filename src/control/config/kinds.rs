@@ -159,3 +159,150 @@ fn socket_path(
     )?;
     Ok(PathBuf::from(path))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{parse, Config, ConfigError, DgramConfig, PacketConfig, PortKind};
+
+    const NET: &str = "[network]\nname = \"t\"\nsubnet = \"10.0.0.0/24\"\ngateway = \"10.0.0.1\"\n\
+                       domain = \"t.test\"\n";
+
+    /// `NET` (lines 1-5) plus `ports`, which starts on line 6.
+    fn with(ports: &str) -> Result<Config, ConfigError> {
+        parse(&format!("{NET}{ports}"), "t.toml")
+    }
+
+    #[track_caller]
+    fn assert_err(r: Result<Config, ConfigError>, line: usize, needles: &[&str]) {
+        let Err(ConfigError::Invalid { location, message }) = r else {
+            panic!("expected an Invalid error, got {r:?}");
+        };
+        assert_eq!(location, format!("t.toml:{line}"), "{message}");
+        for needle in needles {
+            assert!(message.contains(needle), "{message:?} lacks {needle:?}");
+        }
+    }
+
+    fn port(name: &str, kind: &str, keys: &str) -> String {
+        format!("[[port]]\nname = \"{name}\"\nkind = \"{kind}\"\n{keys}")
+    }
+
+    #[test]
+    fn each_kind_parses_with_its_keys() {
+        let cfg = with(
+            &[
+                port("u", "packet", "ifname = \"veth0\"\nnetns = \"up\"\n"),
+                port("v", "packet", "ifname = \"tap-vm\"\n"),
+                port("s", "stream", "path = \"/run/switchyard/vm1.sock\"\n"),
+                port(
+                    "d",
+                    "dgram",
+                    "path = \"/run/sy/d.sock\"\npeer = \"/run/sy/q.sock\"\n",
+                ),
+                port("e", "dgram", "path = \"/run/sy/e.sock\"\n"),
+            ]
+            .concat(),
+        )
+        .unwrap();
+        let kinds: Vec<&PortKind> = cfg.ports.iter().map(|p| &p.kind).collect();
+        assert_eq!(
+            kinds[0],
+            &PortKind::Packet(PacketConfig {
+                ifname: "veth0".into(),
+                netns: Some("up".into())
+            })
+        );
+        assert!(matches!(kinds[1], PortKind::Packet(p) if p.netns.is_none()));
+        assert!(
+            matches!(kinds[2], PortKind::Stream(s) if s.path == std::path::Path::new("/run/switchyard/vm1.sock"))
+        );
+        assert_eq!(
+            kinds[3],
+            &PortKind::Dgram(DgramConfig {
+                path: "/run/sy/d.sock".into(),
+                peer: Some("/run/sy/q.sock".into())
+            })
+        );
+        assert!(matches!(kinds[4], PortKind::Dgram(d) if d.peer.is_none()));
+    }
+
+    #[test]
+    fn bad_keys_and_values_name_the_line() {
+        assert_err(
+            with(&port("s", "stream", "")),
+            6,
+            &["port 's'", "missing key 'path'"],
+        );
+        assert_err(
+            with(&port("u", "packet", "")),
+            6,
+            &["port 'u'", "missing key 'ifname'"],
+        );
+        assert_err(
+            with(&port("s", "stream", "path = \"/x.sock\"\nifname = \"a\"\n")),
+            10,
+            &["key 'ifname' does not apply to a stream port", "'path'"],
+        );
+        assert_err(
+            with(&port("u", "packet", "ifname = \"a\"\naddress = \"none\"\n")),
+            10,
+            &["key 'address' does not apply to a packet port"],
+        );
+        assert_err(
+            with(&port("t", "tap", "ifname = \"a\"\npath = \"/x.sock\"\n")),
+            10,
+            &["key 'path' does not apply to a tap port"],
+        );
+        assert_err(
+            with(&port("u", "packet", "ifname = \"much-too-long-name\"\n")),
+            9,
+            &["ifname 'much-too-long-name'", "18 bytes", "15"],
+        );
+        assert_err(
+            with(&port("s", "stream", "path = \"vm1.sock\"\n")),
+            9,
+            &["path 'vm1.sock'", "not absolute"],
+        );
+        let long = format!("/{}", "x".repeat(120));
+        assert_err(
+            with(&port("s", "stream", &format!("path = \"{long}\"\n"))),
+            9,
+            &["121 bytes", "107"],
+        );
+        assert_err(
+            with(&port("u", "packet", "ifname = \"a\"\nnetns = \"a/b\"\n")),
+            10,
+            &["netns 'a/b'"],
+        );
+    }
+
+    #[test]
+    fn socket_paths_and_ifnames_are_unique_across_kinds() {
+        assert_err(
+            with(
+                &[
+                    port("s", "stream", "path = \"/run/a.sock\"\n"),
+                    port(
+                        "d",
+                        "dgram",
+                        "path = \"/run/b.sock\"\npeer = \"/run/a.sock\"\n",
+                    ),
+                ]
+                .concat(),
+            ),
+            14,
+            &["port 'd'", "peer '/run/a.sock'", "line 9"],
+        );
+        assert_err(
+            with(
+                &[
+                    port("t", "tap", "ifname = \"x0\"\n"),
+                    port("u", "packet", "ifname = \"x0\"\n"),
+                ]
+                .concat(),
+            ),
+            13,
+            &["port 'u'", "ifname 'x0'", "line 9"],
+        );
+    }
+}
