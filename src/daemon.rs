@@ -173,12 +173,12 @@ fn open_port(
             Ok(Port::Packet(port))
         }
         PortKind::Stream(cfg) => {
-            let port = StreamPort::open(&cfg.path)?;
+            let port = StreamPort::open(&cfg.path, p.mtu)?;
             tracing::info!(port = %p.name, path = %cfg.path.display(), "port: stream");
             Ok(Port::Stream(port))
         }
         PortKind::Dgram(cfg) => {
-            let port = DgramPort::open(&cfg.path, cfg.peer.as_deref())?;
+            let port = DgramPort::open(&cfg.path, cfg.peer.as_deref(), p.mtu)?;
             tracing::info!(port = %p.name, path = %cfg.path.display(), "port: dgram");
             Ok(Port::Dgram(port))
         }

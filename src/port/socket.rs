@@ -27,8 +27,11 @@
 //!   A learned peer that is gone (`ECONNREFUSED`, `ENOENT`) is forgotten: the port goes down.
 //!
 //! Neither carries a virtio-net header: received frames get an all-zero one in front, and sent
-//! frames lose theirs. A frame whose header asks for GSO or a checksum completion cannot be
-//! written as it is: `send` refuses it with `ErrorKind::Unsupported` (counted `needs_offload`).
+//! frames lose theirs. A frame whose header asks for GSO or a checksum completion (a packet
+//! port's TCP) is first made plain with `wire::gso`: segmented to the port's MTU, or its checksum
+//! filled in, in a scratch buffer the port keeps (allocated the first time it is needed). One
+//! that cannot be (malformed, or UFO) is refused with `ErrorKind::Unsupported`, counted
+//! `needs_offload`.
 //!
 //! A socket file left behind by a dead daemon is replaced; one that a live process still listens
 //! on (a connect succeeds) is an error. The port removes its socket file when dropped.
@@ -42,7 +45,7 @@ use std::sync::{Mutex, MutexGuard, RwLock};
 
 use super::link::LinkState;
 use super::{Epoll, PortError};
-use crate::wire::{VnetHeader, VNET_HDR_LEN};
+use crate::wire::{gso, VNET_HDR_LEN};
 
 /// Largest frame QEMU's socket backends send or accept (`NET_BUFSIZE`: 4096 + 65536).
 pub const MAX_FRAME: usize = 69_632;
@@ -61,23 +64,36 @@ fn would_block() -> io::Error {
     io::Error::from(io::ErrorKind::WouldBlock)
 }
 
-/// Checks the virtio-net header of a frame about to leave through a port that carries none,
-/// and returns the frame without it.
-fn plain_frame(buf: &[u8]) -> io::Result<&[u8]> {
-    let Some(hdr) = VnetHeader::parse(buf) else {
+/// Hands the frame in `buf` (virtio-net header + frame) to `send` without its header, as the
+/// plain frames a NIC would have sent: as it is if it needs nothing, else segmented to `mtu` or
+/// checksum-completed in `scratch` (grown to fit). Stops at the first error `send` returns.
+/// `Unsupported` if the frame cannot be made plain.
+fn for_each_plain_frame(
+    buf: &[u8],
+    mtu: u32,
+    scratch: &mut Vec<u8>,
+    mut send: impl FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<()> {
+    let Some(frame) = buf.get(VNET_HDR_LEN..) else {
         return Err(io::Error::from(io::ErrorKind::InvalidInput));
     };
-    if hdr.is_gso() || hdr.flags & VnetHeader::F_NEEDS_CSUM != 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "GSO or partial-checksum frame to a port without offloads",
-        ));
+    if !gso::needs_software(buf) {
+        if frame.len() > MAX_FRAME {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        }
+        return send(frame);
     }
-    let frame = &buf[VNET_HDR_LEN..];
-    if frame.len() > MAX_FRAME {
-        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    if scratch.len() < buf.len() {
+        scratch.resize(buf.len(), 0);
     }
-    Ok(frame)
+    let mut result = Ok(());
+    gso::for_each_segment(buf, mtu as usize, scratch, |seg| {
+        if result.is_ok() {
+            result = send(&seg[VNET_HDR_LEN..]);
+        }
+    })
+    .map_err(|e| io::Error::new(io::ErrorKind::Unsupported, e))?;
+    result
 }
 
 /// Validates `path` and makes room for a socket there: creates the parent directory, removes
@@ -146,6 +162,7 @@ fn remove_socket_file(path: &Path) {
 #[derive(Debug)]
 pub struct StreamPort {
     path: PathBuf,
+    mtu: u32,
     listener: UnixListener,
     /// The listener and the peer, if any: the fd the workers poll.
     poll: Epoll,
@@ -165,6 +182,8 @@ struct Peer {
     tx: Vec<u8>,
     /// The peer's fd is watched for `EPOLLOUT` (while `tx` is not empty).
     watching_out: bool,
+    /// Where offloaded frames are made plain (empty until one comes).
+    scratch: Vec<u8>,
 }
 
 /// What the receive buffer holds next.
@@ -186,6 +205,7 @@ impl Peer {
             end: 0,
             tx: Vec::new(),
             watching_out: false,
+            scratch: Vec::new(),
         }
     }
 
@@ -291,8 +311,9 @@ impl Peer {
 }
 
 impl StreamPort {
-    /// Listens on `path` (replacing a stale socket file, creating the directory).
-    pub fn open(path: &Path) -> Result<StreamPort, PortError> {
+    /// Listens on `path` (replacing a stale socket file, creating the directory); frames that
+    /// need segmenting are cut to `mtu`.
+    pub fn open(path: &Path, mtu: u32) -> Result<StreamPort, PortError> {
         let err = |action: &str, err: io::Error| PortError::Socket {
             path: path.to_path_buf(),
             action: action.to_string(),
@@ -313,6 +334,7 @@ impl StreamPort {
             .map_err(|e| cleanup(err("watch it", e)))?;
         Ok(StreamPort {
             path: path.to_path_buf(),
+            mtu,
             listener,
             poll,
             peer: Mutex::new(None),
@@ -404,17 +426,31 @@ impl StreamPort {
         Err(would_block())
     }
 
-    /// Sends one virtio-net header + frame as length + frame. `NotConnected` without a peer,
-    /// `WouldBlock` when the peer's queue is full, `Unsupported` for an offloaded frame.
+    /// Sends one virtio-net header + frame as length + frame (segmented or completed first if
+    /// it needs it). `NotConnected` without a peer, `WouldBlock` when the peer's queue is full,
+    /// `Unsupported` for an offloaded frame that cannot be made plain.
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        let frame = plain_frame(buf)?;
         let mut slot = self.lock();
         let Some(peer) = slot.as_mut() else {
             return Err(io::Error::from(io::ErrorKind::NotConnected));
         };
-        match peer.send(&self.poll, frame) {
+        let mut scratch = std::mem::take(&mut peer.scratch);
+        let sent = for_each_plain_frame(buf, self.mtu, &mut scratch, |frame| {
+            peer.send(&self.poll, frame)
+        });
+        peer.scratch = scratch;
+        match sent {
             Ok(()) => Ok(buf.len()),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(e),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::Unsupported
+                        | io::ErrorKind::InvalidInput
+                ) =>
+            {
+                Err(e)
+            }
             Err(e) => {
                 self.disconnect(&mut slot, &format!("write failed: {e}"));
                 Err(e)
@@ -446,7 +482,10 @@ impl Drop for StreamPort {
 #[derive(Debug)]
 pub struct DgramPort {
     path: PathBuf,
+    mtu: u32,
     socket: UnixDatagram,
+    /// Where offloaded frames are made plain (empty until one comes).
+    scratch: Mutex<Vec<u8>>,
     /// Where frames go: the configured peer, or the latest sender.
     peer: RwLock<Option<PathBuf>>,
     fixed_peer: bool,
@@ -454,8 +493,9 @@ pub struct DgramPort {
 }
 
 impl DgramPort {
-    /// Binds `path`; frames go to `peer` if given, else to whoever sent last.
-    pub fn open(path: &Path, peer: Option<&Path>) -> Result<DgramPort, PortError> {
+    /// Binds `path`; frames go to `peer` if given, else to whoever sent last. Frames that need
+    /// segmenting are cut to `mtu`.
+    pub fn open(path: &Path, peer: Option<&Path>, mtu: u32) -> Result<DgramPort, PortError> {
         let err = |action: &str, err: io::Error| PortError::Socket {
             path: path.to_path_buf(),
             action: action.to_string(),
@@ -469,7 +509,9 @@ impl DgramPort {
         }
         Ok(DgramPort {
             path: path.to_path_buf(),
+            mtu,
             socket,
+            scratch: Mutex::new(Vec::new()),
             peer: RwLock::new(peer.map(Path::to_path_buf)),
             fixed_peer: peer.is_some(),
             link: LinkState::new(peer.is_some()),
@@ -504,15 +546,20 @@ impl DgramPort {
         Ok(VNET_HDR_LEN + n)
     }
 
-    /// Sends one virtio-net header + frame as one datagram to the peer.
+    /// Sends one virtio-net header + frame as one datagram to the peer (segmented or completed
+    /// first if it needs it).
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        let frame = plain_frame(buf)?;
         let peer = self.peer.read().unwrap_or_else(|p| p.into_inner());
         let Some(to) = peer.as_deref() else {
             return Err(io::Error::from(io::ErrorKind::NotConnected));
         };
-        match self.socket.send_to(frame, to) {
-            Ok(_) => Ok(buf.len()),
+        let mut scratch = self.scratch.lock().unwrap_or_else(|p| p.into_inner());
+        let sent = for_each_plain_frame(buf, self.mtu, &mut scratch, |frame| {
+            self.socket.send_to(frame, to).map(drop)
+        });
+        drop(scratch);
+        match sent {
+            Ok(()) => Ok(buf.len()),
             Err(e)
                 if !self.fixed_peer
                     && matches!(e.raw_os_error(), Some(libc::ECONNREFUSED | libc::ENOENT)) =>
@@ -578,28 +625,84 @@ mod tests {
         }
     }
 
+    /// The internet checksum of `b` (RFC 1071), summed 16 bits at a time.
+    fn rfc1071(b: &[u8]) -> u16 {
+        let mut sum: u32 = b
+            .chunks(2)
+            .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+            .sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        !(sum as u16)
+    }
+
+    /// An IPv4/UDP frame with a partial checksum, as a veth hands it to a packet socket: the
+    /// checksum field holds the pseudo-header sum, `NEEDS_CSUM` says where to finish.
+    fn partial_udp(payload: &[u8]) -> Vec<u8> {
+        let udp_len = 8 + payload.len();
+        let mut f = frame(0, 0);
+        f[0] = crate::wire::VnetHeader::F_NEEDS_CSUM;
+        f[6..8].copy_from_slice(&34u16.to_le_bytes()); // csum_start: the UDP header
+        f[8..10].copy_from_slice(&6u16.to_le_bytes()); // csum_offset: UDP's checksum field
+        f.extend_from_slice(&[0x52, 0x54, 0, 0, 0, 2, 0x52, 0x54, 0, 0, 0, 1, 0x08, 0]);
+        let mut ip = vec![
+            0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
+        ip[2..4].copy_from_slice(&((20 + udp_len) as u16).to_be_bytes());
+        let ip_csum = rfc1071(&ip);
+        ip[10..12].copy_from_slice(&ip_csum.to_be_bytes());
+        f.extend_from_slice(&ip);
+        let mut pseudo: u32 = 0x0a00 + 0x0001 + 0x0a00 + 0x0002 + 17 + udp_len as u32;
+        while pseudo > 0xffff {
+            pseudo = (pseudo & 0xffff) + (pseudo >> 16);
+        }
+        f.extend_from_slice(&[0x30, 0x39, 0, 9]);
+        f.extend_from_slice(&(udp_len as u16).to_be_bytes());
+        f.extend_from_slice(&(pseudo as u16).to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+
     #[test]
-    fn offloaded_frames_are_refused_plain_ones_stripped() {
+    fn offloaded_frames_are_made_plain_or_refused() {
+        let mut scratch = Vec::new();
+        let mut got = Vec::new();
         let plain = frame(60, 7);
-        assert_eq!(plain_frame(&plain).unwrap(), &plain[VNET_HDR_LEN..]);
-        let mut csum = plain.clone();
-        csum[0] = VnetHeader::F_NEEDS_CSUM;
-        let e = plain_frame(&csum).unwrap_err();
+        for_each_plain_frame(&plain, 1500, &mut scratch, |f| {
+            got.push(f.to_vec());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(got, vec![plain[VNET_HDR_LEN..].to_vec()]);
+        assert!(scratch.is_empty(), "no scratch for a plain frame");
+
+        got.clear();
+        let partial = partial_udp(b"switchyard");
+        for_each_plain_frame(&partial, 1500, &mut scratch, |f| {
+            got.push(f.to_vec());
+            Ok(())
+        })
+        .unwrap();
+        let out = &got[0];
+        assert_eq!(out.len(), partial.len() - VNET_HDR_LEN);
+        // The sum over pseudo-header + UDP header + payload of a correct checksum folds to 0.
+        let mut check = vec![10, 0, 0, 1, 10, 0, 0, 2, 0, 17, 0, 18];
+        check.extend_from_slice(&out[34..]);
+        assert_eq!(rfc1071(&check), 0, "checksum completed");
+
+        let mut gso_bad = frame(60, 7);
+        gso_bad[1] = 1; // TCPv4 GSO on a frame that is not IPv4
+        let e = for_each_plain_frame(&gso_bad, 1500, &mut scratch, |_| Ok(())).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::Unsupported);
-        let mut gso = plain.clone();
-        gso[1] = 1;
-        assert_eq!(
-            plain_frame(&gso).unwrap_err().kind(),
-            io::ErrorKind::Unsupported
-        );
-        assert!(plain_frame(&[0; 3]).is_err());
+        assert!(for_each_plain_frame(&[0; 3], 1500, &mut scratch, |_| Ok(())).is_err());
     }
 
     #[test]
     fn stream_reassembles_byte_by_byte() {
         let dir = TmpDir::new("s1");
         let path = dir.join("s1.sock");
-        let port = StreamPort::open(&path).unwrap();
+        let port = StreamPort::open(&path, 1500).unwrap();
         let mut buf = vec![0u8; VNET_HDR_LEN + 2000];
         assert_eq!(
             port.recv(&mut buf).unwrap_err().kind(),
@@ -626,7 +729,7 @@ mod tests {
     fn stream_output_is_queued_whole_and_bounded() {
         let dir = TmpDir::new("s3");
         let path = dir.join("s3.sock");
-        let port = StreamPort::open(&path).unwrap();
+        let port = StreamPort::open(&path, 1500).unwrap();
         let mut buf = vec![0u8; VNET_HDR_LEN + 2000];
         let mut client = UnixStream::connect(&path).unwrap();
         let _ = port.recv(&mut buf);
@@ -670,7 +773,7 @@ mod tests {
     fn stream_bad_length_disconnects() {
         let dir = TmpDir::new("s2");
         let path = dir.join("s2.sock");
-        let port = StreamPort::open(&path).unwrap();
+        let port = StreamPort::open(&path, 1500).unwrap();
         let mut buf = vec![0u8; VNET_HDR_LEN + 2000];
         let mut client = UnixStream::connect(&path).unwrap();
         let _ = port.recv(&mut buf);

@@ -49,7 +49,8 @@ pub enum DropReason {
     VlanNotAllowed,
     /// Guard: an IPv4, IPv6 or ARP header that cannot be parsed, or whose lengths lie.
     Malformed,
-    /// A GSO or partial-checksum frame for a port that cannot take one (a socket port).
+    /// A GSO or partial-checksum frame for a port that cannot take one as it is (a socket port),
+    /// and that could not be segmented or completed (malformed, or an unsupported GSO type).
     NeedsOffload,
     /// A stream peer sent a length prefix out of range; it was disconnected.
     BadLength,
