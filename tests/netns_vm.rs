@@ -1,9 +1,9 @@
 //! A real VM on the switch: QEMU (TCG: KVM does not work on the test bed, see TESTBED.md) boots
 //! Debian's kernel with a tiny busybox initramfs built here. Its init loads the virtio modules,
 //! runs `udhcpc` on eth0, prints the address it was given and powers off. The VM must get its
-//! reservation from the appliance's DHCP server, once attached to a `stream` port with `-netdev
-//! stream`, once through a tap QEMU creates (`-netdev tap`) that the switch attaches to as a
-//! `packet` port when it appears. Each boot is bounded (90 s); on failure the console log is
+//! reservation from the appliance's DHCP server, attached to a `stream` port with `-netdev
+//! stream`, to a `dgram` port with `-netdev dgram`, and through a tap QEMU creates (`-netdev tap`)
+//! that the switch attaches to as a `packet` port when it appears. Each boot is bounded (90 s); on failure the console log is
 //! printed.
 //!
 //! Needs `qemu-system-x86`, `linux-image-amd64` and `busybox-static` (scripts/test.sh installs
@@ -254,9 +254,7 @@ fn vm_gets_its_address(
     lab.spawn(&cfg);
     if let Some(sock) = wait_for {
         let s = sock.to_path_buf();
-        lab.wait_for("the stream port's socket", Duration::from_secs(10), || {
-            s.exists()
-        });
+        lab.wait_for("the port's socket", Duration::from_secs(10), || s.exists());
     } else {
         // Give the daemon its moment to start (the packet port starts down: no tap yet).
         std::thread::sleep(Duration::from_millis(500));
@@ -312,4 +310,17 @@ fn vm_on_its_own_tap_attached_as_a_packet_port_gets_its_reserved_address() {
     let keys = format!("kind = \"packet\"\nifname = \"{tap}\"\nnetns = \"{ns}\"\n");
     let netdev = format!("tap,id=n0,ifname={tap},script=no,downscript=no");
     vm_gets_its_address(&mut lab, &keys, None, &netdev, Some(&ns));
+}
+
+#[test]
+fn vm_on_a_dgram_port_gets_its_reserved_address() {
+    let mut lab = Lab::new();
+    let (sock, qemu_sock) = (lab.dir.join("vm.dgram"), lab.dir.join("qemu.dgram"));
+    let keys = format!("kind = \"dgram\"\npath = \"{}\"\n", sock.display());
+    let netdev = format!(
+        "dgram,id=n0,local.type=unix,local.path={},remote.type=unix,remote.path={}",
+        qemu_sock.display(),
+        sock.display()
+    );
+    vm_gets_its_address(&mut lab, &keys, Some(&sock), &netdev, None);
 }
