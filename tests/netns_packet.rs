@@ -1,11 +1,14 @@
 //! Namespace tests of `packet` ports: host h1 sits on a tap port as usual; host h2 is a
 //! namespace with one end of a veth pair, whose other end lives in a third namespace ("up") and
 //! is attached to the switch as a packet port (`netns = "<up>"`). Ping, TCP data both ways, the
-//! guard, and the netdev disappearing and coming back. Each test builds its own lab and removes
+//! guard, the netdev disappearing and coming back, and partial checksums completed on the way to
+//! a stream port. Each test builds its own lab and removes
 //! it even when it fails.
 
 mod common;
 
+use std::io::Read;
+use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -183,6 +186,102 @@ fn packet_port_pings_and_carries_tcp_both_ways() {
     assert!(h2.rx_frames > 1000 && h2.tx_frames > 1000, "{h2:?}");
     assert_eq!(h2.downs, 0, "{}", exit.stdout);
     assert_eq!(h2.drops, "-", "{}", exit.stdout);
+}
+
+/// The internet checksum (RFC 1071) of `b`.
+fn rfc1071(b: &[u8]) -> u16 {
+    let mut sum: u32 = b
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Reads QEMU-framed frames from `s` until one is an IPv4/UDP datagram to `port`; returns it.
+fn next_udp_frame(s: &mut UnixStream, port: u16, limit: Duration) -> Option<Vec<u8>> {
+    let deadline = Instant::now() + limit;
+    let (mut buf, mut chunk) = (Vec::new(), [0u8; 65536]);
+    while Instant::now() < deadline {
+        while buf.len() >= 4 {
+            let len = u32::from_be_bytes(buf[..4].try_into().unwrap()) as usize;
+            if buf.len() < 4 + len {
+                break;
+            }
+            let f: Vec<u8> = buf.drain(..4 + len).skip(4).collect();
+            let is_udp = f.len() >= 42 && f[12..14] == [8, 0] && f[23] == 17;
+            if is_udp && f[36..38] == port.to_be_bytes() {
+                return Some(f);
+            }
+        }
+        match s.read(&mut chunk) {
+            Ok(0) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(_) => {}
+        }
+    }
+    None
+}
+
+#[test]
+fn partial_checksums_are_completed_for_a_stream_port() {
+    let mut lab = Lab::new();
+    let sock = lab.dir.join("s.sock");
+    let v = start(
+        &mut lab,
+        &format!(
+            "\n[[port]]\nname = \"s\"\nkind = \"stream\"\npath = \"{}\"\n",
+            sock.display()
+        ),
+    );
+    let mut client = UnixStream::connect(&sock).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    // h2's UDP leaves its veth with CHECKSUM_PARTIAL (checksum offload is on): the packet port
+    // reads it with NEEDS_CSUM, and the stream port, which carries no virtio-net header, must
+    // put a complete checksum on the wire.
+    let sender = "import socket, time\n\
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)\n\
+        for i in range(20):\n    s.sendto(b'csum-check' * 40, ('10.13.31.255', 9999)); time.sleep(0.1)\n";
+    let mut child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &v.h2_ns,
+            "timeout",
+            "10",
+            "/usr/bin/python3",
+            "-c",
+            sender,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the UDP sender");
+    let got = next_udp_frame(&mut client, 9999, Duration::from_secs(8));
+    let _ = child.kill();
+    let _ = child.wait();
+    let f = got.expect("no UDP frame from h2 reached the stream client");
+    assert_eq!(&f[26..30], &[10, 13, 31, 12], "from h2");
+    let udp = &f[34..34 + usize::from(u16::from_be_bytes([f[38], f[39]]))];
+    assert_ne!(&udp[6..8], &[0, 0], "a checksum was sent");
+    let mut pseudo = f[26..34].to_vec();
+    pseudo.extend_from_slice(&[0, 17]);
+    pseudo.extend_from_slice(&(udp.len() as u16).to_be_bytes());
+    pseudo.extend_from_slice(udp);
+    assert_eq!(
+        rfc1071(&pseudo),
+        0,
+        "the UDP checksum is complete and right"
+    );
+    drop(client);
+    let exit = lab.stop_with("TERM");
+    let s = exit.counters("s");
+    assert!(!s.drops.contains("needs_offload"), "{}", exit.stdout);
 }
 
 #[test]
