@@ -170,14 +170,85 @@ pub struct StreamPort {
     link: LinkState,
 }
 
+/// Cuts a byte stream in QEMU's framing into frames, whatever the reads' sizes: bytes are read
+/// straight into [`FrameReassembler::space`], announced with [`FrameReassembler::filled`], and
+/// whole frames come out of [`FrameReassembler::next_frame`]. Pure: no I/O, so it is unit-tested
+/// and fuzzed on its own (`fuzz/fuzz_targets/stream.rs`).
+#[derive(Debug)]
+pub struct FrameReassembler {
+    buf: Vec<u8>,
+    /// `buf[start..end]` is received and not yet handed out.
+    start: usize,
+    end: usize,
+}
+
+/// A length prefix no frame can have (0, or above [`MAX_FRAME`]): the stream cannot be
+/// resynchronised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadLength(pub u32);
+
+impl Default for FrameReassembler {
+    fn default() -> Self {
+        FrameReassembler::new()
+    }
+}
+
+impl FrameReassembler {
+    /// Room for two maximal frames with their prefixes: a whole frame always fits after
+    /// compaction.
+    pub fn new() -> FrameReassembler {
+        FrameReassembler {
+            buf: vec![0; RX_BUF],
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// Where the next read goes. Call it once `next_frame` says `Ok(None)`: then it is never
+    /// empty (a frame not yet whole always has room to finish).
+    pub fn space(&mut self) -> &mut [u8] {
+        if self.start == self.end {
+            (self.start, self.end) = (0, 0);
+        } else if self.start > 0 && self.end > RX_BUF / 2 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        &mut self.buf[self.end..]
+    }
+
+    /// `n` bytes were written at the front of [`FrameReassembler::space`].
+    pub fn filled(&mut self, n: usize) {
+        self.end = (self.end + n).min(RX_BUF);
+    }
+
+    /// The next whole frame, `None` if it has not all arrived, `BadLength` if its prefix is out
+    /// of range (what follows is then meaningless; the caller disconnects).
+    pub fn next_frame(&mut self) -> Result<Option<&[u8]>, BadLength> {
+        let have = self.end - self.start;
+        if have < LEN_PREFIX {
+            return Ok(None);
+        }
+        let p = &self.buf[self.start..self.start + LEN_PREFIX];
+        let len = u32::from_be_bytes([p[0], p[1], p[2], p[3]]);
+        if len == 0 || len as usize > MAX_FRAME {
+            return Err(BadLength(len));
+        }
+        let len = len as usize;
+        if have < LEN_PREFIX + len {
+            return Ok(None);
+        }
+        let from = self.start + LEN_PREFIX;
+        self.start = from + len;
+        Ok(Some(&self.buf[from..from + len]))
+    }
+}
+
 /// One connected peer and its buffers.
 #[derive(Debug)]
 struct Peer {
     stream: UnixStream,
-    rx: Vec<u8>,
-    /// `rx[start..end]` is received and not yet handed out.
-    start: usize,
-    end: usize,
+    rx: FrameReassembler,
     /// Whole frames (the first possibly partly written) waiting for room in the socket.
     tx: Vec<u8>,
     /// The peer's fd is watched for `EPOLLOUT` (while `tx` is not empty).
@@ -186,62 +257,24 @@ struct Peer {
     scratch: Vec<u8>,
 }
 
-/// What the receive buffer holds next.
-enum Next {
-    /// A whole frame at `rx[range]`.
-    Frame(std::ops::Range<usize>),
-    /// Not a whole frame yet.
-    More,
-    /// A length prefix out of range.
-    BadLength(usize),
-}
-
 impl Peer {
     fn new(stream: UnixStream) -> Peer {
         Peer {
             stream,
-            rx: vec![0; RX_BUF],
-            start: 0,
-            end: 0,
+            rx: FrameReassembler::new(),
             tx: Vec::new(),
             watching_out: false,
             scratch: Vec::new(),
         }
     }
 
-    fn next(&mut self) -> Next {
-        let have = self.end - self.start;
-        if have >= LEN_PREFIX {
-            let p = &self.rx[self.start..self.start + LEN_PREFIX];
-            let len = u32::from_be_bytes([p[0], p[1], p[2], p[3]]) as usize;
-            if len == 0 || len > MAX_FRAME {
-                return Next::BadLength(len);
-            }
-            if have >= LEN_PREFIX + len {
-                let from = self.start + LEN_PREFIX;
-                self.start = from + len;
-                return Next::Frame(from..from + len);
-            }
-        }
-        // Not whole: make room to read the rest (the buffer holds two maximal frames).
-        if self.start > 0 && self.end > RX_BUF / 2 {
-            self.rx.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        }
-        Next::More
-    }
-
-    /// Reads what the socket has into the buffer: `Ok(false)` at EOF.
+    /// Reads what the socket has into the reassembler: `Ok(false)` at EOF.
     fn fill(&mut self) -> io::Result<bool> {
-        if self.start == self.end {
-            (self.start, self.end) = (0, 0);
-        }
         loop {
-            match self.stream.read(&mut self.rx[self.end..]) {
+            match self.stream.read(self.rx.space()) {
                 Ok(0) => return Ok(false),
                 Ok(n) => {
-                    self.end += n;
+                    self.rx.filled(n);
                     return Ok(true);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -400,21 +433,21 @@ impl StreamPort {
                 self.disconnect(&mut slot, &format!("write failed: {e}"));
                 break;
             }
-            match peer.next() {
-                Next::Frame(range) => {
-                    let Some(out) = buf.get_mut(VNET_HDR_LEN..VNET_HDR_LEN + range.len()) else {
+            match peer.rx.next_frame() {
+                Ok(Some(frame)) => {
+                    let Some(out) = buf.get_mut(VNET_HDR_LEN..VNET_HDR_LEN + frame.len()) else {
                         self.link.note_oversize();
                         continue;
                     };
-                    out.copy_from_slice(&peer.rx[range.clone()]);
+                    out.copy_from_slice(frame);
                     buf[..VNET_HDR_LEN].fill(0);
-                    return Ok(VNET_HDR_LEN + range.len());
+                    return Ok(VNET_HDR_LEN + frame.len());
                 }
-                Next::BadLength(len) => {
+                Err(BadLength(len)) => {
                     self.link.note_bad_length();
                     self.disconnect(&mut slot, &format!("bad length {len}"));
                 }
-                Next::More => match peer.fill() {
+                Ok(None) => match peer.fill() {
                     Ok(true) => {}
                     Ok(false) => self.disconnect(&mut slot, "end of stream"),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -696,6 +729,67 @@ mod tests {
         let e = for_each_plain_frame(&gso_bad, 1500, &mut scratch, |_| Ok(())).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::Unsupported);
         assert!(for_each_plain_frame(&[0; 3], 1500, &mut scratch, |_| Ok(())).is_err());
+    }
+
+    /// QEMU-framed bytes for `frames`.
+    fn framed(frames: &[Vec<u8>]) -> Vec<u8> {
+        frames
+            .iter()
+            .flat_map(|f| (f.len() as u32).to_be_bytes().into_iter().chain(f.clone()))
+            .collect()
+    }
+
+    /// Feeds `wire` to a reassembler in chunks of the sizes `chunk` yields; returns the frames
+    /// and whether a bad length stopped it.
+    fn reassemble(wire: &[u8], mut chunk: impl FnMut() -> usize) -> (Vec<Vec<u8>>, bool) {
+        let mut r = FrameReassembler::new();
+        let (mut out, mut at) = (Vec::new(), 0);
+        loop {
+            loop {
+                match r.next_frame() {
+                    Ok(Some(f)) => out.push(f.to_vec()),
+                    Ok(None) => break,
+                    Err(_) => return (out, true),
+                }
+            }
+            if at == wire.len() {
+                return (out, false);
+            }
+            let space = r.space();
+            let n = chunk().clamp(1, space.len()).min(wire.len() - at);
+            space[..n].copy_from_slice(&wire[at..at + n]);
+            r.filled(n);
+            at += n;
+        }
+    }
+
+    #[test]
+    fn reassembly_does_not_depend_on_how_the_bytes_were_cut() {
+        let frames: Vec<Vec<u8>> = [60, 1514, MAX_FRAME, 1, 9000, MAX_FRAME, 64]
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| vec![i as u8 + 1; n])
+            .collect();
+        let wire = framed(&frames);
+        let mut seed = 0x2545_f491_u32;
+        for max in [1usize, 3, 4, 5, 1000, 70_000, usize::MAX] {
+            let (got, bad) = reassemble(&wire, || {
+                seed ^= seed << 13;
+                seed ^= seed >> 17;
+                seed ^= seed << 5;
+                (seed as usize % max.min(200_000)) + 1
+            });
+            assert!(!bad);
+            assert_eq!(got, frames, "chunks up to {max}");
+        }
+        let mut bad_wire = framed(&frames[..2]);
+        bad_wire.extend_from_slice(&((MAX_FRAME + 1) as u32).to_be_bytes());
+        bad_wire.extend_from_slice(&framed(&frames[2..3]));
+        let (got, bad) = reassemble(&bad_wire, || 7);
+        assert!(bad);
+        assert_eq!(got, frames[..2].to_vec());
+        let (got, bad) = reassemble(&[0, 0, 0, 0], || 1);
+        assert!(bad && got.is_empty(), "a zero length is bad too");
     }
 
     #[test]
