@@ -49,6 +49,8 @@ pub enum DropReason {
     VlanNotAllowed,
     /// Guard: an IPv4, IPv6 or ARP header that cannot be parsed, or whose lengths lie.
     Malformed,
+    /// Broadcast/multicast beyond the port's storm limit (`[switch] storm_limit` a second).
+    StormControl,
     /// A GSO or partial-checksum frame for a port that cannot take one as it is (a socket port),
     /// and that could not be segmented or completed (malformed, or an unsupported GSO type).
     NeedsOffload,
@@ -57,7 +59,7 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const COUNT: usize = 19;
+    pub const COUNT: usize = 20;
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Runt,
         DropReason::BadSrcMac,
@@ -76,6 +78,7 @@ impl DropReason {
         DropReason::RogueRa,
         DropReason::VlanNotAllowed,
         DropReason::Malformed,
+        DropReason::StormControl,
         DropReason::NeedsOffload,
         DropReason::BadLength,
     ];
@@ -100,6 +103,7 @@ impl DropReason {
             DropReason::RogueRa => "rogue_ra",
             DropReason::VlanNotAllowed => "vlan_not_allowed",
             DropReason::Malformed => "malformed",
+            DropReason::StormControl => "storm_control",
             DropReason::NeedsOffload => "needs_offload",
             DropReason::BadLength => "bad_length",
         }
