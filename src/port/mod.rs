@@ -104,10 +104,13 @@ impl Port {
         }
     }
 
-    /// Once a tick, from the daemon's main thread: a packet port looks for its netdev.
+    /// Once a tick, from the daemon's main thread: a packet port looks for its netdev, a
+    /// stream port listens again after a failed `accept`.
     pub fn tick(&self) {
-        if let Port::Packet(p) = self {
-            p.tick();
+        match self {
+            Port::Packet(p) => p.tick(),
+            Port::Stream(p) => p.tick(),
+            Port::Tap(_) | Port::Dgram(_) => {}
         }
     }
 }

@@ -41,6 +41,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt};
 use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard, RwLock};
 
 use super::link::LinkState;
@@ -168,6 +169,10 @@ pub struct StreamPort {
     poll: Epoll,
     peer: Mutex<Option<Peer>>,
     link: LinkState,
+    /// The listener is in `poll`. Taken out when `accept` fails for want of resources (EMFILE),
+    /// so a connection that cannot be accepted does not keep the worker spinning; the tick puts
+    /// it back.
+    listening: AtomicBool,
 }
 
 /// Cuts a byte stream in QEMU's framing into frames, whatever the reads' sizes: bytes are read
@@ -372,6 +377,7 @@ impl StreamPort {
             poll,
             peer: Mutex::new(None),
             link: LinkState::new(false),
+            listening: AtomicBool::new(true),
         })
     }
 
@@ -399,8 +405,13 @@ impl StreamPort {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
+                    // The connection stays queued: stop watching the listener until the next
+                    // tick rather than wake up for it again and again.
                     tracing::warn!(path = %self.path.display(), error = %e,
-                        "stream port: accept failed");
+                        "stream port: accept failed; retrying next tick");
+                    if self.poll.delete(self.listener.as_fd()).is_ok() {
+                        self.listening.store(false, Relaxed);
+                    }
                     return;
                 }
             };
@@ -421,6 +432,13 @@ impl StreamPort {
                 Err(e) => tracing::warn!(path = %self.path.display(), error = %e,
                     "stream port: cannot take the peer"),
             }
+        }
+    }
+
+    /// Once a tick: watches the listener again if a failed `accept` took it out.
+    pub fn tick(&self) {
+        if !self.listening.load(Relaxed) && self.poll.add(self.listener.as_fd(), LISTENER).is_ok() {
+            self.listening.store(true, Relaxed);
         }
     }
 
