@@ -24,6 +24,8 @@ declare -A need=(
   [timeout]=coreutils
   [dig]=bind9-dnsutils
   [dnsmasq]=dnsmasq-base
+  [ethtool]=ethtool
+  [qemu-system-x86_64]=qemu-system-x86
 )
 missing=()
 for cmd in "${!need[@]}"; do
@@ -36,6 +38,9 @@ declare -A need_py=(
 for mod in "${!need_py[@]}"; do
   /usr/bin/python3 -c "import $mod" >/dev/null 2>&1 || missing+=("${need_py[$mod]}")
 done
+# The VM test boots Debian's kernel (with its virtio modules) and a static busybox initramfs.
+compgen -G '/lib/modules/*/kernel/drivers/net/virtio_net.ko' >/dev/null || missing+=(linux-image-amd64)
+dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   apt-get update -qq

@@ -26,10 +26,12 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::control::config::{dhcp_params, AddressMode, Config, PortKind};
+use crate::control::config::{dhcp_params, AddressMode, Config, PortConfig, PortKind, TapConfig};
 use crate::port::netns::Netns;
+use crate::port::packet::PacketPort;
+use crate::port::socket::{DgramPort, StreamPort};
 use crate::port::tap::TapPort;
-use crate::port::{self, Epoll, PortError};
+use crate::port::{self, Epoll, Port, PortError};
 use crate::switch::{DropReason, PortId, PortSpec, Switch, SwitchParams, Verdict};
 use crate::wire::VNET_HDR_LEN;
 
@@ -65,73 +67,158 @@ pub enum DaemonError {
 /// Field order is drop order: taps close (and non-persistent ones vanish) before the namespaces
 /// the daemon created are removed.
 struct Ports {
-    taps: Vec<TapPort>,
+    ports: Vec<Port>,
     _namespaces: Vec<Netns>,
 }
 
 impl Ports {
     /// Writes `bytes` (virtio-net header + frame) out of `port`, never blocking, and counts the
-    /// outcome on that port: tx on success, `tx_full` if its queue is full, `tx_error` otherwise.
+    /// outcome on that port: tx on success, `tx_full` if its queue is full, `needs_offload` for a
+    /// GSO/partial-checksum frame a socket port cannot take, `port_down` if its peer is gone,
+    /// `tx_error` otherwise.
     fn send_counted(&self, switch: &Switch, port: PortId, bytes: &[u8]) {
-        match self.taps[port.index()].send(bytes) {
+        match self.ports[port.index()].send(bytes) {
             Ok(_) => switch.count_tx(port, bytes.len().saturating_sub(VNET_HDR_LEN)),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 switch.count_drop(port, DropReason::TxFull)
             }
+            Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+                switch.count_drop(port, DropReason::NeedsOffload)
+            }
+            // A socket port whose peer left a moment ago (the switch learns it at its next read).
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                switch.count_drop(port, DropReason::PortDown)
+            }
             Err(_) => switch.count_drop(port, DropReason::TxError),
+        }
+    }
+
+    /// Reads one header + frame from `port`, then applies what its link reported (peer or
+    /// netdev come or gone, counted events) to the switch before the frame is processed.
+    fn recv(&self, switch: &Switch, port: PortId, buf: &mut [u8]) -> io::Result<usize> {
+        let r = self.ports[port.index()].recv(buf);
+        self.sync_link(switch, port);
+        r
+    }
+
+    fn sync_link(&self, switch: &Switch, port: PortId) {
+        let Some(report) = self.ports[port.index()].link().and_then(|l| l.take()) else {
+            return;
+        };
+        switch.set_port_up(port, report.up);
+        switch.count_link_downs(port, report.downs);
+        for _ in 0..report.bad_lengths {
+            switch.count_drop(port, DropReason::BadLength);
+        }
+        for _ in 0..report.oversize {
+            switch.count_drop(port, DropReason::Mtu);
+        }
+    }
+
+    /// Once a tick: packet ports look for their netdev; every link's news reaches the switch.
+    fn tick(&self, switch: &Switch) {
+        for (i, p) in self.ports.iter().enumerate() {
+            p.tick();
+            self.sync_link(switch, PortId(i as u16));
         }
     }
 }
 
-/// Builds every namespace and tap of `config`, or none.
+/// Builds every namespace and port of `config`, or none.
 fn build_ports(config: &Config) -> Result<Ports, DaemonError> {
     let mut namespaces: Vec<Netns> = Vec::new();
-    let mut taps = Vec::with_capacity(config.ports.len());
+    let mut ports = Vec::with_capacity(config.ports.len());
     for p in &config.ports {
-        let err = |source| DaemonError::Port {
+        let port = open_port(config, p, &mut namespaces).map_err(|source| DaemonError::Port {
             port: p.name.clone(),
             source,
-        };
-        let PortKind::Tap(tap_cfg) = &p.kind;
-        let mut tap = TapPort::open(&tap_cfg.ifname, p.mtu).map_err(err)?;
-        let host = p.host.map(|h| &config.hosts[h]);
-        match &tap_cfg.netns {
-            Some(ns_name) => {
-                let idx = match namespaces.iter().position(|n| n.name() == ns_name) {
-                    Some(i) => i,
-                    None => {
-                        namespaces.push(Netns::ensure(ns_name).map_err(err)?);
-                        namespaces.len() - 1
-                    }
-                };
-                let ipv4 = match tap_cfg.address {
-                    AddressMode::Static => host
-                        .and_then(|h| h.ipv4)
-                        .map(|a| (a, config.network.subnet.prefix_len())),
-                    AddressMode::None => None,
-                };
-                tap.plug_into(&namespaces[idx], host.and_then(|h| h.mac), ipv4)
-                    .map_err(err)?;
-                tracing::info!(
-                    port = %p.name,
-                    ifname = %tap_cfg.ifname,
-                    netns = %ns_name,
-                    mac = %host.and_then(|h| h.mac).map_or_else(|| "-".into(), |m| m.to_string()),
-                    ipv4 = %ipv4.map(|(a, l)| format!("{a}/{l}")).unwrap_or_else(|| "-".into()),
-                    "port up: tap plugged into namespace"
-                );
-            }
-            None => {
-                tap.bring_up().map_err(err)?;
-                tracing::info!(port = %p.name, ifname = %tap_cfg.ifname, "port up: tap");
-            }
-        }
-        taps.push(tap);
+        })?;
+        ports.push(port);
     }
     Ok(Ports {
-        taps,
+        ports,
         _namespaces: namespaces,
     })
+}
+
+/// The index in `namespaces` of the namespace `name`, opened (or, with `create`, created) if
+/// it is not there yet.
+fn netns_index(namespaces: &mut Vec<Netns>, name: &str, create: bool) -> Result<usize, PortError> {
+    if let Some(i) = namespaces.iter().position(|n| n.name() == name) {
+        return Ok(i);
+    }
+    let ns = if create {
+        Netns::ensure(name)?
+    } else {
+        Netns::open(name)?
+    };
+    namespaces.push(ns);
+    Ok(namespaces.len() - 1)
+}
+
+fn open_port(
+    config: &Config,
+    p: &PortConfig,
+    namespaces: &mut Vec<Netns>,
+) -> Result<Port, PortError> {
+    match &p.kind {
+        PortKind::Tap(tap_cfg) => open_tap(config, p, tap_cfg, namespaces).map(Port::Tap),
+        PortKind::Packet(cfg) => {
+            let ns = match &cfg.netns {
+                Some(name) => Some(netns_index(namespaces, name, false)?),
+                None => None,
+            };
+            let port = PacketPort::open(&cfg.ifname, ns.map(|i| &namespaces[i]))?;
+            tracing::info!(port = %p.name, ifname = %cfg.ifname,
+                netns = %cfg.netns.as_deref().unwrap_or("-"), "port: packet");
+            Ok(Port::Packet(port))
+        }
+        PortKind::Stream(cfg) => {
+            let port = StreamPort::open(&cfg.path, p.mtu)?;
+            tracing::info!(port = %p.name, path = %cfg.path.display(), "port: stream");
+            Ok(Port::Stream(port))
+        }
+        PortKind::Dgram(cfg) => {
+            let port = DgramPort::open(&cfg.path, cfg.peer.as_deref(), p.mtu)?;
+            tracing::info!(port = %p.name, path = %cfg.path.display(), "port: dgram");
+            Ok(Port::Dgram(port))
+        }
+    }
+}
+
+fn open_tap(
+    config: &Config,
+    p: &PortConfig,
+    tap_cfg: &TapConfig,
+    namespaces: &mut Vec<Netns>,
+) -> Result<TapPort, PortError> {
+    let mut tap = TapPort::open(&tap_cfg.ifname, p.mtu)?;
+    let host = p.host.map(|h| &config.hosts[h]);
+    match &tap_cfg.netns {
+        Some(ns_name) => {
+            let idx = netns_index(namespaces, ns_name, true)?;
+            let ipv4 = match tap_cfg.address {
+                AddressMode::Static => host
+                    .and_then(|h| h.ipv4)
+                    .map(|a| (a, config.network.subnet.prefix_len())),
+                AddressMode::None => None,
+            };
+            tap.plug_into(&namespaces[idx], host.and_then(|h| h.mac), ipv4)?;
+            tracing::info!(
+                port = %p.name,
+                ifname = %tap_cfg.ifname,
+                netns = %ns_name,
+                mac = %host.and_then(|h| h.mac).map_or_else(|| "-".into(), |m| m.to_string()),
+                ipv4 = %ipv4.map(|(a, l)| format!("{a}/{l}")).unwrap_or_else(|| "-".into()),
+                "port up: tap plugged into namespace"
+            );
+        }
+        None => {
+            tap.bring_up()?;
+            tracing::info!(port = %p.name, ifname = %tap_cfg.ifname, "port up: tap");
+        }
+    }
+    Ok(tap)
 }
 
 fn switch_for(config: &Config) -> Switch {
@@ -199,6 +286,7 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
     })?;
     let ports = Arc::new(build_ports(config)?);
     let switch = Arc::new(switch_for(config));
+    ports.tick(&switch);
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let (service_tx, service_rx) = sync_channel(SERVICE_QUEUE);
@@ -251,7 +339,7 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
     let n_workers = worker_count(config);
     let mut handles = Vec::with_capacity(n_workers);
     for w in 0..n_workers {
-        let mine: Vec<PortId> = (0..ports.taps.len())
+        let mine: Vec<PortId> = (0..ports.ports.len())
             .filter(|i| i % n_workers == w)
             .map(|i| PortId(i as u16))
             .collect();
@@ -274,7 +362,7 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
     }
     tracing::info!(
         network = %config.network.name,
-        ports = ports.taps.len(),
+        ports = ports.ports.len(),
         workers = n_workers,
         "switch running; SIGINT or SIGTERM stops it"
     );
@@ -293,6 +381,7 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
             }
         }
         switch.expire(start.elapsed());
+        ports.tick(&switch);
         log_monitored(&switch, &mut monitored_seen);
     }
     stop.store(true, Ordering::Relaxed);
@@ -365,20 +454,21 @@ fn log_monitored(switch: &Switch, seen: &mut [u64]) {
 /// The per-port counters as a table, one row per port.
 pub fn counters_table(switch: &Switch) -> String {
     let mut out = format!(
-        "{:<16} {:>10} {:>12} {:>10} {:>12} {:>8}  {}\n",
-        "PORT", "RX_FRAMES", "RX_BYTES", "TX_FRAMES", "TX_BYTES", "FDB_FULL", "DROPS"
+        "{:<16} {:>10} {:>12} {:>10} {:>12} {:>8} {:>6}  {}\n",
+        "PORT", "RX_FRAMES", "RX_BYTES", "TX_FRAMES", "TX_BYTES", "FDB_FULL", "DOWNS", "DROPS"
     );
     for i in 0..switch.port_count() {
         let id = PortId(i as u16);
         let c = switch.counters(id);
         out.push_str(&format!(
-            "{:<16} {:>10} {:>12} {:>10} {:>12} {:>8}  {}\n",
+            "{:<16} {:>10} {:>12} {:>10} {:>12} {:>8} {:>6}  {}\n",
             switch.port_spec(id).name,
             c.rx_frames,
             c.rx_bytes,
             c.tx_frames,
             c.tx_bytes,
             c.fdb_full,
+            c.link_downs,
             c.drops_summary()
         ));
     }
@@ -415,7 +505,7 @@ impl Worker {
         let epoll = Epoll::new().map_err(io_err("creating an epoll instance"))?;
         for id in &mine {
             epoll
-                .add(ports.taps[id.index()].fd(), u64::from(id.0))
+                .add(ports.ports[id.index()].fd(), u64::from(id.0))
                 .map_err(io_err("adding a port to epoll"))?;
         }
         Ok(Worker {
@@ -449,9 +539,8 @@ impl Worker {
 
     /// Reads up to `BATCH` frames from `ingress` and carries out each verdict.
     fn process_port(&self, ingress: PortId, buf: &mut [u8], now: Duration) {
-        let tap = &self.ports.taps[ingress.index()];
         for _ in 0..BATCH {
-            let n = match tap.recv(buf) {
+            let n = match self.ports.recv(&self.switch, ingress, buf) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -461,7 +550,7 @@ impl Worker {
                     tracing::warn!(port = %self.switch.port_spec(ingress).name, error = %e,
                         "read failed; port goes down");
                     self.switch.set_port_up(ingress, false);
-                    let _ = self.epoll.delete(tap.fd());
+                    let _ = self.epoll.delete(self.ports.ports[ingress.index()].fd());
                     return;
                 }
             };

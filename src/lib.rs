@@ -23,7 +23,8 @@
 //! - [`switch`]: the pure data plane. [`switch::Switch::process`] takes a frame, its ingress port
 //!   and `now`, and returns a [`switch::Verdict`]; it makes no syscall and reads no clock, so it
 //!   is tested without root and benchmarked without I/O. The FDB and counters live here.
-//! - [`port`]: the I/O seam: taps, network namespaces, rtnetlink, epoll and signals.
+//! - [`port`]: the I/O seam: [`port::Port`] over taps, AF_PACKET sockets on existing netdevs and
+//!   QEMU's stream/dgram unix sockets; network namespaces, rtnetlink, epoll and signals.
 //!   `port/sys.rs` is the one file that allows `unsafe_code` (each block with a SAFETY comment).
 //! - [`service`]: the appliance's services, sans-IO: the DHCPv4 server (`service::dhcp`), its
 //!   lease table and its journal format; the DNS zone, cache, forwarder and TCP responder

@@ -35,6 +35,7 @@ use crate::wire::MacAddr;
 mod dhcp;
 mod dns;
 mod guard;
+mod kinds;
 pub use dhcp::{dhcp_params, DhcpConfig, HostMatch};
 pub use dns::{dns_params, DnsConfig};
 pub use guard::Guard;
@@ -137,6 +138,45 @@ pub struct PortConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub enum PortKind {
     Tap(TapConfig),
+    /// An `AF_PACKET` socket on an existing netdev.
+    Packet(PacketConfig),
+    /// QEMU `-netdev stream` on a unix socket the switch listens on.
+    Stream(StreamConfig),
+    /// QEMU `-netdev dgram` on a unix datagram socket the switch binds.
+    Dgram(DgramConfig),
+}
+
+impl PortKind {
+    /// The netdev name of a tap or packet port.
+    pub fn ifname(&self) -> Option<&str> {
+        match self {
+            PortKind::Tap(t) => Some(&t.ifname),
+            PortKind::Packet(p) => Some(&p.ifname),
+            PortKind::Stream(_) | PortKind::Dgram(_) => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PacketConfig {
+    /// The existing netdev to attach to (1..=15 bytes).
+    pub ifname: String,
+    /// The named network namespace the netdev lives in (default: the daemon's own).
+    pub netns: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamConfig {
+    /// Where the switch listens (absolute, at most 107 bytes).
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DgramConfig {
+    /// Where the switch binds (QEMU's `remote.path`).
+    pub path: PathBuf,
+    /// QEMU's `local.path`, where frames go; default: whoever sent the latest datagram.
+    pub peer: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -190,7 +230,7 @@ const MAX_WORKERS: i64 = 64;
 const DEFAULT_STORM_LIMIT: u32 = 10_000;
 const MAX_STORM_LIMIT: i64 = 100_000_000;
 /// The port kinds this version knows (`kind = "..."`).
-const KNOWN_KINDS: &[&str] = &["tap"];
+const KNOWN_KINDS: &[&str] = &["tap", "packet", "stream", "dgram"];
 /// IFNAMSIZ - 1: the kernel's limit on a netdev name.
 const MAX_IFNAME_LEN: usize = 15;
 const MAX_NETNS_LEN: usize = 64;
@@ -310,6 +350,8 @@ struct RawPort {
     host: Option<Spanned<String>>,
     netns: Option<Spanned<String>>,
     address: Option<Spanned<String>>,
+    path: Option<Spanned<String>>,
+    peer: Option<Spanned<String>>,
     isolated: Option<bool>,
     mtu: Option<Spanned<i64>>,
     /// `true`, `false` or `"monitor"`.
@@ -780,6 +822,7 @@ fn validate_ports(
     raw: Vec<Spanned<RawPort>>,
 ) -> Result<Vec<PortConfig>, ConfigError> {
     let (mut names, mut ifnames, mut netnses) = (Unique::new(cx), Unique::new(cx), Unique::new(cx));
+    let mut paths = Unique::new(cx);
     // Host index → (port name, line) of the port it is plugged into.
     let mut plugged: HashMap<usize, (String, usize)> = HashMap::new();
     let mut ports = Vec::with_capacity(raw.len());
@@ -851,17 +894,24 @@ fn validate_ports(
             }
         };
 
-        let tap = validate_tap(cx, &e, &p, table, host.map(|i| &hosts[i]))?;
-        if let Some(ifname) = &p.ifname {
+        let kind = kinds::validate_kind(cx, &e, &p, table, host.map(|i| &hosts[i]), &mut paths)?;
+        if let (Some(ifname), Some(raw)) = (kind.ifname(), &p.ifname) {
             ifnames.check(
-                tap.ifname.clone(),
-                &ifname.span(),
+                ifname.to_string(),
+                &raw.span(),
                 &e,
                 "ifname",
                 "each port needs its own netdev",
             )?;
         }
-        if let (Some(netns), Some(raw_netns)) = (&tap.netns, &p.netns) {
+        // A tap's namespace is a lab host: one port each. Packet ports may share theirs.
+        if let (
+            PortKind::Tap(TapConfig {
+                netns: Some(netns), ..
+            }),
+            Some(raw_netns),
+        ) = (&kind, &p.netns)
+        {
             netnses.check(
                 netns.clone(),
                 &raw_netns.span(),
@@ -886,7 +936,7 @@ fn validate_ports(
         }
         ports.push(PortConfig {
             name: name.clone(),
-            kind: PortKind::Tap(tap),
+            kind,
             host,
             isolated: p.isolated.unwrap_or(false),
             mtu: mtu(cx, p.mtu.as_ref(), &e)?.unwrap_or(network.mtu),
@@ -1260,7 +1310,9 @@ host = "vm1"
             assert_eq!(h.ipv4, Some(Ipv4Addr::new(10, 13, 31, 10 + n as u8)));
             assert_eq!(p.host, Some(i));
             assert!(!p.isolated);
-            let PortKind::Tap(tap) = &p.kind;
+            let PortKind::Tap(tap) = &p.kind else {
+                panic!("not a tap")
+            };
             assert_eq!(tap.ifname, format!("sy-vm{n}"));
             assert_eq!(tap.netns.as_deref(), Some(format!("sy-lab-vm{n}").as_str()));
             assert_eq!(tap.address, AddressMode::Static);
@@ -1305,7 +1357,9 @@ host = "vm1"
         );
         let p = &cfg.ports[0];
         assert_eq!((p.host, p.isolated, p.mtu), (None, false, 1500));
-        let PortKind::Tap(tap) = &p.kind;
+        let PortKind::Tap(tap) = &p.kind else {
+            panic!("not a tap")
+        };
         assert_eq!(
             (tap.netns.as_deref(), tap.address),
             (None, AddressMode::None)
@@ -1325,7 +1379,9 @@ host = "vm1"
             + "netns = \"ns1\"\n";
         let cfg = parse(&text, "t.toml").unwrap();
         assert_eq!(cfg.ports[0].mtu, 9000);
-        let PortKind::Tap(tap) = &cfg.ports[0].kind;
+        let PortKind::Tap(tap) = &cfg.ports[0].kind else {
+            panic!("not a tap")
+        };
         assert_eq!(tap.address, AddressMode::Static);
     }
 
@@ -1629,13 +1685,17 @@ host = "vm1"
             &["address 'dhcp'", "\"none\""],
         );
         let cfg = with(&format!("{no_ip}netns = \"n\"\n")).unwrap();
-        let PortKind::Tap(tap) = &cfg.ports[0].kind;
+        let PortKind::Tap(tap) = &cfg.ports[0].kind else {
+            panic!("not a tap")
+        };
         assert_eq!(tap.address, AddressMode::None);
         let cfg = with(&format!(
             "{HOST_AND_PORT}netns = \"n\"\naddress = \"none\"\n"
         ))
         .unwrap();
-        let PortKind::Tap(tap) = &cfg.ports[0].kind;
+        let PortKind::Tap(tap) = &cfg.ports[0].kind else {
+            panic!("not a tap")
+        };
         assert_eq!(tap.address, AddressMode::None);
     }
 

@@ -9,6 +9,11 @@
 //!   place `ip netns` uses) and deletes it on drop if it created it.
 //! - `netlink` (private) speaks just enough rtnetlink to set a link's MTU, MAC and state, move it
 //!   between namespaces and give it an IPv4 address, in safe code.
+//! - [`packet::PacketPort`] attaches to a netdev someone else owns (a VM's tap, a veth, an
+//!   uplink) with an `AF_PACKET` socket; [`socket::StreamPort`] and [`socket::DgramPort`] serve
+//!   QEMU's `-netdev stream` and `-netdev dgram` on a unix socket. [`Port`] is the one type the
+//!   daemon holds, whatever the kind; [`link::LinkState`] is how a port whose other end comes and
+//!   goes tells the daemon.
 //! - `sys` (private, except the daemon's event-loop pieces re-exported here: [`Epoll`],
 //!   [`Events`], [`block_signals`], [`wait_signal`]) is the one file of the crate that allows `unsafe_code`.
 //!
@@ -19,10 +24,14 @@
 //! found it (a pre-existing persistent tap is not deleted and is moved back home).
 
 use std::io;
+use std::os::fd::BorrowedFd;
 
 use crate::wire::MacAddr;
 
+pub mod link;
 pub mod netns;
+pub mod packet;
+pub mod socket;
 pub mod tap;
 
 mod netlink;
@@ -34,6 +43,77 @@ mod io_tests;
 pub use netns::Netns;
 pub use sys::{block_signals, wait_signal, Epoll, EpollEvent, Events};
 pub use tap::TapPort;
+
+/// One port of the switch, whatever its kind. Every kind reads and writes the same bytes: a
+/// 12-byte virtio-net header, then the Ethernet frame. Receiving never blocks (`WouldBlock`
+/// when nothing is waiting); sending never blocks either.
+#[derive(Debug)]
+pub enum Port {
+    Tap(TapPort),
+    Packet(packet::PacketPort),
+    Stream(socket::StreamPort),
+    Dgram(socket::DgramPort),
+}
+
+impl Port {
+    /// The fd a worker's epoll watches for input; the same for the port's whole life.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Port::Tap(p) => p.fd(),
+            Port::Packet(p) => p.fd(),
+            Port::Stream(p) => p.fd(),
+            Port::Dgram(p) => p.fd(),
+        }
+    }
+
+    /// Reads one header + frame into `buf`; `WouldBlock` when none is waiting.
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Port::Tap(p) => p.recv(buf),
+            Port::Packet(p) => p.recv(buf),
+            Port::Stream(p) => p.recv(buf),
+            Port::Dgram(p) => p.recv(buf),
+        }
+    }
+
+    /// Writes one header + frame. `WouldBlock`: no room now (the frame is not sent);
+    /// `Unsupported`: the frame needs an offload (GSO, checksum) this port cannot take.
+    pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Port::Tap(p) => p.send(buf),
+            Port::Packet(p) => p.send(buf),
+            Port::Stream(p) => p.send(buf),
+            Port::Dgram(p) => p.send(buf),
+        }
+    }
+
+    /// Whether the port takes GSO super-frames and partial checksums as they are (the kernel
+    /// finishes them: taps and packet sockets); socket ports need complete, MTU-sized frames.
+    pub fn offloads(&self) -> bool {
+        matches!(self, Port::Tap(_) | Port::Packet(_))
+    }
+
+    /// The port's link state: whether its other end is there, and what happened to it. `None`
+    /// for a tap: the switch holds it, it cannot vanish.
+    pub fn link(&self) -> Option<&link::LinkState> {
+        match self {
+            Port::Tap(_) => None,
+            Port::Packet(p) => Some(p.link()),
+            Port::Stream(p) => Some(p.link()),
+            Port::Dgram(p) => Some(p.link()),
+        }
+    }
+
+    /// Once a tick, from the daemon's main thread: a packet port looks for its netdev, a
+    /// stream port listens again after a failed `accept`.
+    pub fn tick(&self) {
+        match self {
+            Port::Packet(p) => p.tick(),
+            Port::Stream(p) => p.tick(),
+            Port::Tap(_) | Port::Dgram(_) => {}
+        }
+    }
+}
 
 /// Longest interface name the kernel accepts (`IFNAMSIZ - 1`).
 pub const IFNAME_MAX_LEN: usize = sys::IFNAMSIZ - 1;
@@ -107,6 +187,20 @@ pub enum PortError {
         err: io::Error,
     },
 
+    #[error("packet port on '{ifname}': cannot {action}: {}{}", errno_text(.err), hint(.err))]
+    Packet {
+        ifname: String,
+        action: String,
+        err: io::Error,
+    },
+
+    #[error("socket {}: cannot {action}: {}{}", .path.display(), errno_text(.err), hint(.err))]
+    Socket {
+        path: std::path::PathBuf,
+        action: String,
+        err: io::Error,
+    },
+
     #[error(
         "netns '{name}': {path} exists but is not a network namespace (left over from an \
          interrupted `ip netns add`?); remove it with `ip netns del {name}`"
@@ -121,7 +215,9 @@ impl PortError {
             PortError::TunDevice { err, .. }
             | PortError::Tap { err, .. }
             | PortError::Plug { err, .. }
-            | PortError::Netns { err, .. } => err.raw_os_error(),
+            | PortError::Netns { err, .. }
+            | PortError::Packet { err, .. }
+            | PortError::Socket { err, .. } => err.raw_os_error(),
             _ => None,
         }
     }

@@ -51,6 +51,10 @@ const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_MTU: u16 = 4;
 const IFLA_NET_NS_FD: u16 = 28;
+const IFLA_AF_SPEC: u16 = 26;
+const IFLA_INET6_ADDR_GEN_MODE: u16 = 8;
+const IN6_ADDR_GEN_MODE_NONE: u8 = 1;
+const AF_INET6: u16 = 10;
 
 // linux/if_addr.h
 const IFA_ADDRESS: u16 = 1;
@@ -160,6 +164,28 @@ fn set_link_request(
         m = m.push_attr(IFLA_ADDRESS, &mac.octets());
     }
     m.finish()
+}
+
+/// One attribute as bytes (header, payload, padding), to nest inside another.
+fn attr_bytes(ty: u16, payload: &[u8]) -> Vec<u8> {
+    let len = u16::try_from(RTA_HDRLEN + payload.len()).expect("attribute under 64 KiB");
+    let mut b = Vec::with_capacity(align4(usize::from(len)));
+    b.extend_from_slice(&len.to_ne_bytes());
+    b.extend_from_slice(&ty.to_ne_bytes());
+    b.extend_from_slice(payload);
+    b.resize(align4(b.len()), 0);
+    b
+}
+
+/// `RTM_SETLINK` with `IFLA_AF_SPEC { AF_INET6 { IFLA_INET6_ADDR_GEN_MODE = NONE } }`: what
+/// `ip link set DEV addrgenmode none` sends. The link then gets no IPv6 link-local address, so
+/// the host never speaks on a netdev the switch has attached to.
+fn addr_gen_mode_none_request(seq: u32, ifindex: u32) -> Vec<u8> {
+    let mode = attr_bytes(IFLA_INET6_ADDR_GEN_MODE, &[IN6_ADDR_GEN_MODE_NONE]);
+    MessageBuilder::new(RTM_SETLINK, REQUEST_ACK, seq)
+        .push_header(&ifinfomsg(ifindex, 0, 0))
+        .push_attr(IFLA_AF_SPEC, &attr_bytes(AF_INET6, &mode))
+        .finish()
 }
 
 /// `RTM_SETLINK` with `IFLA_NET_NS_FD`: move a link into the namespace `nsfd` refers to.
@@ -356,6 +382,13 @@ impl Netlink {
             .map(drop)
     }
 
+    /// Turns IPv6 address generation off on a link (`addrgenmode none`).
+    pub(crate) fn set_addr_gen_mode_none(&mut self, ifindex: u32) -> io::Result<()> {
+        let seq = self.next_seq();
+        self.request(seq, &addr_gen_mode_none_request(seq, ifindex))
+            .map(drop)
+    }
+
     /// The index of link `name` in this socket's namespace (`ENODEV` if there is none).
     pub(crate) fn link_index(&mut self, name: &str) -> io::Result<u32> {
         if name.is_empty() || name.len() >= sys::IFNAMSIZ || name.contains('\0') {
@@ -435,6 +468,21 @@ mod tests {
         assert_eq!(u32_at(&down, 28), IFF_UP, "change");
         let none = set_link_request(1, 3, None, None, None);
         assert_eq!((u32_at(&none, 24), u32_at(&none, 28)), (0, 0));
+    }
+
+    #[test]
+    fn addr_gen_mode_none_nests_inet6_in_af_spec() {
+        let m = addr_gen_mode_none_request(9, 4);
+        let mut want = header(RTM_SETLINK, REQUEST_ACK, 9, 16 + 16 + 16);
+        want.extend_from_slice(&ifinfomsg(4, 0, 0));
+        want.extend_from_slice(&16u16.to_ne_bytes());
+        want.extend_from_slice(&IFLA_AF_SPEC.to_ne_bytes());
+        want.extend_from_slice(&12u16.to_ne_bytes());
+        want.extend_from_slice(&AF_INET6.to_ne_bytes());
+        want.extend_from_slice(&5u16.to_ne_bytes());
+        want.extend_from_slice(&IFLA_INET6_ADDR_GEN_MODE.to_ne_bytes());
+        want.extend_from_slice(&[1, 0, 0, 0]);
+        assert_eq!(m, want);
     }
 
     #[test]

@@ -71,6 +71,12 @@ impl Netns {
         Ok(ns)
     }
 
+    /// Opens the existing namespace `/run/netns/NAME`; never creates one (`NotFound` if absent).
+    pub fn open(name: &str) -> Result<Netns, PortError> {
+        validate_netns_name(name)?;
+        Netns::open_existing(name)
+    }
+
     fn open_existing(name: &str) -> Result<Netns, PortError> {
         let path = sys::netns_path(name);
         let err = |action: &str, err: io::Error| PortError::Netns {

@@ -671,6 +671,138 @@ pub(crate) fn netlink_route_socket_in(nsfd: BorrowedFd<'_>) -> io::Result<OwnedF
     netlink_setup(fd)
 }
 
+// ---- AF_PACKET and unix sockets ----
+
+/// `ETH_P_ALL` in network byte order, as `socket`/`bind` want the protocol of a packet socket.
+const ETH_P_ALL_BE: u16 = (libc::ETH_P_ALL as u16).to_be();
+
+/// A non-blocking, close-on-exec `AF_PACKET`/`SOCK_RAW` socket with protocol 0 (it receives
+/// nothing until [`packet_bind`] names a device and a protocol), in the namespace `nsfd` (the
+/// calling thread's when `None`).
+pub(crate) fn packet_socket(nsfd: Option<BorrowedFd<'_>>) -> io::Result<OwnedFd> {
+    let ty = libc::SOCK_RAW | libc::SOCK_NONBLOCK;
+    match nsfd {
+        Some(ns) => socket_in_netns(ns, libc::AF_PACKET, ty, 0),
+        None => socket(libc::AF_PACKET, ty, 0),
+    }
+}
+
+/// `setsockopt(fd, level, name, &value, sizeof(int))`.
+pub(crate) fn set_int_option(
+    fd: BorrowedFd<'_>,
+    level: c_int,
+    name: c_int,
+    value: c_int,
+) -> io::Result<()> {
+    // SAFETY: the kernel reads one C int of the given size from `value`, which outlives the call.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&value as *const c_int).cast(),
+            size_of::<c_int>() as libc::socklen_t,
+        )
+    })?;
+    Ok(())
+}
+
+/// `PACKET_VNET_HDR`, `PACKET_IGNORE_OUTGOING`, `PACKET_QDISC_BYPASS` on a packet socket.
+pub(crate) fn packet_set_options(fd: BorrowedFd<'_>) -> io::Result<()> {
+    set_int_option(fd, libc::SOL_PACKET, libc::PACKET_VNET_HDR, 1)?;
+    set_int_option(fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1)?;
+    set_int_option(fd, libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, 1)
+}
+
+/// Binds a packet socket to `ifindex` for every protocol (`ETH_P_ALL`). Binding again moves
+/// the socket to another device (the way a port re-attaches to a re-created netdev).
+pub(crate) fn packet_bind(fd: BorrowedFd<'_>, ifindex: u32) -> io::Result<()> {
+    // SAFETY: sockaddr_ll is plain data for which all-zero bytes are a valid value.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_protocol = ETH_P_ALL_BE;
+    addr.sll_ifindex = c_int::try_from(ifindex).map_err(|_| einval("ifindex out of range"))?;
+    let len = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+    // SAFETY: `addr` is a valid sockaddr_ll of `len` bytes living across the call.
+    cvt(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&addr as *const libc::sockaddr_ll).cast(),
+            len,
+        )
+    })?;
+    Ok(())
+}
+
+/// `PACKET_ADD_MEMBERSHIP` with `PACKET_MR_PROMISC`: the device is promiscuous while this socket
+/// is open (the kernel counts it, and drops it when the socket closes or the device goes away).
+pub(crate) fn packet_add_promisc(fd: BorrowedFd<'_>, ifindex: u32) -> io::Result<()> {
+    // SAFETY: packet_mreq is plain data for which all-zero bytes are a valid value.
+    let mut mreq: libc::packet_mreq = unsafe { std::mem::zeroed() };
+    mreq.mr_ifindex = c_int::try_from(ifindex).map_err(|_| einval("ifindex out of range"))?;
+    mreq.mr_type = libc::PACKET_MR_PROMISC as u16;
+    // SAFETY: the kernel reads one packet_mreq of the given size from `mreq`, which outlives the
+    // call.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_ADD_MEMBERSHIP,
+            (&mreq as *const libc::packet_mreq).cast(),
+            size_of::<libc::packet_mreq>() as libc::socklen_t,
+        )
+    })?;
+    Ok(())
+}
+
+/// `sendmsg(2)` of the concatenation of `parts` in one call (one packet on a packet socket),
+/// `MSG_DONTWAIT | MSG_NOSIGNAL`, to the socket's bound device or connected peer.
+pub(crate) fn send_parts(fd: BorrowedFd<'_>, parts: &[&[u8]]) -> io::Result<usize> {
+    let iov: Vec<libc::iovec> = parts
+        .iter()
+        .map(|p| libc::iovec {
+            iov_base: p.as_ptr().cast_mut().cast(),
+            iov_len: p.len(),
+        })
+        .collect();
+    // SAFETY: msghdr is plain data for which all-zero bytes are a valid value (no name, no
+    // control data).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_ptr().cast_mut();
+    msg.msg_iovlen = iov.len();
+    // SAFETY: every iovec points into a slice borrowed for the whole call; the kernel only reads
+    // them (sendmsg never writes through msg_iov), and `iov` outlives the call.
+    cvt_len(unsafe {
+        libc::sendmsg(
+            fd.as_raw_fd(),
+            &msg,
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    })
+}
+
+impl Epoll {
+    /// Changes the interest of an fd already watched: `EPOLLIN`, plus `EPOLLOUT` when `writable`
+    /// (a port with output waiting for room in its socket).
+    pub(crate) fn modify(&self, fd: BorrowedFd<'_>, token: u64, writable: bool) -> io::Result<()> {
+        let out = if writable { libc::EPOLLOUT as u32 } else { 0 };
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32 | out,
+            u64: token,
+        };
+        // SAFETY: EPOLL_CTL_MOD reads one `epoll_event` from `ev`, which lives across the call.
+        cvt(unsafe {
+            libc::epoll_ctl(
+                self.0.as_raw_fd(),
+                libc::EPOLL_CTL_MOD,
+                fd.as_raw_fd(),
+                &mut ev,
+            )
+        })?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

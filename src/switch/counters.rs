@@ -51,10 +51,15 @@ pub enum DropReason {
     Malformed,
     /// Broadcast/multicast beyond the port's storm limit (`[switch] storm_limit` a second).
     StormControl,
+    /// A GSO or partial-checksum frame for a port that cannot take one as it is (a socket port),
+    /// and that could not be segmented or completed (malformed, or an unsupported GSO type).
+    NeedsOffload,
+    /// A stream peer sent a length prefix out of range; it was disconnected.
+    BadLength,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 18;
+    pub const COUNT: usize = 20;
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Runt,
         DropReason::BadSrcMac,
@@ -74,6 +79,8 @@ impl DropReason {
         DropReason::VlanNotAllowed,
         DropReason::Malformed,
         DropReason::StormControl,
+        DropReason::NeedsOffload,
+        DropReason::BadLength,
     ];
 
     /// The snake_case name shown to users and used in JSON.
@@ -97,6 +104,8 @@ impl DropReason {
             DropReason::VlanNotAllowed => "vlan_not_allowed",
             DropReason::Malformed => "malformed",
             DropReason::StormControl => "storm_control",
+            DropReason::NeedsOffload => "needs_offload",
+            DropReason::BadLength => "bad_length",
         }
     }
 
@@ -116,6 +125,8 @@ pub struct PortCounters {
     tx_bytes: AtomicU64,
     /// Source MACs not learned because the port's or the global FDB cap was reached.
     fdb_full: AtomicU64,
+    /// Times the port's link went down (a netdev vanished, a socket peer left).
+    link_downs: AtomicU64,
     drops: [AtomicU64; DropReason::COUNT],
     /// Frames a guard in monitor mode would have dropped, by reason (they were forwarded).
     monitored: [AtomicU64; DropReason::COUNT],
@@ -145,6 +156,10 @@ impl PortCounters {
         self.fdb_full.fetch_add(1, Relaxed);
     }
 
+    pub fn count_link_downs(&self, n: u64) {
+        self.link_downs.fetch_add(n, Relaxed);
+    }
+
     pub fn snapshot(&self) -> CounterSnapshot {
         let mut drops = [0u64; DropReason::COUNT];
         for (d, a) in drops.iter_mut().zip(&self.drops) {
@@ -160,6 +175,7 @@ impl PortCounters {
             tx_frames: self.tx_frames.load(Relaxed),
             tx_bytes: self.tx_bytes.load(Relaxed),
             fdb_full: self.fdb_full.load(Relaxed),
+            link_downs: self.link_downs.load(Relaxed),
             drops,
             monitored,
         }
@@ -174,6 +190,7 @@ pub struct CounterSnapshot {
     pub tx_frames: u64,
     pub tx_bytes: u64,
     pub fdb_full: u64,
+    pub link_downs: u64,
     pub drops: [u64; DropReason::COUNT],
     /// Would-be drops of a monitor-mode guard, by reason.
     pub monitored: [u64; DropReason::COUNT],

@@ -279,6 +279,11 @@ impl Switch {
         self.ports[port.index()].counters.count_drop(reason);
     }
 
+    /// Counts `n` losses of `port`'s link (the I/O side noticed its netdev or peer go).
+    pub fn count_link_downs(&self, port: PortId, n: u64) {
+        self.ports[port.index()].counters.count_link_downs(n);
+    }
+
     /// Brings a port up or down. A port going down forgets what was learned on it.
     pub fn set_port_up(&self, port: PortId, up: bool) {
         let was = self.ports[port.index()].up.swap(up, Relaxed);

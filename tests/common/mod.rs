@@ -67,7 +67,8 @@ impl Exit {
             rx_frames: n(1),
             tx_frames: n(3),
             fdb_full: n(5),
-            drops: f[6..].join(" "),
+            downs: n(6),
+            drops: f[7..].join(" "),
         }
     }
 }
@@ -77,6 +78,8 @@ pub struct PortRow {
     pub rx_frames: u64,
     pub tx_frames: u64,
     pub fdb_full: u64,
+    /// Times the port's link went down (netdev gone, socket peer left).
+    pub downs: u64,
     pub drops: String,
 }
 

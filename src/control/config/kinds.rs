@@ -1,0 +1,308 @@
+//! The kind-specific keys of a `[[port]]`: which keys each kind takes, and their checks.
+//!
+//! | kind | keys |
+//! |---|---|
+//! | `tap` | `ifname` (required), `netns`, `address` |
+//! | `packet` | `ifname` (required: an existing netdev), `netns` (where it lives) |
+//! | `stream` | `path` (required) |
+//! | `dgram` | `path` (required), `peer` |
+//!
+//! A key of another kind is an error naming it, so a config meant for one kind never half-works
+//! as another. Socket paths are absolute, fit `sun_path`, and are unique across the file
+//! (a dgram `peer` included).
+
+use std::ops::Range;
+use std::path::PathBuf;
+
+use toml::Spanned;
+
+use super::{
+    ifname_problem, netns_problem, q, validate_tap, ConfigError, Cx, DgramConfig, Host,
+    PacketConfig, PortKind, RawPort, StreamConfig, Unique,
+};
+use crate::port::socket::MAX_PATH_LEN;
+
+pub(super) fn validate_kind(
+    cx: &Cx<'_>,
+    e: &str,
+    p: &RawPort,
+    table: Range<usize>,
+    host: Option<&Host>,
+    paths: &mut Unique<'_>,
+) -> Result<PortKind, ConfigError> {
+    let kind = p.kind.get_ref().as_str();
+    let keys: [(&str, Option<Range<usize>>); 5] = [
+        ("ifname", p.ifname.as_ref().map(Spanned::span)),
+        ("netns", p.netns.as_ref().map(Spanned::span)),
+        ("address", p.address.as_ref().map(Spanned::span)),
+        ("path", p.path.as_ref().map(Spanned::span)),
+        ("peer", p.peer.as_ref().map(Spanned::span)),
+    ];
+    let allowed: &[&str] = match kind {
+        "tap" => &["ifname", "netns", "address"],
+        "packet" => &["ifname", "netns"],
+        "stream" => &["path"],
+        _ => &["path", "peer"],
+    };
+    for (key, span) in keys {
+        if let (Some(span), false) = (span, allowed.contains(&key)) {
+            return Err(cx.error(
+                span,
+                format!(
+                    "{e}: key '{key}' does not apply to a {kind} port (a {kind} port takes {}; \
+                     remove it or change the kind)",
+                    allowed
+                        .iter()
+                        .map(|k| format!("'{k}'"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+    }
+    match kind {
+        "tap" => validate_tap(cx, e, p, table, host).map(PortKind::Tap),
+        "packet" => validate_packet(cx, e, p, table).map(PortKind::Packet),
+        "stream" => {
+            let path = socket_path(cx, e, "path", p.path.as_ref(), &table, paths)?;
+            Ok(PortKind::Stream(StreamConfig { path }))
+        }
+        _ => {
+            let path = socket_path(cx, e, "path", p.path.as_ref(), &table, paths)?;
+            let peer = match &p.peer {
+                None => None,
+                Some(raw) => Some(socket_path(cx, e, "peer", Some(raw), &table, paths)?),
+            };
+            Ok(PortKind::Dgram(DgramConfig { path, peer }))
+        }
+    }
+}
+
+fn validate_packet(
+    cx: &Cx<'_>,
+    e: &str,
+    p: &RawPort,
+    table: Range<usize>,
+) -> Result<PacketConfig, ConfigError> {
+    let Some(raw_ifname) = &p.ifname else {
+        return Err(cx.error(
+            table,
+            format!(
+                "{e}: missing key 'ifname' (a packet port attaches to an existing netdev: a VM's \
+                 tap, a veth, an uplink; e.g. ifname = \"tap-vm1\")"
+            ),
+        ));
+    };
+    let ifname = raw_ifname.get_ref();
+    if let Some(problem) = ifname_problem(ifname) {
+        return Err(cx.error(
+            raw_ifname.span(),
+            format!("{e}: ifname {} {problem}", q(ifname)),
+        ));
+    }
+    let netns = match &p.netns {
+        None => None,
+        Some(raw) => {
+            let netns = raw.get_ref();
+            if let Some(problem) = netns_problem(netns) {
+                return Err(cx.error(raw.span(), format!("{e}: netns {} {problem}", q(netns))));
+            }
+            Some(netns.clone())
+        }
+    };
+    Ok(PacketConfig {
+        ifname: ifname.clone(),
+        netns,
+    })
+}
+
+/// A unix socket path: required for `path`, absolute, at most 107 bytes, unique in the file.
+fn socket_path(
+    cx: &Cx<'_>,
+    e: &str,
+    key: &str,
+    raw: Option<&Spanned<String>>,
+    table: &Range<usize>,
+    paths: &mut Unique<'_>,
+) -> Result<PathBuf, ConfigError> {
+    let Some(raw) = raw else {
+        return Err(cx.error(
+            table.clone(),
+            format!(
+                "{e}: missing key '{key}' (the unix socket QEMU connects to, e.g. \
+                 {key} = \"/run/switchyard/vm1.sock\")"
+            ),
+        ));
+    };
+    let path = raw.get_ref();
+    let problem = if !path.starts_with('/') {
+        Some("is not absolute (start it with '/')".to_string())
+    } else if path.len() > MAX_PATH_LEN {
+        Some(format!(
+            "is {} bytes long; a unix socket path is at most {MAX_PATH_LEN} (shorten it)",
+            path.len()
+        ))
+    } else if path.contains('\0') || path.ends_with('/') {
+        Some("must name a file (no NUL, no trailing '/')".to_string())
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
+        return Err(cx.error(raw.span(), format!("{e}: {key} {} {problem}", q(path))));
+    }
+    paths.check(
+        path.clone(),
+        &raw.span(),
+        e,
+        key,
+        "each socket path belongs to one port",
+    )?;
+    Ok(PathBuf::from(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{parse, Config, ConfigError, DgramConfig, PacketConfig, PortKind};
+
+    const NET: &str = "[network]\nname = \"t\"\nsubnet = \"10.0.0.0/24\"\ngateway = \"10.0.0.1\"\n\
+                       domain = \"t.test\"\n";
+
+    /// `NET` (lines 1-5) plus `ports`, which starts on line 6.
+    fn with(ports: &str) -> Result<Config, ConfigError> {
+        parse(&format!("{NET}{ports}"), "t.toml")
+    }
+
+    #[track_caller]
+    fn assert_err(r: Result<Config, ConfigError>, line: usize, needles: &[&str]) {
+        let Err(ConfigError::Invalid { location, message }) = r else {
+            panic!("expected an Invalid error, got {r:?}");
+        };
+        assert_eq!(location, format!("t.toml:{line}"), "{message}");
+        for needle in needles {
+            assert!(message.contains(needle), "{message:?} lacks {needle:?}");
+        }
+    }
+
+    fn port(name: &str, kind: &str, keys: &str) -> String {
+        format!("[[port]]\nname = \"{name}\"\nkind = \"{kind}\"\n{keys}")
+    }
+
+    #[test]
+    fn each_kind_parses_with_its_keys() {
+        let cfg = with(
+            &[
+                port("u", "packet", "ifname = \"veth0\"\nnetns = \"up\"\n"),
+                port("v", "packet", "ifname = \"tap-vm\"\n"),
+                port("s", "stream", "path = \"/run/switchyard/vm1.sock\"\n"),
+                port(
+                    "d",
+                    "dgram",
+                    "path = \"/run/sy/d.sock\"\npeer = \"/run/sy/q.sock\"\n",
+                ),
+                port("e", "dgram", "path = \"/run/sy/e.sock\"\n"),
+            ]
+            .concat(),
+        )
+        .unwrap();
+        let kinds: Vec<&PortKind> = cfg.ports.iter().map(|p| &p.kind).collect();
+        assert_eq!(
+            kinds[0],
+            &PortKind::Packet(PacketConfig {
+                ifname: "veth0".into(),
+                netns: Some("up".into())
+            })
+        );
+        assert!(matches!(kinds[1], PortKind::Packet(p) if p.netns.is_none()));
+        assert!(
+            matches!(kinds[2], PortKind::Stream(s) if s.path == std::path::Path::new("/run/switchyard/vm1.sock"))
+        );
+        assert_eq!(
+            kinds[3],
+            &PortKind::Dgram(DgramConfig {
+                path: "/run/sy/d.sock".into(),
+                peer: Some("/run/sy/q.sock".into())
+            })
+        );
+        assert!(matches!(kinds[4], PortKind::Dgram(d) if d.peer.is_none()));
+    }
+
+    #[test]
+    fn bad_keys_and_values_name_the_line() {
+        assert_err(
+            with(&port("s", "stream", "")),
+            6,
+            &["port 's'", "missing key 'path'"],
+        );
+        assert_err(
+            with(&port("u", "packet", "")),
+            6,
+            &["port 'u'", "missing key 'ifname'"],
+        );
+        assert_err(
+            with(&port("s", "stream", "path = \"/x.sock\"\nifname = \"a\"\n")),
+            10,
+            &["key 'ifname' does not apply to a stream port", "'path'"],
+        );
+        assert_err(
+            with(&port("u", "packet", "ifname = \"a\"\naddress = \"none\"\n")),
+            10,
+            &["key 'address' does not apply to a packet port"],
+        );
+        assert_err(
+            with(&port("t", "tap", "ifname = \"a\"\npath = \"/x.sock\"\n")),
+            10,
+            &["key 'path' does not apply to a tap port"],
+        );
+        assert_err(
+            with(&port("u", "packet", "ifname = \"much-too-long-name\"\n")),
+            9,
+            &["ifname 'much-too-long-name'", "18 bytes", "15"],
+        );
+        assert_err(
+            with(&port("s", "stream", "path = \"vm1.sock\"\n")),
+            9,
+            &["path 'vm1.sock'", "not absolute"],
+        );
+        let long = format!("/{}", "x".repeat(120));
+        assert_err(
+            with(&port("s", "stream", &format!("path = \"{long}\"\n"))),
+            9,
+            &["121 bytes", "107"],
+        );
+        assert_err(
+            with(&port("u", "packet", "ifname = \"a\"\nnetns = \"a/b\"\n")),
+            10,
+            &["netns 'a/b'"],
+        );
+    }
+
+    #[test]
+    fn socket_paths_and_ifnames_are_unique_across_kinds() {
+        assert_err(
+            with(
+                &[
+                    port("s", "stream", "path = \"/run/a.sock\"\n"),
+                    port(
+                        "d",
+                        "dgram",
+                        "path = \"/run/b.sock\"\npeer = \"/run/a.sock\"\n",
+                    ),
+                ]
+                .concat(),
+            ),
+            14,
+            &["port 'd'", "peer '/run/a.sock'", "line 9"],
+        );
+        assert_err(
+            with(
+                &[
+                    port("t", "tap", "ifname = \"x0\"\n"),
+                    port("u", "packet", "ifname = \"x0\"\n"),
+                ]
+                .concat(),
+            ),
+            13,
+            &["port 'u'", "ifname 'x0'", "line 9"],
+        );
+    }
+}

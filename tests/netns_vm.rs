@@ -1,0 +1,326 @@
+//! A real VM on the switch: QEMU (TCG: KVM does not work on the test bed, see TESTBED.md) boots
+//! Debian's kernel with a tiny busybox initramfs built here. Its init loads the virtio modules,
+//! runs `udhcpc` on eth0, prints the address it was given and powers off. The VM must get its
+//! reservation from the appliance's DHCP server, attached to a `stream` port with `-netdev
+//! stream`, to a `dgram` port with `-netdev dgram`, and through a tap QEMU creates (`-netdev tap`)
+//! that the switch attaches to as a `packet` port when it appears. Each boot is bounded (90 s); on failure the console log is
+//! printed.
+//!
+//! Needs `qemu-system-x86`, `linux-image-amd64` and `busybox-static` (scripts/test.sh installs
+//! them).
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{lab_config, Lab};
+
+const VM_MAC: &str = "52:54:00:31:00:28";
+const VM_IP: &str = "10.13.31.40";
+/// How long the VM may take from QEMU's start to its power-off.
+const BOOT_LIMIT: Duration = Duration::from_secs(90);
+
+/// The virtio modules virtio_net needs in Debian's kernel, in load order (TESTBED.md).
+const MODULES: [&str; 8] = [
+    "kernel/drivers/virtio/virtio_ring.ko",
+    "kernel/drivers/virtio/virtio.ko",
+    "kernel/drivers/virtio/virtio_pci_modern_dev.ko",
+    "kernel/drivers/virtio/virtio_pci_legacy_dev.ko",
+    "kernel/drivers/virtio/virtio_pci.ko",
+    "kernel/net/core/failover.ko",
+    "kernel/drivers/net/net_failover.ko",
+    "kernel/drivers/net/virtio_net.ko",
+];
+
+const INIT: &str = r#"#!/bin/busybox sh
+/bin/busybox --install -s
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net; do
+  insmod /lib/modules/$m.ko || echo "SY-ERROR insmod $m"
+done
+ip link set lo up
+ip link set eth0 up || echo "SY-ERROR no eth0"
+udhcpc -i eth0 -f -q -n -t 8 -T 2 -s /udhcpc.sh || echo "SY-ERROR udhcpc failed"
+echo "SY-ADDR $(ip -4 -o addr show dev eth0)"
+echo "SY-DONE"
+poweroff -f
+"#;
+
+/// udhcpc's hook: on a lease, configure it and say what it was.
+const UDHCPC_SCRIPT: &str = r#"#!/bin/sh
+case "$1" in
+  bound|renew)
+    ip addr add "$ip/${mask:-24}" dev "$interface"
+    echo "SY-LEASE $ip router=$router dns=$dns domain=$domain"
+    ;;
+esac
+exit 0
+"#;
+
+/// One entry of a `newc` cpio archive (what the kernel unpacks as an initramfs).
+fn cpio_entry(out: &mut Vec<u8>, ino: u32, name: &str, mode: u32, rdev: (u32, u32), data: &[u8]) {
+    let fields = [
+        ino,
+        mode,
+        0, // uid
+        0, // gid
+        1, // nlink
+        0, // mtime
+        data.len() as u32,
+        0, // devmajor
+        0, // devminor
+        rdev.0,
+        rdev.1,
+        name.len() as u32 + 1,
+        0, // check
+    ];
+    out.extend_from_slice(b"070701");
+    for f in fields {
+        out.extend_from_slice(format!("{f:08x}").as_bytes());
+    }
+    out.extend_from_slice(name.as_bytes());
+    out.push(0);
+    out.resize(out.len().next_multiple_of(4), 0);
+    out.extend_from_slice(data);
+    out.resize(out.len().next_multiple_of(4), 0);
+}
+
+/// The Debian kernel to boot: a /boot/vmlinuz-V with /lib/modules/V holding virtio_net.
+fn debian_kernel() -> (PathBuf, PathBuf) {
+    let mut found: Vec<(PathBuf, PathBuf)> = fs::read_dir("/lib/modules")
+        .expect("/lib/modules: install linux-image-amd64 (scripts/test.sh does)")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|m| m.join(MODULES[7]).exists())
+        .filter_map(|m| {
+            let v = m.file_name()?.to_str()?.to_string();
+            let k = PathBuf::from(format!("/boot/vmlinuz-{v}"));
+            k.exists().then_some((k, m))
+        })
+        .collect();
+    found.sort();
+    found
+        .pop()
+        .expect("no /boot/vmlinuz-V with virtio_net in /lib/modules/V: install linux-image-amd64")
+}
+
+/// Writes the initramfs (busybox, the virtio modules, init, the udhcpc hook) to `path`.
+fn build_initramfs(path: &Path, modules: &Path) {
+    let busybox = fs::read("/bin/busybox").expect("/bin/busybox: install busybox-static");
+    let mut a = Vec::new();
+    let mut ino = 1;
+    let mut next = || {
+        ino += 1;
+        ino
+    };
+    for dir in [
+        "bin",
+        "sbin",
+        "usr",
+        "usr/bin",
+        "usr/sbin",
+        "proc",
+        "sys",
+        "dev",
+        "tmp",
+        "lib",
+        "lib/modules",
+    ] {
+        cpio_entry(&mut a, next(), dir, 0o040_755, (0, 0), &[]);
+    }
+    // The kernel opens /dev/console for init before anything is mounted.
+    cpio_entry(&mut a, next(), "dev/console", 0o020_600, (5, 1), &[]);
+    cpio_entry(&mut a, next(), "bin/busybox", 0o100_755, (0, 0), &busybox);
+    cpio_entry(&mut a, next(), "bin/sh", 0o120_777, (0, 0), b"busybox");
+    cpio_entry(&mut a, next(), "init", 0o100_755, (0, 0), INIT.as_bytes());
+    cpio_entry(
+        &mut a,
+        next(),
+        "udhcpc.sh",
+        0o100_755,
+        (0, 0),
+        UDHCPC_SCRIPT.as_bytes(),
+    );
+    for m in MODULES {
+        let data = fs::read(modules.join(m)).unwrap_or_else(|e| panic!("{m}: {e}"));
+        let name = format!(
+            "lib/modules/{}",
+            Path::new(m).file_name().unwrap().to_str().unwrap()
+        );
+        cpio_entry(&mut a, next(), &name, 0o100_644, (0, 0), &data);
+    }
+    cpio_entry(&mut a, 0, "TRAILER!!!", 0, (0, 0), &[]);
+    fs::write(path, a).unwrap();
+}
+
+/// A QEMU process, killed (only this one) when dropped.
+struct Vm {
+    child: Child,
+    console: PathBuf,
+}
+
+impl Vm {
+    fn console(&self) -> String {
+        String::from_utf8_lossy(&fs::read(&self.console).unwrap_or_default()).into_owned()
+    }
+
+    /// Waits for the VM to power off or `BOOT_LIMIT` to pass; returns the console log.
+    fn wait(&mut self) -> String {
+        let deadline = Instant::now() + BOOT_LIMIT;
+        loop {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return self.console();
+            }
+            let log = self.console();
+            assert!(
+                Instant::now() < deadline,
+                "the VM did not finish within {BOOT_LIMIT:?}; console:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Boots the VM with `-netdev NETDEV`; `netns`: run QEMU inside that namespace.
+fn boot(dir: &Path, netdev: &str, netns: Option<&str>) -> Vm {
+    let (kernel, modules) = debian_kernel();
+    let initrd = dir.join("initramfs.cpio");
+    build_initramfs(&initrd, &modules);
+    let console = dir.join("console.log");
+    let mut cmd = match netns {
+        // `ip netns exec` execs QEMU: the child's pid is QEMU's.
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, "qemu-system-x86_64"]);
+            c
+        }
+        None => Command::new("qemu-system-x86_64"),
+    };
+    let child = cmd
+        .args([
+            "-accel",
+            "tcg",
+            "-m",
+            "256",
+            "-nodefaults",
+            "-nographic",
+            "-no-reboot",
+        ])
+        .args(["-monitor", "none", "-serial"])
+        .arg(format!("file:{}", console.display()))
+        .arg("-kernel")
+        .arg(&kernel)
+        .arg("-initrd")
+        .arg(&initrd)
+        .args(["-append", "console=ttyS0 panic=-1 quiet"])
+        .args(["-netdev", netdev])
+        .args([
+            "-device",
+            &format!("virtio-net-pci,netdev=n0,mac={VM_MAC},romfile="),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("qemu-system-x86_64: install qemu-system-x86 (scripts/test.sh does)");
+    Vm { child, console }
+}
+
+/// Runs the daemon with `port_keys` as the VM's port, boots the VM on `netdev` (in `netns`),
+/// and checks it got its reservation.
+fn vm_gets_its_address(
+    lab: &mut Lab,
+    port_keys: &str,
+    wait_for: Option<&Path>,
+    netdev: &str,
+    netns: Option<&str>,
+) {
+    let mut cfg = lab_config(lab, &[], "");
+    cfg.push_str(&format!(
+        "\n[[host]]\nname = \"vm\"\nmac = \"{VM_MAC}\"\nipv4 = \"{VM_IP}\"\n\
+         \n[[port]]\nname = \"vm\"\nhost = \"vm\"\n{port_keys}"
+    ));
+    lab.spawn(&cfg);
+    if let Some(sock) = wait_for {
+        let s = sock.to_path_buf();
+        lab.wait_for("the port's socket", Duration::from_secs(10), || s.exists());
+    } else {
+        // Give the daemon its moment to start (the packet port starts down: no tap yet).
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let mut vm = boot(&lab.dir, netdev, netns);
+    let log = vm.wait();
+    assert!(
+        log.contains(&format!("SY-LEASE {VM_IP} router=10.13.31.1")),
+        "the VM did not get {VM_IP}; console:\n{log}"
+    );
+    assert!(log.contains("SY-DONE"), "console:\n{log}");
+    drop(vm);
+    let exit = lab.stop_with("TERM");
+    assert_eq!(exit.code, Some(0), "{exit:?}");
+    let port = exit.counters("vm");
+    assert!(
+        port.rx_frames >= 2 && port.tx_frames >= 2,
+        "{}",
+        exit.stdout
+    );
+    let drops: Vec<&str> = port.drops.split(' ').collect();
+    // A frame flooded to the port before the VM attached counts as port_down; nothing else.
+    assert!(
+        drops
+            .iter()
+            .all(|d| *d == "-" || d.starts_with("port_down=")),
+        "{}",
+        exit.stdout
+    );
+}
+
+#[test]
+fn vm_on_a_stream_port_gets_its_reserved_address() {
+    let mut lab = Lab::new();
+    let sock = lab.dir.join("vm.sock");
+    let keys = format!("kind = \"stream\"\npath = \"{}\"\n", sock.display());
+    let netdev = format!(
+        "stream,id=n0,server=off,addr.type=unix,addr.path={}",
+        sock.display()
+    );
+    vm_gets_its_address(&mut lab, &keys, Some(&sock), &netdev, None);
+}
+
+#[test]
+fn vm_on_its_own_tap_attached_as_a_packet_port_gets_its_reserved_address() {
+    let mut lab = Lab::new();
+    // QEMU creates the tap in a namespace of the test's (as libvirt would in the host's); the
+    // switch attaches to it there once it appears.
+    let ns = lab.ns("qemu");
+    let out = common::sh(&["ip", "netns", "add", &ns]);
+    assert!(out.status.success(), "{out:?}");
+    let tap = lab.ifname("vmt");
+    let keys = format!("kind = \"packet\"\nifname = \"{tap}\"\nnetns = \"{ns}\"\n");
+    let netdev = format!("tap,id=n0,ifname={tap},script=no,downscript=no");
+    vm_gets_its_address(&mut lab, &keys, None, &netdev, Some(&ns));
+}
+
+#[test]
+fn vm_on_a_dgram_port_gets_its_reserved_address() {
+    let mut lab = Lab::new();
+    let (sock, qemu_sock) = (lab.dir.join("vm.dgram"), lab.dir.join("qemu.dgram"));
+    let keys = format!("kind = \"dgram\"\npath = \"{}\"\n", sock.display());
+    let netdev = format!(
+        "dgram,id=n0,local.type=unix,local.path={},remote.type=unix,remote.path={}",
+        qemu_sock.display(),
+        sock.display()
+    );
+    vm_gets_its_address(&mut lab, &keys, Some(&sock), &netdev, None);
+}
