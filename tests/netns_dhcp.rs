@@ -22,9 +22,10 @@ fn config(lab: &mut Lab) -> String {
     let mut c = format!(
         "[network]\nname = \"{tag}\"\nsubnet = \"10.13.31.0/24\"\ngateway = \"10.13.31.1\"\n\
          domain = \"lab.test\"\n\n[dhcp]\npool = [\"10.13.31.100\", \"10.13.31.199\"]\n\
-         state_dir = \"{state}\"\n",
+         state_dir = \"{state}\"\n\n[switch]\ncontrol_socket = \"{socket}\"\n",
         tag = lab.tag,
-        state = lab.dir.join("state").display()
+        state = lab.dir.join("state").display(),
+        socket = lab.control_socket().display()
     );
     for (h, octet) in [
         ("h1", Some(11)),

@@ -31,10 +31,14 @@ use toml::Spanned;
 
 use crate::wire::MacAddr;
 
+mod control;
 mod dhcp;
 mod guard;
+mod live;
+pub use control::{default_socket, ControlConfig, DEFAULT_SOCKET_DIR};
 pub use dhcp::{dhcp_params, DhcpConfig, HostMatch};
 pub use guard::Guard;
+pub use live::{LiveError, NewHost};
 
 /// The built-in configuration: a ready three-host lab network, and the commented reference.
 pub const DEFAULT_CONFIG: &str = include_str!("../../config/default.toml");
@@ -53,6 +57,8 @@ pub struct Config {
     pub ports: Vec<PortConfig>,
     /// `[dhcp]`, defaults filled in.
     pub dhcp: DhcpConfig,
+    /// The control socket (`[switch] control_socket`, `control_group`) and `[metrics]`.
+    pub control: ControlConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -211,6 +217,8 @@ pub fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
     let network = validate_network(&cx, network)?;
     let hosts = validate_hosts(&cx, &network, raw.host)?;
     let ports = validate_ports(&cx, &network, &hosts, raw.port)?;
+    let control =
+        control::validate_control(&cx, &network, raw.switch.as_ref(), raw.metrics.as_ref())?;
     let switch = validate_switch(&cx, raw.switch, &hosts, &ports)?;
     let dhcp = dhcp::validate_dhcp(&cx, &network, raw.dhcp)?;
     Ok(Config {
@@ -220,6 +228,7 @@ pub fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
         hosts,
         ports,
         dhcp,
+        control,
     })
 }
 
@@ -235,6 +244,7 @@ struct RawConfig {
     #[serde(default)]
     port: Vec<Spanned<RawPort>>,
     dhcp: Option<dhcp::RawDhcp>,
+    metrics: Option<control::RawMetrics>,
 }
 
 #[derive(Deserialize)]
@@ -257,6 +267,8 @@ struct RawSwitch {
     workers: Option<Spanned<i64>>,
     #[serde(default)]
     fdb: Vec<RawFdb>,
+    control_socket: Option<Spanned<String>>,
+    control_group: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -13,14 +13,17 @@
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 
+use super::capture::Dir;
 use super::dhcp::{epoch_now, DhcpService};
 use super::{Ports, TICK};
+use crate::control::config::Config;
 use crate::service::dhcp::frame::{
     dhcp_payload, emit_reply_frame, SERVER_PORT as DHCP_SERVER_PORT,
 };
+use crate::service::dhcp::Lease;
 use crate::switch::{PortId, Switch};
 use crate::wire::ipv4::{arp_reply, icmp_echo_reply};
 use crate::wire::{EtherType, EthernetFrame, MacAddr, VNET_HDR_LEN};
@@ -32,6 +35,22 @@ const BATCH: usize = 64;
 pub(super) struct ServiceFrame {
     pub(super) ingress: PortId,
     pub(super) frame: Vec<u8>,
+}
+
+/// What arrives on the appliance's queue: frames from the workers, and calls from the control
+/// plane. The DHCP server lives on this thread alone; calls reach it in order with the frames,
+/// so no lock is shared with the data plane.
+pub(super) enum ApplianceMsg {
+    Frame(ServiceFrame),
+    Call(Call),
+}
+
+/// A control-plane request to the appliance, with where to send the answer.
+pub(super) enum Call {
+    /// The live DHCP leases (empty without DHCP).
+    Leases(SyncSender<Vec<Lease>>),
+    /// The hosts changed (`host add`/`del`, reload): apply their reservations.
+    Hosts(Box<Config>, SyncSender<Result<(), String>>),
 }
 
 /// The appliance's identity on the segment.
@@ -82,7 +101,9 @@ pub fn default_mac(network: &str) -> MacAddr {
 /// The appliance thread's state.
 pub(super) struct Appliance {
     pub(super) id: Identity,
-    pub(super) rx: Receiver<ServiceFrame>,
+    /// The service port's id (for mirroring what the appliance sends).
+    pub(super) port: PortId,
+    pub(super) rx: Receiver<ApplianceMsg>,
     pub(super) ports: Arc<Ports>,
     pub(super) switch: Arc<Switch>,
     pub(super) dhcp: Option<DhcpService>,
@@ -100,7 +121,15 @@ impl Appliance {
                     // Drain what is already queued (bounded), so one fsync covers the batch.
                     let mut next = Some(first);
                     let mut handled = 0;
-                    while let Some(sf) = next {
+                    while let Some(msg) = next {
+                        let sf = match msg {
+                            ApplianceMsg::Frame(sf) => sf,
+                            ApplianceMsg::Call(call) => {
+                                self.call(call);
+                                next = self.rx.try_recv().ok();
+                                continue;
+                            }
+                        };
                         match self.answer(sf.ingress, &sf.frame, &mut reply) {
                             Some((port, true)) => pending.push((port, reply.clone())),
                             Some((port, false)) => self.send(port, &reply, &mut out),
@@ -125,6 +154,34 @@ impl Appliance {
         }
         if let Some(dhcp) = self.dhcp.as_mut() {
             dhcp.tick(epoch_now());
+        }
+    }
+
+    /// Answers a control-plane call. A caller that gave up waiting is not an error.
+    fn call(&mut self, call: Call) {
+        match call {
+            Call::Leases(answer) => {
+                let now = epoch_now();
+                let leases = self
+                    .dhcp
+                    .as_ref()
+                    .map_or_else(Vec::new, |d| d.live_leases(now));
+                let _ = answer.send(leases);
+            }
+            Call::Hosts(config, answer) => {
+                let result = self.apply_hosts(&config);
+                let _ = answer.send(result);
+            }
+        }
+    }
+
+    /// The one place a change of hosts reaches the appliance's services: DHCP reservations now
+    /// (the guard is updated by the caller, from the same `Config`). The DNS engine's names come
+    /// from `config.hosts` too: hook its update in here.
+    fn apply_hosts(&mut self, config: &Config) -> Result<(), String> {
+        match self.dhcp.as_mut() {
+            Some(dhcp) => dhcp.set_hosts(config, epoch_now()),
+            None => Ok(()),
         }
     }
 
@@ -168,6 +225,7 @@ impl Appliance {
         out.clear();
         out.resize(VNET_HDR_LEN, 0);
         out.extend_from_slice(frame);
+        self.ports.capture.mirror(self.port, Dir::Rx, frame);
         self.ports.send_counted(&self.switch, port, out);
     }
 }

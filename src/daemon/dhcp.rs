@@ -18,7 +18,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::service::dhcp::{ClientKey, DhcpParams, DhcpServer, Journal, LeaseChange, Reply};
+use crate::control::config::{dhcp_params, Config};
+use crate::service::dhcp::{ClientKey, DhcpParams, DhcpServer, Journal, Lease, LeaseChange, Reply};
 use crate::switch::{PortId, Switch};
 
 /// Compact the journal after this many records.
@@ -101,6 +102,30 @@ impl DhcpService {
         self.apply_binding(change);
         self.lease_file_dirty = true;
         outcome.reply.map(|r| (r, true))
+    }
+
+    /// The leases that have not expired at `now`, by address.
+    pub(super) fn live_leases(&self, now: u64) -> Vec<Lease> {
+        let mut live: Vec<Lease> = self
+            .server
+            .leases()
+            .iter()
+            .filter(|l| !l.has_expired(now))
+            .cloned()
+            .collect();
+        live.sort_by_key(|l| l.ip);
+        live
+    }
+
+    /// Replaces the reservations with `config`'s hosts, then re-binds every live lease in the
+    /// guard (a port's policy may just have been rebuilt from the same config).
+    pub(super) fn set_hosts(&mut self, config: &Config, now: u64) -> Result<(), String> {
+        self.server
+            .set_reservations(dhcp_params(config).reservations)
+            .map_err(|e| e.to_string())?;
+        self.bound.clear();
+        self.sync_bindings(now);
+        Ok(())
     }
 
     /// Makes every change handled since the last commit durable (one fsync for a whole batch:

@@ -32,7 +32,7 @@ pub(crate) mod sys;
 mod io_tests;
 
 pub use netns::Netns;
-pub use sys::{block_signals, wait_signal, Epoll, EpollEvent, Events};
+pub use sys::{block_signals, peer_cred, wait_signal, Epoll, EpollEvent, Events, PeerCred};
 pub use tap::TapPort;
 
 /// Longest interface name the kernel accepts (`IFNAMSIZ - 1`).

@@ -1,0 +1,727 @@
+//! The control socket's server: the daemon's side of `switchyard ports|fdb|leases|stats|allow|
+//! disallow|host|capture|reload`.
+//!
+//! Theory of operation. One thread accepts on the unix socket (epoll with the daemon's tick, so
+//! it sees the stop flag), checks the peer's credentials (SO_PEERCRED: root, or the control
+//! group as primary or supplementary group; the socket file's 0660 root:group mode is the first
+//! fence, this the second), and hands each connection to a short-lived thread of its own (at
+//! most [`MAX_CONNECTIONS`] at once; one more is told the daemon is busy). A connection reads
+//! request lines of at most `MAX_REQUEST` bytes and answers each with one reply line (see
+//! `control::protocol`); a line it cannot use gets an error reply and the connection carries
+//! on, except an oversized one, after which the stream cannot be resynchronised and is closed.
+//! Idle connections time out; a client that does not read its replies cannot hold a thread
+//! for more than [`IO_TIMEOUT`].
+//!
+//! State. The daemon's live `Config` (behind one mutex, so changes are serialized) is the
+//! truth about hosts and extra addresses. A change is made to a copy first (validated by
+//! `Config::add_host` and friends), then applied to the guard (the ports' policies, keeping the
+//! lease bindings) and to the appliance (the DHCP reservations, through its queue: the DHCP
+//! server stays on its own thread), and only then becomes the live config. Reads (ports, FDB,
+//! counters) go straight to the lock-light `Switch`.
+
+use std::fs;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::Ipv4Addr;
+use std::os::fd::AsFd;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+
+use super::appliance::{ApplianceMsg, Call, Identity};
+use super::capture::{Capture, Mirrored, SNAPLEN};
+use super::{notify, DaemonError, TICK};
+use crate::control::config::{self, Config, NewHost, PortKind};
+use crate::control::protocol::{
+    parse_request, to_hex, Body, CapturedFrame, Command, ErrorKind, FdbRow, LeaseRow, PortInfo,
+    PortStats, Reply, MAX_REQUEST,
+};
+use crate::port::{self, Epoll, Events};
+use crate::switch::{DropReason, GuardMode, PortId, Switch};
+use crate::wire::MacAddr;
+
+/// Connections served at once; one more gets a `busy` reply.
+const MAX_CONNECTIONS: usize = 16;
+/// A connection idle this long is closed; a reply not read within it is abandoned.
+const IO_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a request waits for the appliance thread (it answers between frame batches).
+const APPLIANCE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Everything the control plane reads and changes.
+pub(super) struct Control {
+    pub(super) switch: Arc<Switch>,
+    pub(super) capture: Arc<Capture>,
+    pub(super) appliance: SyncSender<ApplianceMsg>,
+    pub(super) live: Mutex<Config>,
+    pub(super) identity: Identity,
+    pub(super) service_port: PortId,
+    pub(super) start: Instant,
+    pub(super) stop: Arc<AtomicBool>,
+    /// The group allowed besides root.
+    pub(super) gid: u32,
+    pub(super) connections: AtomicUsize,
+}
+
+/// A failed request: the error reply's kind and message.
+type Failure = (ErrorKind, String);
+
+fn fail<T>(kind: ErrorKind, message: impl Into<String>) -> Result<T, Failure> {
+    Err((kind, message.into()))
+}
+
+// ---- the socket ----
+
+/// The gid of `group` (a name from /etc/group, or a number); root's group without one.
+pub(super) fn resolve_group(group: Option<&str>) -> Result<u32, DaemonError> {
+    let Some(group) = group else { return Ok(0) };
+    if let Ok(gid) = group.parse::<u32>() {
+        return Ok(gid);
+    }
+    let text = fs::read_to_string("/etc/group").map_err(|source| DaemonError::Io {
+        what: "reading /etc/group for control_group",
+        source,
+    })?;
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            let gid = f.nth(1)?.parse::<u32>().ok()?;
+            (name == group).then_some(gid)
+        })
+        .next()
+        .ok_or_else(|| DaemonError::Control {
+            message: format!(
+                "control_group '{group}' is not in /etc/group (create it with `groupadd \
+                 {group}`, or remove the key for root only)"
+            ),
+        })
+}
+
+/// Binds the control socket at `path`: parent directory created (0755) if missing, a stale
+/// socket file from a dead daemon replaced, a live one refused; then mode 0660, root:`gid`.
+pub(super) fn bind_socket(path: &Path, gid: u32) -> Result<UnixListener, DaemonError> {
+    let err = |what: &'static str| move |source| DaemonError::Io { what, source };
+    if let Some(dir) = path.parent() {
+        if !dir.exists() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(dir)
+                .map_err(err("creating the control socket's directory"))?;
+        }
+    }
+    if let Ok(meta) = fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(DaemonError::Control {
+                message: format!(
+                    "control socket {} exists and is not a socket (remove it, or set \
+                     [switch] control_socket to another path)",
+                    path.display()
+                ),
+            });
+        }
+        if UnixStream::connect(path).is_ok() {
+            return Err(DaemonError::Control {
+                message: format!(
+                    "control socket {} is in use: another switchyard serves it (stop it, or \
+                     give this network another name or control_socket)",
+                    path.display()
+                ),
+            });
+        }
+        fs::remove_file(path).map_err(err("removing a stale control socket"))?;
+    }
+    let listener = UnixListener::bind(path).map_err(err("binding the control socket"))?;
+    // Between bind and chmod the file has the umask's mode; the peer check below is the
+    // second fence that holds regardless.
+    fs::set_permissions(path, fs::Permissions::from_mode(0o660))
+        .map_err(err("setting the control socket's mode"))?;
+    std::os::unix::fs::chown(path, Some(0), Some(gid))
+        .map_err(err("setting the control socket's owner"))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(err("setting the control socket non-blocking"))?;
+    Ok(listener)
+}
+
+/// Whether the peer may use the socket: root, or a member of `gid` (primary or supplementary,
+/// the latter read from /proc/PID/status of the peer).
+fn is_authorized(cred: port::PeerCred, gid: u32) -> bool {
+    if cred.uid == 0 || cred.gid == gid {
+        return true;
+    }
+    let status = fs::read_to_string(format!("/proc/{}/status", cred.pid)).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .is_some_and(|groups| {
+            groups
+                .split_whitespace()
+                .any(|g| g.parse::<u32>() == Ok(gid))
+        })
+}
+
+impl Control {
+    /// The accept loop; returns when the daemon stops.
+    pub(super) fn serve(self: Arc<Self>, listener: UnixListener) {
+        let epoll = match Epoll::new().and_then(|e| e.add(listener.as_fd(), 0).map(|()| e)) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, "control socket: epoll failed; no control");
+                return;
+            }
+        };
+        let mut events = Events::with_capacity(1);
+        while !self.stop.load(Ordering::Relaxed) {
+            if let Err(e) = epoll.wait(&mut events, TICK) {
+                tracing::error!(error = %e, "control socket: epoll_wait failed; no control");
+                return;
+            }
+            loop {
+                match listener.accept() {
+                    Ok((stream, _)) => self.admit(stream),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "control socket: accept failed");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Checks the peer and starts a thread for the connection.
+    fn admit(self: &Arc<Self>, mut stream: UnixStream) {
+        let _ = stream.set_nonblocking(false);
+        let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
+        let cred = match port::peer_cred(stream.as_fd()) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "control socket: no peer credentials; refused");
+                return;
+            }
+        };
+        if !is_authorized(cred, self.gid) {
+            tracing::warn!(
+                uid = cred.uid,
+                pid = cred.pid,
+                "control socket: peer refused"
+            );
+            let reply = Reply::error(
+                ErrorKind::PermissionDenied,
+                format!(
+                    "uid {} is neither root nor in the control group (gid {})",
+                    cred.uid, self.gid
+                ),
+            );
+            let _ = stream.write_all(reply.to_line().as_bytes());
+            return;
+        }
+        if self.connections.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
+            self.connections.fetch_sub(1, Ordering::AcqRel);
+            let reply = Reply::error(ErrorKind::Busy, "too many control connections; try again");
+            let _ = stream.write_all(reply.to_line().as_bytes());
+            return;
+        }
+        let ctl = Arc::clone(self);
+        let spawned = thread::Builder::new()
+            .name("sy-control-conn".into())
+            .spawn(move || {
+                ctl.converse(stream);
+                ctl.connections.fetch_sub(1, Ordering::AcqRel);
+            });
+        if let Err(e) = spawned {
+            self.connections.fetch_sub(1, Ordering::AcqRel);
+            tracing::warn!(error = %e, "control socket: cannot spawn a connection thread");
+        }
+    }
+
+    /// Serves one connection: request lines in, reply lines out, until EOF, an I/O error, the
+    /// idle timeout or an oversized request.
+    fn converse(&self, stream: UnixStream) {
+        let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+        let Ok(read_half) = stream.try_clone() else {
+            return;
+        };
+        let mut reader = BufReader::new(read_half);
+        let mut writer = stream;
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let limit = MAX_REQUEST as u64;
+            match (&mut reader).take(limit).read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            if !line.ends_with(b"\n") && line.len() >= MAX_REQUEST {
+                let reply = Reply::error(
+                    ErrorKind::TooLarge,
+                    format!("request longer than {MAX_REQUEST} bytes; connection closed"),
+                );
+                let _ = writer.write_all(reply.to_line().as_bytes());
+                return;
+            }
+            while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                line.pop();
+            }
+            if line.is_empty() {
+                continue;
+            }
+            let request = match parse_request(&line) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::debug!(error = %e.message, "control socket: bad request");
+                    if writer
+                        .write_all(Reply::error(e.kind, e.message).to_line().as_bytes())
+                        .is_err()
+                    {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let reply = match request.command {
+                Command::Capture { port, count } => {
+                    return self.stream_capture(&mut writer, &port, count);
+                }
+                command => match self.handle(command) {
+                    Ok(body) => Reply::ok(body),
+                    Err((kind, message)) => Reply::error(kind, message),
+                },
+            };
+            if writer.write_all(reply.to_line().as_bytes()).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Answers one (non-streaming) command.
+    pub(super) fn handle(&self, command: Command) -> Result<Body, Failure> {
+        match command {
+            Command::Ports => Ok(Body::Ports(self.ports())),
+            Command::Fdb => Ok(Body::Fdb(self.fdb())),
+            Command::Leases => self.leases().map(Body::Leases),
+            Command::Stats { port } => self.stats(port.as_deref()).map(Body::Stats),
+            Command::Allow { port, net } => {
+                let net = parse_net(&net)?;
+                self.change(|c| c.allow_extra(&port, net).map(Some))
+                    .map(|()| Body::Done(format!("{net} allowed on port {port}")))
+            }
+            Command::Disallow { port, net } => {
+                let net = parse_net(&net)?;
+                self.change(|c| c.disallow_extra(&port, net).map(Some))
+                    .map(|()| Body::Done(format!("{net} no longer allowed on port {port}")))
+            }
+            Command::HostAdd {
+                name,
+                mac,
+                ipv4,
+                extra_ipv4,
+                port,
+            } => {
+                let new = NewHost {
+                    name: name.clone(),
+                    mac: mac.parse::<MacAddr>().map_err(|_| {
+                        (
+                            ErrorKind::BadArgument,
+                            format!("mac {mac:?} is not a MAC address (write 52:54:00:12:34:56)"),
+                        )
+                    })?,
+                    ipv4: ipv4.parse::<Ipv4Addr>().map_err(|_| {
+                        (
+                            ErrorKind::BadArgument,
+                            format!("ipv4 {ipv4:?} is not an IPv4 address"),
+                        )
+                    })?,
+                    extra_ipv4: extra_ipv4
+                        .iter()
+                        .map(|s| match parse_net(s)? {
+                            IpNet::V4(n) => Ok(n),
+                            IpNet::V6(_) => fail(
+                                ErrorKind::BadArgument,
+                                format!("extra-ipv4 {s:?} is an IPv6 prefix"),
+                            ),
+                        })
+                        .collect::<Result<_, _>>()?,
+                    port,
+                };
+                self.change(|c| c.add_host(new))
+                    .map(|()| Body::Done(format!("host {name} added")))
+            }
+            Command::HostDel { name } => self
+                .change(|c| c.remove_host(&name).map(|()| None))
+                .map(|()| Body::Done(format!("host {name} removed"))),
+            Command::Reload => self
+                .reload()
+                .map(Body::Done)
+                .map_err(|m| (ErrorKind::Refused, m)),
+            Command::Capture { .. } => fail(
+                ErrorKind::BadArgument,
+                "capture streams: send it on a connection of its own",
+            ),
+        }
+    }
+
+    fn live(&self) -> std::sync::MutexGuard<'_, Config> {
+        self.live.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn port_name(&self, id: PortId) -> String {
+        self.switch.port_spec(id).name.clone()
+    }
+
+    fn port_id(&self, name: &str) -> Result<PortId, Failure> {
+        self.switch.port_by_name(name).ok_or_else(|| {
+            (
+                ErrorKind::NotFound,
+                format!("no port '{name}' (see `switchyard ports`)"),
+            )
+        })
+    }
+
+    // ---- reads ----
+
+    fn ports(&self) -> Vec<PortInfo> {
+        let cfg = self.live();
+        (0..self.switch.port_count())
+            .map(|i| {
+                let id = PortId(i as u16);
+                let c = self.switch.counters(id);
+                let policy = self.switch.policy(id);
+                let (kind, ifname, mac, mut addresses) = if id == self.service_port {
+                    (
+                        "appliance".to_string(),
+                        "-".to_string(),
+                        Some(self.identity.mac.to_string()),
+                        vec![self.identity.ip.to_string()],
+                    )
+                } else {
+                    let p = &cfg.ports[i];
+                    let PortKind::Tap(tap) = &p.kind;
+                    let host = p.host.map(|h| &cfg.hosts[h]);
+                    let mac = host.and_then(|h| h.mac).map(|m| m.to_string());
+                    let addrs = match &policy {
+                        Some(_) => Vec::new(),
+                        None => host
+                            .and_then(|h| h.ipv4)
+                            .map(|a| a.to_string())
+                            .into_iter()
+                            .collect(),
+                    };
+                    ("tap".to_string(), tap.ifname.clone(), mac, addrs)
+                };
+                if let Some(p) = &policy {
+                    addresses.extend(p.ipv4.iter().map(|n| short_net(IpNet::V4(*n))));
+                    addresses.extend(p.leased_ipv4.iter().map(|n| short_net(IpNet::V4(*n))));
+                    addresses.extend(p.ipv6.iter().map(|n| short_net(IpNet::V6(*n))));
+                    addresses.dedup();
+                }
+                PortInfo {
+                    name: self.port_name(id),
+                    kind,
+                    ifname,
+                    state: if self.switch.is_port_up(id) {
+                        "up"
+                    } else {
+                        "down"
+                    }
+                    .into(),
+                    mac,
+                    addresses,
+                    guard: match policy.map(|p| p.mode) {
+                        None => "off",
+                        Some(GuardMode::Enforce) => "enforce",
+                        Some(GuardMode::Monitor) => "monitor",
+                    }
+                    .into(),
+                    rx_frames: c.rx_frames,
+                    rx_bytes: c.rx_bytes,
+                    tx_frames: c.tx_frames,
+                    tx_bytes: c.tx_bytes,
+                    drops: c.total_drops(),
+                }
+            })
+            .collect()
+    }
+
+    fn fdb(&self) -> Vec<FdbRow> {
+        self.switch
+            .fdb_entries(self.start.elapsed())
+            .into_iter()
+            .map(|e| FdbRow {
+                mac: e.mac.to_string(),
+                port: self.port_name(e.port),
+                is_static: e.is_static,
+                age_secs: e.age.as_secs(),
+            })
+            .collect()
+    }
+
+    /// Every counter of `port`, or of every port.
+    pub(super) fn stats(&self, port: Option<&str>) -> Result<Vec<PortStats>, Failure> {
+        let ids: Vec<PortId> = match port {
+            Some(name) => vec![self.port_id(name)?],
+            None => (0..self.switch.port_count())
+                .map(|i| PortId(i as u16))
+                .collect(),
+        };
+        Ok(ids
+            .into_iter()
+            .map(|id| {
+                let c = self.switch.counters(id);
+                PortStats {
+                    port: self.port_name(id),
+                    rx_frames: c.rx_frames,
+                    rx_bytes: c.rx_bytes,
+                    tx_frames: c.tx_frames,
+                    tx_bytes: c.tx_bytes,
+                    fdb_full: c.fdb_full,
+                    drops: DropReason::ALL
+                        .iter()
+                        .map(|r| (r.name().to_string(), c.drops(*r)))
+                        .collect(),
+                    monitored: DropReason::ALL
+                        .iter()
+                        .filter(|r| c.monitored(**r) > 0)
+                        .map(|r| (r.name().to_string(), c.monitored(*r)))
+                        .collect(),
+                    fdb_entries: self.switch.fdb().port_len(id) as u64,
+                    capture_dropped: self.capture.dropped_on(id),
+                }
+            })
+            .collect())
+    }
+
+    /// Asks the appliance thread; it answers between two frame batches.
+    fn ask<T>(&self, make: impl FnOnce(SyncSender<T>) -> Call) -> Result<T, Failure> {
+        let (tx, rx) = sync_channel(1);
+        let mut msg = ApplianceMsg::Call(make(tx));
+        let deadline = Instant::now() + APPLIANCE_TIMEOUT;
+        loop {
+            match self.appliance.try_send(msg) {
+                Ok(()) => break,
+                Err(TrySendError::Full(m)) if Instant::now() < deadline => {
+                    msg = m;
+                    thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => return fail(ErrorKind::Internal, "the appliance is not answering"),
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        rx.recv_timeout(left)
+            .or_else(|_| fail(ErrorKind::Internal, "the appliance did not answer in time"))
+    }
+
+    /// The live leases, with the port each is bound to.
+    pub(super) fn leases(&self) -> Result<Vec<LeaseRow>, Failure> {
+        let leases = self.ask(Call::Leases)?;
+        let prefix = self.live().network.subnet.prefix_len();
+        Ok(leases
+            .iter()
+            .map(|l| {
+                let port = (usize::from(l.port) < self.switch.port_count())
+                    .then(|| self.port_name(PortId(l.port)));
+                LeaseRow::from_lease(l, prefix, port)
+            })
+            .collect())
+    }
+
+    // ---- changes ----
+
+    /// Makes a change to a copy of the live config, applies it, and keeps it. `edit` returns
+    /// the port whose policy changed, if one did.
+    fn change(
+        &self,
+        edit: impl FnOnce(&mut Config) -> Result<Option<usize>, config::LiveError>,
+    ) -> Result<(), Failure> {
+        let mut live = self.live();
+        let mut next = live.clone();
+        let port = edit(&mut next).map_err(|e| (ErrorKind::Refused, e.0))?;
+        let ports: Vec<usize> = port.into_iter().collect();
+        self.apply(&live, &next, &ports)?;
+        *live = next;
+        Ok(())
+    }
+
+    /// Applies `new` over `old`: the guard policies of `ports` (lease bindings kept), then the
+    /// appliance's hosts (which also re-binds every live lease). If the appliance refuses, the
+    /// policies go back to `old`'s and nothing has changed.
+    fn apply(&self, old: &Config, new: &Config, ports: &[usize]) -> Result<(), Failure> {
+        for &i in ports {
+            self.set_policy(new, i);
+        }
+        let result = self
+            .ask(|tx| Call::Hosts(Box::new(new.clone()), tx))
+            .and_then(|r| r.map_err(|m| (ErrorKind::Refused, m)));
+        if result.is_err() {
+            for &i in ports {
+                self.set_policy(old, i);
+            }
+        }
+        result
+    }
+
+    /// Port `i`'s policy from `cfg`, keeping the DHCP lease bindings it has now.
+    fn set_policy(&self, cfg: &Config, i: usize) {
+        let id = PortId(i as u16);
+        let mut policy = cfg.ports[i].policy(cfg);
+        if let (Some(new), Some(old)) = (policy.as_mut(), self.switch.policy(id)) {
+            new.leased_ipv4 = old.leased_ipv4;
+        }
+        self.switch.set_policy(id, policy);
+    }
+
+    /// Re-reads the config file (SIGHUP, `switchyard reload`) and applies it if it is valid and
+    /// differs only in hosts and port guards; otherwise the running config stays, and the error
+    /// says why.
+    pub(super) fn reload(&self) -> Result<String, String> {
+        notify::notify("RELOADING=1");
+        let result = self.reload_now();
+        match &result {
+            Ok(m) => tracing::info!("{m}"),
+            Err(m) => tracing::error!("{m}"),
+        }
+        notify::notify("READY=1");
+        result
+    }
+
+    fn reload_now(&self) -> Result<String, String> {
+        let mut live = self.live();
+        let new = if live.source == config::DEFAULT_SOURCE {
+            config::load_default()
+        } else {
+            config::load(Path::new(&live.source))
+        }
+        .map_err(|e| format!("reload refused, the running config stays: {e}"))?;
+        live.live_difference(&new)
+            .map_err(|e| format!("reload refused, the running config stays: {e}"))?;
+        let all: Vec<usize> = (0..new.ports.len()).collect();
+        self.apply(&live, &new, &all)
+            .map_err(|(_, m)| format!("reload refused, the running config stays: {m}"))?;
+        let message = format!(
+            "reloaded {}: {} hosts, {} ports",
+            new.source,
+            new.hosts.len(),
+            new.ports.len()
+        );
+        *live = new;
+        Ok(message)
+    }
+
+    // ---- capture ----
+
+    /// Streams `port`'s frames to `out` until `count` frames, the client hanging up, or the
+    /// daemon stopping; then `capture_end`.
+    fn stream_capture(&self, out: &mut UnixStream, port: &str, count: Option<u64>) {
+        let id = match self.port_id(port) {
+            Ok(id) => id,
+            Err((kind, m)) => {
+                let _ = out.write_all(Reply::error(kind, m).to_line().as_bytes());
+                return;
+            }
+        };
+        let frames = match self.capture.start(id) {
+            Ok(rx) => rx,
+            Err(_) => {
+                let reply = Reply::error(
+                    ErrorKind::Busy,
+                    "another capture is running (one at a time); try again when it ends",
+                );
+                let _ = out.write_all(reply.to_line().as_bytes());
+                return;
+            }
+        };
+        tracing::info!(port, "capture started");
+        let started = Reply::ok(Body::CaptureStarted {
+            port: port.to_string(),
+            snaplen: SNAPLEN as u32,
+        });
+        let sent = self.pump(out, &frames, count, started);
+        let dropped = self.capture.stop();
+        let end = Reply::ok(Body::CaptureEnd {
+            frames: sent,
+            dropped,
+        });
+        let _ = out.write_all(end.to_line().as_bytes());
+        tracing::info!(port, frames = sent, dropped, "capture ended");
+    }
+
+    /// Writes mirrored frames as reply lines; returns how many were written.
+    fn pump(
+        &self,
+        out: &mut UnixStream,
+        frames: &Receiver<Mirrored>,
+        count: Option<u64>,
+        started: Reply,
+    ) -> u64 {
+        if out.write_all(started.to_line().as_bytes()).is_err() {
+            return 0;
+        }
+        let mut sent = 0;
+        while count.is_none_or(|n| sent < n) && !self.stop.load(Ordering::Relaxed) {
+            match frames.recv_timeout(TICK) {
+                Ok(m) => {
+                    let line = Reply::ok(Body::Frame(CapturedFrame {
+                        ts_us: m.ts_us,
+                        dir: m.dir.name().to_string(),
+                        len: m.len,
+                        data: to_hex(&m.data),
+                    }))
+                    .to_line();
+                    if out.write_all(line.as_bytes()).is_err() {
+                        return sent;
+                    }
+                    sent += 1;
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if has_hung_up(out) {
+                        return sent;
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => return sent,
+            }
+        }
+        sent
+    }
+}
+
+/// Whether the client closed its end (or sent anything: a capture takes no further input).
+fn has_hung_up(stream: &UnixStream) -> bool {
+    let mut probe = stream;
+    if stream.set_nonblocking(true).is_err() {
+        return true;
+    }
+    let mut byte = [0u8; 1];
+    let gone = !matches!(probe.read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+    let _ = stream.set_nonblocking(false);
+    gone
+}
+
+/// `ADDR` or `ADDR/LEN`, IPv4 or IPv6.
+fn parse_net(text: &str) -> Result<IpNet, Failure> {
+    if let Ok(addr) = text.parse::<std::net::IpAddr>() {
+        return Ok(IpNet::from(addr));
+    }
+    text.parse::<IpNet>().map_err(|_| {
+        (
+            ErrorKind::BadArgument,
+            format!("{text:?} is neither an address nor a prefix (write ADDR or ADDR/LEN)"),
+        )
+    })
+}
+
+/// `10.0.0.5` for a /32 (or /128), else `10.0.0.64/28`.
+fn short_net(net: IpNet) -> String {
+    if net.prefix_len() == net.max_prefix_len() {
+        net.addr().to_string()
+    } else {
+        net.to_string()
+    }
+}
