@@ -22,6 +22,8 @@ declare -A need=(
   [udhcpc]=udhcpc
   [dhcpcd]=dhcpcd-base
   [timeout]=coreutils
+  [curl]=curl
+  [setpriv]=util-linux
 )
 missing=()
 for cmd in "${!need[@]}"; do

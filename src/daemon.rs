@@ -209,10 +209,12 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
         what: "blocking signals",
         source,
     })?;
+    // The control socket first: a second daemon for the same network is refused here, before
+    // it touches a tap.
     let gid = control::resolve_group(config.control.group.as_deref())?;
-    let ports = Arc::new(build_ports(config)?);
     let listener = control::bind_socket(&config.control.socket, gid)?;
     let _socket_file = RemoveOnDrop(config.control.socket.clone());
+    let ports = Arc::new(build_ports(config)?);
     let metrics_listener = match config.control.metrics {
         None => None,
         Some(addr) => {

@@ -104,6 +104,22 @@ fn every_read_command_answers_with_a_table_and_json() {
     assert_eq!(leases.lines().count(), 2, "{leases}");
     assert_eq!(lab.cli_ok(&["leases", "--json"]).trim(), "[]");
 
+    // A second daemon for the same network is refused at its control socket, before any tap.
+    let second = sh(&[
+        "nsenter",
+        &format!("--net=/run/netns/{}", lab.switch_ns()),
+        env!("CARGO_BIN_EXE_switchyard"),
+        "run",
+        "--config",
+        lab.dir.join("switchyard.toml").to_str().unwrap(),
+    ]);
+    assert!(!second.status.success());
+    assert!(stderr(&second).contains("is in use"), "{}", stderr(&second));
+    assert!(
+        lab.ping("vm1", "10.13.31.12", 1),
+        "the first one is undisturbed"
+    );
+
     let reload = lab.cli_ok(&["reload"]);
     assert!(reload.contains("reloaded"), "{reload}");
     let rj = json(&lab.cli_ok(&["reload", "--json"]));
@@ -549,6 +565,9 @@ fn metrics_are_scraped_with_curl() {
     assert!(sh(&["ip", "-n", &sw, "link", "set", "lo", "up"])
         .status
         .success());
+    // A stale socket file (a daemon killed with -9) is replaced at start.
+    drop(std::os::unix::net::UnixListener::bind(lab.control_socket()).unwrap());
+    assert!(lab.control_socket().exists());
     start_two(&mut lab, "\n[metrics]\nlisten = \"127.0.0.1:9750\"\n");
     assert!(lab.ping("vm1", "10.13.31.12", 2));
     let curl = |path: &str| {
