@@ -604,6 +604,19 @@ fn metrics_are_scraped_with_curl() {
         .unwrap();
     assert!(rx >= 2, "{text}");
     assert!(String::from_utf8_lossy(&curl("/nope").stdout).ends_with("404"));
+
+    // A DHCP exchange shows up in the DHCP counters and the lease gauge.
+    let script = clients::udhcpc_script(&lab.dir);
+    assert!(clients::udhcpc(&mut lab, "vm1", &script, "3"));
+    let text = String::from_utf8_lossy(&curl("/metrics").stdout).to_string();
+    for want in [
+        "switchyard_dhcp_replies_total{type=\"offer\"} 1",
+        "switchyard_dhcp_replies_total{type=\"ack\"} 1",
+        "switchyard_dhcp_drops_total{reason=\"rate_limited\"} 0",
+        "switchyard_dhcp_leases 1",
+    ] {
+        assert!(text.contains(want), "{want} missing:\n{text}");
+    }
 }
 
 #[test]

@@ -17,7 +17,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 
 use super::capture::Dir;
-use super::dhcp::{epoch_now, DhcpService};
+use super::dhcp::{epoch_now, DhcpService, DhcpStats};
 use super::{Ports, TICK};
 use crate::control::config::Config;
 use crate::service::dhcp::frame::{
@@ -51,6 +51,8 @@ pub(super) enum Call {
     Leases(SyncSender<Vec<Lease>>),
     /// The hosts changed (`host add`/`del`, reload): apply their reservations.
     Hosts(Box<Config>, SyncSender<Result<(), String>>),
+    /// The DHCP server's message counts (`None` without DHCP).
+    DhcpStats(SyncSender<Option<DhcpStats>>),
 }
 
 /// The appliance's identity on the segment.
@@ -167,6 +169,9 @@ impl Appliance {
                     .as_ref()
                     .map_or_else(Vec::new, |d| d.live_leases(now));
                 let _ = answer.send(leases);
+            }
+            Call::DhcpStats(answer) => {
+                let _ = answer.send(self.dhcp.as_ref().map(DhcpService::stats));
             }
             Call::Hosts(config, answer) => {
                 let result = self.apply_hosts(&config);

@@ -36,6 +36,7 @@ use ipnet::IpNet;
 
 use super::appliance::{ApplianceMsg, Call, Identity};
 use super::capture::{Capture, Mirrored, SNAPLEN};
+use super::dhcp::DhcpStats;
 use super::{notify, DaemonError, TICK};
 use crate::control::config::{self, Config, NewHost, PortKind};
 use crate::control::protocol::{
@@ -517,6 +518,11 @@ impl Control {
         let left = deadline.saturating_duration_since(Instant::now());
         rx.recv_timeout(left)
             .or_else(|_| fail(ErrorKind::Internal, "the appliance did not answer in time"))
+    }
+
+    /// The DHCP server's message counts; `None` without DHCP.
+    pub(super) fn dhcp_stats(&self) -> Result<Option<DhcpStats>, Failure> {
+        self.ask(Call::DhcpStats)
     }
 
     /// The live leases, with the port each is bound to.

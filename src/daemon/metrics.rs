@@ -17,9 +17,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::control::Control;
+use super::dhcp::DhcpStats;
 use super::TICK;
 use crate::control::protocol::PortStats;
 use crate::port::{Epoll, Events};
+use crate::service::dhcp::DropReason as DhcpDropReason;
 
 const MAX_HEAD: usize = 8192;
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
@@ -219,10 +221,54 @@ pub(super) fn render(ctl: &Control) -> String {
         "switchyard_fdb_entries {}",
         ctl.switch.fdb().learned_len()
     );
+    if let Ok(Some(d)) = ctl.dhcp_stats() {
+        render_dhcp(&mut out, &d);
+    }
     if let Ok(leases) = ctl.leases() {
         let _ = writeln!(out, "# HELP switchyard_dhcp_leases Live DHCP leases.");
         let _ = writeln!(out, "# TYPE switchyard_dhcp_leases gauge");
         let _ = writeln!(out, "switchyard_dhcp_leases {}", leases.len());
     }
     out
+}
+
+/// The DHCP server's message counts.
+fn render_dhcp(out: &mut String, d: &DhcpStats) {
+    let _ = writeln!(
+        out,
+        "# HELP switchyard_dhcp_received_total DHCP client messages the server handled."
+    );
+    let _ = writeln!(out, "# TYPE switchyard_dhcp_received_total counter");
+    let _ = writeln!(out, "switchyard_dhcp_received_total {}", d.received);
+    let _ = writeln!(
+        out,
+        "# HELP switchyard_dhcp_replies_total DHCP replies, by message type."
+    );
+    let _ = writeln!(out, "# TYPE switchyard_dhcp_replies_total counter");
+    for (ty, n) in [
+        ("offer", d.offers),
+        ("ack", d.acks),
+        ("nak", d.naks),
+        ("other", d.other_replies),
+    ] {
+        let _ = writeln!(out, "switchyard_dhcp_replies_total{{type=\"{ty}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP switchyard_dhcp_drops_total DHCP messages not answered, by reason."
+    );
+    let _ = writeln!(out, "# TYPE switchyard_dhcp_drops_total counter");
+    for (reason, n) in DhcpDropReason::ALL.iter().zip(d.drops) {
+        let _ = writeln!(
+            out,
+            "switchyard_dhcp_drops_total{{reason=\"{}\"}} {n}",
+            reason.as_str()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP switchyard_dhcp_unpersisted_total Replies withheld: the lease journal write failed."
+    );
+    let _ = writeln!(out, "# TYPE switchyard_dhcp_unpersisted_total counter");
+    let _ = writeln!(out, "switchyard_dhcp_unpersisted_total {}", d.unpersisted);
 }
