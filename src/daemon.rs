@@ -19,6 +19,7 @@ mod appliance;
 mod capture;
 mod control;
 mod dhcp;
+mod log_json;
 mod metrics;
 mod notify;
 
@@ -48,6 +49,7 @@ const SERVICE_QUEUE: usize = 4096;
 const SERVICE_PORT_NAME: &str = "appliance";
 
 pub use appliance::{default_mac, Identity};
+pub use log_json::JsonLines;
 
 /// Why the daemon could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]

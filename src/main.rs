@@ -16,8 +16,18 @@ use switchyard::service::dhcp::Lease;
 #[derive(Parser)]
 #[command(name = "switchyard", version, about, long_about = None)]
 struct Cli {
+    /// How log lines look on stderr: "human" (the default) or "json" (one object a line).
+    /// Also read from $SWITCHYARD_LOG_FORMAT.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -177,13 +187,22 @@ enum HostAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let format =
+        cli.log_format
+            .unwrap_or_else(|| match std::env::var("SWITCHYARD_LOG_FORMAT").as_deref() {
+                Ok("json") => LogFormat::Json,
+                _ => LogFormat::Human,
+            });
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => logs.init(),
+        LogFormat::Json => logs.event_format(switchyard::daemon::JsonLines).init(),
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -629,6 +629,8 @@ fn ready_is_notified_and_sighup_reloads_or_refuses() {
         .unwrap();
     lab.env
         .push(("NOTIFY_SOCKET".into(), notify_path.display().to_string()));
+    lab.env
+        .push(("SWITCHYARD_LOG_FORMAT".into(), "json".into()));
     let cfg = start_two(&mut lab, "");
     let recv = |what: &str| {
         let mut buf = [0u8; 256];
@@ -679,6 +681,17 @@ fn ready_is_notified_and_sighup_reloads_or_refuses() {
     let exit = lab.stop_with("TERM");
     assert_eq!(exit.code, Some(0));
     assert_eq!(recv("STOPPING"), "STOPPING=1");
-    assert!(exit.stderr.contains("reload refused"), "{}", exit.stderr);
-    assert!(exit.stderr.contains("reloaded"), "{}", exit.stderr);
+    // The logs were JSON lines: the refusal an ERROR, the reload an INFO.
+    let logs: Vec<serde_json::Value> = exit.stderr.lines().map(json).collect();
+    let find = |needle: &str| {
+        logs.iter()
+            .find(|l| {
+                l["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(needle))
+            })
+            .unwrap_or_else(|| panic!("no log line with {needle}: {}", exit.stderr))
+    };
+    assert_eq!(find("reload refused")["level"], "ERROR");
+    assert_eq!(find("reloaded")["level"], "INFO");
 }
