@@ -118,7 +118,8 @@ enum Command {
     /// Mirror one port's frames (both directions): to a pcap file, or one line per frame.
     Capture {
         port: String,
-        /// Write a pcap file (readable by tcpdump -r and Wireshark) instead of printing.
+        /// Write a pcap file (readable by tcpdump -r and Wireshark) instead of printing; "-" is
+        /// stdout (`switchyard capture vm1 -w - | wireshark -k -i -`).
         #[arg(short = 'w', long = "write")]
         write: Option<PathBuf>,
         /// Stop after this many frames.
@@ -362,10 +363,14 @@ fn capture(
 ) -> anyhow::Result<()> {
     let mut client = cli::Client::connect(socket)?;
     let (frames, dropped) = match write {
+        Some(path) if path == Path::new("-") => {
+            let mut pcap = cli::PcapWriter::new(std::io::stdout().lock(), cli::SNAPLEN)?;
+            client.capture(port, count, |f, data| pcap.write(f.ts_us, f.len, data))?
+        }
         Some(path) => {
             let file = std::fs::File::create(path)
                 .with_context(|| format!("cannot create {}", path.display()))?;
-            let mut pcap = cli::PcapWriter::new(std::io::BufWriter::new(file), 65_549)?;
+            let mut pcap = cli::PcapWriter::new(std::io::BufWriter::new(file), cli::SNAPLEN)?;
             client.capture(port, count, |f, data| pcap.write(f.ts_us, f.len, data))?
         }
         None => {

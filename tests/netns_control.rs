@@ -510,6 +510,27 @@ fn capture_writes_a_pcap_that_tcpdump_reads() {
         "{text}"
     );
 
+    // `-w -`: pcap on stdout, for a pipe into tcpdump or Wireshark.
+    let child = spawn_capture(&lab, &["-w", "-", "--count", "2"]);
+    let out = wait(child, &mut lab);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut tcpdump = Command::new("tcpdump")
+        .args(["-n", "-r", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    tcpdump
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&out.stdout)
+        .unwrap();
+    let read = tcpdump.wait_with_output().unwrap();
+    assert!(read.status.success());
+    assert_eq!(String::from_utf8_lossy(&read.stdout).lines().count(), 2);
+
     // Without -w: one line per frame, both directions.
     let child = spawn_capture(&lab, &["--count", "4"]);
     let out = wait(child, &mut lab);

@@ -10,6 +10,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use crate::control::config::{self, ConfigError};
+pub use crate::control::protocol::SNAPLEN;
 use crate::control::protocol::{
     from_hex, Body, CapturedFrame, Command, ErrorKind, FdbRow, LeaseRow, PortInfo, PortStats,
     Reply, Request, PROTOCOL_VERSION,

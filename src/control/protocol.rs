@@ -22,6 +22,9 @@ use crate::service::dhcp::Lease;
 
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
+/// Bytes the daemon keeps of each captured frame (a 64 KiB GSO frame and its Ethernet header),
+/// and the snap length of the pcap files the CLI writes.
+pub const SNAPLEN: u32 = 65_535 + 14;
 /// Longest request line the daemon reads (newline included); a longer one is refused.
 pub const MAX_REQUEST: usize = 64 * 1024;
 

@@ -17,7 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::switch::PortId;
 
 /// Bytes kept of each mirrored frame (a whole 64 KiB GSO frame fits).
-pub(super) const SNAPLEN: usize = 65_535 + 14;
+pub(super) const SNAPLEN: usize = crate::control::protocol::SNAPLEN as usize;
 /// Frames queued between the data plane and the control connection.
 const QUEUE: usize = 1024;
 
