@@ -28,7 +28,7 @@ pub enum ClientError {
     Connect { path: PathBuf, source: io::Error },
     #[error("talking to the daemon: {0}")]
     Io(#[from] io::Error),
-    #[error("the daemon refused: {message} ({kind:?})")]
+    #[error("the daemon refused ({kind}): {message}")]
     Daemon { kind: ErrorKind, message: String },
     #[error("the daemon's reply makes no sense to this client: {0}")]
     Protocol(String),

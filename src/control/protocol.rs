@@ -154,6 +154,17 @@ pub enum ErrorKind {
     Internal,
 }
 
+impl std::fmt::Display for ErrorKind {
+    /// The wire name (`unknown_command`), as clients and scripts see it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        f.write_str(&name)
+    }
+}
+
 /// A successful result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data", rename_all = "snake_case")]
@@ -470,6 +481,7 @@ mod tests {
             kind(br#"{"version":1,"command":"ports","extra":1}"#),
             ErrorKind::BadArgument
         );
+        assert_eq!(ErrorKind::UnknownCommand.to_string(), "unknown_command");
         let huge = vec![b' '; MAX_REQUEST];
         assert_eq!(kind(&huge), ErrorKind::TooLarge);
     }
