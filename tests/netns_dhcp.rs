@@ -186,6 +186,12 @@ fn real_clients_get_reservations_and_pool_and_keep_them_across_kill_9() {
         assert!(table.contains(a), "{a} missing from leases:\n{table}");
     }
 
+    // dhclient stays in the background after binding: stop it (no release) so the second round
+    // starts a fresh one, and none outlives the test.
+    let pf = lab.dir.join("h1.pid");
+    let stop = lab.exec("h1", &["dhclient", "-x", "-pf", pf.to_str().unwrap()]);
+    assert!(stop.status.success(), "dhclient -x: {stop:?}");
+
     // kill -9 and restart: every client gets the same address again.
     lab.kill9();
     lab.start(&cfg_text, &refs);
