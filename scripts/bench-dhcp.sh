@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# DHCP leases a second, switchyard against dnsmasq, side by side in one run.
+# DHCP leases a second, switchyard against dnsmasq, Kea and ISC dhcpd, side by side in one run.
 #
-#   sudo ./scripts/bench-dhcp.sh            # 100, 1000 and 4000 clients, median of 3 runs a cell
-#   sudo CLIENTS="1000" RUNS=1 ./scripts/bench-dhcp.sh
+#   sudo ./scripts/bench-dhcp.sh            # 100, 1000 and 10000 clients, median of 3 runs a cell
+#   sudo CLIENTS="1000" RUNS=1 PEERS="dnsmasq kea" ./scripts/bench-dhcp.sh
 #
 # perfdhcp (Debian kea-admin) drives full DORA exchanges in direct mode (-l IFNAME, broadcast)
 # from a client namespace for PERIOD seconds at each rate in RATES, with CLIENTS distinct MACs,
@@ -10,8 +10,12 @@
 # with the CPU the server and perfdhcp used (percent of one core) in the per-run lines.
 #
 #   switchyard: client ns --tap--> switchyard (run in its own ns via nsenter); [dhcp] pool of
-#               10,238 addresses in 10.13.0.0/18, max_leases_per_port = 65535, rate_limit = "off"
-#   dnsmasq:    client ns --veth--> server ns running dnsmasq on the same pool, lease file on
+#               10,238 addresses in 10.13.0.0/18, rate_limit = "off", the port trusted
+#               (a relay port: no per-port lease cap)
+#   peers:      client ns --veth--> server ns running one peer at a time on the same pool:
+#               dnsmasq 2.90 (lease file on: rewrites it on every change), Kea 2.2 kea-dhcp4
+#               (memfile with persist = true: appends a CSV line per change, no fsync;
+#               multi-threaded, 2 threads), ISC dhcpd 4.4 (its lease file, fsynced on commit)
 #
 # Both servers keep their lease state in the same temp dir (same file system); switchyard
 # fsyncs its journal before every ACK leaves (one fsync per batch of queued messages: group
@@ -31,7 +35,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH:/usr/sbin:/sbin"
 
-CLIENTS=${CLIENTS:-"100 1000 4000"}
+CLIENTS=${CLIENTS:-"100 1000 10000"}
+PEERS=${PEERS:-"dnsmasq kea dhcpd"}
 RUNS=${RUNS:-3}
 PERIOD=${PERIOD:-10}
 RATES=${RATES:-"2000 10000"}
@@ -46,8 +51,9 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # Tools: command -> Debian package; installed only when missing.
-declare -A need=([perfdhcp]=kea-admin [dnsmasq]=dnsmasq-base [nsenter]=util-linux [ip]=iproute2
-  [nft]=nftables [ss]=iproute2 [timeout]=coreutils [/usr/bin/time]=time)
+declare -A need=([perfdhcp]=kea-admin [dnsmasq]=dnsmasq-base [kea-dhcp4]=kea-dhcp4-server
+  [dhcpd]=isc-dhcp-server [nsenter]=util-linux [ip]=iproute2 [ss]=iproute2 [timeout]=coreutils
+  [/usr/bin/time]=time)
 missing=()
 for cmd in "${!need[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
@@ -68,8 +74,8 @@ SWITCHYARD=$(realpath "$SWITCHYARD")
 TAG="syd$(($$ % 100000))"
 NS_SW="$TAG-sw"    # switchyard runs here
 NS_C1="$TAG-c1"    # perfdhcp against switchyard (holds the tap)
-NS_DM="$TAG-dm"    # dnsmasq runs here
-NS_C2="$TAG-c2"    # perfdhcp against dnsmasq (holds one end of the veth)
+NS_DM="$TAG-dm"    # the peer (dnsmasq, Kea or dhcpd) runs here
+NS_C2="$TAG-c2"    # perfdhcp against the peer (holds one end of the veth)
 TAP="${TAG}t"      # <= 15 bytes
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/bench-dhcp.XXXXXX")
 SW_PID=""
@@ -149,7 +155,6 @@ domain = "bench.test"
 [dhcp]
 pool = ["$POOL_LO", "$POOL_HI"]
 lease_time = "1h"
-max_leases_per_port = 65535
 rate_limit = "off"
 state_dir = "$dir/state"
 
@@ -159,14 +164,14 @@ kind = "tap"
 ifname = "$TAP"
 netns = "$NS_C1"
 address = "none"
-guard = false
+trusted = true
 EOF
   RUST_LOG=warn nsenter --net="/run/netns/$NS_SW" "$SWITCHYARD" run --config "$dir/switchyard.toml" \
     >"$dir/stdout" 2>"$dir/stderr" &
   SW_PID=$!
   for i in $(seq 150); do
     if ip -n "$NS_C1" -br link show dev "$TAP" 2>/dev/null | grep -q UP; then
-      relay_shim
+      client_address
       return 0
     fi
     kill -0 "$SW_PID" 2>/dev/null || { cat "$dir/stderr" >&2; die "switchyard exited at start"; }
@@ -177,30 +182,11 @@ EOF
 }
 
 # perfdhcp 2.2 always acts as a DHCPv4 relay agent: it sends from CLIENT_IP:67 with
-# giaddr = CLIENT_IP and hops = 1, and expects the answer at CLIENT_IP:67. switchyard serves one
-# L2 segment and drops relayed requests (drop reason `relayed`), so in the switchyard client
-# namespace two nftables netdev rules on the tap turn perfdhcp into a plain client and back:
-# egress, giaddr (UDP payload offset 24) := 0 and UDP checksum := 0 (valid for IPv4: none);
-# ingress, a reply from :67 to yiaddr:68 at the fake client MAC is re-addressed to
-# CLIENT_IP:67 at the tap's MAC, as the relay would receive it. Replies are unicast to chaddr
-# (perfdhcp does not set the broadcast flag): the rule rewrites the destination MAC and packet
-# type, so the tap need not be promiscuous. dnsmasq gets perfdhcp's relayed requests as they are.
-relay_shim() {
-  local mac
-  mac=$(ip netns exec "$NS_C1" cat "/sys/class/net/$TAP/address")
+# giaddr = CLIENT_IP and hops = 1, and expects the answer at CLIENT_IP:67. Both servers serve
+# it as a relay: switchyard accepts relayed messages on a `trusted` port (giaddr inside the
+# subnet) and answers the relay at giaddr:67, at the MAC the request came from.
+client_address() {
   ip -n "$NS_C1" addr add "$CLIENT_IP/18" dev "$TAP"
-  ip netns exec "$NS_C1" nft -f - <<EOF
-table netdev perfdhcp_shim {
-  chain out {
-    type filter hook egress device "$TAP" priority 0;
-    meta l4proto udp udp dport 67 @th,256,32 set 0 udp checksum set 0
-  }
-  chain in {
-    type filter hook ingress device "$TAP" priority 0;
-    meta l4proto udp udp sport 67 udp dport 68 ether daddr set $mac meta pkttype set host ip daddr set $CLIENT_IP udp dport set 67 udp checksum set 0
-  }
-}
-EOF
 }
 
 stop_switchyard() {
@@ -214,9 +200,9 @@ stop_switchyard() {
   done
 }
 
-start_dnsmasq() { # run: fresh lease file
-  local dir=$TMP/dm.$1 i
-  mkdir -p "$dir"
+# One peer at a time in NS_DM on the veth s0, fresh state in $TMP/<peer>.<run>; sets DM_PID.
+start_dnsmasq() { # dir
+  local dir=$1
   : >"$dir/leases"
   ip netns exec "$NS_DM" dnsmasq --no-daemon --conf-file=/dev/null --user=root --group=root \
     --port=0 --interface=s0 --bind-interfaces --except-interface=lo \
@@ -224,20 +210,69 @@ start_dnsmasq() { # run: fresh lease file
     --dhcp-authoritative --dhcp-lease-max=20000 --no-ping --quiet-dhcp --log-facility="$dir/log" \
     --pid-file="$dir/pid" >"$dir/stdout" 2>"$dir/stderr" &
   DM_PID=$!
-  for i in $(seq 50); do
-    # Listening on 0.0.0.0:67 inside its namespace.
+}
+
+start_kea() { # dir
+  local dir=$1
+  cat >"$dir/kea.json" <<EOF
+{ "Dhcp4": {
+  "interfaces-config": { "interfaces": [ "s0" ], "dhcp-socket-type": "raw" },
+  "lease-database": { "type": "memfile", "persist": true, "name": "$dir/leases.csv",
+                      "lfc-interval": 0 },
+  "multi-threading": { "enable-multi-threading": true, "thread-pool-size": 2,
+                       "packet-queue-size": 256 },
+  "authoritative": true,
+  "valid-lifetime": 3600,
+  "subnet4": [ { "id": 1, "subnet": "$SUBNET", "pools": [ { "pool": "$POOL_LO - $POOL_HI" } ] } ],
+  "loggers": [ { "name": "kea-dhcp4", "severity": "WARN",
+                 "output_options": [ { "output": "$dir/log" } ] } ]
+} }
+EOF
+  KEA_PIDFILE_DIR=$dir KEA_LOCKFILE_DIR=$dir ip netns exec "$NS_DM" kea-dhcp4 -c "$dir/kea.json" \
+    >"$dir/stdout" 2>"$dir/stderr" &
+  DM_PID=$!
+}
+
+start_dhcpd() { # dir
+  local dir=$1
+  : >"$dir/leases"
+  cat >"$dir/dhcpd.conf" <<EOF
+authoritative;
+default-lease-time 3600;
+max-lease-time 3600;
+ddns-update-style none;
+subnet ${SUBNET%/*} netmask 255.255.192.0 { range $POOL_LO $POOL_HI; }
+EOF
+  ip netns exec "$NS_DM" dhcpd -f -4 -q -cf "$dir/dhcpd.conf" -lf "$dir/leases" \
+    -pf "$dir/pid" s0 >"$dir/stdout" 2>"$dir/stderr" &
+  DM_PID=$!
+}
+
+start_peer() { # peer run: start it, wait until it listens on :67
+  local peer=$1 dir=$TMP/$1.$2 i
+  mkdir -p "$dir"
+  "start_$peer" "$dir"
+  for i in $(seq 100); do
     if ip netns exec "$NS_DM" ss -Hlun 'sport = :67' 2>/dev/null | grep -q .; then
       return 0
     fi
-    kill -0 "$DM_PID" 2>/dev/null || { cat "$dir/stderr" "$dir/log" >&2 || true; die "dnsmasq exited at start"; }
+    kill -0 "$DM_PID" 2>/dev/null || { cat "$dir/stderr" "$dir/log" >&2 2>/dev/null || true; die "$peer exited at start"; }
     sleep 0.1
   done
-  die "dnsmasq did not listen on :67 within 5 s"
+  die "$peer did not listen on :67 within 10 s"
 }
 
-stop_dnsmasq() {
+stop_peer() {
   stop_pid "$DM_PID"
   DM_PID=""
+}
+
+peer_version() {
+  case $1 in
+    dnsmasq) dnsmasq --version | head -1 | awk '{print "dnsmasq " $3}' ;;
+    kea) echo "Kea $(kea-dhcp4 -v)" ;;
+    dhcpd) dhcpd --version 2>&1 | head -1 | sed 's/^isc-dhcpd-/ISC dhcpd /' ;;
+  esac
 }
 
 # perfdhcp NS IFNAME CLIENTS RATE OUT SERVER_PID: full DORA, direct mode, bounded; sets RESULT
@@ -270,43 +305,56 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; } #
 median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 
 # ---- the runs ----------------------------------------------------------------------------
-echo "DHCP benchmark: perfdhcp full DORA, direct mode, ${PERIOD}s per try, best of -r $RATES, pool $POOL_SIZE"
-echo "switchyard $($SWITCHYARD --version 2>/dev/null || echo '?'), $(dnsmasq --version | head -1 | cut -d' ' -f1-3), perfdhcp $(perfdhcp -v 2>&1 | awk '{print $2}'), $(nproc) cores, state on $(findmnt -no FSTYPE -T "$TMP")"
-declare -A SW DM
+echo "DHCP benchmark: perfdhcp full DORA, as a relay agent, ${PERIOD}s per try, best of -r $RATES, pool $POOL_SIZE"
+versions="switchyard $($SWITCHYARD --version 2>/dev/null | awk '{print $2}')"
+for p in $PEERS; do versions+=", $(peer_version "$p")"; done
+echo "$versions, perfdhcp $(perfdhcp -v 2>&1 | awk '{print $2}'), $(nproc) cores, state on $(findmnt -no FSTYPE -T "$TMP")"
+declare -A RES
 for n in $CLIENTS; do
-  sw_rates=() dm_rates=()
+  declare -A runs_of=()
   for run in $(seq "$RUNS"); do
-    best_sw=0 best_dm=0
-    for rate in $RATES; do
-      start_switchyard "$n.$run.$rate"
-      run_perfdhcp "$NS_C1" "$TAP" "$n" "$rate" "$TMP/sw.$n.$run.$rate/perfdhcp.out" "$SW_PID"
-      stop_switchyard
-      sw=$RESULT
-      echo "    clients $n run $run -r $rate: switchyard $sw/s ($CPU)"
-      if [ "$sw" -gt "$best_sw" ]; then best_sw=$sw; fi
-
-      start_dnsmasq "$n.$run.$rate"
-      run_perfdhcp "$NS_C2" c0 "$n" "$rate" "$TMP/dm.$n.$run.$rate/perfdhcp.out" "$DM_PID"
-      stop_dnsmasq
-      dm=$RESULT
-      echo "    clients $n run $run -r $rate: dnsmasq    $dm/s ($CPU)"
-      if [ "$dm" -gt "$best_dm" ]; then best_dm=$dm; fi
+    for server in switchyard $PEERS; do
+      best=0
+      for rate in $RATES; do
+        if [ "$server" = switchyard ]; then
+          start_switchyard "$n.$run.$rate"
+          run_perfdhcp "$NS_C1" "$TAP" "$n" "$rate" "$TMP/sw.$n.$run.$rate/perfdhcp.out" "$SW_PID"
+          stop_switchyard
+        else
+          start_peer "$server" "$n.$run.$rate"
+          run_perfdhcp "$NS_C2" c0 "$n" "$rate" "$TMP/$server.$n.$run.$rate/perfdhcp.out" "$DM_PID"
+          stop_peer
+        fi
+        printf '    clients %s run %s -r %s: %-10s %6s/s (%s)\n' "$n" "$run" "$rate" "$server" "$RESULT" "$CPU"
+        if [ "$RESULT" -gt "$best" ]; then best=$RESULT; fi
+      done
+      runs_of[$server]+="$best "
     done
-    sw_rates+=("$best_sw")
-    dm_rates+=("$best_dm")
-    echo "  clients $n run $run: best switchyard $best_sw/s, dnsmasq $best_dm/s"
   done
-  SW[$n]=$(median "${sw_rates[@]}")
-  DM[$n]=$(median "${dm_rates[@]}")
+  for server in switchyard $PEERS; do
+    # shellcheck disable=SC2086
+    RES[$n.$server]=$(median ${runs_of[$server]})
+  done
+  unset runs_of
 done
 
 echo
 if [ "$RUNS" -gt 1 ]; then what="median of $RUNS runs"; else what="1 run"; fi
 echo "Completed DORA exchanges per second ($what per cell):"
 echo
-echo "| clients | switchyard | dnsmasq | switchyard / dnsmasq |"
-echo "|---:|---:|---:|---:|"
+header="| clients | switchyard |" rule="|---:|---:|"
+for p in $PEERS; do header+=" $p |"; rule+="---:|"; done
+echo "$header switchyard / best peer |"
+echo "$rule---:|"
 for n in $CLIENTS; do
-  ratio=$(awk -v a="${SW[$n]}" -v b="${DM[$n]}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
-  echo "| $n | ${SW[$n]} | ${DM[$n]} | $ratio |"
+  row="| $n | ${RES[$n.switchyard]} |" best=0
+  for p in $PEERS; do
+    row+=" ${RES[$n.$p]} |"
+    if [ "${RES[$n.$p]}" -gt "$best" ]; then best=${RES[$n.$p]}; fi
+  done
+  ratio=$(awk -v a="${RES[$n.switchyard]}" -v b="$best" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
+  echo "$row $ratio |"
 done
+echo
+echo "switchyard's config (the load generator's port is trusted: a relay port, no lease cap):"
+sed -n '/^\[dhcp\]/,$p' "$(ls -d "$TMP"/sw.* | head -1)/switchyard.toml" 2>/dev/null || true

@@ -51,3 +51,5 @@ cargo test --locked
 # The pure benchmarks must at least run (one quick pass, no measurement).
 cargo bench --locked --bench forward -- --test
 cargo bench --locked --bench dhcp -- --test
+# Every fuzz target builds and runs for a short bounded time (FUZZ_SECONDS each, default 20).
+./scripts/fuzz.sh

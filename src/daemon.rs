@@ -154,6 +154,7 @@ fn switch_for(config: &Config) -> Switch {
         ageing: config.switch.ageing,
         max_macs: config.switch.max_macs,
         max_macs_per_port: config.switch.max_macs_per_port,
+        storm_limit: config.switch.storm_limit,
     };
     let specs = config
         .ports

@@ -404,3 +404,126 @@ fn the_default_lab_has_a_pool_and_valid_params() {
     assert_eq!(p.reservations.len(), 3);
     p.validate().unwrap();
 }
+
+#[test]
+fn extra_options_every_value_kind() {
+    let c = with(
+        r#"[[dhcp.option]]
+code = 42
+ip = ["10.0.0.5", "10.0.0.6"]
+[[dhcp.option]]
+code = 252
+text = "http://10.0.0.1/wpad.dat"
+always = true
+[[dhcp.option]]
+code = 43
+hex = "01:ff:20"
+[[dhcp.option]]
+code = 19
+bool = false
+[[dhcp.option]]
+code = 23
+u8 = 64
+[[dhcp.option]]
+code = 57
+u16 = 1400
+[[dhcp.option]]
+code = 2
+u32 = 3600
+[[dhcp.option]]
+code = 3
+ip = []
+"#,
+    );
+    // 57 (maximum message size) is managed: the first error is its code's line.
+    assert_err(c, 26, &["code 57", "managed"]);
+    let c = with(
+        r#"[[dhcp.option]]
+code = 42
+ip = ["10.0.0.5", "10.0.0.6"]
+[[dhcp.option]]
+code = 252
+text = "http://10.0.0.1/wpad.dat"
+always = true
+[[dhcp.option]]
+code = 43
+hex = "01:ff:20"
+[[dhcp.option]]
+code = 19
+bool = false
+[[dhcp.option]]
+code = 23
+u8 = 64
+[[dhcp.option]]
+code = 2
+u32 = 3600
+[[dhcp.option]]
+code = 3
+ip = []
+"#,
+    )
+    .unwrap();
+    let got: Vec<(u8, Vec<u8>, bool)> = c
+        .dhcp
+        .options
+        .iter()
+        .map(|o| (o.code, o.data.clone(), o.always))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (42, vec![10, 0, 0, 5, 10, 0, 0, 6], false),
+            (252, b"http://10.0.0.1/wpad.dat".to_vec(), true),
+            (43, vec![1, 0xff, 0x20], false),
+            (19, vec![0], false),
+            (23, vec![64], false),
+            (2, vec![0, 0, 0x0e, 0x10], false),
+            (3, vec![], false),
+        ]
+    );
+    assert_eq!(dhcp_params(&c).extra_options, c.dhcp.options);
+}
+
+#[test]
+fn extra_option_errors_have_file_and_line() {
+    let opt = |body: &str| with(&format!("[[dhcp.option]]\n{body}\n"));
+    assert_err(opt("code = 53\nu8 = 1"), 10, &["code 53", "managed"]);
+    assert_err(opt("code = 300\nu8 = 1"), 10, &["code 300", "1 to 254"]);
+    assert_err(opt("code = 42"), 9, &["exactly one value"]);
+    assert_err(
+        opt("code = 42\nu8 = 1\ntext = \"x\""),
+        9,
+        &["exactly one value"],
+    );
+    assert_err(opt("code = 42\nu8 = 256"), 11, &["256", "out of range"]);
+    assert_err(opt("code = 42\nip = [\"10.0.0\"]"), 11, &["not an IPv4"]);
+    assert_err(
+        opt("code = 42\nhex = \"1:2\""),
+        11,
+        &["hex", "colon-separated"],
+    );
+    assert_err(opt("code = 42\ncolour = 1"), 11, &["colour"]);
+    assert_err(
+        with("[[dhcp.option]]\ncode = 42\nu8 = 1\n[[dhcp.option]]\ncode = 42\nu8 = 2\n"),
+        12,
+        &["twice"],
+    );
+}
+
+#[test]
+fn trusted_ports_may_relay() {
+    let c = with(
+        r#"[[port]]
+name = "uplink"
+kind = "tap"
+ifname = "t-up"
+trusted = true
+[[port]]
+name = "vm"
+kind = "tap"
+ifname = "t-vm"
+"#,
+    )
+    .unwrap();
+    assert_eq!(dhcp_params(&c).trusted_ports, vec![0]);
+}

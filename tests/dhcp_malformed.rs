@@ -201,7 +201,12 @@ fn a_captured_frame_goes_through_the_service_end_to_end() {
     assert_eq!(payload, &UDHCPC_DISCOVER[..]);
     let mut s = server();
     let reply = s.process(payload, 4, T0).unwrap().reply.unwrap();
-    let frame = emit_reply_frame(&reply, MacAddr([2, 0, 0, 0, 0, 1]), server_ip);
+    let frame = emit_reply_frame(
+        &reply,
+        MacAddr([2, 0, 0, 0, 0, 1]),
+        server_ip,
+        MacAddr([0x52, 0x54, 0, 0, 0, 9]),
+    );
     assert_eq!(checksum(&frame[14..34], 0), 0, "IPv4 header checksum");
     assert!(
         Ipv4View::parse(&frame).unwrap().udp().is_some(),

@@ -325,6 +325,7 @@ fn outstanding_offers_are_bounded() {
     p.router = Some(p.server_id);
     p.reservations.clear();
     p.pool = Some((Ipv4Addr::new(10, 13, 1, 0), Ipv4Addr::new(10, 13, 40, 0)));
+    p.max_leases_per_port = 65535;
     let mut s = DhcpServer::new(p).unwrap();
     let client = |n: usize| {
         let b = (n as u32).to_be_bytes();
@@ -342,4 +343,25 @@ fn outstanding_offers_are_bounded() {
     assert!(s.process(&discover(client(0), vec![]), 1, T0 + 1).is_ok());
     // Once the offers lapse, they are purged and room is made.
     assert!(s.process(&late, 1, T0 + 62).is_ok());
+}
+
+#[test]
+fn discovers_from_one_port_cannot_hold_the_pool_in_offers() {
+    // A starvation attempt: DISCOVERs with ever new chaddrs, never a REQUEST. The port's
+    // outstanding offers count against its lease cap, so the 10-address pool stays available.
+    let mut s = server();
+    let mut offered = 0;
+    for n in 100..200 {
+        if s.process(&discover(mac(n), vec![]), 5, T0).is_ok() {
+            offered += 1;
+        }
+    }
+    assert_eq!(offered, 4, "max_leases_per_port offers at once");
+    // Other ports still get addresses.
+    for n in 20..24 {
+        bind(&mut s, mac(n), 6 + u16::from(n), T0);
+    }
+    // A client with a pending offer can repeat its DISCOVER, and the offers expire.
+    assert!(s.process(&discover(mac(100), vec![]), 5, T0 + 1).is_ok());
+    assert!(s.process(&discover(mac(150), vec![]), 5, T0 + 61).is_ok());
 }

@@ -347,3 +347,53 @@ fn vlan_tagged_payload_is_measured_after_the_tag() {
         "1500 payload + tag fits MTU 1500"
     );
 }
+
+#[test]
+fn storm_control_caps_broadcast_and_multicast_per_port_and_window() {
+    let sw = switch_with(
+        3,
+        SwitchParams {
+            storm_limit: Some(1000), // 100 per 100 ms window
+            ..SwitchParams::default()
+        },
+    );
+    let mcast = MacAddr([0x01, 0x00, 0x5e, 0, 0, 1]);
+    let t = 5 * S;
+    let mut flooded = 0;
+    for i in 0..300u32 {
+        let dst = if i % 2 == 0 {
+            MacAddr::BROADCAST
+        } else {
+            mcast
+        };
+        if sw.process(P0, &frame(dst, mac(1), 64), t) == Verdict::Flood {
+            flooded += 1;
+        }
+    }
+    assert_eq!(flooded, 100, "one window's allowance");
+    let c = sw.counters(P0);
+    assert_eq!(c.drops[DropReason::StormControl as usize], 200);
+    // Unicast is not metered, and another port has its own meter.
+    sw.process(P1, &frame(MacAddr::BROADCAST, mac(2), 64), t);
+    assert_eq!(
+        sw.process(P0, &frame(mac(2), mac(1), 64), t),
+        Verdict::Forward(P1)
+    );
+    // The next window admits again.
+    assert_eq!(
+        sw.process(
+            P0,
+            &frame(MacAddr::BROADCAST, mac(1), 64),
+            t + Duration::from_millis(100)
+        ),
+        Verdict::Flood
+    );
+    // Without a limit nothing is metered.
+    let open = switch(2);
+    for _ in 0..5000 {
+        assert_eq!(
+            open.process(P0, &frame(MacAddr::BROADCAST, mac(1), 64), t),
+            Verdict::Flood
+        );
+    }
+}

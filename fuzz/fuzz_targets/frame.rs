@@ -36,6 +36,7 @@ fuzz_target!(|data: &[u8]| {
             ageing: Duration::from_secs(10),
             max_macs: 8,
             max_macs_per_port: 4,
+            storm_limit: Some(100),
         },
         ports,
     );

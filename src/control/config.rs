@@ -83,6 +83,9 @@ pub struct SwitchConfig {
     pub max_macs_per_port: usize,
     /// Data-plane worker threads; 0 (default) = one per core.
     pub workers: usize,
+    /// Storm control: broadcast/multicast frames a second accepted per port (default 10000);
+    /// `None` (`"off"`): no limit.
+    pub storm_limit: Option<u32>,
     /// `[[switch.fdb]]` static entries: never age, never move.
     pub static_fdb: Vec<StaticFdb>,
 }
@@ -183,6 +186,10 @@ const DEFAULT_MAX_MACS: usize = 65536;
 const MAX_MAX_MACS: i64 = 1 << 24;
 const DEFAULT_MAX_MACS_PER_PORT: usize = 1024;
 const MAX_WORKERS: i64 = 64;
+/// Storm control default: broadcast/multicast frames a second per port. A host sending more is
+/// a storm (an ARP sweep of a /16 at full speed stays below it; a broadcast loop does not).
+const DEFAULT_STORM_LIMIT: u32 = 10_000;
+const MAX_STORM_LIMIT: i64 = 100_000_000;
 /// The port kinds this version knows (`kind = "..."`).
 const KNOWN_KINDS: &[&str] = &["tap"];
 /// IFNAMSIZ - 1: the kernel's limit on a netdev name.
@@ -265,6 +272,8 @@ struct RawSwitch {
     max_macs: Option<Spanned<i64>>,
     max_macs_per_port: Option<Spanned<i64>>,
     workers: Option<Spanned<i64>>,
+    /// Frames a second, or "off".
+    storm_limit: Option<Spanned<toml::Value>>,
     #[serde(default)]
     fdb: Vec<RawFdb>,
     control_socket: Option<Spanned<String>>,
@@ -1029,6 +1038,7 @@ fn validate_switch(
             max_macs: DEFAULT_MAX_MACS,
             max_macs_per_port: DEFAULT_MAX_MACS_PER_PORT,
             workers: 0,
+            storm_limit: Some(DEFAULT_STORM_LIMIT),
             static_fdb: Vec::new(),
         });
     };
@@ -1066,6 +1076,22 @@ fn validate_switch(
         ));
     }
     let workers = count(cx, raw.workers.as_ref(), e, "workers", 0, MAX_WORKERS)?.unwrap_or(0);
+    let storm_limit = match &raw.storm_limit {
+        None => Some(DEFAULT_STORM_LIMIT),
+        Some(v) => match v.get_ref() {
+            toml::Value::String(s) if s == "off" => None,
+            toml::Value::Integer(n) if (10..=MAX_STORM_LIMIT).contains(n) => Some(*n as u32),
+            other => {
+                return Err(cx.error(
+                    v.span(),
+                    format!(
+                        "{e}: storm_limit {other} is not a rate (write broadcast and multicast \
+                         frames a second per port, 10 to {MAX_STORM_LIMIT}, or \"off\")"
+                    ),
+                ))
+            }
+        },
+    };
 
     let mut macs = Unique::new(cx);
     let mut static_fdb = Vec::with_capacity(raw.fdb.len());
@@ -1116,6 +1142,7 @@ fn validate_switch(
         max_macs,
         max_macs_per_port,
         workers,
+        storm_limit,
         static_fdb,
     })
 }
@@ -1253,6 +1280,19 @@ host = "vm1"
     }
 
     #[test]
+    fn storm_limit_forms() {
+        let limit = |v: &str| with(&format!("[switch]\nstorm_limit = {v}\n"));
+        assert_eq!(limit("500").unwrap().switch.storm_limit, Some(500));
+        assert_eq!(limit("\"off\"").unwrap().switch.storm_limit, None);
+        assert_err(limit("5"), 8, &["storm_limit 5", "10 to", "\"off\""]);
+        assert_err(
+            limit("\"fast\""),
+            8,
+            &["storm_limit \"fast\"", "not a rate"],
+        );
+    }
+
+    #[test]
     fn defaults_are_applied() {
         let cfg = with("[[port]]\nname = \"p\"\nkind = \"tap\"\nifname = \"sy-p\"\n").unwrap();
         assert_eq!(cfg.network.mtu, 1500);
@@ -1263,6 +1303,7 @@ host = "vm1"
                 max_macs: 65536,
                 max_macs_per_port: 1024,
                 workers: 0,
+                storm_limit: Some(10_000),
                 static_fdb: vec![],
             }
         );

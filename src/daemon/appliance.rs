@@ -206,7 +206,8 @@ impl Appliance {
         let payload = dhcp_payload(frame, ip)?;
         let dhcp = self.dhcp.as_mut()?;
         let (r, wait) = dhcp.handle(payload, ingress)?;
-        *reply = emit_reply_frame(&r, mac, ip);
+        let src = MacAddr::from_bytes(&frame[6..12]);
+        *reply = emit_reply_frame(&r, mac, ip, src);
         Some((PortId(r.port), wait))
     }
 

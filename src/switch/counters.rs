@@ -49,10 +49,12 @@ pub enum DropReason {
     VlanNotAllowed,
     /// Guard: an IPv4, IPv6 or ARP header that cannot be parsed, or whose lengths lie.
     Malformed,
+    /// Broadcast/multicast beyond the port's storm limit (`[switch] storm_limit` a second).
+    StormControl,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 17;
+    pub const COUNT: usize = 18;
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Runt,
         DropReason::BadSrcMac,
@@ -71,6 +73,7 @@ impl DropReason {
         DropReason::RogueRa,
         DropReason::VlanNotAllowed,
         DropReason::Malformed,
+        DropReason::StormControl,
     ];
 
     /// The snake_case name shown to users and used in JSON.
@@ -93,6 +96,7 @@ impl DropReason {
             DropReason::RogueRa => "rogue_ra",
             DropReason::VlanNotAllowed => "vlan_not_allowed",
             DropReason::Malformed => "malformed",
+            DropReason::StormControl => "storm_control",
         }
     }
 

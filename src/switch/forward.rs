@@ -1,11 +1,14 @@
 //! `Switch::process`: the forwarding decision, in the Linux bridge's order (`br_input.c`).
 //!
 //! ```text
-//! parse ─► bad source? ─► link-local? ─► guard ─► learn ─► multicast? ─► lookup ─► should_deliver
-//! (Runt)   (BadSrcMac)    (LinkLocal)  (Spoofed*, (FDB)     (Flood)      (FDB)    (Hairpin,
-//!                                      Rogue*, ...)                               PortDown,
-//!                                                                                 Isolated, Mtu)
+//! parse ─► bad source? ─► link-local? ─► guard ─► storm? ─► learn ─► multicast? ─► lookup ─► should_deliver
+//! (Runt)   (BadSrcMac)    (LinkLocal)  (Spoofed*, (Storm-   (FDB)     (Flood)      (FDB)    (Hairpin,
+//!                                      Rogue*, ...) Control)                                 PortDown,
+//!                                                                                            Isolated, Mtu)
 //! ```
+//!
+//! Storm control: a port's broadcast and multicast frames beyond `storm_limit` a second are
+//! dropped (metered in 100 ms windows) before they are learned from or flooded.
 //!
 //! Learning happens only after the frame passed the ingress checks and the port's guard (see
 //! `guard.rs`), so a frame that is dropped cannot poison the table. Each port's policy sits
@@ -22,7 +25,7 @@
 //! by every worker thread.
 
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -62,6 +65,9 @@ pub struct SwitchParams {
     pub ageing: Duration,
     pub max_macs: usize,
     pub max_macs_per_port: usize,
+    /// Broadcast and multicast frames a second accepted from each port (storm control);
+    /// `None`: no limit.
+    pub storm_limit: Option<u32>,
 }
 
 impl Default for SwitchParams {
@@ -70,7 +76,34 @@ impl Default for SwitchParams {
             ageing: Duration::from_secs(300),
             max_macs: 65536,
             max_macs_per_port: 1024,
+            storm_limit: None,
         }
+    }
+}
+
+/// Storm control's meter: broadcast and multicast frames seen in the current window of
+/// [`STORM_WINDOW`]. Written only by the worker that owns the port (relaxed atomics, like the
+/// counters); a race between two writers could only let a few extra frames through.
+#[derive(Debug, Default)]
+struct StormMeter {
+    window: AtomicU64,
+    seen: AtomicU32,
+}
+
+/// Storm control measures in windows this long: a limit of N a second lets N/10 through in each
+/// 100 ms, so a storm is cut within 100 ms and normal bursts (an ARP sweep) are not.
+pub const STORM_WINDOW: Duration = Duration::from_millis(100);
+
+impl StormMeter {
+    /// Counts one frame at `now`; false if it is over `per_window` in its window.
+    fn admit(&self, now: Duration, per_window: u32) -> bool {
+        let window = (now.as_millis() / STORM_WINDOW.as_millis()) as u64;
+        if self.window.load(Relaxed) != window {
+            self.window.store(window, Relaxed);
+            self.seen.store(0, Relaxed);
+        }
+        let seen = self.seen.fetch_add(1, Relaxed);
+        seen < per_window
     }
 }
 
@@ -80,6 +113,7 @@ struct PortState {
     up: AtomicBool,
     counters: PortCounters,
     policy: RwLock<Option<Arc<PortPolicy>>>,
+    storm: StormMeter,
 }
 
 /// The switch: ports, FDB, counters. Shared by reference between all worker threads.
@@ -88,6 +122,8 @@ pub struct Switch {
     ports: Box<[PortState]>,
     fdb: Fdb,
     learning: bool,
+    /// Broadcast/multicast frames admitted per port per [`STORM_WINDOW`]; `None`: no limit.
+    storm_per_window: Option<u32>,
 }
 
 impl Switch {
@@ -106,10 +142,12 @@ impl Switch {
                     spec,
                     up: AtomicBool::new(true),
                     counters: PortCounters::default(),
+                    storm: StormMeter::default(),
                 })
                 .collect(),
             fdb: Fdb::new(n, params.ageing, params.max_macs, params.max_macs_per_port),
             learning: !params.ageing.is_zero(),
+            storm_per_window: params.storm_limit.map(|per_sec| (per_sec / 10).max(1)),
         }
     }
 
@@ -144,6 +182,13 @@ impl Switch {
         }
         if let Err(reason) = self.check_guard(port, frame) {
             return Verdict::Drop(reason);
+        }
+        if dst.is_multicast() {
+            if let Some(limit) = self.storm_per_window {
+                if !port.storm.admit(now, limit) {
+                    return Verdict::Drop(DropReason::StormControl);
+                }
+            }
         }
         if self.learning && self.fdb.learn(src, ingress, now) == Learn::Full {
             port.counters.count_fdb_full();

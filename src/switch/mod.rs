@@ -12,7 +12,7 @@ mod guard;
 
 pub use counters::{CounterSnapshot, DropReason, PortCounters};
 pub use fdb::{Fdb, FdbEntry, Learn};
-pub use forward::{PortSpec, Switch, SwitchParams, Verdict};
+pub use forward::{PortSpec, Switch, SwitchParams, Verdict, STORM_WINDOW};
 pub use guard::{check, eui64_link_local, AllowedIps, GuardMode, PortPolicy, Prefix};
 
 /// A port's index in the switch's port table.

@@ -339,6 +339,9 @@ impl Drop for Lab {
             }
         }
         let _ = fs::remove_dir_all(&self.dir);
+        // A daemon killed above (or with kill9) leaves its control socket behind; configs that
+        // do not set one use the default path, named after the network (the lab's tag).
+        let _ = fs::remove_file(format!("/run/switchyard/{}.sock", self.tag));
     }
 }
 

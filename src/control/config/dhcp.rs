@@ -18,8 +18,8 @@ use super::{
     count, host_address_problem, normalize_domain, parse_ageing, q, Config, ConfigError, Cx, Host,
     Network, RawHost,
 };
-use crate::service::dhcp::params::MIN_LEASE;
-use crate::service::dhcp::{DhcpParams, KeyMode, RateLimit, Reservation};
+use crate::service::dhcp::params::{MANAGED_OPTIONS, MIN_LEASE};
+use crate::service::dhcp::{DhcpParams, ExtraOption, KeyMode, RateLimit, Reservation};
 use crate::wire::MacAddr;
 
 /// Where state lives without `[dhcp] state_dir`: this, then the network's name.
@@ -60,6 +60,8 @@ pub struct DhcpConfig {
     pub dns: Vec<Ipv4Addr>,
     /// Option 119, normalized (lowercase, no trailing dot); empty: not sent. Default: the domain.
     pub search: Vec<String>,
+    /// `[[dhcp.option]]`: extra options, or built-in ones replaced or (empty) removed.
+    pub options: Vec<ExtraOption>,
 }
 
 impl DhcpConfig {
@@ -96,6 +98,22 @@ pub(super) struct RawDhcp {
     lease_file: Option<Spanned<String>>,
     dns: Option<Vec<Spanned<String>>>,
     search: Option<Vec<Spanned<String>>>,
+    option: Option<Vec<Spanned<RawOption>>>,
+}
+
+/// One `[[dhcp.option]]`: a code and exactly one value key.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [[dhcp.option]] table")]
+pub(super) struct RawOption {
+    code: Spanned<i64>,
+    ip: Option<Vec<Spanned<String>>>,
+    text: Option<String>,
+    hex: Option<Spanned<String>>,
+    u8: Option<Spanned<i64>>,
+    u16: Option<Spanned<i64>>,
+    u32: Option<Spanned<i64>>,
+    bool: Option<bool>,
+    always: Option<bool>,
 }
 
 /// What a host's DHCP keys resolve to.
@@ -188,15 +206,7 @@ pub(super) fn host_dhcp(
 
 /// `01:52:54:00:00:00:11`: 2 to 255 bytes (RFC 2132 §9.14), two hex digits each.
 fn parse_client_id(text: &str) -> Result<Vec<u8>, String> {
-    let bytes = text
-        .split(':')
-        .map(|b| {
-            (b.len() == 2 && b.bytes().all(|c| c.is_ascii_hexdigit()))
-                .then(|| u8::from_str_radix(b, 16).ok())
-                .flatten()
-        })
-        .collect::<Option<Vec<u8>>>()
-        .ok_or_else(|| "is not hex bytes".to_string())?;
+    let bytes = parse_hex(text).ok_or_else(|| "is not hex bytes".to_string())?;
     if !(2..=255).contains(&bytes.len()) {
         return Err(format!("has {} bytes (use 2 to 255)", bytes.len()));
     }
@@ -221,6 +231,7 @@ pub(super) fn validate_dhcp(
         lease_file: None,
         dns: None,
         search: None,
+        option: None,
     });
 
     let pool = match &raw.pool {
@@ -348,6 +359,21 @@ pub(super) fn validate_dhcp(
         }
     };
 
+    let mut options: Vec<ExtraOption> = Vec::new();
+    for o in raw.option.iter().flatten() {
+        let x = extra_option(cx, o)?;
+        if options.iter().any(|y| y.code == x.code) {
+            return Err(cx.error(
+                o.span(),
+                format!(
+                    "[[dhcp.option]] code {} is configured twice (keep one)",
+                    x.code
+                ),
+            ));
+        }
+        options.push(x);
+    }
+
     Ok(DhcpConfig {
         enabled: raw.enabled.unwrap_or(true),
         pool,
@@ -359,7 +385,118 @@ pub(super) fn validate_dhcp(
         lease_file,
         dns,
         search,
+        options,
     })
+}
+
+/// One `[[dhcp.option]]`: `code` 1..=254 and not managed by the server, and exactly one of
+/// `ip` (a list of IPv4 addresses), `text`, `hex` (colon-separated bytes), `u8`, `u16`, `u32`
+/// or `bool`. An empty `ip`, `text` or `hex` means: do not send this option.
+fn extra_option(cx: &Cx<'_>, raw: &Spanned<RawOption>) -> Result<ExtraOption, ConfigError> {
+    let o = raw.get_ref();
+    let code = *o.code.get_ref();
+    let e = format!("[[dhcp.option]] code {code}");
+    let code = u8::try_from(code)
+        .ok()
+        .filter(|c| !MANAGED_OPTIONS.contains(c))
+        .ok_or_else(|| {
+            cx.error(
+                o.code.span(),
+                format!(
+                    "{e} cannot be configured (use 1 to 254; 50-55, 57-59, 61 and 82 are \
+                     managed by the server)"
+                ),
+            )
+        })?;
+    let int = |v: &Spanned<i64>, max: i64, bytes: usize| -> Result<Vec<u8>, ConfigError> {
+        let n = *v.get_ref();
+        if !(0..=max).contains(&n) {
+            return Err(cx.error(v.span(), format!("{e}: {n} is out of range (0 to {max})")));
+        }
+        Ok(n.to_be_bytes()[8 - bytes..].to_vec())
+    };
+    let mut values: Vec<Vec<u8>> = Vec::new();
+    if let Some(list) = &o.ip {
+        let mut data = Vec::with_capacity(list.len() * 4);
+        for s in list {
+            let ip: Ipv4Addr = s.get_ref().parse().map_err(|_| {
+                cx.error(
+                    s.span(),
+                    format!(
+                        "{e}: ip {} is not an IPv4 address (write it like \"10.13.31.1\")",
+                        q(s.get_ref())
+                    ),
+                )
+            })?;
+            data.extend_from_slice(&ip.octets());
+        }
+        values.push(data);
+    }
+    if let Some(t) = &o.text {
+        values.push(t.as_bytes().to_vec());
+    }
+    if let Some(h) = &o.hex {
+        let data = if h.get_ref().is_empty() {
+            Vec::new()
+        } else {
+            parse_hex(h.get_ref()).ok_or_else(|| {
+                cx.error(
+                    h.span(),
+                    format!(
+                        "{e}: hex {} is not colon-separated hex bytes (like \"01:ff:20\")",
+                        q(h.get_ref())
+                    ),
+                )
+            })?
+        };
+        values.push(data);
+    }
+    if let Some(v) = &o.u8 {
+        values.push(int(v, 0xff, 1)?);
+    }
+    if let Some(v) = &o.u16 {
+        values.push(int(v, 0xffff, 2)?);
+    }
+    if let Some(v) = &o.u32 {
+        values.push(int(v, 0xffff_ffff, 4)?);
+    }
+    if let Some(b) = o.bool {
+        values.push(vec![u8::from(b)]);
+    }
+    let data = match <[Vec<u8>; 1]>::try_from(values) {
+        Ok([data]) => data,
+        Err(_) => {
+            return Err(cx.error(
+                raw.span(),
+                format!("{e} needs exactly one value: ip = [...], text, hex, u8, u16, u32 or bool"),
+            ))
+        }
+    };
+    if data.len() > 255 {
+        return Err(cx.error(
+            raw.span(),
+            format!(
+                "{e} is {} bytes long; an option holds at most 255",
+                data.len()
+            ),
+        ));
+    }
+    Ok(ExtraOption {
+        code,
+        data,
+        always: o.always.unwrap_or(false),
+    })
+}
+
+/// `01:ff:20` → bytes.
+fn parse_hex(text: &str) -> Option<Vec<u8>> {
+    text.split(':')
+        .map(|b| {
+            (b.len() == 2 && b.bytes().all(|c| c.is_ascii_hexdigit()))
+                .then(|| u8::from_str_radix(b, 16).ok())
+                .flatten()
+        })
+        .collect()
 }
 
 /// `pool = ["START", "END"]`: both host addresses of the subnet, start <= end, gateway outside.
@@ -498,6 +635,14 @@ pub fn dhcp_params(config: &Config) -> DhcpParams {
         burst: per_sec.saturating_mul(2),
     });
     p.reservations = config.hosts.iter().filter_map(reservation).collect();
+    p.extra_options = d.options.clone();
+    p.trusted_ports = config
+        .ports
+        .iter()
+        .enumerate()
+        .filter(|(_, port)| port.trusted)
+        .filter_map(|(i, _)| u16::try_from(i).ok())
+        .collect();
     p
 }
 

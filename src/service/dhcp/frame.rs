@@ -10,7 +10,7 @@
 //!
 //! [`emit_reply_frame`] writes the frame for a [`Reply`]: from the server's MAC and address, UDP
 //! 67 → 68, to ff:ff:ff:ff:ff:ff / 255.255.255.255 or to the client's MAC and address as the
-//! [`Destination`] says. It fills both the IPv4 and the UDP checksum (dnsmasq on Multipass needs
+//! [`Destination`] says (67 → 67 to a relay agent, at the MAC its request came from). It fills both the IPv4 and the UDP checksum (dnsmasq on Multipass needs
 //! a firewall rule to fill them; a frame from a userspace switch must be complete). Clients with
 //! no address yet get a unicast frame built directly, with no ARP.
 
@@ -35,11 +35,18 @@ pub fn dhcp_payload(frame: &[u8], server_ip: Ipv4Addr) -> Option<&[u8]> {
     }
 }
 
-/// The complete frame for `reply`, sent by the server at `server_mac` / `server_ip`.
-pub fn emit_reply_frame(reply: &Reply, server_mac: MacAddr, server_ip: Ipv4Addr) -> Vec<u8> {
-    let (dst_mac, dst) = match reply.dest {
-        Destination::Broadcast => (MacAddr::BROADCAST, Ipv4Addr::BROADCAST),
-        Destination::Unicast { ip, mac } => (mac, ip),
+/// The complete frame for `reply`, sent by the server at `server_mac` / `server_ip`;
+/// `request_src` is the source MAC of the request (a relay agent's, for a relayed one).
+pub fn emit_reply_frame(
+    reply: &Reply,
+    server_mac: MacAddr,
+    server_ip: Ipv4Addr,
+    request_src: MacAddr,
+) -> Vec<u8> {
+    let (dst_mac, dst, dst_port) = match reply.dest {
+        Destination::Broadcast => (MacAddr::BROADCAST, Ipv4Addr::BROADCAST, CLIENT_PORT),
+        Destination::Unicast { ip, mac } => (mac, ip, CLIENT_PORT),
+        Destination::Relay { ip } => (request_src, ip, SERVER_PORT),
     };
     let mut f = Vec::with_capacity(42 + reply.payload.len());
     let ep = UdpEndpoints {
@@ -48,7 +55,7 @@ pub fn emit_reply_frame(reply: &Reply, server_mac: MacAddr, server_ip: Ipv4Addr)
         src: server_ip,
         dst,
         src_port: SERVER_PORT,
-        dst_port: CLIENT_PORT,
+        dst_port,
     };
     build_udp(&mut f, &ep, &reply.payload);
     f
@@ -97,13 +104,16 @@ mod tests {
                 ip: [10, 0, 0, 7].into(),
                 mac: CMAC,
             },
+            Destination::Relay {
+                ip: [10, 0, 0, 7].into(),
+            },
         ] {
             let reply = Reply {
                 payload: vec![1, 2, 3, 4, 5],
                 dest,
                 port: 3,
             };
-            let f = emit_reply_frame(&reply, SMAC, SERVER);
+            let f = emit_reply_frame(&reply, SMAC, SERVER, CMAC);
             assert_eq!(f.len(), 14 + 20 + 8 + 5);
             assert_eq!(checksum(&[&f[14..34]]), 0, "IPv4 header checksum");
             let pseudo = pseudo_header(SERVER, Ipv4Addr::new(f[30], f[31], f[32], f[33]), 13);
@@ -113,11 +123,17 @@ mod tests {
                 Destination::Broadcast => {
                     assert_eq!((&f[..6], &f[30..34]), (&[0xff; 6][..], &[255; 4][..]))
                 }
-                Destination::Unicast { .. } => {
+                Destination::Unicast { .. } | Destination::Relay { .. } => {
+                    // A relay agent is reached at the MAC its request came from (CMAC here).
                     assert_eq!((&f[..6], &f[30..34]), (&CMAC.0[..], &[10, 0, 0, 7][..]))
                 }
             }
-            assert_eq!(&f[34..38], &[0, 67, 0, 68]);
+            let dst_port = if matches!(dest, Destination::Relay { .. }) {
+                67
+            } else {
+                68
+            };
+            assert_eq!(&f[34..38], &[0, 67, 0, dst_port]);
         }
     }
 

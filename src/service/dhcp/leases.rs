@@ -150,6 +150,23 @@ impl LeaseTable {
         live.take(limit).count() >= limit
     }
 
+    /// Lease records (live or expired) on `port`.
+    pub fn records_on_port(&self, port: u16) -> usize {
+        self.by_port.get(&port).map_or(0, HashSet::len)
+    }
+
+    /// Live leases on `port` besides `except`'s, counted up to `limit`.
+    pub fn live_on_port(&self, port: u16, now: u64, except: &ClientKey, limit: usize) -> usize {
+        let Some(ips) = self.by_port.get(&port) else {
+            return 0;
+        };
+        ips.iter()
+            .filter_map(|ip| self.get_by_ip(*ip))
+            .filter(|l| l.key != *except && !l.has_expired(now))
+            .take(limit)
+            .count()
+    }
+
     /// The dnsmasq lease file: `<expiry> <mac> <ip> <hostname|*> <client-id|*>` per live lease,
     /// expiry 0 for infinite, client id as colon-separated hex; sorted by address.
     pub fn format_dnsmasq(&self, now: u64) -> String {

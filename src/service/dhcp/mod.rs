@@ -31,5 +31,5 @@ pub mod validate;
 
 pub use journal::{Journal, ReplayStats};
 pub use leases::{ClientKey, Lease, LeaseChange, LeaseTable};
-pub use params::{DhcpParams, KeyMode, ParamsError, RateLimit, Reservation};
-pub use server::{Destination, DhcpServer, DropReason, Outcome, Reply};
+pub use params::{DhcpParams, ExtraOption, KeyMode, ParamsError, RateLimit, Reservation};
+pub use server::{Destination, DhcpServer, DropReason, LeaseTerm, Outcome, Reply};

@@ -7,6 +7,7 @@
 //! checks what the state machine relies on (addresses inside the subnet, the lease minimum, a
 //! sane pool) so the server never has to handle an impossible configuration at run time.
 
+use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -44,6 +45,19 @@ pub struct Reservation {
     pub match_hostname: bool,
 }
 
+/// An option from `[[dhcp.option]]`: sent as raw bytes, replacing a built-in value of the same
+/// code. Empty `data` suppresses the option (a default one too, such as 3 or 6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtraOption {
+    pub code: u8,
+    pub data: Vec<u8>,
+    /// Sent even when the client did not ask for it (dnsmasq's `dhcp-option-force`).
+    pub always: bool,
+}
+
+/// Codes the server manages itself: `[[dhcp.option]]` may not set them.
+pub const MANAGED_OPTIONS: &[u8] = &[0, 50, 51, 52, 53, 54, 55, 57, 58, 59, 61, 82, 255];
+
 /// A per-port token bucket: `burst` messages at once, refilled at `per_sec`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
@@ -78,6 +92,11 @@ pub struct DhcpParams {
     /// `None`: no rate limit.
     pub rate_limit: Option<RateLimit>,
     pub reservations: Vec<Reservation>,
+    /// `[[dhcp.option]]`, in config order, codes unique and not in [`MANAGED_OPTIONS`].
+    pub extra_options: Vec<ExtraOption>,
+    /// Ports whose messages may be relayed (giaddr set) and that have no per-port lease cap:
+    /// the `trusted` ports (uplinks, relay agents).
+    pub trusted_ports: Vec<u16>,
 }
 
 /// A configuration the server cannot run with.
@@ -95,6 +114,12 @@ pub enum ParamsError {
     LeaseTooShort(Duration),
     #[error("search domain {0:?} is not a valid DNS name")]
     BadSearchDomain(String),
+    #[error("option {0} is managed by the server and cannot be configured")]
+    ManagedOption(u8),
+    #[error("option {0} is configured twice")]
+    DuplicateOption(u8),
+    #[error("option {0} is {1} bytes long; an option holds at most 255")]
+    OptionTooLong(u8, usize),
     #[error("reservation {0:?} has neither a MAC, a client id nor hostname matching")]
     UnmatchableReservation(String),
 }
@@ -121,6 +146,8 @@ impl DhcpParams {
                 burst: 20,
             }),
             reservations: Vec::new(),
+            extra_options: Vec::new(),
+            trusted_ports: Vec::new(),
         }
     }
 
@@ -159,6 +186,18 @@ impl DhcpParams {
             inside("reservation", r.ipv4)?;
             if r.mac.is_none() && r.client_id.is_none() && !r.match_hostname {
                 return Err(ParamsError::UnmatchableReservation(r.name.clone()));
+            }
+        }
+        let mut seen = HashSet::new();
+        for o in &self.extra_options {
+            if MANAGED_OPTIONS.contains(&o.code) {
+                return Err(ParamsError::ManagedOption(o.code));
+            }
+            if !seen.insert(o.code) {
+                return Err(ParamsError::DuplicateOption(o.code));
+            }
+            if o.data.len() > 255 {
+                return Err(ParamsError::OptionTooLong(o.code, o.data.len()));
             }
         }
         self.search

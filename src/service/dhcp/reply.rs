@@ -11,13 +11,20 @@
 //! asks for them in option 55, and only when configured. Option 61 is echoed (RFC 6842). An
 //! INFORM's ACK carries no lease time. A NAK carries only 53, 54, 56 and 61.
 //!
-//! Where it goes (RFC 2131 §4.1, giaddr is always 0 here): a NAK is broadcast; otherwise to
-//! ciaddr if set; otherwise broadcast if the client set the broadcast flag; otherwise unicast
-//! to yiaddr at chaddr, without ARP (the client has no address yet to answer ARP with).
+//! The lease time (51) is the configured one, or shorter if the client asked for less (at least
+//! 2 minutes), as dnsmasq does: see [`LeaseTerm`]. `[[dhcp.option]]` extras come last: each
+//! replaces a built-in option of its code, an empty one removes it, and one is added when the
+//! client asked for it or it is marked `always`.
+//!
+//! Where it goes (RFC 2131 §4.1): a relayed message's reply (NAK included) goes to the relay
+//! agent at giaddr, UDP port 67, echoing its option 82 (RFC 3046); otherwise a NAK is broadcast;
+//! otherwise to ciaddr if set; otherwise broadcast if the client set the broadcast flag;
+//! otherwise unicast to yiaddr at chaddr, without ARP (the client has no address yet to answer
+//! ARP with).
 
 use std::net::Ipv4Addr;
 
-use dhcproto::v4::{DhcpOption, HType, Message, MessageType, Opcode, OptionCode};
+use dhcproto::v4::{DhcpOption, HType, Message, MessageType, Opcode, OptionCode, UnknownOption};
 use dhcproto::Encodable;
 
 use super::leases::ClientKey;
@@ -25,13 +32,33 @@ use super::params::KeyMode;
 use super::server::{DhcpServer, DropReason};
 use crate::wire::MacAddr;
 
-/// Where the caller sends a reply: always UDP 67 → 68, from the server id, out of `port`.
+/// Where the caller sends a reply: from the server id, out of `port`; UDP 67 → 68 to a client,
+/// 67 → 67 to a relay agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Destination {
     /// 255.255.255.255 at ff:ff:ff:ff:ff:ff.
     Broadcast,
     /// To `ip` at `mac` (no ARP: the frame is built directly).
     Unicast { ip: Ipv4Addr, mac: MacAddr },
+    /// To the relay agent at `ip` (giaddr), port 67, at the MAC the request came from.
+    Relay { ip: Ipv4Addr },
+}
+
+/// How long a lease lasts, as sent in option 51.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseTerm {
+    Secs(u32),
+    Infinite,
+}
+
+impl LeaseTerm {
+    /// The expiry of a lease granted at `now`; `None`: never.
+    pub fn expiry(self, now: u64) -> Option<u64> {
+        match self {
+            LeaseTerm::Secs(s) => Some(now.saturating_add(u64::from(s))),
+            LeaseTerm::Infinite => None,
+        }
+    }
 }
 
 /// One reply: the DHCP message (the UDP payload) and where it goes.
@@ -108,7 +135,7 @@ pub(super) fn build(
     ty: MessageType,
     yiaddr: Ipv4Addr,
     c: &Client,
-    lease: bool,
+    lease: Option<LeaseTerm>,
 ) -> Result<Reply, DropReason> {
     let p = &srv.params;
     let is_nak = ty == MessageType::Nak;
@@ -135,6 +162,12 @@ pub(super) fn build(
     if let Some(id) = &c.client_id {
         o.insert(DhcpOption::ClientIdentifier(id.to_vec()));
     }
+    let relayed = !req.giaddr().is_unspecified();
+    if relayed {
+        if let Some(info) = req.opts().get(OptionCode::RelayAgentInformation) {
+            o.insert(info.clone());
+        }
+    }
     if is_nak {
         o.insert(DhcpOption::Message("address not available".into()));
     } else {
@@ -146,22 +179,23 @@ pub(super) fn build(
         if !p.dns.is_empty() {
             o.insert(DhcpOption::DomainNameServer(p.dns.clone()));
         }
-        if lease {
-            match p.lease_time {
-                Some(t) => {
-                    let secs = u32::try_from(t.as_secs()).unwrap_or(u32::MAX - 1);
-                    o.insert(DhcpOption::AddressLeaseTime(secs));
-                    o.insert(DhcpOption::Renewal(secs / 2));
-                    o.insert(DhcpOption::Rebinding((u64::from(secs) * 7 / 8) as u32));
-                }
-                None => {
-                    o.insert(DhcpOption::AddressLeaseTime(u32::MAX));
-                }
+        match lease {
+            Some(LeaseTerm::Secs(secs)) => {
+                o.insert(DhcpOption::AddressLeaseTime(secs));
+                o.insert(DhcpOption::Renewal(secs / 2));
+                o.insert(DhcpOption::Rebinding((u64::from(secs) * 7 / 8) as u32));
             }
+            Some(LeaseTerm::Infinite) => {
+                o.insert(DhcpOption::AddressLeaseTime(u32::MAX));
+            }
+            None => {}
         }
         insert_requested(srv, req, c, &mut m);
+        insert_extra(srv, req, &mut m);
     }
-    let dest = if is_nak {
+    let dest = if relayed {
+        Destination::Relay { ip: req.giaddr() }
+    } else if is_nak {
         Destination::Broadcast
     } else if !req.ciaddr().is_unspecified() {
         Destination::Unicast {
@@ -183,6 +217,22 @@ pub(super) fn build(
         dest,
         port: c.port,
     })
+}
+
+/// `[[dhcp.option]]`: replace, remove, or add when asked for (or `always`).
+fn insert_extra(srv: &DhcpServer, req: &Message, m: &mut Message) {
+    let o = m.opts_mut();
+    for x in &srv.params.extra_options {
+        let code = OptionCode::from(x.code);
+        if x.data.is_empty() {
+            o.remove(code);
+        } else if x.always || requested(req, code) {
+            o.insert(DhcpOption::Unknown(UnknownOption::new(
+                code,
+                x.data.clone(),
+            )));
+        }
+    }
 }
 
 /// The options sent only when asked for (option 55) and configured.

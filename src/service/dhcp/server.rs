@@ -10,7 +10,7 @@
 //!
 //! The life of a message: the per-port token bucket, then the option pre-scan
 //! ([`validate`](super::validate)), then dhcproto, then the header checks (a BOOTREQUEST from
-//! Ethernet, not relayed). Every refusal is a [`DropReason`] for the caller to count.
+//! Ethernet; relayed only from a trusted port, for this subnet). Every refusal is a [`DropReason`] for the caller to count.
 //!
 //! Address choice for a client, in order (dnsmasq's): its reservation (by client id, MAC or
 //! hostname), the address already offered to it, its previous lease (even expired), the address
@@ -34,11 +34,11 @@ use dhcproto::v4::{DhcpOption, HType, Message, MessageType, Opcode, OptionCode};
 use dhcproto::{Decodable, Decoder, Name};
 
 use super::leases::{ClientKey, Lease, LeaseChange, LeaseTable};
-use super::params::{DhcpParams, Reservation};
+use super::params::{DhcpParams, Reservation, MIN_LEASE};
 use super::reply::{self, Client};
 use super::validate::check_options;
 
-pub use super::reply::{Destination, Reply};
+pub use super::reply::{Destination, LeaseTerm, Reply};
 
 /// A declined address is not offered to anyone for this long (dnsmasq's DECLINE_BACKOFF).
 pub const DECLINE_QUARANTINE_SECS: u64 = 600;
@@ -54,7 +54,8 @@ pub enum DropReason {
     Malformed,
     /// A BOOTREPLY, a non-Ethernet chaddr, or no message type: not a client message for us.
     NotClientMessage,
-    /// giaddr set: relayed messages are not served (the switch is one L2 segment).
+    /// giaddr set on a port that is not `trusted`, or giaddr outside the subnet: only a relay
+    /// agent on an uplink or relay port may relay, and only for this network.
     Relayed,
     /// OFFER, ACK, NAK, LEASEQUERY and the like arriving at a server.
     UnexpectedType,
@@ -120,6 +121,7 @@ pub struct Outcome {
 struct Offer {
     ip: Ipv4Addr,
     expires: u64,
+    port: u16,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -135,6 +137,8 @@ pub struct DhcpServer {
     pub(super) search: Vec<Name>,
     leases: LeaseTable,
     offers: HashMap<ClientKey, Offer>,
+    /// The keys of `offers`, by port: a port's offers are counted without a scan of all.
+    offers_by_port: HashMap<u16, HashSet<ClientKey>>,
     offered: HashMap<Ipv4Addr, ClientKey>,
     quarantine: HashMap<Ipv4Addr, u64>,
     reserved: HashSet<Ipv4Addr>,
@@ -151,6 +155,7 @@ impl DhcpServer {
             search,
             leases: LeaseTable::new(),
             offers: HashMap::new(),
+            offers_by_port: HashMap::new(),
             offered: HashMap::new(),
             quarantine: HashMap::new(),
             reserved,
@@ -196,7 +201,10 @@ impl DhcpServer {
         if msg.opcode() != Opcode::BootRequest || msg.htype() != HType::Eth || msg.hlen() != 6 {
             return Err(DropReason::NotClientMessage);
         }
-        if !msg.giaddr().is_unspecified() {
+        let giaddr = msg.giaddr();
+        if !giaddr.is_unspecified()
+            && (!self.params.trusted_ports.contains(&port) || !self.params.is_host_addr(giaddr))
+        {
             return Err(DropReason::Relayed);
         }
         let ty = msg.opts().msg_type().ok_or(DropReason::NotClientMessage)?;
@@ -217,7 +225,9 @@ impl DhcpServer {
         c: &Client,
         now: u64,
     ) -> Result<Outcome, DropReason> {
-        if self.port_is_full(c, now) {
+        // Outstanding offers count against the port's cap too: otherwise DISCOVERs with ever new
+        // chaddrs from one port would hold the whole pool in offers (60 s each).
+        if self.port_is_full(c, now) || self.port_offers_full(c, now) {
             return Err(DropReason::PortLeaseLimit);
         }
         let ip = self
@@ -225,6 +235,11 @@ impl DhcpServer {
             .ok_or(DropReason::NoAddress)?;
         if self.offers.len() >= MAX_OFFERS && !self.offers.contains_key(&c.key) {
             self.offers.retain(|_, o| o.expires > now);
+            let offers = &self.offers;
+            self.offers_by_port.retain(|_, keys| {
+                keys.retain(|k| offers.contains_key(k));
+                !keys.is_empty()
+            });
             let live: HashSet<Ipv4Addr> = self.offers.values().map(|o| o.ip).collect();
             self.offered.retain(|ip, _| live.contains(ip));
             if self.offers.len() >= MAX_OFFERS {
@@ -237,10 +252,16 @@ impl DhcpServer {
             Offer {
                 ip,
                 expires: now.saturating_add(OFFER_SECS),
+                port: c.port,
             },
         );
         self.offered.insert(ip, c.key.clone());
-        let reply = reply::build(self, msg, MessageType::Offer, ip, c, true)?;
+        self.offers_by_port
+            .entry(c.port)
+            .or_default()
+            .insert(c.key.clone());
+        let term = self.lease_term(msg);
+        let reply = reply::build(self, msg, MessageType::Offer, ip, c, Some(term))?;
         Ok(Outcome {
             change: None,
             reply: Some(reply),
@@ -270,16 +291,14 @@ impl DhcpServer {
         if !self.may_have(c, ip, now) || self.port_is_full(c, now) {
             return self.nak(msg, c);
         }
-        let reply = reply::build(self, msg, MessageType::Ack, ip, c, true)?;
+        let term = self.lease_term(msg);
+        let reply = reply::build(self, msg, MessageType::Ack, ip, c, Some(term))?;
         self.withdraw_offer(&c.key);
         let lease = Lease {
             key: c.key.clone(),
             mac: c.mac,
             ip,
-            expires: self
-                .params
-                .lease_time
-                .map(|t| now.saturating_add(t.as_secs())),
+            expires: term.expiry(now),
             hostname: self
                 .reservation_for(c)
                 .map(|r| r.name.clone())
@@ -295,7 +314,7 @@ impl DhcpServer {
     }
 
     fn nak(&self, msg: &Message, c: &Client) -> Result<Outcome, DropReason> {
-        let reply = reply::build(self, msg, MessageType::Nak, Ipv4Addr::UNSPECIFIED, c, false)?;
+        let reply = reply::build(self, msg, MessageType::Nak, Ipv4Addr::UNSPECIFIED, c, None)?;
         Ok(Outcome {
             change: None,
             reply: Some(reply),
@@ -356,7 +375,7 @@ impl DhcpServer {
         if msg.ciaddr().is_unspecified() {
             return Err(DropReason::Ignored);
         }
-        let reply = reply::build(self, msg, MessageType::Ack, Ipv4Addr::UNSPECIFIED, c, false)?;
+        let reply = reply::build(self, msg, MessageType::Ack, Ipv4Addr::UNSPECIFIED, c, None)?;
         Ok(Outcome {
             change: None,
             reply: Some(reply),
@@ -452,14 +471,73 @@ impl DhcpServer {
             .or_else(|| ring.clone().find(probe))
     }
 
-    /// Would one more lease on `c.port` exceed the per-port limit?
+    /// The configured lease time, or the shorter one the client asked for in option 51 (at
+    /// least the 2-minute minimum), as dnsmasq grants it.
+    fn lease_term(&self, msg: &Message) -> LeaseTerm {
+        let asked = match msg.opts().get(OptionCode::AddressLeaseTime) {
+            Some(DhcpOption::AddressLeaseTime(t)) if *t != u32::MAX => {
+                Some((*t).max(MIN_LEASE.as_secs() as u32))
+            }
+            _ => None,
+        };
+        let configured = self
+            .params
+            .lease_time
+            .map(|t| u32::try_from(t.as_secs()).unwrap_or(u32::MAX - 1));
+        match (configured, asked) {
+            (Some(c), Some(a)) => LeaseTerm::Secs(c.min(a)),
+            (Some(c), None) => LeaseTerm::Secs(c),
+            (None, Some(a)) => LeaseTerm::Secs(a),
+            (None, None) => LeaseTerm::Infinite,
+        }
+    }
+
+    /// Would one more lease on `c.port` exceed the per-port limit? Trusted ports (uplinks,
+    /// relays) carry many clients and have no limit.
     fn port_is_full(&self, c: &Client, now: u64) -> bool {
+        if self.params.trusted_ports.contains(&c.port) {
+            return false;
+        }
         let max = self.params.max_leases_per_port;
         self.leases.is_port_full(c.port, now, &c.key, max)
     }
 
+    /// Do the port's live leases and live offers to other clients reach the per-port limit?
+    /// O(offers on the port), which this check itself keeps below the limit; trusted ports
+    /// are exempt.
+    fn port_offers_full(&self, c: &Client, now: u64) -> bool {
+        if self.params.trusted_ports.contains(&c.port) {
+            return false;
+        }
+        let max = self.params.max_leases_per_port;
+        let Some(keys) = self.offers_by_port.get(&c.port) else {
+            return false;
+        };
+        // O(1) in the common case: even counting every offer and lease record, room is left.
+        if keys.len() + self.leases.records_on_port(c.port) < max {
+            return false;
+        }
+        let offers = keys
+            .iter()
+            .filter(|k| **k != c.key && self.offers.get(*k).is_some_and(|o| o.expires > now))
+            .filter(|k| {
+                // A client that already holds a live lease here is counted once, by its lease.
+                self.leases
+                    .get(k)
+                    .is_none_or(|l| l.port != c.port || l.has_expired(now))
+            })
+            .count();
+        offers > 0 && offers + self.leases.live_on_port(c.port, now, &c.key, max) >= max
+    }
+
     fn withdraw_offer(&mut self, key: &ClientKey) {
         if let Some(o) = self.offers.remove(key) {
+            if let Some(keys) = self.offers_by_port.get_mut(&o.port) {
+                keys.remove(key);
+                if keys.is_empty() {
+                    self.offers_by_port.remove(&o.port);
+                }
+            }
             if self.offered.get(&o.ip) == Some(key) {
                 self.offered.remove(&o.ip);
             }
