@@ -26,6 +26,8 @@ declare -A need=(
   [dnsmasq]=dnsmasq-base
   [ethtool]=ethtool
   [qemu-system-x86_64]=qemu-system-x86
+  [curl]=curl
+  [setpriv]=util-linux
 )
 missing=()
 for cmd in "${!need[@]}"; do

@@ -16,13 +16,18 @@
 //! included, are the bytes written to the egress tap. With offloads off the header is all zero.
 
 mod appliance;
+mod capture;
+mod control;
 mod dhcp;
 mod dns;
+mod log_json;
+mod metrics;
+mod notify;
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -47,6 +52,7 @@ const SERVICE_QUEUE: usize = 4096;
 const SERVICE_PORT_NAME: &str = "appliance";
 
 pub use appliance::{default_mac, Identity};
+pub use log_json::JsonLines;
 
 /// Why the daemon could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +61,8 @@ pub enum DaemonError {
     Port { port: String, source: PortError },
     #[error("DHCP: {message}")]
     Dhcp { message: String },
+    #[error("{message}")]
+    Control { message: String },
     #[error("{what}: {source}")]
     Io {
         what: &'static str,
@@ -68,6 +76,8 @@ pub enum DaemonError {
 /// the daemon created are removed.
 struct Ports {
     ports: Vec<Port>,
+    /// `switchyard capture`'s mirror: one atomic load per frame while no capture runs.
+    capture: Arc<capture::Capture>,
     _namespaces: Vec<Netns>,
 }
 
@@ -78,7 +88,11 @@ impl Ports {
     /// `tx_error` otherwise.
     fn send_counted(&self, switch: &Switch, port: PortId, bytes: &[u8]) {
         match self.ports[port.index()].send(bytes) {
-            Ok(_) => switch.count_tx(port, bytes.len().saturating_sub(VNET_HDR_LEN)),
+            Ok(_) => {
+                let frame = &bytes[bytes.len().min(VNET_HDR_LEN)..];
+                self.capture.mirror(port, capture::Dir::Tx, frame);
+                switch.count_tx(port, frame.len());
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 switch.count_drop(port, DropReason::TxFull)
             }
@@ -137,6 +151,8 @@ fn build_ports(config: &Config) -> Result<Ports, DaemonError> {
     }
     Ok(Ports {
         ports,
+        // Every configured port and the service port.
+        capture: Arc::new(capture::Capture::new(config.ports.len() + 1)),
         _namespaces: namespaces,
     })
 }
@@ -279,12 +295,31 @@ fn worker_count(config: &Config) -> usize {
 pub fn run(config: &Config) -> Result<(), DaemonError> {
     // Block the stop signals in every thread (workers inherit the mask); the main thread takes
     // them synchronously with sigtimedwait.
-    let signals = [libc::SIGINT, libc::SIGTERM];
+    let signals = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
     port::block_signals(&signals).map_err(|source| DaemonError::Io {
         what: "blocking signals",
         source,
     })?;
+    // The control socket first: a second daemon for the same network is refused here, before
+    // it touches a tap.
+    let gid = control::resolve_group(config.control.group.as_deref())?;
+    let listener = control::bind_socket(&config.control.socket, gid)?;
+    let _socket_file = RemoveOnDrop(config.control.socket.clone());
     let ports = Arc::new(build_ports(config)?);
+    let metrics_listener = match config.control.metrics {
+        None => None,
+        Some(addr) => {
+            let l = std::net::TcpListener::bind(addr).map_err(|source| DaemonError::Io {
+                what: "binding the [metrics] listen address",
+                source,
+            })?;
+            l.set_nonblocking(true).map_err(|source| DaemonError::Io {
+                what: "setting the metrics listener non-blocking",
+                source,
+            })?;
+            Some(l)
+        }
+    };
     let switch = Arc::new(switch_for(config));
     ports.tick(&switch);
     let stop = Arc::new(AtomicBool::new(false));
@@ -317,8 +352,21 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
     } else {
         None
     };
+    let control = Arc::new(control::Control {
+        switch: Arc::clone(&switch),
+        capture: Arc::clone(&ports.capture),
+        appliance: service.tx.clone(),
+        live: Mutex::new(config.clone()),
+        identity: service.id,
+        service_port: service.port,
+        start,
+        stop: Arc::clone(&stop),
+        gid,
+        connections: Default::default(),
+    });
     let appliance = appliance::Appliance {
         id: service.id,
+        port: service.port,
         rx: service_rx,
         ports: Arc::clone(&ports),
         switch: Arc::clone(&switch),
@@ -360,16 +408,33 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
             })?;
         handles.push(handle);
     }
+    let mut service_threads = vec![spawn_named("sy-control", {
+        let control = Arc::clone(&control);
+        move || control.serve(listener)
+    })?];
+    if let Some(l) = metrics_listener {
+        let control = Arc::clone(&control);
+        service_threads.push(spawn_named("sy-metrics", move || {
+            metrics::serve(control, l)
+        })?);
+    }
     tracing::info!(
         network = %config.network.name,
         ports = ports.ports.len(),
         workers = n_workers,
-        "switch running; SIGINT or SIGTERM stops it"
+        control_socket = %config.control.socket.display(),
+        metrics = %config.control.metrics.map_or_else(|| "off".into(), |a| a.to_string()),
+        "switch running; SIGINT or SIGTERM stops it, SIGHUP reloads the config"
     );
+    notify::notify("READY=1");
 
     let mut monitored_seen = vec![0u64; switch.port_count()];
     loop {
         match port::wait_signal(&signals, TICK) {
+            Ok(Some(libc::SIGHUP)) => {
+                // Logged (and notified) by `reload` itself.
+                let _ = control.reload();
+            }
             Ok(Some(sig)) => {
                 tracing::info!(signal = sig, "stopping");
                 break;
@@ -384,9 +449,11 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
         ports.tick(&switch);
         log_monitored(&switch, &mut monitored_seen);
     }
+    notify::notify("STOPPING=1");
     stop.store(true, Ordering::Relaxed);
     drop(service);
-    for h in handles {
+    drop(control);
+    for h in handles.into_iter().chain(service_threads) {
         if h.join().is_err() {
             tracing::error!("a data-plane thread panicked");
         }
@@ -411,12 +478,17 @@ impl Worker {
         if !self.service.id.wants(frame) {
             return;
         }
-        let sf = appliance::ServiceMsg::Frame(appliance::ServiceFrame {
+        let sf = appliance::ApplianceMsg::Frame(appliance::ServiceFrame {
             ingress,
             frame: frame.to_vec(),
         });
         match self.service.tx.try_send(sf) {
-            Ok(()) => self.switch.count_tx(self.service.port, frame.len()),
+            Ok(()) => {
+                self.ports
+                    .capture
+                    .mirror(self.service.port, capture::Dir::Tx, frame);
+                self.switch.count_tx(self.service.port, frame.len());
+            }
             Err(TrySendError::Full(_)) => self
                 .switch
                 .count_drop(self.service.port, DropReason::TxFull),
@@ -475,12 +547,35 @@ pub fn counters_table(switch: &Switch) -> String {
     out
 }
 
+/// Spawns a named thread.
+fn spawn_named(
+    name: &str,
+    f: impl FnOnce() + Send + 'static,
+) -> Result<thread::JoinHandle<()>, DaemonError> {
+    thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map_err(|source| DaemonError::Io {
+            what: "spawning a control-plane thread",
+            source,
+        })
+}
+
+/// Removes the control socket's file when the daemon stops (or fails to start after binding).
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// How a worker reaches the appliance.
 #[derive(Clone)]
 struct Service {
     port: PortId,
     id: Identity,
-    tx: SyncSender<appliance::ServiceMsg>,
+    tx: SyncSender<appliance::ApplianceMsg>,
 }
 
 /// One data-plane thread: an epoll set over its ports, and a frame buffer.
@@ -555,6 +650,7 @@ impl Worker {
                 }
             };
             let frame = &buf[n.min(VNET_HDR_LEN)..n];
+            self.ports.capture.mirror(ingress, capture::Dir::Rx, frame);
             match self.switch.process(ingress, frame, now) {
                 Verdict::Forward(egress) => self.dispatch(ingress, egress, &buf[..n]),
                 Verdict::Flood => {

@@ -29,10 +29,13 @@
 //! - [`service`]: the appliance's services, sans-IO: the DHCPv4 server (`service::dhcp`), its
 //!   lease table and its journal format; the DNS zone, cache, forwarder and TCP responder
 //!   (`service::dns`). Replies are values; the daemon sends them.
-//! - [`control`]: the configuration (TOML → validated [`control::config::Config`]).
+//! - [`control`]: the configuration (TOML → validated [`control::config::Config`], and the live
+//!   changes to it), the control protocol (typed JSON lines with a version,
+//!   [`control::protocol`], pure) and the client half of the CLI ([`control::cli`]).
 //! - [`daemon`]: threads, epoll loops, signals and the clock: the only module that reads time
-//!   and owns fds. It builds the ports, runs one worker per core over its share of them, and
-//!   tears everything down on SIGINT/SIGTERM.
+//!   and owns fds. It builds the ports, runs one worker per core over its share of them, serves
+//!   the control socket and the metrics endpoint, reloads on SIGHUP, and tears everything down
+//!   on SIGINT/SIGTERM.
 //!
 //! `switch`, `service` and `wire` import nothing from `port` or `daemon` (the lease journal's file
 //! I/O, plain `std::fs`, is the one exception in `service`).
@@ -45,6 +48,10 @@
 //! blocked worker. Every port bound to a host is guarded ([`switch::PortPolicy`], checked before
 //! learning): the host may only use its own MACs and addresses, may not act as a DHCP server or
 //! IPv6 router, and a header the guard cannot parse is a drop, never a pass.
+//!
+//! The control socket is a second door: only root and the control group get through (file
+//! mode, then SO_PEERCRED), and what they send is untrusted too: a bad or oversized request is
+//! an error reply, never a crash or a stalled daemon.
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod control;

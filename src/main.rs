@@ -1,21 +1,33 @@
-//! The `switchyard` command: parse arguments, load the config, hand over to the daemon.
+//! The `switchyard` command: parse arguments, then either run the daemon (load the config, hand
+//! over) or be a client of a running one (`control::cli`).
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
-use switchyard::control::config;
+use clap::{Args, Parser, Subcommand};
+use switchyard::control::protocol::{Body, Command as ProtoCommand, LeaseRow};
+use switchyard::control::{cli, config};
 use switchyard::service::dhcp::journal;
-use switchyard::service::dhcp::leases::hex_colon;
 use switchyard::service::dhcp::Lease;
 
 /// A userspace virtual switch with a DHCP/DNS appliance built in.
 #[derive(Parser)]
 #[command(name = "switchyard", version, about, long_about = None)]
 struct Cli {
+    /// How log lines look on stderr: "human" (the default) or "json" (one object a line).
+    /// Also read from $SWITCHYARD_LOG_FORMAT.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -39,13 +51,136 @@ enum Command {
     DefaultConfig,
     /// List the network's live DHCP leases (like `virsh net-dhcp-leases`).
     ///
-    /// Reads the lease journal in `[dhcp] state_dir` without modifying it, so it works whether
-    /// or not the daemon is running. No journal yet: an empty list.
+    /// Asks the running daemon. If none runs for this network (no socket, or nobody accepting),
+    /// or with --offline, reads the lease journal in `[dhcp] state_dir` instead, read-only.
     Leases {
-        /// The network's config file (TOML). Default: the embedded default lab network.
-        #[arg(short, long)]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        target: Target,
+        /// Read the journal, never the daemon.
+        #[arg(long)]
+        offline: bool,
         /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the ports: kind, state, MAC, allowed addresses, counters.
+    Ports {
+        #[command(flatten)]
+        target: Target,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the MAC table: MAC, port, static or learned, age.
+    Fdb {
+        #[command(flatten)]
+        target: Target,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show every counter of one port (or all): frames, bytes, drops by reason.
+    Stats {
+        /// The port; all ports without it.
+        port: Option<String>,
+        #[command(flatten)]
+        target: Target,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Allow an extra source address or prefix on a guarded port, live.
+    Allow {
+        port: String,
+        /// An address (10.13.31.50) or a prefix (10.13.31.64/28), IPv4 or IPv6.
+        net: String,
+        #[command(flatten)]
+        target: Target,
+        /// Print JSON instead of a sentence.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Withdraw an extra source address or prefix from a guarded port, live.
+    Disallow {
+        port: String,
+        net: String,
+        #[command(flatten)]
+        target: Target,
+        /// Print JSON instead of a sentence.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add or remove a host (a DHCP reservation and its guard), live.
+    Host {
+        #[command(subcommand)]
+        action: HostAction,
+    },
+    /// Mirror one port's frames (both directions): to a pcap file, or one line per frame.
+    Capture {
+        port: String,
+        /// Write a pcap file (readable by tcpdump -r and Wireshark) instead of printing; "-" is
+        /// stdout (`switchyard capture vm1 -w - | wireshark -k -i -`).
+        #[arg(short = 'w', long = "write")]
+        write: Option<PathBuf>,
+        /// Stop after this many frames.
+        #[arg(long)]
+        count: Option<u64>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Re-read the config file and apply host and guard changes (as SIGHUP does).
+    Reload {
+        #[command(flatten)]
+        target: Target,
+        /// Print JSON instead of a sentence.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Which daemon a client command talks to.
+#[derive(Args)]
+struct Target {
+    /// The daemon's control socket. Default: the config's `[switch] control_socket`.
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// The network's config file (for its control socket). Default: the embedded lab config.
+    #[arg(short, long)]
+    config: Option<PathBuf>,
+}
+
+impl Target {
+    fn socket(&self) -> Result<PathBuf, cli::ClientError> {
+        cli::socket_path(self.socket.as_deref(), self.config.as_deref())
+    }
+}
+
+#[derive(Subcommand)]
+enum HostAction {
+    /// Reserve an address for a MAC (DHCP) and allow it (guard); with --port, guard that port.
+    Add {
+        /// A DNS label: the host's name.
+        name: String,
+        #[arg(long)]
+        mac: String,
+        #[arg(long)]
+        ipv4: String,
+        /// More IPv4 sources the guard allows (repeatable): addresses or prefixes.
+        #[arg(long = "extra-ipv4")]
+        extra_ipv4: Vec<String>,
+        /// The port the host is plugged into: guarded with the host's addresses from now on.
+        #[arg(long)]
+        port: Option<String>,
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a host's reservation (its live lease runs out as usual).
+    Del {
+        name: String,
+        #[command(flatten)]
+        target: Target,
         #[arg(long)]
         json: bool,
     },
@@ -53,13 +188,22 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let format =
+        cli.log_format
+            .unwrap_or_else(|| match std::env::var("SWITCHYARD_LOG_FORMAT").as_deref() {
+                Ok("json") => LogFormat::Json,
+                _ => LogFormat::Human,
+            });
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => logs.init(),
+        LogFormat::Json => logs.event_format(switchyard::daemon::JsonLines).init(),
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -90,136 +234,152 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::DefaultConfig => print!("{}", config::DEFAULT_CONFIG),
-        Command::Leases { config, json } => {
-            let cfg = match &config {
+        Command::Leases {
+            target,
+            offline,
+            json,
+        } => {
+            if !offline {
+                match cli::run(&target.socket()?, ProtoCommand::Leases, json) {
+                    Ok(out) => {
+                        print!("{out}");
+                        return Ok(());
+                    }
+                    Err(e) if e.is_not_running() => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            let cfg = match &target.config {
                 Some(path) => config::load(path)?,
                 None => config::load_default()?,
             };
-            let path = cfg.dhcp.journal_path();
-            let (table, stats) = journal::read(&path)
-                .with_context(|| format!("cannot read the lease journal {}", path.display()))?;
-            if stats.corrupt > 0 {
-                eprintln!(
-                    "switchyard: warning: skipped {} corrupt record(s) in {}",
-                    stats.corrupt,
-                    path.display()
-                );
-            }
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            let mut live: Vec<&Lease> = table.iter().filter(|l| !l.has_expired(now)).collect();
-            live.sort_by_key(|l| l.ip);
-            let prefix = cfg.network.subnet.prefix_len();
-            if json {
-                println!("{}", leases_json(&live, prefix));
-            } else {
-                print!("{}", leases_table(&live, prefix));
-            }
+            print!("{}", offline_leases(&cfg, json)?);
         }
+        Command::Ports { target, json } => {
+            print!(
+                "{}",
+                cli::run(&target.socket()?, ProtoCommand::Ports, json)?
+            );
+        }
+        Command::Fdb { target, json } => {
+            print!("{}", cli::run(&target.socket()?, ProtoCommand::Fdb, json)?);
+        }
+        Command::Stats { port, target, json } => {
+            let cmd = ProtoCommand::Stats { port };
+            print!("{}", cli::run(&target.socket()?, cmd, json)?);
+        }
+        Command::Allow {
+            port,
+            net,
+            target,
+            json,
+        } => {
+            let cmd = ProtoCommand::Allow { port, net };
+            print!("{}", cli::run(&target.socket()?, cmd, json)?);
+        }
+        Command::Disallow {
+            port,
+            net,
+            target,
+            json,
+        } => {
+            let cmd = ProtoCommand::Disallow { port, net };
+            print!("{}", cli::run(&target.socket()?, cmd, json)?);
+        }
+        Command::Host {
+            action:
+                HostAction::Add {
+                    name,
+                    mac,
+                    ipv4,
+                    extra_ipv4,
+                    port,
+                    target,
+                    json,
+                },
+        } => {
+            let cmd = ProtoCommand::HostAdd {
+                name,
+                mac,
+                ipv4,
+                extra_ipv4,
+                port,
+            };
+            print!("{}", cli::run(&target.socket()?, cmd, json)?);
+        }
+        Command::Host {
+            action: HostAction::Del { name, target, json },
+        } => {
+            let cmd = ProtoCommand::HostDel { name };
+            print!("{}", cli::run(&target.socket()?, cmd, json)?);
+        }
+        Command::Reload { target, json } => {
+            print!(
+                "{}",
+                cli::run(&target.socket()?, ProtoCommand::Reload, json)?
+            );
+        }
+        Command::Capture {
+            port,
+            write,
+            count,
+            target,
+        } => capture(&target.socket()?, &port, write.as_deref(), count)?,
     }
     Ok(())
 }
 
-/// `virsh net-dhcp-leases`'s columns, one row per lease.
-fn leases_table(leases: &[&Lease], prefix: u8) -> String {
-    let header = [
-        "Expiry Time",
-        "MAC address",
-        "Protocol",
-        "IP address",
-        "Hostname",
-        "Client ID or DUID",
-    ];
-    let rows: Vec<[String; 6]> = leases
-        .iter()
-        .map(|l| {
-            [
-                l.expires.map_or_else(|| "never".to_string(), utc),
-                l.mac.to_string(),
-                "ipv4".to_string(),
-                format!("{}/{prefix}", l.ip),
-                l.hostname.clone().unwrap_or_else(|| "-".into()),
-                l.client_id.as_deref().map_or_else(|| "-".into(), hex_colon),
-            ]
-        })
-        .collect();
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
-        }
+/// The live leases from the journal, read-only, as a table or JSON.
+fn offline_leases(cfg: &config::Config, json: bool) -> anyhow::Result<String> {
+    let path = cfg.dhcp.journal_path();
+    let (table, stats) = journal::read(&path)
+        .with_context(|| format!("cannot read the lease journal {}", path.display()))?;
+    if stats.corrupt > 0 {
+        eprintln!(
+            "switchyard: warning: skipped {} corrupt record(s) in {}",
+            stats.corrupt,
+            path.display()
+        );
     }
-    let line = |cells: &[&str]| {
-        let mut out = String::new();
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-            if i + 1 == cells.len() {
-                out.push_str(&format!(" {cell}"));
-            } else {
-                out.push_str(&format!(" {cell:<w$}  "));
-            }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut live: Vec<&Lease> = table.iter().filter(|l| !l.has_expired(now)).collect();
+    live.sort_by_key(|l| l.ip);
+    let prefix = cfg.network.subnet.prefix_len();
+    let rows: Vec<LeaseRow> = live
+        .iter()
+        .map(|l| LeaseRow::from_lease(l, prefix, None))
+        .collect();
+    Ok(cli::render(&Body::Leases(rows), json))
+}
+
+/// `switchyard capture`: a pcap file with -w, else one line per frame on stdout.
+fn capture(
+    socket: &Path,
+    port: &str,
+    write: Option<&Path>,
+    count: Option<u64>,
+) -> anyhow::Result<()> {
+    let mut client = cli::Client::connect(socket)?;
+    let (frames, dropped) = match write {
+        Some(path) if path == Path::new("-") => {
+            let mut pcap = cli::PcapWriter::new(std::io::stdout().lock(), cli::SNAPLEN)?;
+            client.capture(port, count, |f, data| pcap.write(f.ts_us, f.len, data))?
         }
-        out.trim_end().to_string() + "\n"
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            let mut pcap = cli::PcapWriter::new(std::io::BufWriter::new(file), cli::SNAPLEN)?;
+            client.capture(port, count, |f, data| pcap.write(f.ts_us, f.len, data))?
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            client.capture(port, count, |f, data| {
+                writeln!(out, "{}", cli::frame_summary(f, data))
+            })?
+        }
     };
-    let mut out = line(&header);
-    let total: usize = widths.iter().sum::<usize>() + 3 * widths.len();
-    out.push_str(&"-".repeat(total));
-    out.push('\n');
-    for row in &rows {
-        out.push_str(&line(&row.each_ref().map(String::as_str)));
-    }
-    out
-}
-
-/// A JSON array of `{expiry_time, mac, type, ipaddr, prefix, hostname, clientid}`, the field
-/// names of libvirt's lease API; `expiry_time` is epoch seconds, `null` for an infinite lease.
-fn leases_json(leases: &[&Lease], prefix: u8) -> String {
-    let arr: Vec<serde_json::Value> = leases
-        .iter()
-        .map(|l| {
-            serde_json::json!({
-                "expiry_time": l.expires,
-                "mac": l.mac.to_string(),
-                "type": "ipv4",
-                "ipaddr": l.ip.to_string(),
-                "prefix": prefix,
-                "hostname": l.hostname,
-                "clientid": l.client_id.as_deref().map(hex_colon),
-            })
-        })
-        .collect();
-    serde_json::Value::Array(arr).to_string()
-}
-
-/// Epoch seconds as `YYYY-MM-DD HH:MM:SS` UTC (proleptic Gregorian, days-from-civil inverse).
-fn utc(epoch: u64) -> String {
-    let (days, secs) = (epoch / 86_400, epoch % 86_400);
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::utc;
-
-    #[test]
-    fn utc_dates() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00");
-        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00");
-        assert_eq!(utc(1_700_000_000), "2023-11-14 22:13:20");
-        assert_eq!(utc(4_107_542_399), "2100-02-28 23:59:59");
-    }
+    eprintln!("switchyard: {frames} frames captured, {dropped} dropped by the switch");
+    Ok(())
 }

@@ -420,3 +420,34 @@ fn messages_not_for_a_server_are_dropped() {
         Err(DropReason::NotClientMessage)
     );
 }
+
+#[test]
+fn reservations_change_live_and_leases_stay() {
+    use switchyard::service::dhcp::Reservation;
+    let mut s = server();
+    // A client in the pool, then reserved elsewhere live: its next DISCOVER gets the reservation.
+    let pooled = bind(&mut s, mac(7), 3, T0);
+    assert!((ip(100)..=ip(109)).contains(&pooled));
+    let mut res = params().reservations;
+    res.push(Reservation {
+        name: "vm7".into(),
+        mac: Some(mac(7)),
+        client_id: None,
+        ipv4: ip(77),
+        match_hostname: false,
+    });
+    s.set_reservations(res.clone()).unwrap();
+    assert_eq!(s.leases().len(), 1, "the pool lease is not lost");
+    let offer = decode(&s.process(&discover(mac(7), vec![]), 3, T0 + 1).unwrap());
+    assert_eq!(offer.yiaddr(), ip(77));
+    // An invalid set is refused and changes nothing.
+    let mut bad = res.clone();
+    bad[1].ipv4 = Ipv4Addr::new(192, 168, 0, 1);
+    assert!(s.set_reservations(bad).is_err());
+    let offer = decode(&s.process(&discover(mac(7), vec![]), 3, T0 + 2).unwrap());
+    assert_eq!(offer.yiaddr(), ip(77));
+    // Removed again: back to the pool, and the reserved address is free for others.
+    s.set_reservations(params().reservations).unwrap();
+    let offer = decode(&s.process(&discover(mac(7), vec![]), 3, T0 + 3).unwrap());
+    assert_ne!(offer.yiaddr(), ip(77));
+}

@@ -22,9 +22,10 @@ fn config(lab: &mut Lab) -> String {
     let mut c = format!(
         "[network]\nname = \"{tag}\"\nsubnet = \"10.13.31.0/24\"\ngateway = \"10.13.31.1\"\n\
          domain = \"lab.test\"\n\n[dhcp]\npool = [\"10.13.31.100\", \"10.13.31.199\"]\n\
-         state_dir = \"{state}\"\n",
+         state_dir = \"{state}\"\n\n[switch]\ncontrol_socket = \"{socket}\"\n",
         tag = lab.tag,
-        state = lab.dir.join("state").display()
+        state = lab.dir.join("state").display(),
+        socket = lab.control_socket().display()
     );
     for (h, octet) in [
         ("h1", Some(11)),
@@ -184,6 +185,12 @@ fn real_clients_get_reservations_and_pool_and_keep_them_across_kill_9() {
     for a in ["10.13.31.11", "10.13.31.12", "10.13.31.13", pool.as_str()] {
         assert!(table.contains(a), "{a} missing from leases:\n{table}");
     }
+
+    // dhclient stays in the background after binding: stop it (no release) so the second round
+    // starts a fresh one, and none outlives the test.
+    let pf = lab.dir.join("h1.pid");
+    let stop = lab.exec("h1", &["dhclient", "-x", "-pf", pf.to_str().unwrap()]);
+    assert!(stop.status.success(), "dhclient -x: {stop:?}");
 
     // kill -9 and restart: every client gets the same address again.
     lab.kill9();

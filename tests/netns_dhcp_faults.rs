@@ -57,11 +57,13 @@ fn a_full_disk_withholds_the_ack_and_dhcp_recovers_when_space_returns() {
     let cfg = format!(
         "[network]\nname = \"{tag}\"\nsubnet = \"10.13.31.0/24\"\ngateway = \"10.13.31.1\"\n\
          domain = \"lab.test\"\n\n[dhcp]\nstate_dir = \"{state}\"\n\n\
+         [switch]\ncontrol_socket = \"{socket}\"\n\n\
          [[host]]\nname = \"h1\"\nmac = \"52:54:00:31:00:51\"\nipv4 = \"10.13.31.51\"\n\n\
          [[port]]\nname = \"h1\"\nkind = \"tap\"\nifname = \"{ifname}\"\nhost = \"h1\"\n\
          netns = \"{ns}\"\naddress = \"none\"\n",
         tag = lab.tag,
-        state = state.display()
+        state = state.display(),
+        socket = lab.control_socket().display()
     );
     lab.start(&cfg, &[("h1", &ifname)]);
 

@@ -32,13 +32,17 @@ use toml::Spanned;
 
 use crate::wire::MacAddr;
 
+mod control;
 mod dhcp;
 mod dns;
 mod guard;
 mod kinds;
+mod live;
+pub use control::{default_socket, ControlConfig, DEFAULT_SOCKET_DIR};
 pub use dhcp::{dhcp_params, DhcpConfig, HostMatch};
 pub use dns::{dns_params, DnsConfig};
 pub use guard::Guard;
+pub use live::{LiveError, NewHost};
 
 /// The built-in configuration: a ready three-host lab network, and the commented reference.
 pub const DEFAULT_CONFIG: &str = include_str!("../../config/default.toml");
@@ -59,6 +63,8 @@ pub struct Config {
     pub dhcp: DhcpConfig,
     /// `[dns]`, defaults filled in.
     pub dns: DnsConfig,
+    /// The control socket (`[switch] control_socket`, `control_group`) and `[metrics]`.
+    pub control: ControlConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -153,6 +159,26 @@ impl PortKind {
             PortKind::Tap(t) => Some(&t.ifname),
             PortKind::Packet(p) => Some(&p.ifname),
             PortKind::Stream(_) | PortKind::Dgram(_) => None,
+        }
+    }
+
+    /// `"tap"`, `"packet"`, `"stream"` or `"dgram"`, as in the config.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PortKind::Tap(_) => "tap",
+            PortKind::Packet(_) => "packet",
+            PortKind::Stream(_) => "stream",
+            PortKind::Dgram(_) => "dgram",
+        }
+    }
+
+    /// Where the port is attached: the netdev name, or the socket path.
+    pub fn attachment(&self) -> String {
+        match self {
+            PortKind::Tap(t) => t.ifname.clone(),
+            PortKind::Packet(p) => p.ifname.clone(),
+            PortKind::Stream(s) => s.path.display().to_string(),
+            PortKind::Dgram(d) => d.path.display().to_string(),
         }
     }
 }
@@ -263,6 +289,8 @@ pub fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
     let network = validate_network(&cx, network)?;
     let hosts = validate_hosts(&cx, &network, raw.host)?;
     let ports = validate_ports(&cx, &network, &hosts, raw.port)?;
+    let control =
+        control::validate_control(&cx, &network, raw.switch.as_ref(), raw.metrics.as_ref())?;
     let switch = validate_switch(&cx, raw.switch, &hosts, &ports)?;
     let dhcp = dhcp::validate_dhcp(&cx, &network, raw.dhcp)?;
     let dns = dns::validate_dns(&cx, &network, &hosts, raw.dns)?;
@@ -274,6 +302,7 @@ pub fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
         ports,
         dhcp,
         dns,
+        control,
     })
 }
 
@@ -290,6 +319,7 @@ struct RawConfig {
     port: Vec<Spanned<RawPort>>,
     dhcp: Option<dhcp::RawDhcp>,
     dns: Option<dns::RawDns>,
+    metrics: Option<control::RawMetrics>,
 }
 
 #[derive(Deserialize)]
@@ -314,6 +344,8 @@ struct RawSwitch {
     storm_limit: Option<Spanned<toml::Value>>,
     #[serde(default)]
     fdb: Vec<RawFdb>,
+    control_socket: Option<Spanned<String>>,
+    control_group: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -16,15 +16,18 @@
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 
-use super::dhcp::{epoch_now, DhcpService};
+use super::capture::Dir;
+use super::dhcp::{epoch_now, DhcpService, DhcpStats};
 use super::dns::{DnsEvent, DnsService};
 use super::{Ports, TICK};
+use crate::control::config::Config;
 use crate::service::dhcp::frame::{
     dhcp_payload, emit_reply_frame, SERVER_PORT as DHCP_SERVER_PORT,
 };
+use crate::service::dhcp::Lease;
 use crate::service::dns::DnsCounters;
 use crate::switch::{PortId, Switch};
 use crate::wire::ipv4::{arp_reply, icmp_echo_reply};
@@ -39,10 +42,24 @@ pub(super) struct ServiceFrame {
     pub(super) frame: Vec<u8>,
 }
 
-/// What the appliance's queue carries.
-pub(super) enum ServiceMsg {
+/// What arrives on the appliance's queue: frames from the workers, events from the DNS reader
+/// threads, and calls from the control plane. The DHCP and DNS servers live on this thread
+/// alone; everything reaches them in order with the frames, so no lock is shared with the data
+/// plane.
+pub(super) enum ApplianceMsg {
     Frame(ServiceFrame),
     Dns(DnsEvent),
+    Call(Call),
+}
+
+/// A control-plane request to the appliance, with where to send the answer.
+pub(super) enum Call {
+    /// The live DHCP leases (empty without DHCP).
+    Leases(SyncSender<Vec<Lease>>),
+    /// The hosts changed (`host add`/`del`, reload): apply their reservations.
+    Hosts(Box<Config>, SyncSender<Result<(), String>>),
+    /// The DHCP server's message counts (`None` without DHCP).
+    DhcpStats(SyncSender<Option<DhcpStats>>),
 }
 
 /// The appliance's identity on the segment.
@@ -93,7 +110,9 @@ pub fn default_mac(network: &str) -> MacAddr {
 /// The appliance thread's state.
 pub(super) struct Appliance {
     pub(super) id: Identity,
-    pub(super) rx: Receiver<ServiceMsg>,
+    /// The service port's id (for mirroring what the appliance sends).
+    pub(super) port: PortId,
+    pub(super) rx: Receiver<ApplianceMsg>,
     pub(super) ports: Arc<Ports>,
     pub(super) switch: Arc<Switch>,
     pub(super) dhcp: Option<DhcpService>,
@@ -118,17 +137,18 @@ impl Appliance {
                     let mut handled = 0;
                     while let Some(msg) = next {
                         match msg {
-                            ServiceMsg::Frame(sf) => {
+                            ApplianceMsg::Frame(sf) => {
                                 match self.answer(sf.ingress, &sf.frame, &mut reply) {
                                     Some((port, true)) => pending.push((port, reply.clone())),
                                     Some((port, false)) => self.send(port, &reply, &mut out),
                                     None => self.answer_dns(sf.ingress, &sf.frame, &mut out),
                                 }
                             }
-                            ServiceMsg::Dns(event) => {
+                            ApplianceMsg::Dns(event) => {
                                 let frames = self.dns.as_mut().map(|d| d.process_event(event));
                                 self.send_all(frames.unwrap_or_default(), &mut out);
                             }
+                            ApplianceMsg::Call(call) => self.call(call),
                         }
                         handled += 1;
                         next = (handled < BATCH).then(|| self.rx.try_recv().ok()).flatten();
@@ -186,6 +206,43 @@ impl Appliance {
         }
     }
 
+    /// Answers a control-plane call. A caller that gave up waiting is not an error.
+    fn call(&mut self, call: Call) {
+        match call {
+            Call::Leases(answer) => {
+                let now = epoch_now();
+                let leases = self
+                    .dhcp
+                    .as_ref()
+                    .map_or_else(Vec::new, |d| d.live_leases_sorted(now));
+                let _ = answer.send(leases);
+            }
+            Call::DhcpStats(answer) => {
+                let _ = answer.send(self.dhcp.as_ref().map(DhcpService::stats));
+            }
+            Call::Hosts(config, answer) => {
+                let result = self.apply_hosts(&config);
+                let _ = answer.send(result);
+            }
+        }
+    }
+
+    /// The one place a change of hosts reaches the appliance's services: DHCP reservations and
+    /// the DNS zone's names (the guard is updated by the caller, from the same `Config`).
+    fn apply_hosts(&mut self, config: &Config) -> Result<(), String> {
+        let now = epoch_now();
+        if let Some(dhcp) = self.dhcp.as_mut() {
+            dhcp.set_hosts(config, now)?;
+        }
+        if let Some(dns) = self.dns.as_mut() {
+            match self.dhcp.as_ref() {
+                Some(dhcp) => dns.set_hosts(config, dhcp.live_leases(now)),
+                None => dns.set_hosts(config, std::iter::empty()),
+            }
+        }
+        Ok(())
+    }
+
     /// Builds the reply to `frame` into `reply` and returns the port it leaves through (always
     /// the ingress port) and whether it must wait for the lease journal's commit; `None` if
     /// there is no reply.
@@ -227,6 +284,7 @@ impl Appliance {
         out.clear();
         out.resize(VNET_HDR_LEN, 0);
         out.extend_from_slice(frame);
+        self.ports.capture.mirror(self.port, Dir::Rx, frame);
         self.ports.send_counted(&self.switch, port, out);
     }
 }

@@ -18,7 +18,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::service::dhcp::{ClientKey, DhcpParams, DhcpServer, Journal, Lease, LeaseChange, Reply};
+use crate::control::config::{dhcp_params, Config};
+use crate::service::dhcp::{
+    ClientKey, DhcpParams, DhcpServer, DropReason as DhcpDropReason, Journal, Lease, LeaseChange,
+    Reply,
+};
 use crate::switch::{PortId, Switch};
 
 /// Compact the journal after this many records.
@@ -36,6 +40,43 @@ fn log_unpersisted(e: &io::Error) {
         (free space or fix permissions in the state directory)");
 }
 
+/// What the DHCP server did with the messages it got, for metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct DhcpStats {
+    /// Client messages handed to the server.
+    pub(super) received: u64,
+    /// Replies by DHCP message type: offer, ack, nak, and anything else.
+    pub(super) offers: u64,
+    pub(super) acks: u64,
+    pub(super) naks: u64,
+    pub(super) other_replies: u64,
+    /// Messages without a reply, by the server's reason (`DhcpDropReason::ALL` order).
+    pub(super) drops: [u64; DhcpDropReason::ALL.len()],
+    /// Replies withheld because the lease change could not be written to the journal.
+    pub(super) unpersisted: u64,
+}
+
+/// The DHCP message type (option 53) of an encoded reply; `None` if it has none.
+fn message_type(payload: &[u8]) -> Option<u8> {
+    // Fixed BOOTP header (236 bytes), the magic cookie (4), then code/length/value options.
+    let mut opts = payload.get(240..)?;
+    while let [code, rest @ ..] = opts {
+        match code {
+            0 => opts = rest,
+            255 => return None,
+            _ => {
+                let (&len, value) = rest.split_first()?;
+                let value = value.get(..usize::from(len))?;
+                if *code == 53 {
+                    return value.first().copied();
+                }
+                opts = &rest[1 + usize::from(len)..];
+            }
+        }
+    }
+    None
+}
+
 /// The DHCP server with its persistence and its guard bindings.
 pub(super) struct DhcpService {
     server: DhcpServer,
@@ -48,6 +89,7 @@ pub(super) struct DhcpService {
     lease_file_dirty: bool,
     /// Lease changes not yet taken by the DNS zone ([`DhcpService::take_changes`]).
     changes: Vec<LeaseChange>,
+    stats: DhcpStats,
 }
 
 impl DhcpService {
@@ -72,6 +114,7 @@ impl DhcpService {
             bound: HashMap::new(),
             lease_file_dirty: false,
             changes: Vec::new(),
+            stats: DhcpStats::default(),
         };
         svc.sync_bindings(epoch_now());
         svc.write_lease_file(epoch_now());
@@ -83,9 +126,13 @@ impl DhcpService {
     /// the change is on disk.
     pub(super) fn handle(&mut self, payload: &[u8], ingress: PortId) -> Option<(Reply, bool)> {
         let now = epoch_now();
+        self.stats.received += 1;
         let outcome = match self.server.process(payload, ingress.0, now) {
             Ok(o) => o,
             Err(reason) => {
+                if let Some(i) = DhcpDropReason::ALL.iter().position(|r| *r == reason) {
+                    self.stats.drops[i] += 1;
+                }
                 tracing::debug!(
                     port = ingress.0,
                     reason = reason.as_str(),
@@ -94,17 +141,54 @@ impl DhcpService {
                 return None;
             }
         };
+        if let Some(r) = &outcome.reply {
+            match message_type(&r.payload) {
+                Some(2) => self.stats.offers += 1,
+                Some(5) => self.stats.acks += 1,
+                Some(6) => self.stats.naks += 1,
+                _ => self.stats.other_replies += 1,
+            }
+        }
         let Some(change) = &outcome.change else {
             return outcome.reply.map(|r| (r, false));
         };
         if let Err(e) = self.journal.write(change) {
             log_unpersisted(&e);
+            self.stats.unpersisted += 1;
             return None;
         }
         self.apply_binding(change);
         self.changes.push(change.clone());
         self.lease_file_dirty = true;
         outcome.reply.map(|r| (r, true))
+    }
+
+    pub(super) fn stats(&self) -> DhcpStats {
+        self.stats.clone()
+    }
+
+    /// The leases that have not expired at `now`, by address.
+    pub(super) fn live_leases_sorted(&self, now: u64) -> Vec<Lease> {
+        let mut live: Vec<Lease> = self
+            .server
+            .leases()
+            .iter()
+            .filter(|l| !l.has_expired(now))
+            .cloned()
+            .collect();
+        live.sort_by_key(|l| l.ip);
+        live
+    }
+
+    /// Replaces the reservations with `config`'s hosts, then re-binds every live lease in the
+    /// guard (a port's policy may just have been rebuilt from the same config).
+    pub(super) fn set_hosts(&mut self, config: &Config, now: u64) -> Result<(), String> {
+        self.server
+            .set_reservations(dhcp_params(config).reservations)
+            .map_err(|e| e.to_string())?;
+        self.bound.clear();
+        self.sync_bindings(now);
+        Ok(())
     }
 
     /// Makes every change handled since the last commit durable (one fsync for a whole batch:
@@ -199,5 +283,21 @@ impl DhcpService {
             }
         }
         self.bound = live;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::message_type;
+
+    #[test]
+    fn finds_the_message_type_option() {
+        let mut p = vec![0u8; 240];
+        p[236..240].copy_from_slice(&[99, 130, 83, 99]);
+        p.extend_from_slice(&[0, 54, 4, 10, 0, 0, 1, 53, 1, 5, 255]);
+        assert_eq!(message_type(&p), Some(5));
+        let truncated = &p[..p.len() - 4];
+        assert_eq!(message_type(truncated), None);
+        assert_eq!(message_type(&p[..100]), None);
     }
 }

@@ -24,12 +24,14 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::appliance::{Identity, ServiceMsg};
+use super::appliance::{ApplianceMsg, Identity};
 use super::{DaemonError, TICK};
 use crate::control::config::{dns_params, Config};
 use crate::service::dhcp::{ClientKey, Lease, LeaseChange};
 use crate::service::dns::tcp::{ConnKey, TcpOutput, TcpResponder};
-use crate::service::dns::{ClientReply, DnsCounters, DnsServer, NameRefused, Outcome, Transport};
+use crate::service::dns::{
+    ClientReply, DnsCounters, DnsServer, NameRefused, Outcome, Transport, Zone,
+};
 use crate::switch::PortId;
 use crate::wire::ipv4::{build_udp, Ipv4View, UdpEndpoints, IPV4_HEADER_LEN, UDP_HEADER_LEN};
 use crate::wire::tcp::{build_tcp, TcpSegment, PROTO_TCP, TCP_HEADER_LEN};
@@ -114,7 +116,7 @@ impl DnsService {
     pub(super) fn start(
         config: &Config,
         id: Identity,
-        tx: &SyncSender<ServiceMsg>,
+        tx: &SyncSender<ApplianceMsg>,
         stop: &Arc<AtomicBool>,
     ) -> Result<DnsService, DaemonError> {
         let params = dns_params(config);
@@ -413,6 +415,13 @@ impl DnsService {
         self.server.zone_mut().retain_leases(|k| live.contains(k));
     }
 
+    /// The hosts changed (`host add`/`del`, reload): rebuild the zone from `config`'s hosts and
+    /// records, then put the live leases back (a lease whose name is now a host's is refused).
+    pub(super) fn set_hosts<'a>(&mut self, config: &Config, live: impl Iterator<Item = &'a Lease>) {
+        *self.server.zone_mut() = Zone::new(&dns_params(config));
+        self.load_leases(live);
+    }
+
     fn upsert_lease(&mut self, lease: &Lease) {
         match self.server.zone_mut().upsert_lease(lease) {
             Ok(()) => {}
@@ -439,7 +448,7 @@ impl DnsService {
 /// `event(from, bytes)`; a full queue drops it (a forwarded query then times out).
 fn spawn_reader(
     sock: Arc<UdpSocket>,
-    tx: SyncSender<ServiceMsg>,
+    tx: SyncSender<ApplianceMsg>,
     stop: Arc<AtomicBool>,
     event: impl Fn(SocketAddr, Vec<u8>) -> DnsEvent + Send + 'static,
 ) -> Result<JoinHandle<()>, DaemonError> {
@@ -452,7 +461,7 @@ fn spawn_reader(
             while !stop.load(Ordering::Relaxed) {
                 match sock.recv_from(&mut buf) {
                     Ok((n, from)) => {
-                        let msg = ServiceMsg::Dns(event(from, buf[..n].to_vec()));
+                        let msg = ApplianceMsg::Dns(event(from, buf[..n].to_vec()));
                         match tx.try_send(msg) {
                             Ok(()) | Err(TrySendError::Full(_)) => {}
                             Err(TrySendError::Disconnected(_)) => return,

@@ -41,7 +41,7 @@ pub(crate) mod sys;
 mod io_tests;
 
 pub use netns::Netns;
-pub use sys::{block_signals, wait_signal, Epoll, EpollEvent, Events};
+pub use sys::{block_signals, peer_cred, wait_signal, Epoll, EpollEvent, Events, PeerCred};
 pub use tap::TapPort;
 
 /// One port of the switch, whatever its kind. Every kind reads and writes the same bytes: a

@@ -90,6 +90,8 @@ pub struct Lab {
     pub dir: PathBuf,
     daemon: Option<Child>,
     namespaces: Vec<String>,
+    /// Extra environment for the daemon (e.g. `NOTIFY_SOCKET`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Lab {
@@ -108,6 +110,7 @@ impl Lab {
             dir,
             daemon: None,
             namespaces: Vec::new(),
+            env: Vec::new(),
         };
         let sw = lab.switch_ns();
         let out = sh(&["ip", "netns", "add", &sw]);
@@ -152,6 +155,7 @@ impl Lab {
             .arg("--config")
             .arg(&path)
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -278,6 +282,38 @@ impl Lab {
         }
     }
 
+    /// The control socket `lab_config` puts in the lab's directory.
+    pub fn control_socket(&self) -> PathBuf {
+        self.dir.join("control.sock")
+    }
+
+    /// Runs `switchyard ARGS --socket <the lab's control socket>` (as root).
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(args)
+            .arg("--socket")
+            .arg(self.control_socket())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run switchyard {args:?}: {e}"))
+    }
+
+    /// Like `cli`, and asserts success; returns stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "switchyard {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// The daemon's pid (nsenter execs it, so the child's pid is the daemon's).
+    pub fn daemon_pid(&self) -> u32 {
+        self.daemon.as_ref().expect("daemon running").id()
+    }
+
     /// Names of links in the switch namespace other than lo.
     pub fn switch_links(&self) -> Vec<String> {
         let out = sh(&["ip", "-n", &self.switch_ns(), "-o", "link", "show"]);
@@ -306,6 +342,9 @@ impl Drop for Lab {
             }
         }
         let _ = fs::remove_dir_all(&self.dir);
+        // A daemon killed above (or with kill9) leaves its control socket behind; configs that
+        // do not set one use the default path, named after the network (the lab's tag).
+        let _ = fs::remove_file(format!("/run/switchyard/{}.sock", self.tag));
     }
 }
 
@@ -313,9 +352,11 @@ impl Drop for Lab {
 pub fn lab_config(lab: &mut Lab, hosts: &[(&str, u8, bool)], extra_switch: &str) -> String {
     let mut c = format!(
         "[network]\nname = \"{tag}\"\nsubnet = \"10.13.31.0/24\"\ngateway = \"10.13.31.1\"\n\
-         domain = \"lab.test\"\n\n[dhcp]\nstate_dir = \"{state}\"\n\n[switch]\n{extra_switch}\n",
+         domain = \"lab.test\"\n\n[dhcp]\nstate_dir = \"{state}\"\n\n[switch]\n\
+         control_socket = \"{socket}\"\n{extra_switch}\n",
         tag = lab.tag,
-        state = lab.dir.join("state").display()
+        state = lab.dir.join("state").display(),
+        socket = lab.control_socket().display()
     );
     for (h, octet, isolated) in hosts {
         let ns = lab.ns(h);

@@ -177,6 +177,22 @@ impl DhcpServer {
         &self.params
     }
 
+    /// Replaces the reservations (a live `host add`/`host del`, or a reload), checked as
+    /// [`DhcpServer::new`] checks them; on error nothing changes. Leases already granted stay
+    /// (a lease is never lost): one that now contradicts a reservation is NAKed at its next
+    /// REQUEST, and the client then gets what it is entitled to.
+    pub fn set_reservations(
+        &mut self,
+        reservations: Vec<Reservation>,
+    ) -> Result<(), super::ParamsError> {
+        let mut params = self.params.clone();
+        params.reservations = reservations;
+        self.search = params.validate()?;
+        self.reserved = params.reservations.iter().map(|r| r.ipv4).collect();
+        self.params = params;
+        Ok(())
+    }
+
     /// Handles one client message; see the module docs.
     pub fn process(&mut self, payload: &[u8], port: u16, now: u64) -> Result<Outcome, DropReason> {
         self.take_token(port, now)?;

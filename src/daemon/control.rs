@@ -1,0 +1,416 @@
+//! The control socket's server: the daemon's side of `switchyard ports|fdb|leases|stats|allow|
+//! disallow|host|capture|reload`.
+//!
+//! Theory of operation. One thread accepts on the unix socket (epoll with the daemon's tick, so
+//! it sees the stop flag), checks the peer's credentials (SO_PEERCRED: root, or the control
+//! group as primary or supplementary group; the socket file's 0660 root:group mode is the first
+//! fence, this the second), and hands each connection to a short-lived thread of its own (at
+//! most [`MAX_CONNECTIONS`] at once; one more is told the daemon is busy). A connection reads
+//! request lines of at most `MAX_REQUEST` bytes and answers each with one reply line (see
+//! `control::protocol`); a line it cannot use gets an error reply and the connection carries
+//! on, except an oversized one, after which the stream cannot be resynchronised and is closed.
+//! Idle connections time out; a client that does not read its replies cannot hold a thread
+//! for more than [`IO_TIMEOUT`].
+//!
+//! State. The daemon's live `Config` (behind one mutex, so changes are serialized) is the
+//! truth about hosts and extra addresses. A change is made to a copy first (validated by
+//! `Config::add_host` and friends), then applied to the guard (the ports' policies, keeping the
+//! lease bindings) and to the appliance (the DHCP reservations, through its queue: the DHCP
+//! server stays on its own thread), and only then becomes the live config. Reads (ports, FDB,
+//! counters) go straight to the lock-light `Switch`.
+//!
+//! Layout: this file is the state side (what each command reads or changes); `control/server.rs`
+//! is the socket side (binding, the peer check, connections, capture streaming).
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+
+use super::appliance::{ApplianceMsg, Call, Identity};
+use super::capture::Capture;
+use super::dhcp::DhcpStats;
+use super::notify;
+use crate::control::config::{self, Config, NewHost};
+use crate::control::protocol::{Body, Command, ErrorKind, FdbRow, LeaseRow, PortInfo, PortStats};
+use crate::switch::{DropReason, GuardMode, PortId, Switch};
+use crate::wire::MacAddr;
+
+/// Connections served at once; one more gets a `busy` reply.
+const MAX_CONNECTIONS: usize = 16;
+/// A connection idle this long is closed; a reply not read within it is abandoned.
+const IO_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a request waits for the appliance thread (it answers between frame batches).
+const APPLIANCE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Everything the control plane reads and changes.
+pub(super) struct Control {
+    pub(super) switch: Arc<Switch>,
+    pub(super) capture: Arc<Capture>,
+    pub(super) appliance: SyncSender<ApplianceMsg>,
+    pub(super) live: Mutex<Config>,
+    pub(super) identity: Identity,
+    pub(super) service_port: PortId,
+    pub(super) start: Instant,
+    pub(super) stop: Arc<AtomicBool>,
+    /// The group allowed besides root.
+    pub(super) gid: u32,
+    pub(super) connections: AtomicUsize,
+}
+
+/// A failed request: the error reply's kind and message.
+type Failure = (ErrorKind, String);
+
+fn fail<T>(kind: ErrorKind, message: impl Into<String>) -> Result<T, Failure> {
+    Err((kind, message.into()))
+}
+
+mod server;
+
+pub(super) use server::{bind_socket, resolve_group};
+
+impl Control {
+    /// Answers one (non-streaming) command.
+    pub(super) fn handle(&self, command: Command) -> Result<Body, Failure> {
+        match command {
+            Command::Ports => Ok(Body::Ports(self.ports())),
+            Command::Fdb => Ok(Body::Fdb(self.fdb())),
+            Command::Leases => self.leases().map(Body::Leases),
+            Command::Stats { port } => self.stats(port.as_deref()).map(Body::Stats),
+            Command::Allow { port, net } => {
+                let net = parse_net(&net)?;
+                self.change(|c| c.allow_extra(&port, net).map(Some))
+                    .map(|()| Body::Done(format!("{net} allowed on port {port}")))
+            }
+            Command::Disallow { port, net } => {
+                let net = parse_net(&net)?;
+                self.change(|c| c.disallow_extra(&port, net).map(Some))
+                    .map(|()| Body::Done(format!("{net} no longer allowed on port {port}")))
+            }
+            Command::HostAdd {
+                name,
+                mac,
+                ipv4,
+                extra_ipv4,
+                port,
+            } => {
+                let new = NewHost {
+                    name: name.clone(),
+                    mac: mac.parse::<MacAddr>().map_err(|_| {
+                        (
+                            ErrorKind::BadArgument,
+                            format!("mac {mac:?} is not a MAC address (write 52:54:00:12:34:56)"),
+                        )
+                    })?,
+                    ipv4: ipv4.parse::<Ipv4Addr>().map_err(|_| {
+                        (
+                            ErrorKind::BadArgument,
+                            format!("ipv4 {ipv4:?} is not an IPv4 address"),
+                        )
+                    })?,
+                    extra_ipv4: extra_ipv4
+                        .iter()
+                        .map(|s| match parse_net(s)? {
+                            IpNet::V4(n) => Ok(n),
+                            IpNet::V6(_) => fail(
+                                ErrorKind::BadArgument,
+                                format!("extra-ipv4 {s:?} is an IPv6 prefix"),
+                            ),
+                        })
+                        .collect::<Result<_, _>>()?,
+                    port,
+                };
+                self.change(|c| c.add_host(new))
+                    .map(|()| Body::Done(format!("host {name} added")))
+            }
+            Command::HostDel { name } => self
+                .change(|c| c.remove_host(&name).map(|()| None))
+                .map(|()| Body::Done(format!("host {name} removed"))),
+            Command::Reload => self
+                .reload()
+                .map(Body::Done)
+                .map_err(|m| (ErrorKind::Refused, m)),
+            Command::Capture { .. } => fail(
+                ErrorKind::BadArgument,
+                "capture streams: send it on a connection of its own",
+            ),
+        }
+    }
+
+    fn live(&self) -> std::sync::MutexGuard<'_, Config> {
+        self.live.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn port_name(&self, id: PortId) -> String {
+        self.switch.port_spec(id).name.clone()
+    }
+
+    fn port_id(&self, name: &str) -> Result<PortId, Failure> {
+        self.switch.port_by_name(name).ok_or_else(|| {
+            (
+                ErrorKind::NotFound,
+                format!("no port '{name}' (see `switchyard ports`)"),
+            )
+        })
+    }
+
+    // ---- reads ----
+
+    fn ports(&self) -> Vec<PortInfo> {
+        let cfg = self.live();
+        (0..self.switch.port_count())
+            .map(|i| {
+                let id = PortId(i as u16);
+                let c = self.switch.counters(id);
+                let policy = self.switch.policy(id);
+                let (kind, ifname, mac, mut addresses) = if id == self.service_port {
+                    (
+                        "appliance".to_string(),
+                        "-".to_string(),
+                        Some(self.identity.mac.to_string()),
+                        vec![self.identity.ip.to_string()],
+                    )
+                } else {
+                    let p = &cfg.ports[i];
+                    let host = p.host.map(|h| &cfg.hosts[h]);
+                    let mac = host.and_then(|h| h.mac).map(|m| m.to_string());
+                    let addrs = match &policy {
+                        Some(_) => Vec::new(),
+                        None => host
+                            .and_then(|h| h.ipv4)
+                            .map(|a| a.to_string())
+                            .into_iter()
+                            .collect(),
+                    };
+                    (p.kind.name().to_string(), p.kind.attachment(), mac, addrs)
+                };
+                if let Some(p) = &policy {
+                    addresses.extend(p.ipv4.iter().map(|n| short_net(IpNet::V4(*n))));
+                    addresses.extend(p.leased_ipv4.iter().map(|n| short_net(IpNet::V4(*n))));
+                    addresses.extend(p.ipv6.iter().map(|n| short_net(IpNet::V6(*n))));
+                    addresses.dedup();
+                }
+                PortInfo {
+                    name: self.port_name(id),
+                    kind,
+                    ifname,
+                    state: if self.switch.is_port_up(id) {
+                        "up"
+                    } else {
+                        "down"
+                    }
+                    .into(),
+                    mac,
+                    addresses,
+                    guard: match policy.map(|p| p.mode) {
+                        None => "off",
+                        Some(GuardMode::Enforce) => "enforce",
+                        Some(GuardMode::Monitor) => "monitor",
+                    }
+                    .into(),
+                    rx_frames: c.rx_frames,
+                    rx_bytes: c.rx_bytes,
+                    tx_frames: c.tx_frames,
+                    tx_bytes: c.tx_bytes,
+                    drops: c.total_drops(),
+                }
+            })
+            .collect()
+    }
+
+    fn fdb(&self) -> Vec<FdbRow> {
+        self.switch
+            .fdb_entries(self.start.elapsed())
+            .into_iter()
+            .map(|e| FdbRow {
+                mac: e.mac.to_string(),
+                port: self.port_name(e.port),
+                is_static: e.is_static,
+                age_secs: e.age.as_secs(),
+            })
+            .collect()
+    }
+
+    /// Every counter of `port`, or of every port.
+    pub(super) fn stats(&self, port: Option<&str>) -> Result<Vec<PortStats>, Failure> {
+        let ids: Vec<PortId> = match port {
+            Some(name) => vec![self.port_id(name)?],
+            None => (0..self.switch.port_count())
+                .map(|i| PortId(i as u16))
+                .collect(),
+        };
+        Ok(ids
+            .into_iter()
+            .map(|id| {
+                let c = self.switch.counters(id);
+                PortStats {
+                    port: self.port_name(id),
+                    rx_frames: c.rx_frames,
+                    rx_bytes: c.rx_bytes,
+                    tx_frames: c.tx_frames,
+                    tx_bytes: c.tx_bytes,
+                    fdb_full: c.fdb_full,
+                    drops: DropReason::ALL
+                        .iter()
+                        .map(|r| (r.name().to_string(), c.drops(*r)))
+                        .collect(),
+                    monitored: DropReason::ALL
+                        .iter()
+                        .filter(|r| c.monitored(**r) > 0)
+                        .map(|r| (r.name().to_string(), c.monitored(*r)))
+                        .collect(),
+                    fdb_entries: self.switch.fdb().port_len(id) as u64,
+                    capture_dropped: self.capture.dropped_on(id),
+                }
+            })
+            .collect())
+    }
+
+    /// Asks the appliance thread; it answers between two frame batches.
+    fn ask<T>(&self, make: impl FnOnce(SyncSender<T>) -> Call) -> Result<T, Failure> {
+        let (tx, rx) = sync_channel(1);
+        let mut msg = ApplianceMsg::Call(make(tx));
+        let deadline = Instant::now() + APPLIANCE_TIMEOUT;
+        loop {
+            match self.appliance.try_send(msg) {
+                Ok(()) => break,
+                Err(TrySendError::Full(m)) if Instant::now() < deadline => {
+                    msg = m;
+                    thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => return fail(ErrorKind::Internal, "the appliance is not answering"),
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        rx.recv_timeout(left)
+            .or_else(|_| fail(ErrorKind::Internal, "the appliance did not answer in time"))
+    }
+
+    /// The DHCP server's message counts; `None` without DHCP.
+    pub(super) fn dhcp_stats(&self) -> Result<Option<DhcpStats>, Failure> {
+        self.ask(Call::DhcpStats)
+    }
+
+    /// The live leases, with the port each is bound to.
+    pub(super) fn leases(&self) -> Result<Vec<LeaseRow>, Failure> {
+        let leases = self.ask(Call::Leases)?;
+        let prefix = self.live().network.subnet.prefix_len();
+        Ok(leases
+            .iter()
+            .map(|l| {
+                let port = (usize::from(l.port) < self.switch.port_count())
+                    .then(|| self.port_name(PortId(l.port)));
+                LeaseRow::from_lease(l, prefix, port)
+            })
+            .collect())
+    }
+
+    // ---- changes ----
+
+    /// Makes a change to a copy of the live config, applies it, and keeps it. `edit` returns
+    /// the port whose policy changed, if one did.
+    fn change(
+        &self,
+        edit: impl FnOnce(&mut Config) -> Result<Option<usize>, config::LiveError>,
+    ) -> Result<(), Failure> {
+        let mut live = self.live();
+        let mut next = live.clone();
+        let port = edit(&mut next).map_err(|e| (ErrorKind::Refused, e.0))?;
+        let ports: Vec<usize> = port.into_iter().collect();
+        self.apply(&live, &next, &ports)?;
+        *live = next;
+        Ok(())
+    }
+
+    /// Applies `new` over `old`: the guard policies of `ports` (lease bindings kept), then the
+    /// appliance's hosts (which also re-binds every live lease). If the appliance refuses, the
+    /// policies go back to `old`'s and nothing has changed.
+    fn apply(&self, old: &Config, new: &Config, ports: &[usize]) -> Result<(), Failure> {
+        for &i in ports {
+            self.set_policy(new, i);
+        }
+        let result = self
+            .ask(|tx| Call::Hosts(Box::new(new.clone()), tx))
+            .and_then(|r| r.map_err(|m| (ErrorKind::Refused, m)));
+        if result.is_err() {
+            for &i in ports {
+                self.set_policy(old, i);
+            }
+        }
+        result
+    }
+
+    /// Port `i`'s policy from `cfg`, keeping the DHCP lease bindings it has now.
+    fn set_policy(&self, cfg: &Config, i: usize) {
+        let id = PortId(i as u16);
+        let mut policy = cfg.ports[i].policy(cfg);
+        if let (Some(new), Some(old)) = (policy.as_mut(), self.switch.policy(id)) {
+            new.leased_ipv4 = old.leased_ipv4;
+        }
+        self.switch.set_policy(id, policy);
+    }
+
+    /// Re-reads the config file (SIGHUP, `switchyard reload`) and applies it if it is valid and
+    /// differs only in hosts and port guards; otherwise the running config stays, and the error
+    /// says why.
+    pub(super) fn reload(&self) -> Result<String, String> {
+        notify::notify("RELOADING=1");
+        let result = self.reload_now();
+        match &result {
+            Ok(m) => tracing::info!("{m}"),
+            Err(m) => tracing::error!("{m}"),
+        }
+        notify::notify("READY=1");
+        result
+    }
+
+    fn reload_now(&self) -> Result<String, String> {
+        let mut live = self.live();
+        let new = if live.source == config::DEFAULT_SOURCE {
+            config::load_default()
+        } else {
+            config::load(Path::new(&live.source))
+        }
+        .map_err(|e| format!("reload refused, the running config stays: {e}"))?;
+        live.live_difference(&new)
+            .map_err(|e| format!("reload refused, the running config stays: {e}"))?;
+        let all: Vec<usize> = (0..new.ports.len()).collect();
+        self.apply(&live, &new, &all)
+            .map_err(|(_, m)| format!("reload refused, the running config stays: {m}"))?;
+        let message = format!(
+            "reloaded {}: {} hosts, {} ports",
+            new.source,
+            new.hosts.len(),
+            new.ports.len()
+        );
+        *live = new;
+        Ok(message)
+    }
+}
+
+/// `ADDR` or `ADDR/LEN`, IPv4 or IPv6.
+fn parse_net(text: &str) -> Result<IpNet, Failure> {
+    if let Ok(addr) = text.parse::<std::net::IpAddr>() {
+        return Ok(IpNet::from(addr));
+    }
+    text.parse::<IpNet>().map_err(|_| {
+        (
+            ErrorKind::BadArgument,
+            format!("{text:?} is neither an address nor a prefix (write ADDR or ADDR/LEN)"),
+        )
+    })
+}
+
+/// `10.0.0.5` for a /32 (or /128), else `10.0.0.64/28`.
+fn short_net(net: IpNet) -> String {
+    if net.prefix_len() == net.max_prefix_len() {
+        net.addr().to_string()
+    } else {
+        net.to_string()
+    }
+}
