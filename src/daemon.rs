@@ -21,6 +21,7 @@ mod control;
 mod dhcp;
 mod dns;
 mod log_json;
+mod loops;
 mod metrics;
 mod notify;
 
@@ -243,6 +244,7 @@ fn switch_for(config: &Config) -> Switch {
         max_macs: config.switch.max_macs,
         max_macs_per_port: config.switch.max_macs_per_port,
         storm_limit: config.switch.storm_limit,
+        loop_key: config.switch.loop_detection.then(loops::random_key),
     };
     let specs = config
         .ports
@@ -429,6 +431,7 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
     notify::notify("READY=1");
 
     let mut monitored_seen = vec![0u64; switch.port_count()];
+    let mut prober = loops::LoopProber::new(&switch, identity(config).mac, config.ports.len());
     loop {
         match port::wait_signal(&signals, TICK) {
             Ok(Some(libc::SIGHUP)) => {
@@ -447,6 +450,7 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
         }
         switch.expire(start.elapsed());
         ports.tick(&switch);
+        prober.tick(&switch, &ports, start.elapsed());
         log_monitored(&switch, &mut monitored_seen);
     }
     notify::notify("STOPPING=1");

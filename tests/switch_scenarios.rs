@@ -397,3 +397,59 @@ fn storm_control_caps_broadcast_and_multicast_per_port_and_window() {
         );
     }
 }
+
+#[test]
+fn a_returning_probe_blocks_the_higher_port_of_the_loop_for_a_while() {
+    use switchyard::switch::{probe_frame, LoopKey, LOOP_BLOCK};
+    let key = LoopKey([11, 22]);
+    let sw = switch_with(
+        4,
+        SwitchParams {
+            loop_key: Some(key),
+            ..SwitchParams::default()
+        },
+    );
+    let t = 10 * S;
+    sw.process(P3, &frame(MacAddr::BROADCAST, mac(3), 64), t);
+    let mut probe = Vec::new();
+    probe_frame(key, mac(9), P1, &mut probe);
+    // Sent out of P1, back in on P3 (a guarded port would see it before its guard): P3 blocks.
+    assert_eq!(
+        sw.process(P3, &probe, t),
+        Verdict::Drop(DropReason::LoopDetected)
+    );
+    assert!(sw.is_blocked(P3, t) && !sw.is_blocked(P1, t));
+    assert_eq!(sw.blocked_ports(t), vec![(P3, P1)]);
+    assert_eq!(sw.loops_seen(), 1);
+    // A blocked port receives nothing and is never a flood target; what it learned is gone.
+    assert_eq!(
+        sw.process(P3, &frame(MacAddr::BROADCAST, mac(3), 64), t),
+        Verdict::Drop(DropReason::LoopBlocked)
+    );
+    let f = frame(MacAddr::BROADCAST, mac(1), 64);
+    assert_eq!(sw.process(P0, &f, t), Verdict::Flood);
+    assert_eq!(targets(&sw, P0, &f), vec![P1, P2]);
+    assert_eq!(
+        sw.process(P0, &frame(mac(3), mac(1), 64), t),
+        Verdict::Flood,
+        "mac(3) was forgotten"
+    );
+    // The probe from P3 coming back on P1 keeps the same victim (the higher port).
+    probe_frame(key, mac(9), P3, &mut probe);
+    assert_eq!(
+        sw.process(P1, &probe, t),
+        Verdict::Drop(DropReason::LoopDetected)
+    );
+    assert!(!sw.is_blocked(P1, t) && sw.is_blocked(P3, t));
+    assert_eq!(sw.loops_seen(), 1, "already blocked: not a new loop");
+    // The block lapses.
+    let later = t + LOOP_BLOCK;
+    assert!(!sw.is_blocked(P3, later));
+    assert_eq!(
+        sw.process(P3, &frame(MacAddr::BROADCAST, mac(3), 64), later),
+        Verdict::Flood
+    );
+    // Another switch's probe (another key) is just a frame.
+    probe_frame(LoopKey([1, 2]), mac(9), P1, &mut probe);
+    assert_eq!(sw.process(P2, &probe, later), Verdict::Flood);
+}

@@ -92,6 +92,8 @@ pub struct SwitchConfig {
     /// Storm control: broadcast/multicast frames a second accepted per port (default 10000);
     /// `None` (`"off"`): no limit.
     pub storm_limit: Option<u32>,
+    /// Loop detection by probe (default on): a port that closes a loop is blocked for a while.
+    pub loop_detection: bool,
     /// `[[switch.fdb]]` static entries: never age, never move.
     pub static_fdb: Vec<StaticFdb>,
 }
@@ -342,6 +344,7 @@ struct RawSwitch {
     workers: Option<Spanned<i64>>,
     /// Frames a second, or "off".
     storm_limit: Option<Spanned<toml::Value>>,
+    loop_detection: Option<bool>,
     #[serde(default)]
     fdb: Vec<RawFdb>,
     control_socket: Option<Spanned<String>>,
@@ -1117,6 +1120,7 @@ fn validate_switch(
             max_macs_per_port: DEFAULT_MAX_MACS_PER_PORT,
             workers: 0,
             storm_limit: Some(DEFAULT_STORM_LIMIT),
+            loop_detection: true,
             static_fdb: Vec::new(),
         });
     };
@@ -1221,6 +1225,7 @@ fn validate_switch(
         max_macs_per_port,
         workers,
         storm_limit,
+        loop_detection: raw.loop_detection.unwrap_or(true),
         static_fdb,
     })
 }
@@ -1384,6 +1389,7 @@ host = "vm1"
                 max_macs_per_port: 1024,
                 workers: 0,
                 storm_limit: Some(10_000),
+                loop_detection: true,
                 static_fdb: vec![],
             }
         );

@@ -56,10 +56,14 @@ pub enum DropReason {
     NeedsOffload,
     /// A stream peer sent a length prefix out of range; it was disconnected.
     BadLength,
+    /// One of the switch's own loop probes came back on this port: a loop outside the switch.
+    LoopDetected,
+    /// The port is blocked for a while because it closed a loop.
+    LoopBlocked,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 20;
+    pub const COUNT: usize = 22;
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Runt,
         DropReason::BadSrcMac,
@@ -81,6 +85,8 @@ impl DropReason {
         DropReason::StormControl,
         DropReason::NeedsOffload,
         DropReason::BadLength,
+        DropReason::LoopDetected,
+        DropReason::LoopBlocked,
     ];
 
     /// The snake_case name shown to users and used in JSON.
@@ -106,6 +112,8 @@ impl DropReason {
             DropReason::StormControl => "storm_control",
             DropReason::NeedsOffload => "needs_offload",
             DropReason::BadLength => "bad_length",
+            DropReason::LoopDetected => "loop_detected",
+            DropReason::LoopBlocked => "loop_blocked",
         }
     }
 

@@ -32,6 +32,7 @@ use std::time::Duration;
 use ipnet::{IpNet, Ipv4Net};
 
 use super::guard::{self, GuardMode, PortPolicy};
+use super::loops::{own_probe, LoopKey, LOOP_BLOCK};
 use super::{CounterSnapshot, DropReason, Fdb, FdbEntry, Learn, PortCounters, PortId};
 use crate::wire::{EthernetFrame, MacAddr};
 
@@ -68,6 +69,8 @@ pub struct SwitchParams {
     /// Broadcast and multicast frames a second accepted from each port (storm control);
     /// `None`: no limit.
     pub storm_limit: Option<u32>,
+    /// The key of the loop probes (`loops.rs`); `None`: loop detection off.
+    pub loop_key: Option<LoopKey>,
 }
 
 impl Default for SwitchParams {
@@ -77,6 +80,7 @@ impl Default for SwitchParams {
             max_macs: 65536,
             max_macs_per_port: 1024,
             storm_limit: None,
+            loop_key: None,
         }
     }
 }
@@ -114,6 +118,10 @@ struct PortState {
     counters: PortCounters,
     policy: RwLock<Option<Arc<PortPolicy>>>,
     storm: StormMeter,
+    /// Blocked for closing a loop until this many milliseconds of `now` (0: not blocked).
+    blocked_until_ms: AtomicU64,
+    /// The port the loop probe that blocked this one left through, plus one (0: none yet).
+    looped_with: AtomicU32,
 }
 
 /// The switch: ports, FDB, counters. Shared by reference between all worker threads.
@@ -124,6 +132,9 @@ pub struct Switch {
     learning: bool,
     /// Broadcast/multicast frames admitted per port per [`STORM_WINDOW`]; `None`: no limit.
     storm_per_window: Option<u32>,
+    loop_key: Option<LoopKey>,
+    /// Bumped whenever a loop blocks a port, for the daemon to log.
+    loops_seen: AtomicU64,
 }
 
 impl Switch {
@@ -143,11 +154,15 @@ impl Switch {
                     up: AtomicBool::new(true),
                     counters: PortCounters::default(),
                     storm: StormMeter::default(),
+                    blocked_until_ms: AtomicU64::new(0),
+                    looped_with: AtomicU32::new(0),
                 })
                 .collect(),
             fdb: Fdb::new(n, params.ageing, params.max_macs, params.max_macs_per_port),
             learning: !params.ageing.is_zero(),
             storm_per_window: params.storm_limit.map(|per_sec| (per_sec / 10).max(1)),
+            loop_key: params.loop_key,
+            loops_seen: AtomicU64::new(0),
         }
     }
 
@@ -170,6 +185,14 @@ impl Switch {
         let port = &self.ports[ingress.index()];
         if !port.up.load(Relaxed) {
             return Verdict::Drop(DropReason::PortDown);
+        }
+        if self.is_blocked(ingress, now) {
+            return Verdict::Drop(DropReason::LoopBlocked);
+        }
+        // Our own loop probe, back: before the guard, which would drop it as spoofed.
+        if let Some(from) = self.loop_key.and_then(|k| own_probe(k, frame)) {
+            self.block_loop(from, ingress, now);
+            return Verdict::Drop(DropReason::LoopDetected);
         }
         let (src, dst) = (eth.src_addr(), eth.dst_addr());
         if !src.is_valid_source() {
@@ -236,6 +259,11 @@ impl Switch {
         if !e.up.load(Relaxed) {
             return Err(DropReason::PortDown);
         }
+        if e.blocked_until_ms.load(Relaxed) != 0 {
+            // Whether the block has lapsed is decided on the port's own next frame or probe;
+            // until then nothing is sent into a loop.
+            return Err(DropReason::LoopBlocked);
+        }
         if i.spec.isolated && e.spec.isolated {
             return Err(DropReason::Isolated);
         }
@@ -290,6 +318,58 @@ impl Switch {
         if was && !up {
             self.fdb.flush_port(port);
         }
+    }
+
+    /// Is `port` blocked for closing a loop at `now`? A lapsed block is lifted here.
+    pub fn is_blocked(&self, port: PortId, now: Duration) -> bool {
+        let p = &self.ports[port.index()];
+        let until = p.blocked_until_ms.load(Relaxed);
+        if until == 0 {
+            return false;
+        }
+        if (now.as_millis() as u64) < until {
+            return true;
+        }
+        p.blocked_until_ms.store(0, Relaxed);
+        false
+    }
+
+    /// Our probe that left through `from` came back on `ingress`: block the higher-numbered of
+    /// the two for [`LOOP_BLOCK`] and forget what it learned.
+    fn block_loop(&self, from: PortId, ingress: PortId, now: Duration) {
+        let victim = from.max(ingress);
+        let p = &self.ports[victim.index()];
+        let until = (now + LOOP_BLOCK).as_millis().max(1) as u64;
+        p.looped_with.store(
+            u32::from(if victim == ingress { from.0 } else { ingress.0 }) + 1,
+            Relaxed,
+        );
+        if p.blocked_until_ms.swap(until, Relaxed) == 0 {
+            self.loops_seen.fetch_add(1, Relaxed);
+        }
+        self.fdb.flush_port(victim);
+    }
+
+    /// The loop probes' key; `None` when loop detection is off.
+    pub fn loop_key(&self) -> Option<LoopKey> {
+        self.loop_key
+    }
+
+    /// How many times a loop has blocked a port, for the daemon to notice and log.
+    pub fn loops_seen(&self) -> u64 {
+        self.loops_seen.load(Relaxed)
+    }
+
+    /// The ports blocked at `now` and the port each closed its loop with.
+    pub fn blocked_ports(&self, now: Duration) -> Vec<(PortId, PortId)> {
+        (0..self.ports.len())
+            .map(|i| PortId(i as u16))
+            .filter(|&id| self.is_blocked(id, now))
+            .map(|id| {
+                let with = self.ports[id.index()].looped_with.load(Relaxed);
+                (id, PortId(with.saturating_sub(1) as u16))
+            })
+            .collect()
     }
 
     pub fn is_port_up(&self, port: PortId) -> bool {

@@ -9,11 +9,13 @@ mod counters;
 mod fdb;
 mod forward;
 mod guard;
+mod loops;
 
 pub use counters::{CounterSnapshot, DropReason, PortCounters};
 pub use fdb::{Fdb, FdbEntry, Learn};
 pub use forward::{PortSpec, Switch, SwitchParams, Verdict, STORM_WINDOW};
 pub use guard::{check, eui64_link_local, AllowedIps, GuardMode, PortPolicy, Prefix};
+pub use loops::{own_probe, probe_frame, LoopKey, LOOP_BLOCK, LOOP_PROBE_ETHERTYPE};
 
 /// A port's index in the switch's port table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
