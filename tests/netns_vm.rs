@@ -1,7 +1,8 @@
 //! A real VM on the switch: QEMU (TCG: KVM does not work on the test bed, see TESTBED.md) boots
 //! Debian's kernel with a tiny busybox initramfs built here. Its init loads the virtio modules,
-//! runs `udhcpc` on eth0, prints the address it was given and powers off. The VM must get its
-//! reservation from the appliance's DHCP server, attached to a `stream` port with `-netdev
+//! runs `udhcpc` on eth0, prints the address it was given, resolves its own name through the
+//! appliance's DNS (busybox `nslookup`) and powers off. The VM must get its reservation from
+//! the appliance's DHCP server and the name's address from its DNS server, attached to a `stream` port with `-netdev
 //! stream`, to a `dgram` port with `-netdev dgram`, and through a tap QEMU creates (`-netdev tap`)
 //! that the switch attaches to as a `packet` port when it appears. Each boot is bounded (90 s); on failure the console log is
 //! printed.
@@ -46,6 +47,7 @@ ip link set lo up
 ip link set eth0 up || echo "SY-ERROR no eth0"
 udhcpc -i eth0 -f -q -n -t 8 -T 2 -s /udhcpc.sh || echo "SY-ERROR udhcpc failed"
 echo "SY-ADDR $(ip -4 -o addr show dev eth0)"
+echo "SY-DNS $(nslookup vm.lab.test 10.13.31.1 2>&1 | tr '\n' ' ')"
 echo "SY-DONE"
 poweroff -f
 "#;
@@ -264,6 +266,14 @@ fn vm_gets_its_address(
     assert!(
         log.contains(&format!("SY-LEASE {VM_IP} router=10.13.31.1")),
         "the VM did not get {VM_IP}; console:\n{log}"
+    );
+    let dns = log
+        .lines()
+        .find(|l| l.contains("SY-DNS"))
+        .unwrap_or_else(|| panic!("no DNS answer line; console:\n{log}"));
+    assert!(
+        dns.contains(&format!("Address: {VM_IP}")),
+        "vm.lab.test did not resolve to {VM_IP} through the appliance: {dns}\nconsole:\n{log}"
     );
     assert!(log.contains("SY-DONE"), "console:\n{log}");
     drop(vm);
