@@ -1,11 +1,13 @@
 //! What the switch needs from the wire that it parses itself: the MAC address newtype, the
-//! Ethernet header view the forwarding decision reads, and the virtio-net header that every tap
-//! frame carries in front of it.
+//! Ethernet header view the forwarding decision reads, the virtio-net header that every tap
+//! frame carries in front of it, and `gso`: software segmentation and checksum completion for
+//! frames whose virtio-net header leaves that work to the switch.
 //!
 //! Views follow smoltcp's contract: `new_checked` for untrusted bytes, accessors that cannot go
 //! out of bounds once checked.
 
 mod ethernet;
+pub mod gso;
 pub mod ipv4;
 mod mac;
 mod vnet;
