@@ -22,6 +22,7 @@ declare -A need=(
   [udhcpc]=udhcpc
   [dhcpcd]=dhcpcd-base
   [timeout]=coreutils
+  [ethtool]=ethtool
 )
 missing=()
 for cmd in "${!need[@]}"; do

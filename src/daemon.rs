@@ -13,7 +13,11 @@
 //! This is the only module that reads the clock: `now` is the time since the daemon started.
 //!
 //! Frames carry their 12-byte virtio-net header end to end: the bytes read from a tap, header
-//! included, are the bytes written to the egress tap. With offloads off the header is all zero.
+//! included, are the bytes written to the egress tap. Taps run with TSO and checksum offload, so
+//! a frame may be a 64 KiB GSO super-frame or carry a partial checksum; it crosses to a port that
+//! `accepts_offloads` as it is (one read, one write), and is cut into plain frames and summed by
+//! `wire::gso` on the way to one that does not (the appliance; later port kinds without a
+//! virtio-net header). Each worker owns a scratch buffer for that, next to its read buffer.
 
 mod appliance;
 mod dhcp;
@@ -30,7 +34,7 @@ use crate::port::netns::Netns;
 use crate::port::tap::TapPort;
 use crate::port::{self, Epoll, PortError};
 use crate::switch::{DropReason, PortId, PortSpec, Switch, SwitchParams, Verdict};
-use crate::wire::VNET_HDR_LEN;
+use crate::wire::{gso, VNET_HDR_LEN};
 
 /// Frames read from one port per wake-up before the worker moves on to the next ready port.
 const BATCH: usize = 64;
@@ -79,6 +83,14 @@ impl Ports {
             }
             Err(_) => switch.count_drop(port, DropReason::TxError),
         }
+    }
+}
+
+impl Ports {
+    /// Whether `port` takes GSO super-frames and partial checksums as they are; a port that does
+    /// not gets plain frames from `wire::gso`. New port kinds say here what they can take.
+    fn accepts_offloads(&self, port: PortId) -> bool {
+        self.taps[port.index()].accepts_offloads()
     }
 }
 
@@ -202,6 +214,7 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
     let (service_tx, service_rx) = sync_channel(SERVICE_QUEUE);
     let service = Service {
         port: service_port(config),
+        mtu: config.network.mtu as usize,
         id: identity(config),
         tx: service_tx,
     };
@@ -297,11 +310,26 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
 }
 
 impl Worker {
-    /// Hands `frame` to the appliance if it wants it; never blocks.
-    fn dispatch_to_appliance(&self, ingress: PortId, frame: &[u8]) {
+    /// Hands `bytes` (virtio-net header + frame) to the appliance as plain frames with complete
+    /// checksums, if it wants them; never blocks. The appliance verifies checksums, so a partial
+    /// one is completed and a super-frame segmented (at the network's MTU) first.
+    fn dispatch_to_appliance(&self, ingress: PortId, bytes: &[u8], scratch: &mut [u8]) {
+        let frame = &bytes[bytes.len().min(VNET_HDR_LEN)..];
         if !self.service.id.wants(frame) {
             return;
         }
+        if !gso::needs_software(bytes) {
+            return self.enqueue_for_appliance(ingress, frame);
+        }
+        let done = gso::for_each_segment(bytes, self.service.mtu, scratch, |seg| {
+            self.enqueue_for_appliance(ingress, &seg[VNET_HDR_LEN..]);
+        });
+        if done.is_err() {
+            self.switch.count_drop(ingress, DropReason::Malformed);
+        }
+    }
+
+    fn enqueue_for_appliance(&self, ingress: PortId, frame: &[u8]) {
         let sf = appliance::ServiceFrame {
             ingress,
             frame: frame.to_vec(),
@@ -369,6 +397,8 @@ pub fn counters_table(switch: &Switch) -> String {
 #[derive(Clone)]
 struct Service {
     port: PortId,
+    /// The segment's MTU: what frames for the appliance are cut to.
+    mtu: usize,
     id: Identity,
     tx: SyncSender<appliance::ServiceFrame>,
 }
@@ -410,6 +440,7 @@ impl Worker {
 
     fn run(self, stop: &AtomicBool) {
         let mut buf = vec![0u8; FRAME_BUF];
+        let mut scratch = vec![0u8; FRAME_BUF];
         let mut events = port::Events::with_capacity(self.mine.len().max(1));
         while !stop.load(Ordering::Relaxed) {
             let ready = match self.epoll.wait(&mut events, TICK) {
@@ -422,13 +453,13 @@ impl Worker {
             let now = self.start.elapsed();
             for i in 0..ready {
                 let id = PortId(events.token(i) as u16);
-                self.process_port(id, &mut buf, now);
+                self.process_port(id, &mut buf, &mut scratch, now);
             }
         }
     }
 
     /// Reads up to `BATCH` frames from `ingress` and carries out each verdict.
-    fn process_port(&self, ingress: PortId, buf: &mut [u8], now: Duration) {
+    fn process_port(&self, ingress: PortId, buf: &mut [u8], scratch: &mut [u8], now: Duration) {
         let tap = &self.ports.taps[ingress.index()];
         for _ in 0..BATCH {
             let n = match tap.recv(buf) {
@@ -445,12 +476,12 @@ impl Worker {
                     return;
                 }
             };
-            let frame = &buf[n.min(VNET_HDR_LEN)..n];
-            match self.switch.process(ingress, frame, now) {
-                Verdict::Forward(egress) => self.dispatch(ingress, egress, &buf[..n]),
+            let bytes = &buf[..n];
+            match self.switch.process_vnet(ingress, bytes, now) {
+                Verdict::Forward(egress) => self.dispatch(ingress, egress, bytes, scratch),
                 Verdict::Flood => {
-                    for egress in self.switch.flood_targets(ingress, frame) {
-                        self.dispatch(ingress, egress, &buf[..n]);
+                    for egress in self.switch.flood_targets_vnet(ingress, bytes) {
+                        self.dispatch(ingress, egress, bytes, scratch);
                     }
                 }
                 Verdict::Drop(_) => {}
@@ -458,11 +489,22 @@ impl Worker {
         }
     }
 
-    /// Writes one frame (virtio-net header included) out of `egress`, never blocking.
-    fn dispatch(&self, ingress: PortId, egress: PortId, bytes: &[u8]) {
+    /// Writes one frame (virtio-net header included) out of `egress`, never blocking: as it is
+    /// if the port accepts offloads or the frame needs none, else as the plain frames
+    /// `wire::gso` makes of it (a frame it cannot cut is counted `malformed` on the ingress).
+    fn dispatch(&self, ingress: PortId, egress: PortId, bytes: &[u8], scratch: &mut [u8]) {
         if egress == self.service.port {
-            return self.dispatch_to_appliance(ingress, &bytes[bytes.len().min(VNET_HDR_LEN)..]);
+            return self.dispatch_to_appliance(ingress, bytes, scratch);
         }
-        self.ports.send_counted(&self.switch, egress, bytes);
+        if self.ports.accepts_offloads(egress) || !gso::needs_software(bytes) {
+            return self.ports.send_counted(&self.switch, egress, bytes);
+        }
+        let mtu = self.switch.port_spec(egress).mtu as usize;
+        let done = gso::for_each_segment(bytes, mtu, scratch, |seg| {
+            self.ports.send_counted(&self.switch, egress, seg);
+        });
+        if done.is_err() {
+            self.switch.count_drop(ingress, DropReason::Malformed);
+        }
     }
 }

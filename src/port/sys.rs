@@ -194,10 +194,6 @@ pub(crate) fn tun_set_persist(fd: BorrowedFd<'_>, persist: bool) -> io::Result<(
 }
 
 /// `TUNSETOFFLOAD`: which offloads (`TUN_F_CSUM`, `TUN_F_TSO4`, ..) the reader can take.
-#[allow(
-    dead_code,
-    reason = "offloads stay off until GSO passthrough lands; tested below"
-)]
 pub(crate) fn tun_set_offload(fd: BorrowedFd<'_>, flags: c_uint) -> io::Result<()> {
     let arg = c_ulong::from(flags);
     // SAFETY: TUNSETOFFLOAD takes its argument by value; no memory is passed to the kernel.

@@ -47,7 +47,8 @@ pub enum DropReason {
     RogueRa,
     /// Guard: an 802.1Q / 802.1ad tagged frame from a guarded (access) port.
     VlanNotAllowed,
-    /// Guard: an IPv4, IPv6 or ARP header that cannot be parsed, or whose lengths lie.
+    /// Guard: an IPv4, IPv6 or ARP header that cannot be parsed, or whose lengths lie; on any
+    /// port, a GSO super-frame whose headers do not match its virtio-net header.
     Malformed,
 }
 
