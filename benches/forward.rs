@@ -171,5 +171,28 @@ fn fdb(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, process, fdb);
+/// The floor under `fdb/lookup_1000000`: one dependent random read in a 32 MiB array (about
+/// what a million-entry table occupies), i.e. a DRAM access plus a TLB miss, with no hashing and
+/// no lock. A lookup in a table that does not fit the caches costs a small multiple of this.
+fn memory_floor(c: &mut Criterion) {
+    const LEN: usize = 4 << 20; // 4 Mi u64 = 32 MiB
+                                // Sattolo's algorithm: one cycle through every slot, so each read depends on the last.
+    let mut next: Vec<u64> = (0..LEN as u64).collect();
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    for i in (1..LEN).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        next.swap(i, (x % i as u64) as usize);
+    }
+    let mut at = 0usize;
+    c.bench_function("mem/dependent_random_read_32MiB", |bench| {
+        bench.iter(|| {
+            at = next[at] as usize;
+            at
+        })
+    });
+}
+
+criterion_group!(benches, process, fdb, memory_floor);
 criterion_main!(benches);
