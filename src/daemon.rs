@@ -46,6 +46,11 @@ const TICK: Duration = Duration::from_millis(200);
 const SERVICE_QUEUE: usize = 4096;
 /// The service port's name in counters.
 const SERVICE_PORT_NAME: &str = "appliance";
+/// Nice value of the data-plane workers, as ovs-ctl gives ovs-vswitchd by default: a woken worker
+/// should not wait a scheduler slice behind batch jobs with a frame in hand (the kernel bridge
+/// forwards in softirq, ahead of every task). The workers sleep in epoll when there is nothing
+/// to move. Without CAP_SYS_NICE they keep the daemon's priority.
+const WORKER_NICE: i32 = -10;
 
 pub use appliance::{default_mac, Identity};
 
@@ -439,6 +444,9 @@ impl Worker {
     }
 
     fn run(self, stop: &AtomicBool) {
+        if let Err(e) = port::set_thread_nice(WORKER_NICE) {
+            tracing::debug!(error = %e, nice = WORKER_NICE, "worker keeps the default priority");
+        }
         let mut buf = vec![0u8; FRAME_BUF];
         let mut scratch = vec![0u8; FRAME_BUF];
         let mut events = port::Events::with_capacity(self.mine.len().max(1));

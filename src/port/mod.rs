@@ -10,7 +10,7 @@
 //! - `netlink` (private) speaks just enough rtnetlink to set a link's MTU, MAC and state, move it
 //!   between namespaces and give it an IPv4 address, in safe code.
 //! - `sys` (private, except the daemon's event-loop pieces re-exported here: [`Epoll`],
-//!   [`Events`], [`block_signals`], [`wait_signal`]) is the one file of the crate that allows `unsafe_code`.
+//!   [`Events`], [`block_signals`], [`wait_signal`], [`set_thread_nice`]) is the one file of the crate that allows `unsafe_code`.
 //!
 //! The process never changes network namespace: work inside another namespace goes through a
 //! netlink socket created there by a short-lived helper thread.
@@ -32,7 +32,7 @@ pub(crate) mod sys;
 mod io_tests;
 
 pub use netns::Netns;
-pub use sys::{block_signals, wait_signal, Epoll, EpollEvent, Events};
+pub use sys::{block_signals, set_thread_nice, wait_signal, Epoll, EpollEvent, Events};
 pub use tap::TapPort;
 
 /// Longest interface name the kernel accepts (`IFNAMSIZ - 1`).

@@ -667,11 +667,41 @@ pub(crate) fn netlink_route_socket_in(nsfd: BorrowedFd<'_>) -> io::Result<OwnedF
     netlink_setup(fd)
 }
 
+// ---- offloads ----
+// (and the rest of the speed work: whatever the data path needs from the kernel beyond I/O)
+
+/// Sets the calling thread's nice value (`setpriority(PRIO_PROCESS, 0, nice)`: on Linux the nice
+/// value is per thread, and who = 0 names the caller).
+pub fn set_thread_nice(nice: c_int) -> io::Result<()> {
+    // SAFETY: setpriority takes plain integers and touches no memory of ours.
+    cvt(unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) })?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;
     use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn thread_nice_is_per_thread() {
+        // Lowering priority needs no privilege; the main test thread keeps its own value.
+        let before = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        let nice_of = |stat: &str| -> i64 {
+            let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+            after_comm.split(' ').nth(16).unwrap().parse().unwrap()
+        };
+        let there = std::thread::spawn(move || {
+            set_thread_nice(5).unwrap();
+            nice_of(&std::fs::read_to_string("/proc/thread-self/stat").unwrap())
+        })
+        .join()
+        .unwrap();
+        assert_eq!(there, 5);
+        let here = nice_of(&std::fs::read_to_string("/proc/thread-self/stat").unwrap());
+        assert_eq!(here, nice_of(&before));
+    }
 
     #[test]
     fn ifreq_name_round_trip_and_limits() {
