@@ -307,6 +307,7 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
             tracing::error!("a data-plane thread panicked");
         }
     }
+    log_kernel_drops(&ports, &switch);
     print!("{}", counters_table(&switch));
     // Dropping the last reference to `ports` closes the taps and removes created namespaces.
     drop(ports);
@@ -371,6 +372,20 @@ fn log_monitored(switch: &Switch, seen: &mut [u64]) {
                 "guard (monitor mode) would have dropped frames"
             );
             *last = total;
+        }
+    }
+}
+
+/// Logs, per tap, the frames the kernel dropped at its ring because the switch had not read
+/// them in time (the netdev's `tx_dropped`): loss that the switch's own counters cannot see.
+fn log_kernel_drops(ports: &Ports, switch: &Switch) {
+    for (i, tap) in ports.taps.iter().enumerate() {
+        let port = &switch.port_spec(PortId(i as u16)).name;
+        match tap.kernel_tx_dropped() {
+            Ok(0) => {}
+            Ok(dropped) => tracing::warn!(%port, dropped,
+                "the kernel dropped frames at the tap's ring before the switch read them"),
+            Err(e) => tracing::debug!(%port, error = %e, "cannot read the tap's kernel drops"),
         }
     }
 }

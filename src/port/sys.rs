@@ -678,6 +678,16 @@ pub fn set_thread_nice(nice: c_int) -> io::Result<()> {
     Ok(())
 }
 
+/// `/proc/thread-self/net/dev` as seen from the network namespace `nsfd`: the per-netdev
+/// counters, including what each driver dropped. Read by a helper thread that enters the
+/// namespace; the caller's thread never moves.
+pub(crate) fn proc_net_dev_in(nsfd: BorrowedFd<'_>) -> io::Result<String> {
+    on_fresh_thread(move || {
+        setns_net(nsfd)?;
+        std::fs::read_to_string("/proc/thread-self/net/dev")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

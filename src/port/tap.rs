@@ -148,6 +148,22 @@ impl TapPort {
         self.offloads
     }
 
+    /// Frames the kernel dropped at this tap's ring because the switch had not read them yet
+    /// (the netdev's `tx_dropped`, from `/proc/net/dev` in the namespace the netdev is in).
+    pub fn kernel_tx_dropped(&self) -> io::Result<u64> {
+        let ns = match &self.plugged {
+            Some((_, ns)) => ns.as_fd(),
+            None => self.home.as_fd(),
+        };
+        let table = sys::proc_net_dev_in(ns)?;
+        tx_dropped_of(&table, &self.ifname).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no row for {} in /proc/net/dev", self.ifname),
+            )
+        })
+    }
+
     /// Whether frames with GSO or partial-checksum metadata in their virtio-net header may be
     /// written to this port as they are. Always true for a tap with a virtio-net header.
     pub fn accepts_offloads(&self) -> bool {
@@ -273,6 +289,18 @@ impl TapPort {
     }
 }
 
+/// The `tx_dropped` column of `ifname`'s row in a `/proc/net/dev` table: after the name, 8 rx
+/// then 8 tx counters (bytes, packets, errs, drop, ...), so tx drop is the 12th number.
+fn tx_dropped_of(table: &str, ifname: &str) -> Option<u64> {
+    table.lines().find_map(|line| {
+        let (name, counters) = line.split_once(':')?;
+        if name.trim() != ifname {
+            return None;
+        }
+        counters.split_whitespace().nth(11)?.parse().ok()
+    })
+}
+
 /// Turns on TSO and checksum offload, and USO where the kernel has it; returns what it took.
 fn negotiate_offloads(port: &TapPort) -> c_uint {
     for flags in [OFFLOADS_TCP | OFFLOADS_UDP, OFFLOADS_TCP] {
@@ -310,5 +338,30 @@ impl Drop for TapPort {
         if let Err(e) = moved {
             tracing::warn!(tap = %self.ifname, %netns, error = %e, "cannot move the tap back home");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tx_dropped_of;
+
+    /// Captured from this machine's `/proc/net/dev` (a tap under load, and lo).
+    const PROC_NET_DEV: &str = "\
+Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:       0       0    0    0    0     0          0         0        0       0    0    0    0     0       0          0
+sybq-a:    1746      21    0    0    0     0          0         0 11455976  190930    0 379890    0     0       0          0
+";
+
+    #[test]
+    fn tx_dropped_is_the_twelfth_counter() {
+        assert_eq!(tx_dropped_of(PROC_NET_DEV, "sybq-a"), Some(379_890));
+        assert_eq!(tx_dropped_of(PROC_NET_DEV, "lo"), Some(0));
+        assert_eq!(
+            tx_dropped_of(PROC_NET_DEV, "sybq"),
+            None,
+            "whole names only"
+        );
+        assert_eq!(tx_dropped_of("sybq-a: 1 2 3", "sybq-a"), None, "short row");
     }
 }
