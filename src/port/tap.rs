@@ -22,9 +22,10 @@
 //! from `crate::wire::gso` on the daemon's egress path. If the kernel refuses offloads altogether
 //! the port runs without them (plain frames, as before) and says so in the log.
 //!
-//! The netdev's `txqueuelen` (the tun ring the switch drains) is raised to [`TX_QUEUE_LEN`]:
-//! the kernel drops what arrives while the ring is full, and a ring of 1000 frames overflows at
-//! MTU 1500 whenever a worker is busy with another port for a moment.
+//! The netdev's `txqueuelen` (the tun ring the switch drains) is raised from 1000 to
+//! [`TX_QUEUE_LEN`]: the kernel drops what arrives while the ring is full (the netdev's
+//! `tx_dropped`, [`TapPort::kernel_tx_dropped`], which the daemon logs at exit), and a deeper
+//! ring absorbs the moments a worker spends on another port.
 //!
 //! The netdev then lives where the caller puts it: in the current namespace (the host's leg on
 //! the network, [`TapPort::bring_up`]) or moved into a [`Netns`] ([`TapPort::plug_into`]), where
