@@ -13,7 +13,11 @@
 //! This is the only module that reads the clock: `now` is the time since the daemon started.
 //!
 //! Frames carry their 12-byte virtio-net header end to end: the bytes read from a tap, header
-//! included, are the bytes written to the egress tap. With offloads off the header is all zero.
+//! included, are the bytes written to the egress tap. Taps run with TSO and checksum offload, so
+//! a frame may be a 64 KiB GSO super-frame or carry a partial checksum; it crosses to a port that
+//! `accepts_offloads` as it is (one read, one write), and is cut into plain frames and summed by
+//! `wire::gso` on the way to one that does not (the appliance; later port kinds without a
+//! virtio-net header). Each worker owns a scratch buffer for that, next to its read buffer.
 
 mod appliance;
 mod capture;
@@ -39,7 +43,7 @@ use crate::port::socket::{DgramPort, StreamPort};
 use crate::port::tap::TapPort;
 use crate::port::{self, Epoll, Port, PortError};
 use crate::switch::{DropReason, PortId, PortSpec, Switch, SwitchParams, Verdict};
-use crate::wire::VNET_HDR_LEN;
+use crate::wire::{gso, VNET_HDR_LEN};
 
 /// Frames read from one port per wake-up before the worker moves on to the next ready port.
 const BATCH: usize = 64;
@@ -51,6 +55,11 @@ const TICK: Duration = Duration::from_millis(200);
 const SERVICE_QUEUE: usize = 4096;
 /// The service port's name in counters.
 const SERVICE_PORT_NAME: &str = "appliance";
+/// Nice value of the data-plane workers, as ovs-ctl gives ovs-vswitchd by default: a woken worker
+/// should not wait a scheduler slice behind batch jobs with a frame in hand (the kernel bridge
+/// forwards in softirq, ahead of every task). The workers sleep in epoll when there is nothing
+/// to move. Without CAP_SYS_NICE they keep the daemon's priority.
+const WORKER_NICE: i32 = -10;
 
 pub use appliance::{default_mac, Identity};
 pub use log_json::JsonLines;
@@ -136,6 +145,14 @@ impl Ports {
             p.tick();
             self.sync_link(switch, PortId(i as u16));
         }
+    }
+}
+
+impl Ports {
+    /// Whether `port` takes GSO super-frames and partial checksums as they are; a port that does
+    /// not gets plain frames from `wire::gso`. Each port kind says what it can take.
+    fn accepts_offloads(&self, port: PortId) -> bool {
+        self.ports[port.index()].offloads()
     }
 }
 
@@ -329,6 +346,7 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
     let (service_tx, service_rx) = sync_channel(SERVICE_QUEUE);
     let service = Service {
         port: service_port(config),
+        mtu: config.network.mtu as usize,
         id: identity(config),
         tx: service_tx,
     };
@@ -466,6 +484,7 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
         tracing::error!("the appliance thread panicked");
         None
     });
+    log_kernel_drops(&ports, &switch);
     print!("{}", counters_table(&switch));
     if let Some(c) = dns_counters {
         println!("dns: {c}");
@@ -477,11 +496,26 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
 }
 
 impl Worker {
-    /// Hands `frame` to the appliance if it wants it; never blocks.
-    fn dispatch_to_appliance(&self, ingress: PortId, frame: &[u8]) {
+    /// Hands `bytes` (virtio-net header + frame) to the appliance as plain frames with complete
+    /// checksums, if it wants them; never blocks. The appliance verifies checksums, so a partial
+    /// one is completed and a super-frame segmented (at the network's MTU) first.
+    fn dispatch_to_appliance(&self, ingress: PortId, bytes: &[u8], scratch: &mut [u8]) {
+        let frame = &bytes[bytes.len().min(VNET_HDR_LEN)..];
         if !self.service.id.wants(frame) {
             return;
         }
+        if !gso::needs_software(bytes) {
+            return self.enqueue_for_appliance(ingress, frame);
+        }
+        let done = gso::for_each_segment(bytes, self.service.mtu, scratch, |seg| {
+            self.enqueue_for_appliance(ingress, &seg[VNET_HDR_LEN..]);
+        });
+        if done.is_err() {
+            self.switch.count_drop(ingress, DropReason::Malformed);
+        }
+    }
+
+    fn enqueue_for_appliance(&self, ingress: PortId, frame: &[u8]) {
         let sf = appliance::ApplianceMsg::Frame(appliance::ServiceFrame {
             ingress,
             frame: frame.to_vec(),
@@ -523,6 +557,23 @@ fn log_monitored(switch: &Switch, seen: &mut [u64]) {
                 "guard (monitor mode) would have dropped frames"
             );
             *last = total;
+        }
+    }
+}
+
+/// Logs, per tap, the frames the kernel dropped at its ring because the switch had not read
+/// them in time (the netdev's `tx_dropped`): loss that the switch's own counters cannot see.
+fn log_kernel_drops(ports: &Ports, switch: &Switch) {
+    for (i, p) in ports.ports.iter().enumerate() {
+        let Port::Tap(tap) = p else {
+            continue;
+        };
+        let port = &switch.port_spec(PortId(i as u16)).name;
+        match tap.kernel_tx_dropped() {
+            Ok(0) => {}
+            Ok(dropped) => tracing::warn!(%port, dropped,
+                "the kernel dropped frames at the tap's ring before the switch read them"),
+            Err(e) => tracing::debug!(%port, error = %e, "cannot read the tap's kernel drops"),
         }
     }
 }
@@ -578,6 +629,8 @@ impl Drop for RemoveOnDrop {
 #[derive(Clone)]
 struct Service {
     port: PortId,
+    /// The segment's MTU: what frames for the appliance are cut to.
+    mtu: usize,
     id: Identity,
     tx: SyncSender<appliance::ApplianceMsg>,
 }
@@ -618,7 +671,11 @@ impl Worker {
     }
 
     fn run(self, stop: &AtomicBool) {
+        if let Err(e) = port::set_thread_nice(WORKER_NICE) {
+            tracing::debug!(error = %e, nice = WORKER_NICE, "worker keeps the default priority");
+        }
         let mut buf = vec![0u8; FRAME_BUF];
+        let mut scratch = vec![0u8; FRAME_BUF];
         let mut events = port::Events::with_capacity(self.mine.len().max(1));
         while !stop.load(Ordering::Relaxed) {
             let ready = match self.epoll.wait(&mut events, TICK) {
@@ -631,13 +688,13 @@ impl Worker {
             let now = self.start.elapsed();
             for i in 0..ready {
                 let id = PortId(events.token(i) as u16);
-                self.process_port(id, &mut buf, now);
+                self.process_port(id, &mut buf, &mut scratch, now);
             }
         }
     }
 
     /// Reads up to `BATCH` frames from `ingress` and carries out each verdict.
-    fn process_port(&self, ingress: PortId, buf: &mut [u8], now: Duration) {
+    fn process_port(&self, ingress: PortId, buf: &mut [u8], scratch: &mut [u8], now: Duration) {
         for _ in 0..BATCH {
             let n = match self.ports.recv(&self.switch, ingress, buf) {
                 Ok(n) => n,
@@ -653,13 +710,15 @@ impl Worker {
                     return;
                 }
             };
-            let frame = &buf[n.min(VNET_HDR_LEN)..n];
-            self.ports.capture.mirror(ingress, capture::Dir::Rx, frame);
-            match self.switch.process(ingress, frame, now) {
-                Verdict::Forward(egress) => self.dispatch(ingress, egress, &buf[..n]),
+            let bytes = &buf[..n];
+            self.ports
+                .capture
+                .mirror(ingress, capture::Dir::Rx, &bytes[n.min(VNET_HDR_LEN)..]);
+            match self.switch.process_vnet(ingress, bytes, now) {
+                Verdict::Forward(egress) => self.dispatch(ingress, egress, bytes, scratch),
                 Verdict::Flood => {
-                    for egress in self.switch.flood_targets(ingress, frame) {
-                        self.dispatch(ingress, egress, &buf[..n]);
+                    for egress in self.switch.flood_targets_vnet(ingress, bytes) {
+                        self.dispatch(ingress, egress, bytes, scratch);
                     }
                 }
                 Verdict::Drop(_) => {}
@@ -667,11 +726,22 @@ impl Worker {
         }
     }
 
-    /// Writes one frame (virtio-net header included) out of `egress`, never blocking.
-    fn dispatch(&self, ingress: PortId, egress: PortId, bytes: &[u8]) {
+    /// Writes one frame (virtio-net header included) out of `egress`, never blocking: as it is
+    /// if the port accepts offloads or the frame needs none, else as the plain frames
+    /// `wire::gso` makes of it (a frame it cannot cut is counted `malformed` on the ingress).
+    fn dispatch(&self, ingress: PortId, egress: PortId, bytes: &[u8], scratch: &mut [u8]) {
         if egress == self.service.port {
-            return self.dispatch_to_appliance(ingress, &bytes[bytes.len().min(VNET_HDR_LEN)..]);
+            return self.dispatch_to_appliance(ingress, bytes, scratch);
         }
-        self.ports.send_counted(&self.switch, egress, bytes);
+        if self.ports.accepts_offloads(egress) || !gso::needs_software(bytes) {
+            return self.ports.send_counted(&self.switch, egress, bytes);
+        }
+        let mtu = self.switch.port_spec(egress).mtu as usize;
+        let done = gso::for_each_segment(bytes, mtu, scratch, |seg| {
+            self.ports.send_counted(&self.switch, egress, seg);
+        });
+        if done.is_err() {
+            self.switch.count_drop(ingress, DropReason::Malformed);
+        }
     }
 }

@@ -19,7 +19,8 @@
 //! # Layers, and the dependency rule
 //!
 //! - [`wire`]: byte views of what the switch parses (Ethernet, the virtio-net header) and the
-//!   `MacAddr` type. No I/O.
+//!   `MacAddr` type, and `wire::gso`: software segmentation and checksum completion of the GSO
+//!   super-frames taps hand over, for ports that cannot take them. No I/O.
 //! - [`switch`]: the pure data plane. [`switch::Switch::process`] takes a frame, its ingress port
 //!   and `now`, and returns a [`switch::Verdict`]; it makes no syscall and reads no clock, so it
 //!   is tested without root and benchmarked without I/O. The FDB and counters live here.

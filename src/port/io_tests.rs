@@ -327,3 +327,56 @@ fn offload_flags_can_be_set_and_cleared() {
     sys::tun_set_offload(tap.fd(), libc::TUN_F_CSUM | libc::TUN_F_TSO4).unwrap();
     sys::tun_set_offload(tap.fd(), 0).unwrap();
 }
+
+#[test]
+fn tap_takes_offloads_and_counts_what_the_kernel_drops_at_its_ring() {
+    require_root();
+    let ns_name = unique("sy-t-");
+    let ns = Netns::ensure(&ns_name).unwrap();
+    let tap_name = unique("syk");
+    let mut tap = TapPort::open(&tap_name, 1500).unwrap();
+    let tcp = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
+    assert_eq!(tap.offloads() & tcp, tcp, "{:#x}", tap.offloads());
+    assert!(tap.accepts_offloads());
+    tap.plug_into(&ns, None, Some((Ipv4Addr::new(10, 214, 0, 2), 24)))
+        .unwrap();
+    assert_eq!(tap.kernel_tx_dropped().unwrap(), 0);
+
+    // Nobody reads the tap: 6000 datagrams to a static neighbour fill its ring (TX_QUEUE_LEN
+    // frames) and the kernel drops the rest.
+    let (ok, out) = ip(
+        Some(&ns_name),
+        &[
+            "neigh",
+            "add",
+            "10.214.0.9",
+            "lladdr",
+            "02:5e:00:00:00:09",
+            "dev",
+            &tap_name,
+        ],
+    );
+    assert!(ok, "{out}");
+    let blast = "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+                 for _ in range(6000): s.sendto(b'x', ('10.214.0.9', 9))";
+    let sent = Command::new("timeout")
+        .args([
+            "20",
+            "ip",
+            "netns",
+            "exec",
+            &ns_name,
+            "/usr/bin/python3",
+            "-c",
+            blast,
+        ])
+        .output()
+        .unwrap();
+    assert!(sent.status.success(), "{sent:?}");
+    let dropped = tap.kernel_tx_dropped().unwrap();
+    let ring = super::tap::TX_QUEUE_LEN as u64;
+    assert!(
+        dropped >= 6000 - ring && dropped < 6000 - ring / 2,
+        "{dropped} dropped: the ring should hold about {ring} frames"
+    );
+}

@@ -15,7 +15,7 @@
 //!   daemon holds, whatever the kind; [`link::LinkState`] is how a port whose other end comes and
 //!   goes tells the daemon.
 //! - `sys` (private, except the daemon's event-loop pieces re-exported here: [`Epoll`],
-//!   [`Events`], [`block_signals`], [`wait_signal`]) is the one file of the crate that allows `unsafe_code`.
+//!   [`Events`], [`block_signals`], [`wait_signal`], [`set_thread_nice`]) is the one file of the crate that allows `unsafe_code`.
 //!
 //! The process never changes network namespace: work inside another namespace goes through a
 //! netlink socket created there by a short-lived helper thread.
@@ -41,7 +41,9 @@ pub(crate) mod sys;
 mod io_tests;
 
 pub use netns::Netns;
-pub use sys::{block_signals, peer_cred, wait_signal, Epoll, EpollEvent, Events, PeerCred};
+pub use sys::{
+    block_signals, peer_cred, set_thread_nice, wait_signal, Epoll, EpollEvent, Events, PeerCred,
+};
 pub use tap::TapPort;
 
 /// One port of the switch, whatever its kind. Every kind reads and writes the same bytes: a
@@ -88,9 +90,14 @@ impl Port {
     }
 
     /// Whether the port takes GSO super-frames and partial checksums as they are (the kernel
-    /// finishes them: taps and packet sockets); socket ports need complete, MTU-sized frames.
+    /// finishes them: taps that accepted TUNSETOFFLOAD, and packet sockets with
+    /// PACKET_VNET_HDR); socket ports need complete, MTU-sized frames.
     pub fn offloads(&self) -> bool {
-        matches!(self, Port::Tap(_) | Port::Packet(_))
+        match self {
+            Port::Tap(t) => t.accepts_offloads(),
+            Port::Packet(_) => true,
+            Port::Stream(_) | Port::Dgram(_) => false,
+        }
     }
 
     /// The port's link state: whether its other end is there, and what happened to it. `None`

@@ -50,6 +50,7 @@ const RTA_HDRLEN: usize = 4;
 const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_MTU: u16 = 4;
+const IFLA_TXQLEN: u16 = 13;
 const IFLA_NET_NS_FD: u16 = 28;
 const IFLA_AF_SPEC: u16 = 26;
 const IFLA_INET6_ADDR_GEN_MODE: u16 = 8;
@@ -185,6 +186,14 @@ fn addr_gen_mode_none_request(seq: u32, ifindex: u32) -> Vec<u8> {
     MessageBuilder::new(RTM_SETLINK, REQUEST_ACK, seq)
         .push_header(&ifinfomsg(ifindex, 0, 0))
         .push_attr(IFLA_AF_SPEC, &attr_bytes(AF_INET6, &mode))
+        .finish()
+}
+
+/// `RTM_SETLINK` with `IFLA_TXQLEN`: the length of a link's transmit queue (for a tap, its ring).
+fn tx_queue_len_request(seq: u32, ifindex: u32, len: u32) -> Vec<u8> {
+    MessageBuilder::new(RTM_SETLINK, REQUEST_ACK, seq)
+        .push_header(&ifinfomsg(ifindex, 0, 0))
+        .push_attr(IFLA_TXQLEN, &len.to_ne_bytes())
         .finish()
 }
 
@@ -353,6 +362,13 @@ impl Netlink {
             .map(drop)
     }
 
+    /// Sets a link's `txqueuelen`.
+    pub(crate) fn set_tx_queue_len(&mut self, ifindex: u32, len: u32) -> io::Result<()> {
+        let seq = self.next_seq();
+        self.request(seq, &tx_queue_len_request(seq, ifindex, len))
+            .map(drop)
+    }
+
     /// Moves a link into the network namespace `nsfd`. It keeps its name; its index may change.
     pub(crate) fn move_link_to_netns(
         &mut self,
@@ -431,6 +447,7 @@ mod tests {
         assert_eq!(RTM_NEWADDR, libc::RTM_NEWADDR);
         assert_eq!(IFLA_NET_NS_FD, libc::IFLA_NET_NS_FD);
         assert_eq!(IFLA_MTU, libc::IFLA_MTU);
+        assert_eq!(IFLA_TXQLEN, libc::IFLA_TXQLEN);
         assert_eq!(IFLA_ADDRESS, libc::IFLA_ADDRESS);
         assert_eq!(IFLA_IFNAME, libc::IFLA_IFNAME);
         assert_eq!(IFA_LOCAL, libc::IFA_LOCAL);
@@ -458,6 +475,17 @@ mod tests {
         assert_eq!(msg, want);
         assert_eq!(msg.len() % 4, 0);
         assert_eq!(&msg[50..52], &[0, 0], "MAC attribute padded with zeros");
+    }
+
+    #[test]
+    fn tx_queue_len_is_one_attribute() {
+        let msg = tx_queue_len_request(3, 9, 4096);
+        let mut want = header(RTM_SETLINK, NLM_F_REQUEST | NLM_F_ACK, 3, 40);
+        want.extend_from_slice(&[AF_UNSPEC, 0, 0, 0]);
+        want.extend_from_slice(&9u32.to_ne_bytes());
+        want.extend_from_slice(&[0u8; 8]);
+        want.extend(attr(IFLA_TXQLEN, &4096u32.to_ne_bytes()));
+        assert_eq!(msg, want);
     }
 
     #[test]

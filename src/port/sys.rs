@@ -194,10 +194,6 @@ pub(crate) fn tun_set_persist(fd: BorrowedFd<'_>, persist: bool) -> io::Result<(
 }
 
 /// `TUNSETOFFLOAD`: which offloads (`TUN_F_CSUM`, `TUN_F_TSO4`, ..) the reader can take.
-#[allow(
-    dead_code,
-    reason = "offloads stay off until GSO passthrough lands; tested below"
-)]
 pub(crate) fn tun_set_offload(fd: BorrowedFd<'_>, flags: c_uint) -> io::Result<()> {
     let arg = c_ulong::from(flags);
     // SAFETY: TUNSETOFFLOAD takes its argument by value; no memory is passed to the kernel.
@@ -803,11 +799,51 @@ impl Epoll {
     }
 }
 
+// ---- offloads ----
+// (and the rest of the speed work: whatever the data path needs from the kernel beyond I/O)
+
+/// Sets the calling thread's nice value (`setpriority(PRIO_PROCESS, 0, nice)`: on Linux the nice
+/// value is per thread, and who = 0 names the caller).
+pub fn set_thread_nice(nice: c_int) -> io::Result<()> {
+    // SAFETY: setpriority takes plain integers and touches no memory of ours.
+    cvt(unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) })?;
+    Ok(())
+}
+
+/// `/proc/thread-self/net/dev` as seen from the network namespace `nsfd`: the per-netdev
+/// counters, including what each driver dropped. Read by a helper thread that enters the
+/// namespace; the caller's thread never moves.
+pub(crate) fn proc_net_dev_in(nsfd: BorrowedFd<'_>) -> io::Result<String> {
+    on_fresh_thread(move || {
+        setns_net(nsfd)?;
+        std::fs::read_to_string("/proc/thread-self/net/dev")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;
     use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn thread_nice_is_per_thread() {
+        // Lowering priority needs no privilege; the main test thread keeps its own value.
+        let before = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        let nice_of = |stat: &str| -> i64 {
+            let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+            after_comm.split(' ').nth(16).unwrap().parse().unwrap()
+        };
+        let there = std::thread::spawn(move || {
+            set_thread_nice(5).unwrap();
+            nice_of(&std::fs::read_to_string("/proc/thread-self/stat").unwrap())
+        })
+        .join()
+        .unwrap();
+        assert_eq!(there, 5);
+        let here = nice_of(&std::fs::read_to_string("/proc/thread-self/stat").unwrap());
+        assert_eq!(here, nice_of(&before));
+    }
 
     #[test]
     fn ifreq_name_round_trip_and_limits() {

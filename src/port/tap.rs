@@ -9,6 +9,24 @@
 //! kernel writes an all-zero header and a complete frame, and an all-zero header is what the
 //! switch writes for a plain frame. [`TapPort::recv`] and [`TapPort::send`] pass bytes through.
 //!
+//! # Offloads
+//!
+//! `open` then turns on `TUNSETOFFLOAD` with checksum offload and TCP segmentation (`TUN_F_CSUM |
+//! TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN`), plus UDP segmentation (`TUN_F_USO4 | TUN_F_USO6`)
+//! where the kernel has it (6.2+; probed, and dropped on `EINVAL`). From then on the netdev's
+//! stack hands the switch 64 KiB GSO super-frames and frames with partial checksums, described by
+//! the virtio-net header, instead of cutting and summing them itself: one read and one write move
+//! 64 KiB. In the other direction a tap takes such frames whatever it negotiated (the kernel
+//! segments or completes them if its own path needs it), so every tap
+//! [`accepts_offloads`](TapPort::accepts_offloads). Ports that cannot take them get plain frames
+//! from `crate::wire::gso` on the daemon's egress path. If the kernel refuses offloads altogether
+//! the port runs without them (plain frames, as before) and says so in the log.
+//!
+//! The netdev's `txqueuelen` (the tun ring the switch drains) is raised from 1000 to
+//! [`TX_QUEUE_LEN`]: the kernel drops what arrives while the ring is full (the netdev's
+//! `tx_dropped`, [`TapPort::kernel_tx_dropped`], which the daemon logs at exit), and a deeper
+//! ring absorbs the moments a worker spends on another port.
+//!
 //! The netdev then lives where the caller puts it: in the current namespace (the host's leg on
 //! the network, [`TapPort::bring_up`]) or moved into a [`Netns`] ([`TapPort::plug_into`]), where
 //! it keeps its name and becomes that namespace "host"'s NIC, with the MAC and IPv4 address the
@@ -29,7 +47,7 @@
 //! (`IFF_PERSIST` in `TUNGETIFF`), so a race with another creator cannot make the port delete a
 //! tap it did not create.
 
-use std::ffi::c_int;
+use std::ffi::{c_int, c_uint};
 use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -43,6 +61,14 @@ use crate::wire::{MacAddr, VNET_HDR_LEN};
 pub const MIN_MTU: u32 = 68;
 /// Largest MTU a tap accepts: 65535 minus the Ethernet header.
 pub const MAX_MTU: u32 = 65_535 - 14;
+/// The tap netdev's `txqueuelen`: the tun ring between the netdev and the switch.
+pub const TX_QUEUE_LEN: u32 = 4096;
+
+/// Checksum offload and TCP segmentation: asked of every tap.
+const OFFLOADS_TCP: c_uint =
+    libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | libc::TUN_F_TSO_ECN;
+/// UDP segmentation (Linux 6.2+): asked for too, dropped if the kernel refuses it.
+const OFFLOADS_UDP: c_uint = libc::TUN_F_USO4 | libc::TUN_F_USO6;
 
 /// A tap device whose fd the switch holds.
 #[derive(Debug)]
@@ -55,6 +81,8 @@ pub struct TapPort {
     /// The namespace `plug_into` moved the netdev to: its name, and an fd that keeps it
     /// reachable (and alive) for as long as the port exists.
     plugged: Option<(String, OwnedFd)>,
+    /// The `TUN_F_*` flags the kernel accepted (0: plain frames only).
+    offloads: c_uint,
 }
 
 impl TapPort {
@@ -93,22 +121,54 @@ impl TapPort {
         let home = sys::open_netns(Path::new(sys::THREAD_NETNS))
             .map_err(|e| tap_err("open the current network namespace", e))?;
         // From here on, dropping `port` closes the fd, which removes a tap we created.
-        let port = TapPort {
+        let mut port = TapPort {
             ifname: name,
             fd,
             created: !info.is_persistent(),
             home,
             plugged: None,
+            offloads: 0,
         };
         let hdr_len = VNET_HDR_LEN as c_int;
         sys::tun_set_vnet_hdr_size(port.fd(), hdr_len)
             .map_err(|e| tap_err("set the virtio-net header size", e))?;
+        port.offloads = negotiate_offloads(&port);
         let ifindex =
             sys::if_nametoindex(&port.ifname).map_err(|e| tap_err("find its ifindex", e))?;
-        Netlink::open()
-            .and_then(|mut nl| nl.set_link(ifindex, Some(mtu), None, None))
+        let mut nl = Netlink::open().map_err(|e| tap_err("open a netlink socket", e))?;
+        nl.set_link(ifindex, Some(mtu), None, None)
             .map_err(|e| tap_err(&format!("set its MTU to {mtu}"), e))?;
+        nl.set_tx_queue_len(ifindex, TX_QUEUE_LEN)
+            .map_err(|e| tap_err(&format!("set its txqueuelen to {TX_QUEUE_LEN}"), e))?;
         Ok(port)
+    }
+
+    /// The `TUN_F_*` offloads the kernel accepted: what frames read from this tap may need
+    /// (GSO super-frames, partial checksums). 0 if it refused them all.
+    pub fn offloads(&self) -> c_uint {
+        self.offloads
+    }
+
+    /// Frames the kernel dropped at this tap's ring because the switch had not read them yet
+    /// (the netdev's `tx_dropped`, from `/proc/net/dev` in the namespace the netdev is in).
+    pub fn kernel_tx_dropped(&self) -> io::Result<u64> {
+        let ns = match &self.plugged {
+            Some((_, ns)) => ns.as_fd(),
+            None => self.home.as_fd(),
+        };
+        let table = sys::proc_net_dev_in(ns)?;
+        tx_dropped_of(&table, &self.ifname).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no row for {} in /proc/net/dev", self.ifname),
+            )
+        })
+    }
+
+    /// Whether frames with GSO or partial-checksum metadata in their virtio-net header may be
+    /// written to this port as they are. Always true for a tap with a virtio-net header.
+    pub fn accepts_offloads(&self) -> bool {
+        true
     }
 
     /// Moves the netdev into `ns` (it keeps its name), then, inside `ns`, sets its MAC (if
@@ -230,6 +290,35 @@ impl TapPort {
     }
 }
 
+/// The `tx_dropped` column of `ifname`'s row in a `/proc/net/dev` table: after the name, 8 rx
+/// then 8 tx counters (bytes, packets, errs, drop, ...), so tx drop is the 12th number.
+fn tx_dropped_of(table: &str, ifname: &str) -> Option<u64> {
+    table.lines().find_map(|line| {
+        let (name, counters) = line.split_once(':')?;
+        if name.trim() != ifname {
+            return None;
+        }
+        counters.split_whitespace().nth(11)?.parse().ok()
+    })
+}
+
+/// Turns on TSO and checksum offload, and USO where the kernel has it; returns what it took.
+fn negotiate_offloads(port: &TapPort) -> c_uint {
+    for flags in [OFFLOADS_TCP | OFFLOADS_UDP, OFFLOADS_TCP] {
+        match sys::tun_set_offload(port.fd(), flags) {
+            Ok(()) => return flags,
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => continue,
+            Err(e) => {
+                tracing::warn!(tap = %port.ifname, error = %e,
+                    "TUNSETOFFLOAD failed; the port runs without offloads (slower)");
+                return 0;
+            }
+        }
+    }
+    tracing::warn!(tap = %port.ifname, "the kernel refuses TSO on taps; the port runs without offloads (slower)");
+    0
+}
+
 impl AsFd for TapPort {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
@@ -250,5 +339,30 @@ impl Drop for TapPort {
         if let Err(e) = moved {
             tracing::warn!(tap = %self.ifname, %netns, error = %e, "cannot move the tap back home");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tx_dropped_of;
+
+    /// Captured from this machine's `/proc/net/dev` (a tap under load, and lo).
+    const PROC_NET_DEV: &str = "\
+Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:       0       0    0    0    0     0          0         0        0       0    0    0    0     0       0          0
+sybq-a:    1746      21    0    0    0     0          0         0 11455976  190930    0 379890    0     0       0          0
+";
+
+    #[test]
+    fn tx_dropped_is_the_twelfth_counter() {
+        assert_eq!(tx_dropped_of(PROC_NET_DEV, "sybq-a"), Some(379_890));
+        assert_eq!(tx_dropped_of(PROC_NET_DEV, "lo"), Some(0));
+        assert_eq!(
+            tx_dropped_of(PROC_NET_DEV, "sybq"),
+            None,
+            "whole names only"
+        );
+        assert_eq!(tx_dropped_of("sybq-a: 1 2 3", "sybq-a"), None, "short row");
     }
 }

@@ -8,7 +8,10 @@
 //! reasons about writing (`TxFull`, `TxError`) count on the egress port that refused the frame.
 //!
 //! Counters are relaxed atomics: each is written by the worker that owns the port (rx) or the
-//! worker that wrote the frame (tx), and read only for display, so no ordering is needed.
+//! worker that wrote the frame (tx), and read only for display, so no ordering is needed. The rx
+//! and tx sides of a port sit on different cache lines: with two ports and two workers, worker A
+//! counts rx on port a and tx on port b while worker B does the opposite, and sharing a line
+//! would bounce it between the cores on every frame.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -47,7 +50,8 @@ pub enum DropReason {
     RogueRa,
     /// Guard: an 802.1Q / 802.1ad tagged frame from a guarded (access) port.
     VlanNotAllowed,
-    /// Guard: an IPv4, IPv6 or ARP header that cannot be parsed, or whose lengths lie.
+    /// Guard: an IPv4, IPv6 or ARP header that cannot be parsed, or whose lengths lie; on any
+    /// port, a GSO super-frame whose headers do not match its virtio-net header.
     Malformed,
     /// Broadcast/multicast beyond the port's storm limit (`[switch] storm_limit` a second).
     StormControl,
@@ -123,14 +127,13 @@ impl DropReason {
 }
 
 /// The live counters of one port. Aligned to a cache line so two ports' counters, updated by
-/// different workers, never share one.
+/// different workers, never share one; its tx side has a line of its own too.
 #[derive(Debug, Default)]
 #[repr(align(64))]
 pub struct PortCounters {
     rx_frames: AtomicU64,
     rx_bytes: AtomicU64,
-    tx_frames: AtomicU64,
-    tx_bytes: AtomicU64,
+    tx: TxCounters,
     /// Source MACs not learned because the port's or the global FDB cap was reached.
     fdb_full: AtomicU64,
     /// Times the port's link went down (a netdev vanished, a socket peer left).
@@ -152,8 +155,8 @@ impl PortCounters {
     }
 
     pub fn count_tx(&self, bytes: usize) {
-        self.tx_frames.fetch_add(1, Relaxed);
-        self.tx_bytes.fetch_add(bytes as u64, Relaxed);
+        self.tx.frames.fetch_add(1, Relaxed);
+        self.tx.bytes.fetch_add(bytes as u64, Relaxed);
     }
 
     pub fn count_drop(&self, reason: DropReason) {
@@ -180,14 +183,22 @@ impl PortCounters {
         CounterSnapshot {
             rx_frames: self.rx_frames.load(Relaxed),
             rx_bytes: self.rx_bytes.load(Relaxed),
-            tx_frames: self.tx_frames.load(Relaxed),
-            tx_bytes: self.tx_bytes.load(Relaxed),
+            tx_frames: self.tx.frames.load(Relaxed),
+            tx_bytes: self.tx.bytes.load(Relaxed),
             fdb_full: self.fdb_full.load(Relaxed),
             link_downs: self.link_downs.load(Relaxed),
             drops,
             monitored,
         }
     }
+}
+
+/// Frames and bytes written out of a port: by any worker, so on a cache line apart from rx.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct TxCounters {
+    frames: AtomicU64,
+    bytes: AtomicU64,
 }
 
 /// A plain copy of one port's counters, for display and tests.

@@ -152,7 +152,10 @@ impl Fdb {
             let shard = self.read(key);
             if let Some(e) = shard.get(&key) {
                 if e.port == port {
-                    if !e.is_static {
+                    // Store only when the millisecond changed: at a few hundred thousand frames
+                    // a second this keeps the entry's cache line shared between the workers
+                    // that look it up instead of bouncing it on every frame.
+                    if !e.is_static && e.last_seen.load(Relaxed) != now_ms {
                         e.last_seen.store(now_ms, Relaxed);
                     }
                     return Learn::Refreshed;

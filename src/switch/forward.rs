@@ -20,6 +20,13 @@
 //! payload exceeds the egress MTU is dropped, never truncated. Unknown unicast, broadcast and
 //! multicast are flooded to every other port that is up and `should_deliver` allows.
 //!
+//! Frames read from a tap with offloads may be GSO super-frames (up to 64 KiB behind the headers
+//! of their first segment) or carry partial checksums: [`Switch::process_vnet`] takes the frame
+//! with its virtio-net header and decides exactly as for a plain frame, reading the same headers;
+//! only the MTU check looks at the size of the segments the super-frame stands for, as the
+//! kernel bridge does (`skb_gso_validate_network_len`). Whether a port can take such a frame as
+//! it is, or needs it cut and summed first (`wire::gso`), is the egress side's business.
+//!
 //! The decision is a function of the frame, the ingress port, the tables and `now`; its only side
 //! effects are on the FDB and the counters, both interior and lock-light, so `&self` is shared
 //! by every worker thread.
@@ -34,7 +41,8 @@ use ipnet::{IpNet, Ipv4Net};
 use super::guard::{self, GuardMode, PortPolicy};
 use super::loops::{own_probe, LoopKey, LOOP_BLOCK};
 use super::{CounterSnapshot, DropReason, Fdb, FdbEntry, Learn, PortCounters, PortId};
-use crate::wire::{EthernetFrame, MacAddr};
+use crate::wire::gso::GsoLayout;
+use crate::wire::{EthernetFrame, MacAddr, VnetHeader, VNET_HDR_LEN};
 
 /// What to do with a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,16 +177,46 @@ impl Switch {
     /// Decides the fate of `frame` (an Ethernet frame, no virtio-net header) received on
     /// `ingress`, learning its source and counting it on the way.
     pub fn process(&self, ingress: PortId, frame: &[u8], now: Duration) -> Verdict {
+        self.process_sized(ingress, frame, Ok(None), now)
+    }
+
+    /// Decides the fate of `bytes`, a frame with its virtio-net header in front, exactly as
+    /// `process` does for the frame behind the header, except that a GSO super-frame is held
+    /// to the egress MTU by the size of its segments, and one whose headers do not match its
+    /// virtio-net header (wrong family or protocol, lengths that lie) is `Malformed`.
+    pub fn process_vnet(&self, ingress: PortId, bytes: &[u8], now: Duration) -> Verdict {
+        let frame = bytes.get(VNET_HDR_LEN..).unwrap_or_default();
+        self.process_sized(ingress, frame, segment_len(bytes), now)
+    }
+
+    /// `seg_len`: `Ok(Some(n))` for a GSO super-frame whose segments carry `n` bytes of L2
+    /// payload, `Ok(None)` for a plain frame, `Err` for a super-frame that does not parse.
+    fn process_sized(
+        &self,
+        ingress: PortId,
+        frame: &[u8],
+        seg_len: Result<Option<usize>, DropReason>,
+        now: Duration,
+    ) -> Verdict {
         let port = &self.ports[ingress.index()];
         port.counters.count_rx(frame.len());
-        let verdict = self.decide(ingress, frame, now);
+        let verdict = match seg_len {
+            Ok(seg_len) => self.decide(ingress, frame, seg_len, now),
+            Err(reason) => Verdict::Drop(reason),
+        };
         if let Verdict::Drop(reason) = verdict {
             port.counters.count_drop(reason);
         }
         verdict
     }
 
-    fn decide(&self, ingress: PortId, frame: &[u8], now: Duration) -> Verdict {
+    fn decide(
+        &self,
+        ingress: PortId,
+        frame: &[u8],
+        seg_len: Option<usize>,
+        now: Duration,
+    ) -> Verdict {
         let Some(eth) = EthernetFrame::new_checked(frame) else {
             return Verdict::Drop(DropReason::Runt);
         };
@@ -221,10 +259,12 @@ impl Switch {
         }
         match self.fdb.lookup(dst, now) {
             None => Verdict::Flood,
-            Some(egress) => match self.should_deliver(ingress, egress, eth.payload_len()) {
-                Ok(()) => Verdict::Forward(egress),
-                Err(reason) => Verdict::Drop(reason),
-            },
+            Some(egress) => {
+                match self.should_deliver(ingress, egress, seg_len.unwrap_or(eth.payload_len())) {
+                    Ok(()) => Verdict::Forward(egress),
+                    Err(reason) => Verdict::Drop(reason),
+                }
+            }
         }
     }
 
@@ -282,6 +322,28 @@ impl Switch {
         frame: &[u8],
     ) -> impl Iterator<Item = PortId> + 'a {
         let payload_len = EthernetFrame::new_checked(frame).map_or(0, |e| e.payload_len());
+        self.flood_targets_sized(ingress, payload_len)
+    }
+
+    /// `flood_targets` for a frame with its virtio-net header in front (see `process_vnet`).
+    pub fn flood_targets_vnet<'a>(
+        &'a self,
+        ingress: PortId,
+        bytes: &[u8],
+    ) -> impl Iterator<Item = PortId> + 'a {
+        let frame = bytes.get(VNET_HDR_LEN..).unwrap_or_default();
+        let payload_len = match segment_len(bytes) {
+            Ok(Some(n)) => n,
+            _ => EthernetFrame::new_checked(frame).map_or(0, |e| e.payload_len()),
+        };
+        self.flood_targets_sized(ingress, payload_len)
+    }
+
+    fn flood_targets_sized(
+        &self,
+        ingress: PortId,
+        payload_len: usize,
+    ) -> impl Iterator<Item = PortId> + '_ {
         (0..self.ports.len()).filter_map(move |i| {
             let egress = PortId(i as u16);
             match self.should_deliver(ingress, egress, payload_len) {
@@ -486,4 +548,15 @@ impl Switch {
     pub fn counters(&self, port: PortId) -> CounterSnapshot {
         self.ports[port.index()].counters.snapshot()
     }
+}
+
+/// The L2 payload of a GSO super-frame's segments (`Ok(Some)`), `Ok(None)` for a plain frame,
+/// `Err(Malformed)` for a super-frame whose headers do not parse.
+fn segment_len(bytes: &[u8]) -> Result<Option<usize>, DropReason> {
+    let Some(hdr) = VnetHeader::parse(bytes).filter(VnetHeader::is_gso) else {
+        return Ok(None);
+    };
+    GsoLayout::parse(&hdr, &bytes[VNET_HDR_LEN..])
+        .map(|l| Some(l.segment_l3_len()))
+        .map_err(|_| DropReason::Malformed)
 }
