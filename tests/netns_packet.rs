@@ -56,10 +56,6 @@ fn make_veth(lab: &mut Lab, v: &Veth) {
     for args in [
         vec!["ip", "addr", "add", &addr, "dev", &v.host],
         vec!["ip", "link", "set", &v.host, "up"],
-        // GSO super-frames through the switch are the speed issue's; until then h2 sends
-        // MTU-sized TCP segments. Checksum offload stays on, so its TCP frames still reach the
-        // packet socket with CHECKSUM_PARTIAL (the trap TESTBED.md describes).
-        vec!["ethtool", "-K", &v.host, "tso", "off", "gso", "off"],
     ] {
         let out = lab.exec("h2", &args);
         assert!(out.status.success(), "{args:?}: {out:?}");
@@ -183,7 +179,9 @@ fn packet_port_pings_and_carries_tcp_both_ways() {
     let exit = lab.stop_with("TERM");
     assert_eq!(exit.code, Some(0), "{exit:?}");
     let h2 = exit.counters("h2");
-    assert!(h2.rx_frames > 1000 && h2.tx_frames > 1000, "{h2:?}");
+    // 4 MiB each way: with GSO through the packet socket (h2's veth keeps TSO on) that is a
+    // few hundred super-frames rather than ~2,900 MTU-sized ones.
+    assert!(h2.rx_frames > 100 && h2.tx_frames > 100, "{h2:?}");
     assert_eq!(h2.downs, 0, "{}", exit.stdout);
     assert_eq!(h2.drops, "-", "{}", exit.stdout);
 }
