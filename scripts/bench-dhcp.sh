@@ -33,6 +33,8 @@
 # dir with every log and perfdhcp report, and print its path).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 export PATH="$HOME/.cargo/bin:$PATH:/usr/sbin:/sbin"
 
 CLIENTS=${CLIENTS:-"100 1000 10000"}
@@ -54,15 +56,7 @@ fi
 declare -A need=([perfdhcp]=kea-admin [dnsmasq]=dnsmasq-base [kea-dhcp4]=kea-dhcp4-server
   [dhcpd]=isc-dhcp-server [nsenter]=util-linux [ip]=iproute2 [ss]=iproute2 [timeout]=coreutils
   [/usr/bin/time]=time)
-missing=()
-for cmd in "${!need[@]}"; do
-  command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing: ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+install_missing
 modprobe tun 2>/dev/null || true
 if [ "${BUILD:-0}" = 1 ]; then
   cargo build --release --locked # never measure a stale binary
@@ -81,18 +75,6 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/bench-dhcp.XXXXXX")
 SW_PID=""
 DM_PID=""
 PD_PID=""
-
-stop_pid() { # pid: SIGTERM, wait up to 10 s, then SIGKILL
-  local pid=$1 i
-  [ -n "$pid" ] || return 0
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for i in $(seq 100); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
   local rc=$?

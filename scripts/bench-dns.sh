@@ -44,6 +44,8 @@
 # target/release/switchyard, built first), KEEP_LOGS=1 (keep the temp dir and print its path).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 export PATH="$HOME/.cargo/bin:$PATH:/usr/sbin:/sbin"
 
 PERIOD=${PERIOD:-5}
@@ -76,15 +78,7 @@ for p in $PEERS; do
       ;;
   esac
 done
-missing=()
-for cmd in "${!need[@]}"; do
-  command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing: ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+install_missing
 modprobe tun 2>/dev/null || true
 if [ "${BUILD:-0}" = 1 ]; then
   cargo build --release --locked # never measure a stale binary
@@ -104,18 +98,6 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/bench-dns.XXXXXX")
 PIDS=()     # processes alive for the whole run
 PEER_PID="" # the peer running now
 HZ=$(getconf CLK_TCK)
-
-stop_pid() { # pid: SIGTERM, wait up to 10 s, then SIGKILL
-  local pid=$1 i
-  [ -n "$pid" ] || return 0
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for i in $(seq 100); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
   local rc=$? pid

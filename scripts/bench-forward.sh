@@ -21,6 +21,8 @@
 #   sudo ROUNDS=5 DUR=5 ./scripts/bench-forward.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 
 ROUNDS=${ROUNDS:-3}
@@ -33,15 +35,7 @@ fi
 
 declare -A need=([iperf3]=iperf3 [ethtool]=ethtool [trafgen]=netsniff-ng [ping]=iputils-ping
   [jq]=jq [nsenter]=util-linux [ip]=iproute2)
-missing=()
-for cmd in "${!need[@]}"; do
-  command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing: ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+install_missing
 modprobe tun 2>/dev/null || true
 
 cargo build --release --locked -q

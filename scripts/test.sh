@@ -4,6 +4,8 @@
 # Must run as root: the integration tests create taps and network namespaces.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 
 if [ "$(id -u)" != 0 ]; then
@@ -29,25 +31,18 @@ declare -A need=(
   [curl]=curl
   [setpriv]=util-linux
 )
-missing=()
-for cmd in "${!need[@]}"; do
-  command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
-done
+extra=()
 # Python modules the tests import, checked with Debian's interpreter (not a pyenv `python3`).
 declare -A need_py=(
   [scapy]=python3-scapy
 )
 for mod in "${!need_py[@]}"; do
-  /usr/bin/python3 -c "import $mod" >/dev/null 2>&1 || missing+=("${need_py[$mod]}")
+  /usr/bin/python3 -c "import $mod" >/dev/null 2>&1 || extra+=("${need_py[$mod]}")
 done
 # The VM test boots Debian's kernel (with its virtio modules) and a static busybox initramfs.
-compgen -G '/lib/modules/*/kernel/drivers/net/virtio_net.ko' >/dev/null || missing+=(linux-image-amd64)
-dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing: ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+compgen -G '/lib/modules/*/kernel/drivers/net/virtio_net.ko' >/dev/null || extra+=(linux-image-amd64)
+dpkg -s busybox-static >/dev/null 2>&1 || extra+=(busybox-static)
+install_missing "${extra[@]}"
 modprobe tun 2>/dev/null || true
 [ -c /dev/net/tun ] || { echo "scripts/test.sh: /dev/net/tun is missing" >&2; exit 1; }
 

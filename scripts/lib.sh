@@ -1,0 +1,28 @@
+# Shared by the scripts in this directory: sourced, never run.
+
+# install_missing [PACKAGE...]: installs, in one apt-get run, the Debian package of every command
+# in the caller's associative array `need` (command -> package) that is not on PATH, plus the
+# PACKAGEs given. Does nothing (and needs no network) when everything is there.
+install_missing() {
+  local cmd missing=("$@")
+  for cmd in "${!need[@]}"; do
+    command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
+  done
+  [ ${#missing[@]} -gt 0 ] || return 0
+  echo "installing: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+# stop_pid PID: SIGTERM, wait up to 10 s, then SIGKILL; reaps it. An empty PID is fine.
+stop_pid() {
+  local pid=$1 i
+  [ -n "$pid" ] || return 0
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for i in $(seq 100); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
