@@ -84,6 +84,12 @@ impl Config {
                 new.ipv4, self.network.subnet
             ));
         }
+        if let Some((_, ifname, _)) = self.host_port().filter(|(_, _, a)| *a == new.ipv4) {
+            return refuse(format!(
+                "ipv4 {} is the host port's address (on {ifname}; pick a free address)",
+                new.ipv4
+            ));
+        }
         if let Some(h) = self.hosts.iter().find(|h| h.ipv4 == Some(new.ipv4)) {
             return refuse(format!(
                 "ipv4 {} is reserved for host {} (each host needs its own address)",
