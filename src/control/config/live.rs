@@ -116,6 +116,13 @@ impl Config {
                         q(&self.hosts[h].name)
                     ));
                 }
+                if self.host_port().is_some_and(|(hp, _, _)| hp == i) {
+                    return refuse(format!(
+                        "port {} is the host port, the host's own leg (bind the host to a \
+                         guest's port)",
+                        q(p)
+                    ));
+                }
                 Some(i)
             }
         };
