@@ -245,3 +245,26 @@ fn a_stale_table_is_replaced_and_a_failed_start_removes_it() {
     assert!(!nft_tables(&lab).contains(&table), "{}", nft_tables(&lab));
     assert_eq!(ip_forward(&lab), "0", "ip_forward not restored");
 }
+
+#[test]
+fn without_nft_the_start_fails_and_names_the_package() {
+    let mut lab = Lab::new();
+    // A PATH holding only nsenter (which starts the daemon): no nft to be found.
+    let bin = lab.dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let nsenter = ok(sh(&["sh", "-c", "command -v nsenter"]), "nsenter");
+    std::os::unix::fs::symlink(nsenter.trim(), bin.join("nsenter")).unwrap();
+    lab.env.push(("PATH".into(), bin.display().to_string()));
+    let cfg = nat_config(&mut lab, "");
+    lab.spawn(&cfg);
+    let exit = lab.wait_exit(Duration::from_secs(20));
+    assert_ne!(exit.code, Some(0), "{exit:?}");
+    assert!(
+        exit.stderr.contains("nft command is not installed")
+            && exit.stderr.contains("nftables package"),
+        "{}",
+        exit.stderr
+    );
+    // Nothing of the lab is left in the daemon's namespace: the taps went with the daemon.
+    assert!(lab.switch_links().is_empty(), "{:?}", lab.switch_links());
+}
