@@ -121,6 +121,11 @@ fn host_reaches_vm_and_vm_reaches_outside_through_nat() {
     assert!(nft_tables(&lab).contains(&table), "{}", nft_tables(&lab));
     assert_eq!(ip_forward(&lab), "1");
 
+    // `switchyard ports` shows the host leg's address on its row.
+    let ports = lab.cli_ok(&["ports"]);
+    let row = ports.lines().find(|l| l.starts_with("host ")).unwrap_or("");
+    assert!(row.contains(HOST_LEG), "{ports}");
+
     // The host leg and the VM reach each other, both ways.
     assert!(lab.ping("vm", HOST_LEG, 3), "VM cannot ping the host leg");
     let host_ping = in_switch(
