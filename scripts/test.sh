@@ -30,6 +30,7 @@ declare -A need=(
   [qemu-system-x86_64]=qemu-system-x86
   [curl]=curl
   [setpriv]=util-linux
+  [nft]=nftables
 )
 extra=()
 # Python modules the tests import, checked with Debian's interpreter (not a pyenv `python3`).

@@ -27,6 +27,7 @@ mod dns;
 mod log_json;
 mod loops;
 mod metrics;
+mod nat;
 mod notify;
 
 use std::io;
@@ -73,6 +74,8 @@ pub enum DaemonError {
     Dhcp { message: String },
     #[error("{message}")]
     Control { message: String },
+    #[error("forward = \"nat\": {message}")]
+    Nat { message: String },
     #[error("{what}: {source}")]
     Io {
         what: &'static str,
@@ -249,7 +252,12 @@ fn open_tap(
         }
         None => {
             tap.bring_up()?;
-            tracing::info!(port = %p.name, ifname = %tap_cfg.ifname, "port up: tap");
+            if let Some(addr) = tap_cfg.host_address {
+                tap.add_ipv4(addr, config.network.subnet.prefix_len())?;
+            }
+            tracing::info!(port = %p.name, ifname = %tap_cfg.ifname,
+                host_address = %tap_cfg.host_address.map_or_else(|| "-".into(), |a| a.to_string()),
+                "port up: tap");
         }
     }
     Ok(tap)
@@ -325,6 +333,9 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
     let listener = control::bind_socket(&config.control.socket, gid)?;
     let _socket_file = RemoveOnDrop(config.control.socket.clone());
     let ports = Arc::new(build_ports(config)?);
+    // After the host port exists; its table and ip_forward are undone when `nat` drops, on
+    // SIGINT/SIGTERM and on any startup failure below alike.
+    let nat = nat::Nat::install(config)?;
     let metrics_listener = match config.control.metrics {
         None => None,
         Some(addr) => {
@@ -489,6 +500,7 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
     if let Some(c) = dns_counters {
         println!("dns: {c}");
     }
+    drop(nat);
     // Dropping the last reference to `ports` closes the taps and removes created namespaces.
     drop(ports);
     tracing::info!("stopped; taps and namespaces the daemon created are removed");

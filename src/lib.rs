@@ -35,8 +35,8 @@
 //!   [`control::protocol`], pure) and the client half of the CLI ([`control::cli`]).
 //! - [`daemon`]: threads, epoll loops, signals and the clock: the only module that reads time
 //!   and owns fds. It builds the ports, runs one worker per core over its share of them, serves
-//!   the control socket and the metrics endpoint, reloads on SIGHUP, and tears everything down
-//!   on SIGINT/SIGTERM.
+//!   the control socket and the metrics endpoint, installs the NAT table of `forward = "nat"`
+//!   (by running `nft`), reloads on SIGHUP, and tears everything down on SIGINT/SIGTERM.
 //!
 //! `switch`, `service` and `wire` import nothing from `port` or `daemon` (the lease journal's file
 //! I/O, plain `std::fs`, is the one exception in `service`).

@@ -224,8 +224,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Check { file } => {
             let cfg = config::load(&file)?;
+            let leg = match cfg.host_port() {
+                Some((i, _, addr)) => format!(
+                    "; host port '{}' at {addr}{}",
+                    cfg.ports[i].name,
+                    match cfg.network.forward {
+                        config::Forward::Nat => ", NAT on (router for DHCP)",
+                        config::Forward::None => "",
+                    }
+                ),
+                None => String::new(),
+            };
             println!(
-                "{}: ok: network '{}' {} with {} hosts and {} ports",
+                "{}: ok: network '{}' {} with {} hosts and {} ports{leg}",
                 file.display(),
                 cfg.network.name,
                 cfg.network.subnet,

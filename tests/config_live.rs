@@ -106,6 +106,23 @@ fn add_host_keeps_the_files_rules() {
         let r = after.add_host(new);
         refused(&c, &after, r, needle);
     }
+    // With a host port at .2: its address and the port itself are not a guest's.
+    let with_leg = config::parse(
+        &format!(
+            "{TEXT}\n[[port]]\nname = \"leg\"\nkind = \"tap\"\nifname = \"sy-leg\"\n\
+             host_address = \"10.0.0.2/24\"\n"
+        ),
+        "t.toml",
+    )
+    .unwrap();
+    for (new, needle) in [
+        (host("vm4", 0x44, 2, None), "host port's address"),
+        (host("vm4", 0x44, 44, Some("leg")), "is the host port"),
+    ] {
+        let mut after = with_leg.clone();
+        let r = after.add_host(new);
+        refused(&with_leg, &after, r, needle);
+    }
     let mut bad = host("vm4", 0x44, 44, None);
     bad.mac = MacAddr([0x01, 0, 0x5e, 0, 0, 1]);
     let mut after = c.clone();

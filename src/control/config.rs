@@ -36,12 +36,14 @@ mod control;
 mod dhcp;
 mod dns;
 mod guard;
+mod host_port;
 mod kinds;
 mod live;
 pub use control::{default_socket, ControlConfig, DEFAULT_SOCKET_DIR};
 pub use dhcp::{dhcp_params, DhcpConfig, HostMatch};
 pub use dns::{dns_params, DnsConfig};
 pub use guard::Guard;
+pub use host_port::Forward;
 pub use live::{LiveError, NewHost};
 
 /// The built-in configuration: a ready three-host lab network, and the commented reference.
@@ -77,6 +79,9 @@ pub struct Network {
     pub domain: String,
     /// IP MTU of the segment (68..=65535; default 1500). Ports inherit it unless they set their own.
     pub mtu: u32,
+    /// `forward = "none" | "nat"`: whether the host masquerades the subnet's traffic to the
+    /// outside (needs a host port, which is then the VMs' router).
+    pub forward: Forward,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -215,6 +220,9 @@ pub struct TapConfig {
     pub netns: Option<String>,
     /// What the daemon configures on the netdev inside `netns`.
     pub address: AddressMode,
+    /// A host port: the tap stays in the daemon's namespace with this address (the subnet's
+    /// prefix length), the host's own leg on the network. Never with `netns`.
+    pub host_address: Option<Ipv4Addr>,
 }
 
 /// `address = "static" | "none"` on a tap port with a `netns`.
@@ -288,14 +296,29 @@ pub fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
             "missing [network] section (add one with name, subnet, gateway and domain)".into(),
         ));
     };
+    let forward_span = network.forward.as_ref().map(Spanned::span);
     let network = validate_network(&cx, network)?;
     let hosts = validate_hosts(&cx, &network, raw.host)?;
-    let ports = validate_ports(&cx, &network, &hosts, raw.port)?;
+    let host_addresses: Vec<_> = raw
+        .port
+        .iter()
+        .map(|p| p.get_ref().host_address.clone())
+        .collect();
+    let mut ports = validate_ports(&cx, &network, &hosts, raw.port)?;
     let control =
         control::validate_control(&cx, &network, raw.switch.as_ref(), raw.metrics.as_ref())?;
     let switch = validate_switch(&cx, raw.switch, &hosts, &ports)?;
     let dhcp = dhcp::validate_dhcp(&cx, &network, raw.dhcp)?;
     let dns = dns::validate_dns(&cx, &network, &hosts, raw.dns)?;
+    host_port::validate_host_ports(
+        &cx,
+        &network,
+        &hosts,
+        &dhcp,
+        &mut ports,
+        &host_addresses,
+        forward_span,
+    )?;
     Ok(Config {
         source: source.to_string(),
         network,
@@ -332,6 +355,7 @@ struct RawNetwork {
     gateway: Spanned<String>,
     domain: Spanned<String>,
     mtu: Option<Spanned<i64>>,
+    forward: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -385,6 +409,7 @@ struct RawPort {
     host: Option<Spanned<String>>,
     netns: Option<Spanned<String>>,
     address: Option<Spanned<String>>,
+    host_address: Option<Spanned<String>>,
     path: Option<Spanned<String>>,
     peer: Option<Spanned<String>>,
     isolated: Option<bool>,
@@ -630,6 +655,7 @@ fn validate_network(cx: &Cx<'_>, raw: RawNetwork) -> Result<Network, ConfigError
         )
     })?;
     let mtu = mtu(cx, raw.mtu.as_ref(), e)?.unwrap_or(DEFAULT_MTU);
+    let forward = host_port::parse_forward(cx, raw.forward.as_ref())?;
 
     Ok(Network {
         name: name.clone(),
@@ -637,6 +663,7 @@ fn validate_network(cx: &Cx<'_>, raw: RawNetwork) -> Result<Network, ConfigError
         gateway,
         domain,
         mtu,
+        forward,
     })
 }
 
@@ -1068,6 +1095,8 @@ fn validate_tap(
         ifname: ifname.clone(),
         netns,
         address,
+        // Checked and set by `host_port::validate_host_ports`, which sees the whole file.
+        host_address: None,
     })
 }
 

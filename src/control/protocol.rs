@@ -199,7 +199,7 @@ pub struct PortInfo {
     /// The host's MAC (or the appliance's); `None` when the port has no host.
     pub mac: Option<String>,
     /// Source addresses the guard allows: reservation, extras, leases; the gateway for the
-    /// appliance; empty for an unguarded port without a reservation.
+    /// appliance; the host port's address; empty for an unguarded port without a reservation.
     pub addresses: Vec<String>,
     /// "enforce", "monitor" or "off".
     pub guard: String,

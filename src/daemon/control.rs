@@ -181,8 +181,13 @@ impl Control {
                     let mac = host.and_then(|h| h.mac).map(|m| m.to_string());
                     let addrs = match &policy {
                         Some(_) => Vec::new(),
+                        // The reservation, or the host port's own address.
                         None => host
                             .and_then(|h| h.ipv4)
+                            .or(match &p.kind {
+                                config::PortKind::Tap(t) => t.host_address,
+                                _ => None,
+                            })
                             .map(|a| a.to_string())
                             .into_iter()
                             .collect(),

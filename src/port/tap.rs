@@ -243,6 +243,19 @@ impl TapPort {
             .map_err(|e| self.tap_err("bring it up", e))
     }
 
+    /// Adds an IPv4 address to the netdev where it is (a host port's address, in the switch's
+    /// namespace).
+    pub fn add_ipv4(&self, addr: Ipv4Addr, prefix_len: u8) -> Result<(), PortError> {
+        let mut nl = self
+            .netlink()
+            .map_err(|e| self.tap_err("open a netlink socket", e))?;
+        let ifindex = nl
+            .link_index(&self.ifname)
+            .map_err(|e| self.tap_err("find its ifindex", e))?;
+        nl.add_ipv4_addr(ifindex, addr, prefix_len)
+            .map_err(|e| self.tap_err(&format!("add address {addr}/{prefix_len}"), e))
+    }
+
     /// A netlink socket in the namespace the netdev is in now.
     fn netlink(&self) -> io::Result<Netlink> {
         match &self.plugged {

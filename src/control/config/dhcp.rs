@@ -3,7 +3,7 @@
 //!
 //! The section is optional: without it the server runs with the defaults of issue 3 (enabled,
 //! reservations only, lease 1 h, MAC keying, 4 leases per port, state in
-//! `/var/lib/switchyard/<network name>`, DNS and router the gateway, search list the domain).
+//! `/var/lib/switchyard/<network name>`, DNS and router the gateway (the router is the host port with NAT), search list the domain).
 //! Every address is checked against `[network]` here, so [`DhcpParams::validate`] cannot fail on
 //! a config that loaded.
 
@@ -613,7 +613,8 @@ fn too_long(cx: &Cx<'_>, e: &str, key: &str, list: &[Spanned<String>]) -> Result
     }
 }
 
-/// The DHCP server's parameters for `config`: server id, router and default DNS the gateway,
+/// The DHCP server's parameters for `config`: server id and default DNS the gateway, router
+/// [`Config::router`] (the gateway, or the host port with `forward = "nat"`),
 /// option 15 the domain, option 26 the network MTU, and a reservation for every `[[host]]` with
 /// an `ipv4`. The per-port rate limit is `rate_limit` a second with a burst of twice that
 /// (the default, 10, is [`DhcpParams::new`]'s 10/s, burst 20).
@@ -621,7 +622,8 @@ pub fn dhcp_params(config: &Config) -> DhcpParams {
     let net = &config.network;
     let d = &config.dhcp;
     let mut p = DhcpParams::new(net.gateway, net.subnet);
-    p.router = Some(net.gateway);
+    // With NAT the host port routes the subnet out; the appliance is no router.
+    p.router = Some(config.router());
     p.dns = d.dns.clone();
     p.domain = Some(net.domain.clone());
     p.search = d.search.clone();

@@ -2,7 +2,7 @@
 //!
 //! | kind | keys |
 //! |---|---|
-//! | `tap` | `ifname` (required), `netns`, `address` |
+//! | `tap` | `ifname` (required), `netns`, `address`, `host_address` (a host port) |
 //! | `packet` | `ifname` (required: an existing netdev), `netns` (where it lives) |
 //! | `stream` | `path` (required) |
 //! | `dgram` | `path` (required), `peer` |
@@ -31,15 +31,16 @@ pub(super) fn validate_kind(
     paths: &mut Unique<'_>,
 ) -> Result<PortKind, ConfigError> {
     let kind = p.kind.get_ref().as_str();
-    let keys: [(&str, Option<Range<usize>>); 5] = [
+    let keys: [(&str, Option<Range<usize>>); 6] = [
         ("ifname", p.ifname.as_ref().map(Spanned::span)),
         ("netns", p.netns.as_ref().map(Spanned::span)),
         ("address", p.address.as_ref().map(Spanned::span)),
+        ("host_address", p.host_address.as_ref().map(Spanned::span)),
         ("path", p.path.as_ref().map(Spanned::span)),
         ("peer", p.peer.as_ref().map(Spanned::span)),
     ];
     let allowed: &[&str] = match kind {
-        "tap" => &["ifname", "netns", "address"],
+        "tap" => &["ifname", "netns", "address", "host_address"],
         "packet" => &["ifname", "netns"],
         "stream" => &["path"],
         _ => &["path", "peer"],

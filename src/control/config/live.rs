@@ -84,6 +84,12 @@ impl Config {
                 new.ipv4, self.network.subnet
             ));
         }
+        if let Some((_, ifname, _)) = self.host_port().filter(|(_, _, a)| *a == new.ipv4) {
+            return refuse(format!(
+                "ipv4 {} is the host port's address (on {ifname}; pick a free address)",
+                new.ipv4
+            ));
+        }
         if let Some(h) = self.hosts.iter().find(|h| h.ipv4 == Some(new.ipv4)) {
             return refuse(format!(
                 "ipv4 {} is reserved for host {} (each host needs its own address)",
@@ -108,6 +114,13 @@ impl Config {
                         "port {} already has host {} (delete that host first)",
                         q(p),
                         q(&self.hosts[h].name)
+                    ));
+                }
+                if self.host_port().is_some_and(|(hp, _, _)| hp == i) {
+                    return refuse(format!(
+                        "port {} is the host port, the host's own leg (bind the host to a \
+                         guest's port)",
+                        q(p)
                     ));
                 }
                 Some(i)

@@ -1,0 +1,275 @@
+//! The host port and NAT, in namespaces. The daemon's namespace plays the VM host: its host
+//! port (`host_address`) is the host's leg on the network, and `forward = "nat"` masquerades the
+//! subnet behind it. An "outside" namespace behind a veth pair plays the internet, with no route
+//! back to the subnet, so a VM's ping there is answered only if it was masqueraded. Every name
+//! is the lab's own; the root namespace is never touched.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{clients, lab_config, sh, Lab};
+
+const HOST_LEG: &str = "10.13.31.2";
+const VM: &str = "10.13.31.11";
+const DAEMON_SIDE: &str = "192.0.2.1";
+const OUTSIDE: &str = "192.0.2.2";
+
+/// Runs `args` in the daemon's namespace.
+fn in_switch(lab: &Lab, args: &[&str]) -> std::process::Output {
+    let ns = lab.switch_ns();
+    let mut full = vec!["ip", "netns", "exec", &ns];
+    full.extend_from_slice(args);
+    sh(&full)
+}
+
+fn ok(out: std::process::Output, what: &str) -> String {
+    assert!(out.status.success(), "{what}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn nft_tables(lab: &Lab) -> String {
+    ok(
+        in_switch(lab, &["nft", "list", "tables"]),
+        "nft list tables",
+    )
+}
+
+fn ip_forward(lab: &Lab) -> String {
+    let out = in_switch(lab, &["cat", "/proc/sys/net/ipv4/ip_forward"]);
+    ok(out, "read ip_forward").trim().to_string()
+}
+
+/// The daemon's namespace with forwarding off, and the outside namespace on a veth pair:
+/// 192.0.2.1 in the daemon's namespace, 192.0.2.2 outside. Returns the outside's ifname.
+fn make_outside(lab: &mut Lab) -> String {
+    ok(
+        in_switch(lab, &["sysctl", "-qw", "net.ipv4.ip_forward=0"]),
+        "ip_forward=0",
+    );
+    let out_ns = lab.ns("out");
+    ok(sh(&["ip", "netns", "add", &out_ns]), "ip netns add");
+    let (here, there) = (lab.ifname("o0"), lab.ifname("o1"));
+    let sw = lab.switch_ns();
+    ok(
+        sh(&[
+            "ip", "link", "add", &here, "netns", &sw, "type", "veth", "peer", "name", &there,
+            "netns", &out_ns,
+        ]),
+        "ip link add veth",
+    );
+    let d = format!("{DAEMON_SIDE}/24");
+    ok(
+        in_switch(lab, &["ip", "addr", "add", &d, "dev", &here]),
+        "addr",
+    );
+    ok(in_switch(lab, &["ip", "link", "set", &here, "up"]), "up");
+    let o = format!("{OUTSIDE}/24");
+    for args in [
+        vec!["ip", "link", "set", "lo", "up"],
+        vec!["ip", "addr", "add", &o, "dev", &there],
+        vec!["ip", "link", "set", &there, "up"],
+    ] {
+        ok(lab.exec("out", &args), "outside setup");
+    }
+    there
+}
+
+/// The lab's config with NAT on, a host port at 10.13.31.2/24, VM `vm` (static .11) and VM
+/// `dh` (reservation .12, left bare for a DHCP client), plus `extra` at the end.
+fn nat_config(lab: &mut Lab, extra: &str) -> String {
+    let mut cfg = lab_config(lab, &[("vm", 11, false)], "").replacen(
+        "domain = \"lab.test\"\n",
+        "domain = \"lab.test\"\nforward = \"nat\"\n",
+        1,
+    );
+    let (dh_ns, dh_if, hp) = (lab.ns("dh"), lab.ifname("dh"), lab.ifname("hp"));
+    cfg.push_str(&format!(
+        "\n[[host]]\nname = \"dh\"\nmac = \"52:54:00:31:00:0c\"\nipv4 = \"10.13.31.12\"\n\
+         \n[[port]]\nname = \"dh\"\nkind = \"tap\"\nifname = \"{dh_if}\"\nhost = \"dh\"\n\
+         netns = \"{dh_ns}\"\naddress = \"none\"\n\
+         \n[[port]]\nname = \"host\"\nkind = \"tap\"\nifname = \"{hp}\"\n\
+         host_address = \"{HOST_LEG}/24\"\n{extra}"
+    ));
+    cfg
+}
+
+/// Waits until the host port is up with its address in the daemon's namespace.
+fn wait_host_leg(lab: &mut Lab) {
+    let (sw, hp) = (lab.switch_ns(), lab.ifname("hp"));
+    lab.wait_for("the host port's address", Duration::from_secs(15), || {
+        // A tap's operstate reads UNKNOWN; the flags say UP.
+        let link = sh(&["ip", "-n", &sw, "-br", "link", "show", "dev", &hp]);
+        let addr = sh(&["ip", "-n", &sw, "-br", "addr", "show", "dev", &hp]);
+        String::from_utf8_lossy(&link.stdout).contains(",UP")
+            && String::from_utf8_lossy(&addr.stdout).contains(&format!("{HOST_LEG}/24"))
+    });
+}
+
+#[test]
+fn host_reaches_vm_and_vm_reaches_outside_through_nat() {
+    let mut lab = Lab::new();
+    let outside_if = make_outside(&mut lab);
+    let cfg = nat_config(&mut lab, "");
+    let (vm_if, dh_if) = (lab.ifname("vm"), lab.ifname("dh"));
+    lab.start(&cfg, &[("vm", &vm_if), ("dh", &dh_if)]);
+    wait_host_leg(&mut lab);
+    let table = format!("table ip switchyard_{}", lab.tag);
+    assert!(nft_tables(&lab).contains(&table), "{}", nft_tables(&lab));
+    assert_eq!(ip_forward(&lab), "1");
+
+    // `switchyard ports` shows the host leg's address on its row.
+    let ports = lab.cli_ok(&["ports"]);
+    let row = ports.lines().find(|l| l.starts_with("host ")).unwrap_or("");
+    assert!(row.contains(HOST_LEG), "{ports}");
+
+    // The host leg and the VM reach each other, both ways.
+    assert!(lab.ping("vm", HOST_LEG, 3), "VM cannot ping the host leg");
+    let host_ping = in_switch(
+        &lab,
+        &["ping", "-n", "-q", "-c", "3", "-i", "0.05", "-W", "1", VM],
+    );
+    assert!(
+        host_ping.status.success(),
+        "host cannot ping the VM: {host_ping:?}"
+    );
+
+    // The outside has no route back to the subnet: only a masqueraded ping gets an answer.
+    let no_route = lab.exec("out", &["ip", "route", "get", VM]);
+    assert!(!no_route.status.success(), "outside has a route to {VM}");
+    ok(
+        lab.exec("vm", &["ip", "route", "add", "default", "via", HOST_LEG]),
+        "default route",
+    );
+    let out_ns = lab.ns("out");
+    let mut tcpdump = Command::new("ip")
+        .args([
+            "netns", "exec", &out_ns, "timeout", "20", "tcpdump", "-l", "-n",
+        ])
+        .args(["-i", &outside_if, "-c", "2", "icmp[icmptype] == icmp-echo"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tcpdump");
+    // tcpdump says "listening on ..." once its capture is open.
+    let mut err_lines = BufReader::new(tcpdump.stderr.take().unwrap()).lines();
+    let started = err_lines
+        .by_ref()
+        .take(3)
+        .map_while(Result::ok)
+        .any(|l| l.contains("listening on"));
+    assert!(started, "tcpdump did not start in the outside namespace");
+    assert!(lab.ping("vm", OUTSIDE, 3), "VM cannot reach the outside");
+    let mut seen = String::new();
+    tcpdump
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut seen)
+        .unwrap();
+    let _ = tcpdump.wait();
+    assert!(
+        seen.contains(&format!("{DAEMON_SIDE} > {OUTSIDE}: ICMP echo request")),
+        "the outside did not see masqueraded requests:\n{seen}"
+    );
+    assert!(
+        !seen.contains(VM),
+        "the VM's own address leaked out:\n{seen}"
+    );
+
+    // A DHCP client on the network is told the host leg is its router.
+    let script = lab.dir.join("udhcpc-router");
+    let router_file = lab.dir.join("router");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncase \"$1\" in bound|renew)\n  echo \"$router\" > {}\n  \
+             ip addr add \"$ip/$mask\" dev \"$interface\";;\nesac\nexit 0\n",
+            router_file.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(
+        clients::udhcpc(&mut lab, "dh", &script, "5"),
+        "udhcpc got no lease"
+    );
+    let router = std::fs::read_to_string(&router_file).unwrap();
+    assert_eq!(router.trim(), HOST_LEG, "DHCP router option");
+
+    let exit = lab.stop_with("TERM");
+    assert_eq!(exit.code, Some(0), "{exit:?}");
+    assert!(
+        exit.stderr.contains("nat: table removed"),
+        "{}",
+        exit.stderr
+    );
+    // The harness removes the daemon's namespace only when the lab drops: it is still here.
+    assert!(common::netns_exists(&lab.switch_ns()));
+    assert!(!nft_tables(&lab).contains(&table), "{}", nft_tables(&lab));
+    assert_eq!(ip_forward(&lab), "0", "ip_forward not restored");
+}
+
+#[test]
+fn a_stale_table_is_replaced_and_a_failed_start_removes_it() {
+    let mut lab = Lab::new();
+    ok(
+        in_switch(&lab, &["sysctl", "-qw", "net.ipv4.ip_forward=0"]),
+        "ip_forward=0",
+    );
+    // What a daemon killed with -9 leaves behind, with a chain of its own.
+    let table = format!("switchyard_{}", lab.tag);
+    ok(
+        in_switch(&lab, &["nft", "add", "table", "ip", &table]),
+        "nft add table",
+    );
+    ok(
+        in_switch(&lab, &["nft", "add", "chain", "ip", &table, "stale"]),
+        "nft add chain",
+    );
+    // The metrics address is on no interface of the daemon's namespace: the start fails after
+    // NAT is installed.
+    let cfg = nat_config(&mut lab, "\n[metrics]\nlisten = \"192.0.2.99:9750\"\n");
+    lab.spawn(&cfg);
+    let exit = lab.wait_exit(Duration::from_secs(20));
+    assert_ne!(exit.code, Some(0), "{exit:?}");
+    assert!(exit.stderr.contains("metrics"), "{}", exit.stderr);
+    assert!(
+        exit.stderr.contains("nat: masquerading the subnet"),
+        "NAT was not installed (the stale table must be replaced): {}",
+        exit.stderr
+    );
+    assert!(
+        exit.stderr.contains("nat: table removed"),
+        "{}",
+        exit.stderr
+    );
+    assert!(!nft_tables(&lab).contains(&table), "{}", nft_tables(&lab));
+    assert_eq!(ip_forward(&lab), "0", "ip_forward not restored");
+}
+
+#[test]
+fn without_nft_the_start_fails_and_names_the_package() {
+    let mut lab = Lab::new();
+    // A PATH holding only nsenter (which starts the daemon): no nft to be found.
+    let bin = lab.dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let nsenter = ok(sh(&["sh", "-c", "command -v nsenter"]), "nsenter");
+    std::os::unix::fs::symlink(nsenter.trim(), bin.join("nsenter")).unwrap();
+    lab.env.push(("PATH".into(), bin.display().to_string()));
+    let cfg = nat_config(&mut lab, "");
+    lab.spawn(&cfg);
+    let exit = lab.wait_exit(Duration::from_secs(20));
+    assert_ne!(exit.code, Some(0), "{exit:?}");
+    assert!(
+        exit.stderr.contains("nft command is not installed")
+            && exit.stderr.contains("nftables package"),
+        "{}",
+        exit.stderr
+    );
+    // Nothing of the lab is left in the daemon's namespace: the taps went with the daemon.
+    assert!(lab.switch_links().is_empty(), "{:?}", lab.switch_links());
+}
