@@ -710,8 +710,8 @@ fn ready_is_notified_and_sighup_reloads_or_refuses() {
     assert_eq!(recv("RELOADING (command)"), "RELOADING=1");
     assert_eq!(recv("READY (command)"), "READY=1");
 
-    // A port change needs a restart: refused as a whole.
-    lab.write_config(&cfg.replace("isolated = false", "isolated = true"));
+    // A [network] change needs a restart: refused as a whole.
+    lab.write_config(&cfg.replace("domain = \"lab.test\"", "domain = \"other.test\""));
     let out = lab.cli(&["reload"]);
     assert!(stderr(&out).contains("needs a restart"), "{}", stderr(&out));
     let _ = (recv("RELOADING"), recv("READY"));
