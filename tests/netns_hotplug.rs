@@ -352,3 +352,100 @@ fn rx_frames(lab: &Lab, port: &str) -> u64 {
         .as_u64()
         .unwrap_or_else(|| panic!("{text}"))
 }
+
+/// What a libvirt hook does for `<interface type='ethernet'>`: the VM's netdev exists (here a
+/// veth whose far end plays the VM), and `port add --kind packet` attaches the switch to it;
+/// `port del` lets go of it without deleting a netdev the daemon did not make.
+#[test]
+fn a_packet_port_attaches_to_an_existing_netdev_and_lets_go() {
+    let mut lab = Lab::new();
+    let cfg = lab_config(&mut lab, &[("vm1", 11, false)], "");
+    let if1 = lab.ifname("vm1");
+    lab.start(&cfg, &[("vm1", &if1)]);
+    let ns5 = lab.ns("vm5");
+    assert!(sh(&["ip", "netns", "add", &ns5]).status.success());
+    let (guest, vnet) = (lab.ifname("g5"), lab.ifname("vnet5"));
+    let out = sh(&[
+        "ip",
+        "link",
+        "add",
+        &guest,
+        "netns",
+        &ns5,
+        "address",
+        "52:54:00:31:00:0f",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &vnet,
+        "netns",
+        &lab.switch_ns(),
+    ]);
+    assert!(out.status.success(), "ip link add veth: {out:?}");
+    for args in [
+        vec!["ip", "addr", "add", "10.13.31.15/24", "dev", &guest],
+        vec!["ip", "link", "set", &guest, "up"],
+    ] {
+        assert!(lab.exec("vm5", &args).status.success(), "{args:?}");
+    }
+    lab.cli_ok(&[
+        "host",
+        "add",
+        "vm5",
+        "--mac",
+        "52:54:00:31:00:0f",
+        "--ipv4",
+        "10.13.31.15",
+    ]);
+    lab.cli_ok(&[
+        "port", "add", "vm5", "--kind", "packet", "--ifname", &vnet, "--host", "vm5",
+    ]);
+    let mut reached = false;
+    for _ in 0..20 {
+        if lab.ping("vm5", "10.13.31.11", 2) {
+            reached = true;
+            break;
+        }
+    }
+    assert!(reached, "vm5 cannot reach vm1 through its packet port");
+    // The guard holds on a hotplugged port as on a configured one: a spoofed source is dropped.
+    let spoofed = lab.exec(
+        "vm5",
+        &["ip", "addr", "add", "10.13.31.99/24", "dev", &guest],
+    );
+    assert!(spoofed.status.success());
+    let from_99 = lab.exec(
+        "vm5",
+        &[
+            "ping",
+            "-n",
+            "-q",
+            "-c",
+            "2",
+            "-W",
+            "1",
+            "-I",
+            "10.13.31.99",
+            "10.13.31.11",
+        ],
+    );
+    assert!(!from_99.status.success(), "a spoofed source got through");
+    let stats: serde_json::Value =
+        serde_json::from_str(&lab.cli_ok(&["stats", "vm5", "--json"])).unwrap();
+    let spoofed_ip = stats[0]["drops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d[0] == "spoofed_ip")
+        .and_then(|d| d[1].as_u64());
+    assert!(spoofed_ip >= Some(2), "{stats}");
+
+    lab.cli_ok(&["port", "del", "vm5"]);
+    assert!(!lab.ping("vm5", "10.13.31.11", 2));
+    // The netdev is the VM's, not the daemon's: it stays.
+    let still = sh(&["ip", "-n", &lab.switch_ns(), "link", "show", "dev", &vnet]);
+    assert!(still.status.success(), "the daemon deleted {vnet}");
+    let exit = lab.stop_with("TERM");
+    assert_eq!(exit.code, Some(0), "{exit:?}");
+}

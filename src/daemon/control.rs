@@ -372,7 +372,12 @@ impl Control {
     /// Applies `new` over `old`: the guard policies of the ports named `ports` (lease bindings
     /// kept), then the appliance's hosts (which also re-binds every live lease). If the
     /// appliance refuses, the policies go back to `old`'s and nothing has changed.
-    fn apply(&self, old: &Config, new: &Config, ports: &[String]) -> Result<(), Failure> {
+    pub(super) fn apply(
+        &self,
+        old: &Config,
+        new: &Config,
+        ports: &[String],
+    ) -> Result<(), Failure> {
         for name in ports {
             self.set_policy(new, name);
         }

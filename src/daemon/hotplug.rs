@@ -43,6 +43,11 @@ impl Control {
             .plug(&next, next.ports.len() - 1)
             .map_err(|m| (ErrorKind::Refused, m))?;
         let p = &next.ports[next.ports.len() - 1];
+        // The appliance learns the port (a trusted port's DHCP exemptions follow its slot).
+        if let Err(e) = self.apply(&live, &next, &[]) {
+            self.unplug(&p.name);
+            return Err(e);
+        }
         let message = format!(
             "port {} added ({} {}, slot {})",
             p.name,
@@ -73,6 +78,9 @@ impl Control {
         let mut next = live.clone();
         remove_port(&mut next, i);
         self.unplug(name);
+        if let Err((_, e)) = self.apply(&live, &next, &[]) {
+            tracing::error!("port {name} removed, but the appliance did not follow: {e}");
+        }
         let message = format!("port {name} removed");
         tracing::info!("{message}");
         *live = next;
