@@ -330,6 +330,22 @@ fn reload_adds_and_removes_ports_without_touching_the_others() {
     let out = lab.cli(&["reload"]);
     assert!(stderr(&out).contains("reload refused"), "{}", stderr(&out));
     assert!(lab.ping("vm4", "10.13.31.12", 2));
+    // A valid config whose new port cannot be opened (its namespace does not exist), and
+    // that removes vm4: refused, vm4 is back in service, the new port is not there.
+    let missing = format!("{}-nope", lab.tag);
+    let broken = lab_config(&mut lab, &[("vm1", 11, false), ("vm2", 12, false)], "")
+        + &format!(
+            "\n[[port]]\nname = \"up\"\nkind = \"packet\"\nifname = \"eth9\"\n\
+             netns = \"{missing}\"\n"
+        );
+    lab.write_config(&broken);
+    let out = lab.cli(&["reload"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("port up"), "{}", stderr(&out));
+    wait_up(&mut lab, &ns4, &if4);
+    assert!(lab.ping("vm4", "10.13.31.12", 3));
+    let names = port_names(&lab);
+    assert!(names.contains(&"vm4".to_string()) && !names.contains(&"up".to_string()));
 
     let (sent, received) = ping_result(ping);
     assert_eq!(
