@@ -241,6 +241,9 @@ fn ports_are_added_and_removed_while_others_keep_pinging() {
         !netns_exists(&ns3)
     });
     assert!(!port_names(&lab).contains(&"vm3".to_string()));
+    // Its lease is the client's, not the port's: still there for when the VM comes back.
+    let leases = lab.cli_ok(&["leases"]);
+    assert!(leases.contains("10.13.31.13"), "{leases}");
 
     // A stream port: a QEMU peer reaches vm1 through it; unplugged, the peer is cut off and
     // the socket file is gone.

@@ -342,8 +342,11 @@ impl Control {
         Ok(leases
             .iter()
             .map(|l| {
-                let port = (usize::from(l.port) < self.switch.port_count())
-                    .then(|| self.port_name(PortId(l.port)));
+                // A lease whose port was unplugged since shows no port.
+                let id = PortId(l.port);
+                let port = (usize::from(l.port) < self.switch.port_count()
+                    && self.switch.is_present(id))
+                .then(|| self.port_name(id));
                 LeaseRow::from_lease(l, prefix, port)
             })
             .collect())
