@@ -18,12 +18,19 @@
 //! `accepts_offloads` as it is (one read, one write), and is cut into plain frames and summed by
 //! `wire::gso` on the way to one that does not (the appliance; later port kinds without a
 //! virtio-net header). Each worker owns a scratch buffer for that, next to its read buffer.
+//!
+//! Hotplug (see `hotplug.rs`). The port table has `[switch] max_ports` slots, plus the service
+//! port's fixed slot after them; configured ports take the first slots in file order. The
+//! table sits behind a `RwLock` that a worker reads once per batch (one port, up to `BATCH`
+//! frames) and that only `port add|del` and a reload write; each worker's epoll set is shared
+//! with the control thread, which adds a new port to the least loaded worker's set.
 
 mod appliance;
 mod capture;
 mod control;
 mod dhcp;
 mod dns;
+mod hotplug;
 mod log_json;
 mod loops;
 mod metrics;
@@ -33,7 +40,7 @@ mod notify;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -83,24 +90,77 @@ pub enum DaemonError {
     },
 }
 
-/// The running switch's ports, in `PortId` order, with their namespaces.
+/// One port in its slot, and what it needs to live.
 ///
-/// Field order is drop order: taps close (and non-persistent ones vanish) before the namespaces
-/// the daemon created are removed.
+/// Field order is drop order: the port closes (a tap the daemon made vanishes, a socket file is
+/// removed) before its namespace handle goes (and with the last handle, a namespace the daemon
+/// created).
+struct Plugged {
+    port: Port,
+    /// The worker whose epoll set watches `port`.
+    worker: usize,
+    _netns: Option<Arc<Netns>>,
+}
+
+/// The slots of the running switch's ports, in `PortId` order (`None`: a free slot, and the
+/// service port's), and the namespaces they live in.
 struct Ports {
-    ports: Vec<Port>,
+    slots: RwLock<Vec<Option<Plugged>>>,
     /// `switchyard capture`'s mirror: one atomic load per frame while no capture runs.
     capture: Arc<capture::Capture>,
-    _namespaces: Vec<Netns>,
+    /// Every namespace a port lives in, shared by the ports there.
+    namespaces: Mutex<Vec<Weak<Netns>>>,
+}
+
+/// The port table as one batch of a worker (or one appliance send) sees it.
+struct Table<'a> {
+    slots: RwLockReadGuard<'a, Vec<Option<Plugged>>>,
+    capture: &'a capture::Capture,
 }
 
 impl Ports {
+    /// The table for one batch: a read lock, held until the returned value is dropped.
+    fn table(&self) -> Table<'_> {
+        Table {
+            slots: self.slots.read().unwrap_or_else(PoisonError::into_inner),
+            capture: &self.capture,
+        }
+    }
+
+    /// `Table::send_counted` for a single frame (the appliance's replies, loop probes).
+    fn send_counted(&self, switch: &Switch, port: PortId, bytes: &[u8]) {
+        self.table().send_counted(switch, port, bytes);
+    }
+
+    /// Once a tick: packet ports look for their netdev; every link's news reaches the switch.
+    fn tick(&self, switch: &Switch) {
+        let table = self.table();
+        for (i, p) in table.slots.iter().enumerate() {
+            if let Some(p) = p {
+                p.port.tick();
+                table.sync_link(switch, PortId(i as u16));
+            }
+        }
+    }
+}
+
+impl Table<'_> {
+    fn port(&self, port: PortId) -> Option<&Port> {
+        self.slots
+            .get(port.index())
+            .and_then(Option::as_ref)
+            .map(|p| &p.port)
+    }
+
     /// Writes `bytes` (virtio-net header + frame) out of `port`, never blocking, and counts the
     /// outcome on that port: tx on success, `tx_full` if its queue is full, `needs_offload` for a
-    /// GSO/partial-checksum frame a socket port cannot take, `port_down` if its peer is gone,
-    /// `tx_error` otherwise.
+    /// GSO/partial-checksum frame a socket port cannot take, `port_down` if its peer is gone (or
+    /// the port was unplugged a moment ago), `tx_error` otherwise.
     fn send_counted(&self, switch: &Switch, port: PortId, bytes: &[u8]) {
-        match self.ports[port.index()].send(bytes) {
+        let Some(p) = self.port(port) else {
+            return switch.count_drop(port, DropReason::PortDown);
+        };
+        match p.send(bytes) {
             Ok(_) => {
                 let frame = &bytes[bytes.len().min(VNET_HDR_LEN)..];
                 self.capture.mirror(port, capture::Dir::Tx, frame);
@@ -121,15 +181,19 @@ impl Ports {
     }
 
     /// Reads one header + frame from `port`, then applies what its link reported (peer or
-    /// netdev come or gone, counted events) to the switch before the frame is processed.
+    /// netdev come or gone, counted events) to the switch before the frame is processed. An
+    /// empty slot (a port unplugged after epoll reported it) has nothing to read.
     fn recv(&self, switch: &Switch, port: PortId, buf: &mut [u8]) -> io::Result<usize> {
-        let r = self.ports[port.index()].recv(buf);
+        let Some(p) = self.port(port) else {
+            return Err(io::ErrorKind::WouldBlock.into());
+        };
+        let r = p.recv(buf);
         self.sync_link(switch, port);
         r
     }
 
     fn sync_link(&self, switch: &Switch, port: PortId) {
-        let Some(report) = self.ports[port.index()].link().and_then(|l| l.take()) else {
+        let Some(report) = self.port(port).and_then(Port::link).and_then(|l| l.take()) else {
             return;
         };
         switch.set_port_up(port, report.up);
@@ -142,74 +206,98 @@ impl Ports {
         }
     }
 
-    /// Once a tick: packet ports look for their netdev; every link's news reaches the switch.
-    fn tick(&self, switch: &Switch) {
-        for (i, p) in self.ports.iter().enumerate() {
-            p.tick();
-            self.sync_link(switch, PortId(i as u16));
-        }
-    }
-}
-
-impl Ports {
     /// Whether `port` takes GSO super-frames and partial checksums as they are; a port that does
     /// not gets plain frames from `wire::gso`. Each port kind says what it can take.
     fn accepts_offloads(&self, port: PortId) -> bool {
-        self.ports[port.index()].offloads()
+        self.port(port).is_some_and(Port::offloads)
     }
 }
 
-/// Builds every namespace and port of `config`, or none.
+/// Builds every namespace and port of `config` into the first slots of a table of
+/// `[switch] max_ports` slots and the service port's, or none. Workers are given later.
 fn build_ports(config: &Config) -> Result<Ports, DaemonError> {
-    let mut namespaces: Vec<Netns> = Vec::new();
-    let mut ports = Vec::with_capacity(config.ports.len());
-    for p in &config.ports {
-        let port = open_port(config, p, &mut namespaces).map_err(|source| DaemonError::Port {
-            port: p.name.clone(),
-            source,
-        })?;
-        ports.push(port);
-    }
-    Ok(Ports {
-        ports,
-        // Every configured port and the service port.
-        capture: Arc::new(capture::Capture::new(config.ports.len() + 1)),
-        _namespaces: namespaces,
-    })
-}
-
-/// The index in `namespaces` of the namespace `name`, opened (or, with `create`, created) if
-/// it is not there yet.
-fn netns_index(namespaces: &mut Vec<Netns>, name: &str, create: bool) -> Result<usize, PortError> {
-    if let Some(i) = namespaces.iter().position(|n| n.name() == name) {
-        return Ok(i);
-    }
-    let ns = if create {
-        Netns::ensure(name)?
-    } else {
-        Netns::open(name)?
+    let ports = Ports {
+        slots: RwLock::new(Vec::new()),
+        capture: Arc::new(capture::Capture::new(config.switch.max_ports + 1)),
+        namespaces: Mutex::new(Vec::new()),
     };
-    namespaces.push(ns);
-    Ok(namespaces.len() - 1)
+    let mut slots = Vec::with_capacity(config.switch.max_ports + 1);
+    for p in &config.ports {
+        let (port, netns) = ports
+            .open_port(config, p)
+            .map_err(|source| DaemonError::Port {
+                port: p.name.clone(),
+                source,
+            })?;
+        slots.push(Some(Plugged {
+            port,
+            worker: 0,
+            _netns: netns,
+        }));
+    }
+    slots.resize_with(config.switch.max_ports + 1, || None);
+    *ports.slots.write().unwrap_or_else(PoisonError::into_inner) = slots;
+    Ok(ports)
 }
 
-fn open_port(
-    config: &Config,
-    p: &PortConfig,
-    namespaces: &mut Vec<Netns>,
-) -> Result<Port, PortError> {
-    match &p.kind {
-        PortKind::Tap(tap_cfg) => open_tap(config, p, tap_cfg, namespaces).map(Port::Tap),
-        PortKind::Packet(cfg) => {
-            let ns = match &cfg.netns {
-                Some(name) => Some(netns_index(namespaces, name, false)?),
-                None => None,
-            };
-            let port = PacketPort::open(&cfg.ifname, ns.map(|i| &namespaces[i]))?;
-            tracing::info!(port = %p.name, ifname = %cfg.ifname,
-                netns = %cfg.netns.as_deref().unwrap_or("-"), "port: packet");
-            Ok(Port::Packet(port))
+impl Ports {
+    /// The namespace `name`, shared with the ports already there, or opened (with `create`,
+    /// created) if no port lives there yet.
+    fn netns(&self, name: &str, create: bool) -> Result<Arc<Netns>, PortError> {
+        let mut namespaces = self
+            .namespaces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        namespaces.retain(|n| n.strong_count() > 0);
+        if let Some(ns) = namespaces
+            .iter()
+            .filter_map(Weak::upgrade)
+            .find(|n| n.name() == name)
+        {
+            return Ok(ns);
         }
+        let ns = Arc::new(if create {
+            Netns::ensure(name)?
+        } else {
+            Netns::open(name)?
+        });
+        namespaces.push(Arc::downgrade(&ns));
+        Ok(ns)
+    }
+
+    /// Opens port `p` of `config`, with the namespace it lives in.
+    fn open_port(
+        &self,
+        config: &Config,
+        p: &PortConfig,
+    ) -> Result<(Port, Option<Arc<Netns>>), PortError> {
+        match &p.kind {
+            PortKind::Tap(tap_cfg) => {
+                let ns = match &tap_cfg.netns {
+                    Some(name) => Some(self.netns(name, true)?),
+                    None => None,
+                };
+                let tap = open_tap(config, p, tap_cfg, ns.as_deref())?;
+                Ok((Port::Tap(tap), ns))
+            }
+            PortKind::Packet(cfg) => {
+                let ns = match &cfg.netns {
+                    Some(name) => Some(self.netns(name, false)?),
+                    None => None,
+                };
+                let port = PacketPort::open(&cfg.ifname, ns.as_deref())?;
+                tracing::info!(port = %p.name, ifname = %cfg.ifname,
+                    netns = %cfg.netns.as_deref().unwrap_or("-"), "port: packet");
+                Ok((Port::Packet(port), ns))
+            }
+            other => open_socket_port(p, other).map(|port| (port, None)),
+        }
+    }
+}
+
+/// Opens a stream or dgram port.
+fn open_socket_port(p: &PortConfig, kind: &PortKind) -> Result<Port, PortError> {
+    match kind {
         PortKind::Stream(cfg) => {
             let port = StreamPort::open(&cfg.path, p.mtu)?;
             tracing::info!(port = %p.name, path = %cfg.path.display(), "port: stream");
@@ -220,6 +308,7 @@ fn open_port(
             tracing::info!(port = %p.name, path = %cfg.path.display(), "port: dgram");
             Ok(Port::Dgram(port))
         }
+        PortKind::Tap(_) | PortKind::Packet(_) => unreachable!("opened by Ports::open_port"),
     }
 }
 
@@ -227,20 +316,19 @@ fn open_tap(
     config: &Config,
     p: &PortConfig,
     tap_cfg: &TapConfig,
-    namespaces: &mut Vec<Netns>,
+    netns: Option<&Netns>,
 ) -> Result<TapPort, PortError> {
     let mut tap = TapPort::open(&tap_cfg.ifname, p.mtu)?;
     let host = p.host.map(|h| &config.hosts[h]);
-    match &tap_cfg.netns {
-        Some(ns_name) => {
-            let idx = netns_index(namespaces, ns_name, true)?;
+    match (&tap_cfg.netns, netns) {
+        (Some(ns_name), Some(ns)) => {
             let ipv4 = match tap_cfg.address {
                 AddressMode::Static => host
                     .and_then(|h| h.ipv4)
                     .map(|a| (a, config.network.subnet.prefix_len())),
                 AddressMode::None => None,
             };
-            tap.plug_into(&namespaces[idx], host.and_then(|h| h.mac), ipv4)?;
+            tap.plug_into(ns, host.and_then(|h| h.mac), ipv4)?;
             tracing::info!(
                 port = %p.name,
                 ifname = %tap_cfg.ifname,
@@ -250,7 +338,7 @@ fn open_tap(
                 "port up: tap plugged into namespace"
             );
         }
-        None => {
+        _ => {
             tap.bring_up()?;
             if let Some(addr) = tap_cfg.host_address {
                 tap.add_ipv4(addr, config.network.subnet.prefix_len())?;
@@ -271,28 +359,34 @@ fn switch_for(config: &Config) -> Switch {
         storm_limit: config.switch.storm_limit,
         loop_key: config.switch.loop_detection.then(loops::random_key),
     };
-    let specs = config
+    let mut slots: Vec<Option<PortSpec>> = config
         .ports
         .iter()
-        .map(|p| PortSpec {
-            name: p.name.clone(),
-            mtu: p.mtu,
-            isolated: p.isolated,
-            policy: p.policy(config),
-        })
-        .chain(std::iter::once(PortSpec {
-            name: SERVICE_PORT_NAME.to_string(),
-            mtu: config.network.mtu,
-            isolated: false,
-            policy: None,
-        }))
-        .collect::<Vec<_>>();
-    let sw = Switch::new(&params, specs);
+        .map(|p| Some(port_spec(config, p)))
+        .collect();
+    slots.resize(config.switch.max_ports, None);
+    slots.push(Some(PortSpec {
+        name: SERVICE_PORT_NAME.to_string(),
+        mtu: config.network.mtu,
+        isolated: false,
+        policy: None,
+    }));
+    let sw = Switch::with_slots(&params, slots);
     for s in &config.switch.static_fdb {
         sw.add_static(s.mac, PortId(s.port as u16));
     }
     sw.add_static(identity(config).mac, service_port(config));
     sw
+}
+
+/// What the switch needs of port `p` of `config`.
+fn port_spec(config: &Config, p: &PortConfig) -> PortSpec {
+    PortSpec {
+        name: p.name.clone(),
+        mtu: p.mtu,
+        isolated: p.isolated,
+        policy: p.policy(config),
+    }
 }
 
 /// The appliance's address and MAC on the segment.
@@ -303,9 +397,9 @@ fn identity(config: &Config) -> Identity {
     }
 }
 
-/// The service port comes after every configured port.
+/// The service port's slot comes after every slot a port may take.
 fn service_port(config: &Config) -> PortId {
-    PortId(config.ports.len() as u16)
+    PortId(config.switch.max_ports as u16)
 }
 
 fn worker_count(config: &Config) -> usize {
@@ -315,7 +409,9 @@ fn worker_count(config: &Config) -> usize {
     } else {
         config.switch.workers
     };
-    wanted.clamp(1, config.ports.len().max(1))
+    // Not capped by the configured ports: ports added later go to these workers too. A worker
+    // without ports sleeps in epoll_wait.
+    wanted.max(1)
 }
 
 /// Runs the switch described by `config` until SIGINT or SIGTERM; returns the final counters.
@@ -383,8 +479,14 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
     } else {
         None
     };
+    let n_workers = worker_count(config);
+    let epolls = give_ports_to_workers(&ports, n_workers)?;
     let control = Arc::new(control::Control {
         switch: Arc::clone(&switch),
+        ports: Arc::clone(&ports),
+        epolls: epolls.clone(),
+        max_ports: config.switch.max_ports,
+        next_slot: std::sync::atomic::AtomicUsize::new(config.ports.len()),
         capture: Arc::clone(&ports.capture),
         appliance: service.tx.clone(),
         live: Mutex::new(config.clone()),
@@ -415,20 +517,15 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
             })?
     };
 
-    let n_workers = worker_count(config);
     let mut handles = Vec::with_capacity(n_workers);
-    for w in 0..n_workers {
-        let mine: Vec<PortId> = (0..ports.ports.len())
-            .filter(|i| i % n_workers == w)
-            .map(|i| PortId(i as u16))
-            .collect();
-        let worker = Worker::new(
-            Arc::clone(&ports),
-            Arc::clone(&switch),
-            service.clone(),
-            mine,
+    for (w, epoll) in epolls.into_iter().enumerate() {
+        let worker = Worker {
+            ports: Arc::clone(&ports),
+            switch: Arc::clone(&switch),
+            service: service.clone(),
+            epoll,
             start,
-        )?;
+        };
         let stop = Arc::clone(&stop);
         let handle = thread::Builder::new()
             .name(format!("sy-worker-{w}"))
@@ -451,7 +548,8 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
     }
     tracing::info!(
         network = %config.network.name,
-        ports = ports.ports.len(),
+        ports = config.ports.len(),
+        max_ports = config.switch.max_ports,
         workers = n_workers,
         control_socket = %config.control.socket.display(),
         metrics = %config.control.metrics.map_or_else(|| "off".into(), |a| a.to_string()),
@@ -460,7 +558,7 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
     notify::notify("READY=1");
 
     let mut monitored_seen = vec![0u64; switch.port_count()];
-    let mut prober = loops::LoopProber::new(&switch, identity(config).mac, config.ports.len());
+    let mut prober = loops::LoopProber::new(&switch, identity(config).mac, config.switch.max_ports);
     loop {
         match port::wait_signal(&signals, TICK) {
             Ok(Some(libc::SIGHUP)) => {
@@ -556,6 +654,10 @@ fn log_monitored(switch: &Switch, seen: &mut [u64]) {
         let id = PortId(i as u16);
         let c = switch.counters(id);
         let total = c.total_monitored();
+        if total < *last {
+            // A new port in a reused slot: its counters started again.
+            *last = 0;
+        }
         if total > *last {
             let reasons: Vec<String> = DropReason::ALL
                 .iter()
@@ -576,8 +678,13 @@ fn log_monitored(switch: &Switch, seen: &mut [u64]) {
 /// Logs, per tap, the frames the kernel dropped at its ring because the switch had not read
 /// them in time (the netdev's `tx_dropped`): loss that the switch's own counters cannot see.
 fn log_kernel_drops(ports: &Ports, switch: &Switch) {
-    for (i, p) in ports.ports.iter().enumerate() {
-        let Port::Tap(tap) = p else {
+    let table = ports.table();
+    for (i, p) in table.slots.iter().enumerate() {
+        let Some(Plugged {
+            port: Port::Tap(tap),
+            ..
+        }) = p
+        else {
             continue;
         };
         let port = &switch.port_spec(PortId(i as u16)).name;
@@ -596,8 +703,7 @@ pub fn counters_table(switch: &Switch) -> String {
         "{:<16} {:>10} {:>12} {:>10} {:>12} {:>8} {:>6}  {}\n",
         "PORT", "RX_FRAMES", "RX_BYTES", "TX_FRAMES", "TX_BYTES", "FDB_FULL", "DOWNS", "DROPS"
     );
-    for i in 0..switch.port_count() {
-        let id = PortId(i as u16);
+    for id in switch.present_ports() {
         let c = switch.counters(id);
         out.push_str(&format!(
             "{:<16} {:>10} {:>12} {:>10} {:>12} {:>8} {:>6}  {}\n",
@@ -647,48 +753,43 @@ struct Service {
     tx: SyncSender<appliance::ApplianceMsg>,
 }
 
-/// One data-plane thread: an epoll set over its ports, and a frame buffer.
+/// One data-plane thread: an epoll set over its ports (shared with the control thread, which
+/// adds and removes hotplugged ports), and a frame buffer.
 struct Worker {
     ports: Arc<Ports>,
     switch: Arc<Switch>,
     service: Service,
-    mine: Vec<PortId>,
-    epoll: Epoll,
+    epoll: Arc<Epoll>,
     start: Instant,
 }
 
-impl Worker {
-    fn new(
-        ports: Arc<Ports>,
-        switch: Arc<Switch>,
-        service: Service,
-        mine: Vec<PortId>,
-        start: Instant,
-    ) -> Result<Worker, DaemonError> {
-        let io_err = |what| move |source| DaemonError::Io { what, source };
-        let epoll = Epoll::new().map_err(io_err("creating an epoll instance"))?;
-        for id in &mine {
-            epoll
-                .add(ports.ports[id.index()].fd(), u64::from(id.0))
+/// One epoll set per worker, with the configured ports dealt round-robin into them.
+fn give_ports_to_workers(ports: &Ports, n_workers: usize) -> Result<Vec<Arc<Epoll>>, DaemonError> {
+    let io_err = |what| move |source| DaemonError::Io { what, source };
+    let epolls = (0..n_workers)
+        .map(|_| Epoll::new().map(Arc::new))
+        .collect::<io::Result<Vec<_>>>()
+        .map_err(io_err("creating an epoll instance"))?;
+    let mut slots = ports.slots.write().unwrap_or_else(PoisonError::into_inner);
+    for (i, slot) in slots.iter_mut().enumerate() {
+        if let Some(p) = slot {
+            p.worker = i % n_workers;
+            epolls[p.worker]
+                .add(p.port.fd(), i as u64)
                 .map_err(io_err("adding a port to epoll"))?;
         }
-        Ok(Worker {
-            ports,
-            switch,
-            service,
-            mine,
-            epoll,
-            start,
-        })
     }
+    Ok(epolls)
+}
 
+impl Worker {
     fn run(self, stop: &AtomicBool) {
         if let Err(e) = port::set_thread_nice(WORKER_NICE) {
             tracing::debug!(error = %e, nice = WORKER_NICE, "worker keeps the default priority");
         }
         let mut buf = vec![0u8; FRAME_BUF];
         let mut scratch = vec![0u8; FRAME_BUF];
-        let mut events = port::Events::with_capacity(self.mine.len().max(1));
+        let mut events = port::Events::with_capacity(BATCH);
         while !stop.load(Ordering::Relaxed) {
             let ready = match self.epoll.wait(&mut events, TICK) {
                 Ok(n) => n,
@@ -707,8 +808,10 @@ impl Worker {
 
     /// Reads up to `BATCH` frames from `ingress` and carries out each verdict.
     fn process_port(&self, ingress: PortId, buf: &mut [u8], scratch: &mut [u8], now: Duration) {
+        // One read lock for the batch: a port unplugged meanwhile waits for its end.
+        let table = self.ports.table();
         for _ in 0..BATCH {
-            let n = match self.ports.recv(&self.switch, ingress, buf) {
+            let n = match table.recv(&self.switch, ingress, buf) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -718,19 +821,21 @@ impl Worker {
                     tracing::warn!(port = %self.switch.port_spec(ingress).name, error = %e,
                         "read failed; port goes down");
                     self.switch.set_port_up(ingress, false);
-                    let _ = self.epoll.delete(self.ports.ports[ingress.index()].fd());
+                    if let Some(p) = table.port(ingress) {
+                        let _ = self.epoll.delete(p.fd());
+                    }
                     return;
                 }
             };
             let bytes = &buf[..n];
-            self.ports
+            table
                 .capture
                 .mirror(ingress, capture::Dir::Rx, &bytes[n.min(VNET_HDR_LEN)..]);
             match self.switch.process_vnet(ingress, bytes, now) {
-                Verdict::Forward(egress) => self.dispatch(ingress, egress, bytes, scratch),
+                Verdict::Forward(egress) => self.dispatch(&table, ingress, egress, bytes, scratch),
                 Verdict::Flood => {
                     for egress in self.switch.flood_targets_vnet(ingress, bytes) {
-                        self.dispatch(ingress, egress, bytes, scratch);
+                        self.dispatch(&table, ingress, egress, bytes, scratch);
                     }
                 }
                 Verdict::Drop(_) => {}
@@ -741,16 +846,23 @@ impl Worker {
     /// Writes one frame (virtio-net header included) out of `egress`, never blocking: as it is
     /// if the port accepts offloads or the frame needs none, else as the plain frames
     /// `wire::gso` makes of it (a frame it cannot cut is counted `malformed` on the ingress).
-    fn dispatch(&self, ingress: PortId, egress: PortId, bytes: &[u8], scratch: &mut [u8]) {
+    fn dispatch(
+        &self,
+        table: &Table<'_>,
+        ingress: PortId,
+        egress: PortId,
+        bytes: &[u8],
+        scratch: &mut [u8],
+    ) {
         if egress == self.service.port {
             return self.dispatch_to_appliance(ingress, bytes, scratch);
         }
-        if self.ports.accepts_offloads(egress) || !gso::needs_software(bytes) {
-            return self.ports.send_counted(&self.switch, egress, bytes);
+        if table.accepts_offloads(egress) || !gso::needs_software(bytes) {
+            return table.send_counted(&self.switch, egress, bytes);
         }
-        let mtu = self.switch.port_spec(egress).mtu as usize;
+        let mtu = self.switch.port_mtu(egress) as usize;
         let done = gso::for_each_segment(bytes, mtu, scratch, |seg| {
-            self.ports.send_counted(&self.switch, egress, seg);
+            table.send_counted(&self.switch, egress, seg);
         });
         if done.is_err() {
             self.switch.count_drop(ingress, DropReason::Malformed);

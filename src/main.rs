@@ -128,7 +128,12 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
-    /// Re-read the config file and apply host and guard changes (as SIGHUP does).
+    /// Plug a port into the running switch, or unplug one (a VM started or stopped).
+    Port {
+        #[command(subcommand)]
+        action: PortAction,
+    },
+    /// Re-read the config file and apply host, guard and port changes (as SIGHUP does).
     Reload {
         #[command(flatten)]
         target: Target,
@@ -177,6 +182,55 @@ enum HostAction {
         json: bool,
     },
     /// Remove a host's reservation (its live lease runs out as usual).
+    Del {
+        name: String,
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum PortAction {
+    /// Add a port, checked by the config file's rules for a [[port]] (not written to the file).
+    Add {
+        /// The port's name: 1 to 32 of A-Z, a-z, 0-9, '_', '.', '-'.
+        name: String,
+        /// tap, packet, stream or dgram.
+        #[arg(long)]
+        kind: String,
+        /// The netdev: the tap to create, or the existing one a packet port attaches to.
+        #[arg(long)]
+        ifname: Option<String>,
+        /// The unix socket a stream or dgram port listens on.
+        #[arg(long)]
+        path: Option<String>,
+        /// A dgram port's fixed peer socket.
+        #[arg(long)]
+        peer: Option<String>,
+        /// The [[host]] plugged into the port (its guard and DHCP reservation).
+        #[arg(long)]
+        host: Option<String>,
+        /// The namespace a tap is moved into (created if missing), or a packet port's netdev
+        /// lives in.
+        #[arg(long)]
+        netns: Option<String>,
+        /// The port's IP MTU (default: [network] mtu).
+        #[arg(long)]
+        mtu: Option<u32>,
+        /// Reaches non-isolated ports only.
+        #[arg(long)]
+        isolated: bool,
+        /// Exempt from the guard (an uplink, a server's port).
+        #[arg(long)]
+        trusted: bool,
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a port: its tap (and a namespace the daemon created for it) or socket file goes.
     Del {
         name: String,
         #[command(flatten)]
@@ -322,6 +376,43 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             action: HostAction::Del { name, target, json },
         } => {
             let cmd = ProtoCommand::HostDel { name };
+            print!("{}", cli::run(&target.socket()?, cmd, json)?);
+        }
+        Command::Port {
+            action:
+                PortAction::Add {
+                    name,
+                    kind,
+                    ifname,
+                    path,
+                    peer,
+                    host,
+                    netns,
+                    mtu,
+                    isolated,
+                    trusted,
+                    target,
+                    json,
+                },
+        } => {
+            let cmd = ProtoCommand::PortAdd {
+                name,
+                kind,
+                ifname,
+                path,
+                peer,
+                host,
+                netns,
+                mtu,
+                isolated,
+                trusted,
+            };
+            print!("{}", cli::run(&target.socket()?, cmd, json)?);
+        }
+        Command::Port {
+            action: PortAction::Del { name, target, json },
+        } => {
+            let cmd = ProtoCommand::PortDel { name };
             print!("{}", cli::run(&target.socket()?, cmd, json)?);
         }
         Command::Reload { target, json } => {

@@ -184,7 +184,7 @@ fn allow_and_disallow_edit_the_hosts_extras() {
 }
 
 #[test]
-fn a_reload_may_change_hosts_and_guards_only() {
+fn a_reload_may_change_hosts_guards_and_ports_only() {
     let c = cfg();
     let hosts_changed = config::parse(
         &TEXT.replace(
@@ -201,12 +201,23 @@ fn a_reload_may_change_hosts_and_guards_only() {
     )
     .unwrap();
     c.live_difference(&guard_off).unwrap();
+    assert_eq!(c.port_changes(&guard_off), (vec![], vec![]));
+    // Ports re-plumbed, renamed or added apply live: removed from the old, added from the new.
+    let p4 = c.ports.iter().position(|p| p.name == "p4").unwrap();
+    for text in [
+        TEXT.replace("ifname = \"sy-p4\"", "ifname = \"sy-p5\""),
+        TEXT.replace("name = \"p4\"", "name = \"p5\""),
+    ] {
+        let new = config::parse(&text, "t.toml").unwrap();
+        c.live_difference(&new).unwrap();
+        let q4 = new
+            .ports
+            .iter()
+            .position(|p| p.kind.ifname() == Some("sy-p5") || p.name == "p5")
+            .unwrap();
+        assert_eq!(c.port_changes(&new), (vec![p4], vec![q4]), "{text}");
+    }
     for (text, needle) in [
-        (
-            TEXT.replace("ifname = \"sy-p4\"", "ifname = \"sy-p5\""),
-            "ports",
-        ),
-        (TEXT.replace("name = \"p4\"", "name = \"p5\""), "ports"),
         (
             TEXT.replace("domain = \"t.test\"", "domain = \"u.test\""),
             "[network]",

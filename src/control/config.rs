@@ -39,12 +39,14 @@ mod guard;
 mod host_port;
 mod kinds;
 mod live;
+mod ports;
 pub use control::{default_socket, ControlConfig, DEFAULT_SOCKET_DIR};
 pub use dhcp::{dhcp_params, DhcpConfig, HostMatch};
 pub use dns::{dns_params, DnsConfig};
 pub use guard::Guard;
 pub use host_port::Forward;
 pub use live::{LiveError, NewHost};
+pub use ports::NewPort;
 
 /// The built-in configuration: a ready three-host lab network, and the commented reference.
 pub const DEFAULT_CONFIG: &str = include_str!("../../config/default.toml");
@@ -94,6 +96,8 @@ pub struct SwitchConfig {
     pub max_macs_per_port: usize,
     /// Data-plane worker threads; 0 (default) = one per core.
     pub workers: usize,
+    /// Ports the daemon can hold at once, configured and hotplugged (default 256).
+    pub max_ports: usize,
     /// Storm control: broadcast/multicast frames a second accepted per port (default 10000);
     /// `None` (`"off"`): no limit.
     pub storm_limit: Option<u32>,
@@ -261,6 +265,8 @@ const DEFAULT_MAX_MACS: usize = 65536;
 const MAX_MAX_MACS: i64 = 1 << 24;
 const DEFAULT_MAX_MACS_PER_PORT: usize = 1024;
 const MAX_WORKERS: i64 = 64;
+const DEFAULT_MAX_PORTS: usize = 256;
+const MAX_MAX_PORTS: i64 = 4096;
 /// Storm control default: broadcast/multicast frames a second per port. A host sending more is
 /// a storm (an ARP sweep of a /16 at full speed stays below it; a broadcast loop does not).
 const DEFAULT_STORM_LIMIT: u32 = 10_000;
@@ -366,6 +372,7 @@ struct RawSwitch {
     max_macs: Option<Spanned<i64>>,
     max_macs_per_port: Option<Spanned<i64>>,
     workers: Option<Spanned<i64>>,
+    max_ports: Option<Spanned<i64>>,
     /// Frames a second, or "off".
     storm_limit: Option<Spanned<toml::Value>>,
     loop_detection: Option<bool>,
@@ -1142,12 +1149,31 @@ fn validate_switch(
     ports: &[PortConfig],
 ) -> Result<SwitchConfig, ConfigError> {
     let e = "[switch]";
+    let max_ports = match &raw {
+        Some(raw) => count(cx, raw.max_ports.as_ref(), e, "max_ports", 1, MAX_MAX_PORTS)?,
+        None => None,
+    }
+    .unwrap_or(DEFAULT_MAX_PORTS);
+    if ports.len() > max_ports {
+        let span = raw
+            .as_ref()
+            .and_then(|r| r.max_ports.as_ref())
+            .map_or(0..0, |v| v.span());
+        return Err(cx.error(
+            span,
+            format!(
+                "{e}: {} ports are more than max_ports {max_ports} (raise max_ports)",
+                ports.len()
+            ),
+        ));
+    }
     let Some(raw) = raw else {
         return Ok(SwitchConfig {
             ageing: DEFAULT_AGEING,
             max_macs: DEFAULT_MAX_MACS,
             max_macs_per_port: DEFAULT_MAX_MACS_PER_PORT,
             workers: 0,
+            max_ports,
             storm_limit: Some(DEFAULT_STORM_LIMIT),
             loop_detection: true,
             static_fdb: Vec::new(),
@@ -1253,6 +1279,7 @@ fn validate_switch(
         max_macs,
         max_macs_per_port,
         workers,
+        max_ports,
         storm_limit,
         loop_detection: raw.loop_detection.unwrap_or(true),
         static_fdb,
@@ -1417,6 +1444,7 @@ host = "vm1"
                 max_macs: 65536,
                 max_macs_per_port: 1024,
                 workers: 0,
+                max_ports: 256,
                 storm_limit: Some(10_000),
                 loop_detection: true,
                 static_fdb: vec![],

@@ -76,6 +76,29 @@ pub enum Command {
     },
     /// Re-read the config file and apply what changed (as SIGHUP does).
     Reload,
+    /// Plug a new port into the running switch (the keys of a `[[port]]` table).
+    PortAdd {
+        name: String,
+        kind: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ifname: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peer: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        netns: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mtu: Option<u32>,
+        #[serde(default)]
+        isolated: bool,
+        #[serde(default)]
+        trusted: bool,
+    },
+    /// Unplug a port and close it.
+    PortDel { name: String },
 }
 
 /// One reply line: `result` on success, `error` otherwise.
@@ -380,7 +403,7 @@ pub fn parse_request(line: &[u8]) -> Result<Request, ParseError> {
 /// Every `command` this version knows.
 pub const KNOWN_COMMANDS: &[&str] = &[
     "ports", "fdb", "leases", "stats", "allow", "disallow", "host_add", "host_del", "capture",
-    "reload",
+    "reload", "port_add", "port_del",
 ];
 
 /// Lowercase hex of `bytes`.

@@ -36,8 +36,9 @@ use super::appliance::{ApplianceMsg, Call, Identity};
 use super::capture::Capture;
 use super::dhcp::DhcpStats;
 use super::notify;
-use crate::control::config::{self, Config, NewHost};
+use crate::control::config::{self, Config, NewHost, NewPort};
 use crate::control::protocol::{Body, Command, ErrorKind, FdbRow, LeaseRow, PortInfo, PortStats};
+use crate::port::Epoll;
 use crate::switch::{DropReason, GuardMode, PortId, Switch};
 use crate::wire::MacAddr;
 
@@ -51,6 +52,14 @@ const APPLIANCE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Everything the control plane reads and changes.
 pub(super) struct Control {
     pub(super) switch: Arc<Switch>,
+    /// The port table, for `port add|del` and reloads (see `hotplug.rs`).
+    pub(super) ports: Arc<super::Ports>,
+    /// Each worker's epoll set: a plugged port joins the least loaded one.
+    pub(super) epolls: Vec<Arc<Epoll>>,
+    /// `[switch] max_ports`: the slots below it take ports; the service port has this one.
+    pub(super) max_ports: usize,
+    /// Where the next free slot is looked for.
+    pub(super) next_slot: AtomicUsize,
     pub(super) capture: Arc<Capture>,
     pub(super) appliance: SyncSender<ApplianceMsg>,
     pub(super) live: Mutex<Config>,
@@ -64,7 +73,7 @@ pub(super) struct Control {
 }
 
 /// A failed request: the error reply's kind and message.
-type Failure = (ErrorKind, String);
+pub(super) type Failure = (ErrorKind, String);
 
 fn fail<T>(kind: ErrorKind, message: impl Into<String>) -> Result<T, Failure> {
     Err((kind, message.into()))
@@ -131,6 +140,33 @@ impl Control {
             Command::HostDel { name } => self
                 .change(|c| c.remove_host(&name).map(|()| None))
                 .map(|()| Body::Done(format!("host {name} removed"))),
+            Command::PortAdd {
+                name,
+                kind,
+                ifname,
+                path,
+                peer,
+                host,
+                netns,
+                mtu,
+                isolated,
+                trusted,
+            } => {
+                let new = NewPort {
+                    name,
+                    kind,
+                    ifname,
+                    path,
+                    peer,
+                    host,
+                    netns,
+                    mtu,
+                    isolated,
+                    trusted,
+                };
+                self.port_add(new).map(Body::Done)
+            }
+            Command::PortDel { name } => self.port_del(&name).map(Body::Done),
             Command::Reload => self
                 .reload()
                 .map(Body::Done)
@@ -142,7 +178,7 @@ impl Control {
         }
     }
 
-    fn live(&self) -> std::sync::MutexGuard<'_, Config> {
+    pub(super) fn live(&self) -> std::sync::MutexGuard<'_, Config> {
         self.live.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -163,20 +199,18 @@ impl Control {
 
     fn ports(&self) -> Vec<PortInfo> {
         let cfg = self.live();
-        (0..self.switch.port_count())
-            .map(|i| {
-                let id = PortId(i as u16);
+        self.switch
+            .present_ports()
+            .filter_map(|id| {
+                let name = self.port_name(id);
+                let p = cfg.ports.iter().find(|p| p.name == name);
+                if p.is_none() && id != self.service_port {
+                    // Plugged a moment ago, not in the live config yet.
+                    return None;
+                }
                 let c = self.switch.counters(id);
                 let policy = self.switch.policy(id);
-                let (kind, ifname, mac, mut addresses) = if id == self.service_port {
-                    (
-                        "appliance".to_string(),
-                        "-".to_string(),
-                        Some(self.identity.mac.to_string()),
-                        vec![self.identity.ip.to_string()],
-                    )
-                } else {
-                    let p = &cfg.ports[i];
+                let (kind, ifname, mac, mut addresses) = if let Some(p) = p {
                     let host = p.host.map(|h| &cfg.hosts[h]);
                     let mac = host.and_then(|h| h.mac).map(|m| m.to_string());
                     let addrs = match &policy {
@@ -193,6 +227,13 @@ impl Control {
                             .collect(),
                     };
                     (p.kind.name().to_string(), p.kind.attachment(), mac, addrs)
+                } else {
+                    (
+                        "appliance".to_string(),
+                        "-".to_string(),
+                        Some(self.identity.mac.to_string()),
+                        vec![self.identity.ip.to_string()],
+                    )
                 };
                 if let Some(p) = &policy {
                     addresses.extend(p.ipv4.iter().map(|n| short_net(IpNet::V4(*n))));
@@ -200,8 +241,8 @@ impl Control {
                     addresses.extend(p.ipv6.iter().map(|n| short_net(IpNet::V6(*n))));
                     addresses.dedup();
                 }
-                PortInfo {
-                    name: self.port_name(id),
+                Some(PortInfo {
+                    name,
                     kind,
                     ifname,
                     state: if self.switch.is_port_up(id) {
@@ -223,7 +264,7 @@ impl Control {
                     tx_frames: c.tx_frames,
                     tx_bytes: c.tx_bytes,
                     drops: c.total_drops(),
-                }
+                })
             })
             .collect()
     }
@@ -245,9 +286,7 @@ impl Control {
     pub(super) fn stats(&self, port: Option<&str>) -> Result<Vec<PortStats>, Failure> {
         let ids: Vec<PortId> = match port {
             Some(name) => vec![self.port_id(name)?],
-            None => (0..self.switch.port_count())
-                .map(|i| PortId(i as u16))
-                .collect(),
+            None => self.switch.present_ports().collect(),
         };
         Ok(ids
             .into_iter()
@@ -308,8 +347,11 @@ impl Control {
         Ok(leases
             .iter()
             .map(|l| {
-                let port = (usize::from(l.port) < self.switch.port_count())
-                    .then(|| self.port_name(PortId(l.port)));
+                // A lease whose port was unplugged since shows no port.
+                let id = PortId(l.port);
+                let port = (usize::from(l.port) < self.switch.port_count()
+                    && self.switch.is_present(id))
+                .then(|| self.port_name(id));
                 LeaseRow::from_lease(l, prefix, port)
             })
             .collect())
@@ -326,34 +368,48 @@ impl Control {
         let mut live = self.live();
         let mut next = live.clone();
         let port = edit(&mut next).map_err(|e| (ErrorKind::Refused, e.0))?;
-        let ports: Vec<usize> = port.into_iter().collect();
+        let ports: Vec<String> = port
+            .map(|i| next.ports[i].name.clone())
+            .into_iter()
+            .collect();
         self.apply(&live, &next, &ports)?;
         *live = next;
         Ok(())
     }
 
-    /// Applies `new` over `old`: the guard policies of `ports` (lease bindings kept), then the
-    /// appliance's hosts (which also re-binds every live lease). If the appliance refuses, the
-    /// policies go back to `old`'s and nothing has changed.
-    fn apply(&self, old: &Config, new: &Config, ports: &[usize]) -> Result<(), Failure> {
-        for &i in ports {
-            self.set_policy(new, i);
+    /// Applies `new` over `old`: the guard policies of the ports named `ports` (lease bindings
+    /// kept), then the appliance's hosts (which also re-binds every live lease). If the
+    /// appliance refuses, the policies go back to `old`'s and nothing has changed.
+    pub(super) fn apply(
+        &self,
+        old: &Config,
+        new: &Config,
+        ports: &[String],
+    ) -> Result<(), Failure> {
+        for name in ports {
+            self.set_policy(new, name);
         }
         let result = self
             .ask(|tx| Call::Hosts(Box::new(new.clone()), tx))
             .and_then(|r| r.map_err(|m| (ErrorKind::Refused, m)));
         if result.is_err() {
-            for &i in ports {
-                self.set_policy(old, i);
+            for name in ports {
+                self.set_policy(old, name);
             }
         }
         result
     }
 
-    /// Port `i`'s policy from `cfg`, keeping the DHCP lease bindings it has now.
-    fn set_policy(&self, cfg: &Config, i: usize) {
-        let id = PortId(i as u16);
-        let mut policy = cfg.ports[i].policy(cfg);
+    /// Port `name`'s policy from `cfg`, keeping the DHCP lease bindings it has now; nothing if
+    /// either has no such port.
+    fn set_policy(&self, cfg: &Config, name: &str) {
+        let (Some(p), Some(id)) = (
+            cfg.ports.iter().find(|p| p.name == name),
+            self.switch.port_by_name(name),
+        ) else {
+            return;
+        };
+        let mut policy = p.policy(cfg);
         if let (Some(new), Some(old)) = (policy.as_mut(), self.switch.policy(id)) {
             new.leased_ipv4 = old.leased_ipv4;
         }
@@ -361,8 +417,9 @@ impl Control {
     }
 
     /// Re-reads the config file (SIGHUP, `switchyard reload`) and applies it if it is valid and
-    /// differs only in hosts and port guards; otherwise the running config stays, and the error
-    /// says why.
+    /// differs only in hosts, port guards and ports added or removed (a port whose kind,
+    /// netdev, path, MTU or isolation changed is removed and added again; the others are not
+    /// touched); otherwise the running config stays, and the error says why.
     pub(super) fn reload(&self) -> Result<String, String> {
         notify::notify("RELOADING=1");
         let result = self.reload_now();
@@ -384,11 +441,19 @@ impl Control {
         .map_err(|e| format!("reload refused, the running config stays: {e}"))?;
         live.live_difference(&new)
             .map_err(|e| format!("reload refused, the running config stays: {e}"))?;
-        let all: Vec<usize> = (0..new.ports.len()).collect();
-        self.apply(&live, &new, &all)
-            .map_err(|(_, m)| format!("reload refused, the running config stays: {m}"))?;
+        let (added, removed) = self
+            .apply_ports(&live, &new)
+            .map_err(|m| format!("reload refused, the running config stays: {m}"))?;
+        let all: Vec<String> = new.ports.iter().map(|p| p.name.clone()).collect();
+        if let Err((_, m)) = self.apply(&live, &new, &all) {
+            // The hosts were refused: the ports go back to the running config's too.
+            if let Err(e) = self.apply_ports(&new, &live) {
+                tracing::error!("restoring the running config's ports failed: {e}");
+            }
+            return Err(format!("reload refused, the running config stays: {m}"));
+        }
         let message = format!(
-            "reloaded {}: {} hosts, {} ports",
+            "reloaded {}: {} hosts, {} ports ({added} added, {removed} removed)",
             new.source,
             new.hosts.len(),
             new.ports.len()

@@ -186,6 +186,15 @@ impl DhcpService {
         self.server
             .set_reservations(dhcp_params(config).reservations)
             .map_err(|e| e.to_string())?;
+        // Trusted ports by the slot each has now (ports come and go: `port add|del`, reload).
+        let trusted = config
+            .ports
+            .iter()
+            .filter(|p| p.trusted)
+            .filter_map(|p| self.switch.port_by_name(&p.name))
+            .map(|id| id.0)
+            .collect();
+        self.server.set_trusted_ports(trusted);
         self.bound.clear();
         self.sync_bindings(now);
         Ok(())

@@ -189,8 +189,11 @@ pub(super) fn render(ctl: &Control) -> String {
     }
     let _ = writeln!(out, "# HELP switchyard_port_up Whether the port is up.");
     let _ = writeln!(out, "# TYPE switchyard_port_up gauge");
-    for (i, s) in stats.iter().enumerate() {
-        let up = ctl.switch.is_port_up(crate::switch::PortId(i as u16));
+    for s in &stats {
+        let up = ctl
+            .switch
+            .port_by_name(&s.port)
+            .is_some_and(|id| ctl.switch.is_port_up(id));
         let _ = writeln!(
             out,
             "switchyard_port_up{{port=\"{}\"}} {}",

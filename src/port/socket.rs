@@ -620,7 +620,8 @@ impl DgramPort {
                     "dgram port: peer gone; port down until it sends again");
                 *self.peer.write().unwrap_or_else(|p| p.into_inner()) = None;
                 self.link.set_up(false);
-                Err(e)
+                // Counted like every later send until it comes back: the port is down.
+                Err(io::Error::new(io::ErrorKind::NotConnected, e))
             }
             Err(e) => Err(e),
         }

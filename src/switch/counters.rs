@@ -144,6 +144,23 @@ pub struct PortCounters {
 }
 
 impl PortCounters {
+    /// Every counter back to zero (a slot reused by a new port).
+    pub fn reset(&self) {
+        for c in [
+            &self.rx_frames,
+            &self.rx_bytes,
+            &self.tx.frames,
+            &self.tx.bytes,
+            &self.fdb_full,
+            &self.link_downs,
+        ] {
+            c.store(0, Relaxed);
+        }
+        for c in self.drops.iter().chain(self.monitored.iter()) {
+            c.store(0, Relaxed);
+        }
+    }
+
     /// Counts a frame a monitor-mode guard let through that enforcing would have dropped.
     pub fn count_monitored(&self, reason: DropReason) {
         self.monitored[reason.index()].fetch_add(1, Relaxed);

@@ -30,6 +30,14 @@
 //! The decision is a function of the frame, the ingress port, the tables and `now`; its only side
 //! effects are on the FDB and the counters, both interior and lock-light, so `&self` is shared
 //! by every worker thread.
+//!
+//! Hotplug. The port table is a fixed array of slots sized once ([`Switch::with_slots`]); a slot
+//! is *present* (a port is plugged into it) or *absent*. An absent slot is a port that is down
+//! and stays down: never a flood or forward target, and a frame that still arrives from it is
+//! dropped (`PortDown`). [`Switch::attach`] fills a slot with a fresh port (counters, meters and
+//! policy reset), [`Switch::detach`] empties one (down, its learned MACs flushed, its policy
+//! gone). The per-frame path reads a slot's MTU and isolation from atomics, never from a lock;
+//! only the name, read by the control plane, sits behind the slot's `RwLock`.
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
@@ -121,7 +129,13 @@ impl StormMeter {
 
 #[derive(Debug)]
 struct PortState {
-    spec: PortSpec,
+    /// The port plugged into this slot (the last one, for an absent slot).
+    spec: RwLock<Arc<PortSpec>>,
+    /// Whether a port is plugged into this slot (see "Hotplug" above).
+    present: AtomicBool,
+    /// `spec.mtu` and `spec.isolated`, for the data path.
+    mtu: AtomicU32,
+    isolated: AtomicBool,
     up: AtomicBool,
     counters: PortCounters,
     policy: RwLock<Option<Arc<PortPolicy>>>,
@@ -146,24 +160,45 @@ pub struct Switch {
 }
 
 impl Switch {
-    /// A switch with `ports`, all up.
+    /// A switch with `ports`, all up, and no free slot.
     ///
     /// # Panics
     /// If there are more than 65535 ports (config validation bounds this far lower).
     pub fn new(params: &SwitchParams, ports: Vec<PortSpec>) -> Switch {
-        assert!(ports.len() <= usize::from(u16::MAX), "too many ports");
-        let n = ports.len();
+        Switch::with_slots(params, ports.into_iter().map(Some).collect())
+    }
+
+    /// A switch with one slot per entry of `slots`: `Some` is a port, up; `None` an absent slot
+    /// that [`Switch::attach`] may fill later.
+    ///
+    /// # Panics
+    /// If there are more than 65535 slots (config validation bounds this far lower).
+    pub fn with_slots(params: &SwitchParams, slots: Vec<Option<PortSpec>>) -> Switch {
+        assert!(slots.len() <= usize::from(u16::MAX), "too many ports");
+        let n = slots.len();
         Switch {
-            ports: ports
+            ports: slots
                 .into_iter()
-                .map(|spec| PortState {
-                    policy: RwLock::new(spec.policy.clone().map(Arc::new)),
-                    spec,
-                    up: AtomicBool::new(true),
-                    counters: PortCounters::default(),
-                    storm: StormMeter::default(),
-                    blocked_until_ms: AtomicU64::new(0),
-                    looped_with: AtomicU32::new(0),
+                .map(|spec| {
+                    let present = spec.is_some();
+                    let spec = spec.unwrap_or_else(|| PortSpec {
+                        name: String::new(),
+                        mtu: 0,
+                        isolated: false,
+                        policy: None,
+                    });
+                    PortState {
+                        policy: RwLock::new(spec.policy.clone().map(Arc::new)),
+                        present: AtomicBool::new(present),
+                        mtu: AtomicU32::new(spec.mtu),
+                        isolated: AtomicBool::new(spec.isolated),
+                        spec: RwLock::new(Arc::new(spec)),
+                        up: AtomicBool::new(present),
+                        counters: PortCounters::default(),
+                        storm: StormMeter::default(),
+                        blocked_until_ms: AtomicU64::new(0),
+                        looped_with: AtomicU32::new(0),
+                    }
                 })
                 .collect(),
             fdb: Fdb::new(n, params.ageing, params.max_macs, params.max_macs_per_port),
@@ -304,10 +339,10 @@ impl Switch {
             // until then nothing is sent into a loop.
             return Err(DropReason::LoopBlocked);
         }
-        if i.spec.isolated && e.spec.isolated {
+        if i.isolated.load(Relaxed) && e.isolated.load(Relaxed) {
             return Err(DropReason::Isolated);
         }
-        if payload_len > e.spec.mtu as usize {
+        if payload_len > e.mtu.load(Relaxed) as usize {
             return Err(DropReason::Mtu);
         }
         Ok(())
@@ -374,9 +409,11 @@ impl Switch {
         self.ports[port.index()].counters.count_link_downs(n);
     }
 
-    /// Brings a port up or down. A port going down forgets what was learned on it.
+    /// Brings a port up or down. A port going down forgets what was learned on it. An absent
+    /// slot stays down.
     pub fn set_port_up(&self, port: PortId, up: bool) {
-        let was = self.ports[port.index()].up.swap(up, Relaxed);
+        let p = &self.ports[port.index()];
+        let was = p.up.swap(up && p.present.load(Relaxed), Relaxed);
         if was && !up {
             self.fdb.flush_port(port);
         }
@@ -460,15 +497,75 @@ impl Switch {
         self.ports.len()
     }
 
-    pub fn port_spec(&self, port: PortId) -> &PortSpec {
-        &self.ports[port.index()].spec
+    /// The port in slot `port` (the last one that was, for an absent slot).
+    pub fn port_spec(&self, port: PortId) -> Arc<PortSpec> {
+        let spec = self.ports[port.index()]
+            .spec
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(&spec)
+    }
+
+    /// The IP MTU of the port in slot `port` (the data path's copy: no lock).
+    pub fn port_mtu(&self, port: PortId) -> u32 {
+        self.ports[port.index()].mtu.load(Relaxed)
+    }
+
+    /// Whether a port is plugged into slot `port`.
+    pub fn is_present(&self, port: PortId) -> bool {
+        self.ports[port.index()].present.load(Relaxed)
+    }
+
+    /// The slots a port is plugged into, in slot order.
+    pub fn present_ports(&self) -> impl Iterator<Item = PortId> + '_ {
+        (0..self.ports.len())
+            .map(|i| PortId(i as u16))
+            .filter(|&id| self.is_present(id))
+    }
+
+    /// The first absent slot below `limit` at or after `from` (wrapping), if any.
+    pub fn free_slot(&self, from: usize, limit: usize) -> Option<PortId> {
+        let limit = limit.min(self.ports.len());
+        (0..limit)
+            .map(|k| PortId(((from + k) % limit.max(1)) as u16))
+            .find(|&id| !self.is_present(id))
     }
 
     pub fn port_by_name(&self, name: &str) -> Option<PortId> {
-        self.ports
-            .iter()
-            .position(|p| p.spec.name == name)
-            .map(|i| PortId(i as u16))
+        self.present_ports()
+            .find(|&id| self.port_spec(id).name == name)
+    }
+
+    /// Plugs the port `spec` into the absent slot `port`, up, with fresh counters, meters and
+    /// policy. The slot's old learned MACs were flushed when it was emptied.
+    ///
+    /// # Panics
+    /// If the slot is present (the daemon allocates slots under its own lock).
+    pub fn attach(&self, port: PortId, spec: PortSpec) {
+        let p = &self.ports[port.index()];
+        assert!(!p.present.load(Relaxed), "slot {} is taken", port.0);
+        p.counters.reset();
+        p.storm.window.store(0, Relaxed);
+        p.storm.seen.store(0, Relaxed);
+        p.blocked_until_ms.store(0, Relaxed);
+        p.looped_with.store(0, Relaxed);
+        p.mtu.store(spec.mtu, Relaxed);
+        p.isolated.store(spec.isolated, Relaxed);
+        *p.policy.write().unwrap_or_else(PoisonError::into_inner) =
+            spec.policy.clone().map(Arc::new);
+        *p.spec.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(spec);
+        p.present.store(true, Relaxed);
+        p.up.store(true, Relaxed);
+    }
+
+    /// Empties slot `port`: down (never a target again, frames from it dropped), its learned
+    /// MACs forgotten, its policy gone. Its static FDB entries stay (they name the slot).
+    pub fn detach(&self, port: PortId) {
+        let p = &self.ports[port.index()];
+        p.present.store(false, Relaxed);
+        p.up.store(false, Relaxed);
+        self.fdb.flush_port(port);
+        *p.policy.write().unwrap_or_else(PoisonError::into_inner) = None;
     }
 
     /// Replaces `port`'s guard policy (`None`: unguarded) from the next frame on.

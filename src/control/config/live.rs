@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use ipnet::{IpNet, Ipv4Net};
 
 use super::guard::Guard;
-use super::{dns_label_problem, host_address_problem, q, Config, Host, HostMatch};
+use super::{dns_label_problem, host_address_problem, q, Config, Host, HostMatch, PortConfig};
 use crate::wire::MacAddr;
 
 /// Most extra addresses of one family on a host (as in the file).
@@ -250,13 +250,14 @@ impl Config {
     }
 
     /// Whether `new` (a reloaded file) differs from `self` only in what a running daemon can
-    /// apply: hosts, and each port's host and guard keys. `Err` says what else changed.
+    /// apply: hosts, ports added, removed or re-plumbed, and each port's host and guard keys.
+    /// `Err` says what else changed.
     pub fn live_difference(&self, new: &Config) -> Result<(), LiveError> {
         let mut changed = Vec::new();
         if self.network != new.network {
             changed.push("[network]".to_string());
         }
-        if self.switch != new.switch {
+        if self.switch_but_fdb() != new.switch_but_fdb() || self.static_fdb() != new.static_fdb() {
             changed.push("[switch]".to_string());
         }
         if self.dhcp != new.dhcp {
@@ -265,21 +266,68 @@ impl Config {
         if self.control != new.control {
             changed.push("control_socket, control_group or [metrics]".to_string());
         }
-        let same_ports = self.ports.len() == new.ports.len()
-            && self.ports.iter().zip(&new.ports).all(|(a, b)| {
-                a.name == b.name && a.kind == b.kind && a.isolated == b.isolated && a.mtu == b.mtu
-            });
-        if !same_ports {
-            changed.push("the ports (added, removed, reordered or re-plumbed)".to_string());
+        // A static FDB entry names a slot: the port it names stays as it is.
+        let pinned_replugged = self.switch.static_fdb.iter().any(|s| {
+            let a = &self.ports[s.port];
+            !new.ports
+                .iter()
+                .any(|b| b.name == a.name && !a.replugged(b))
+        });
+        if pinned_replugged {
+            changed.push("a port a [[switch.fdb]] entry names".to_string());
         }
         if changed.is_empty() {
             Ok(())
         } else {
             refuse(format!(
-                "{} changed: that needs a restart (a reload applies hosts and port guards only); \
-                 nothing was applied",
+                "{} changed: that needs a restart (a reload applies hosts, port guards and ports \
+                 added or removed only); nothing was applied",
                 changed.join(", ")
             ))
         }
+    }
+
+    /// The ports a reload to `new` removes (indices into `self`: gone, or re-plumbed) and adds
+    /// (indices into `new`: new, or re-plumbed). A port whose name, kind, MTU and isolation stay
+    /// is untouched: its host and guard are changed in place.
+    pub fn port_changes(&self, new: &Config) -> (Vec<usize>, Vec<usize>) {
+        let kept = |a: &PortConfig, others: &[PortConfig]| {
+            others.iter().any(|b| b.name == a.name && !a.replugged(b))
+        };
+        let removed = (0..self.ports.len())
+            .filter(|&i| !kept(&self.ports[i], &new.ports))
+            .collect();
+        let added = (0..new.ports.len())
+            .filter(|&i| !kept(&new.ports[i], &self.ports))
+            .collect();
+        (removed, added)
+    }
+}
+
+impl Config {
+    /// `[switch]` without its static FDB entries (which name ports by index).
+    fn switch_but_fdb(&self) -> super::SwitchConfig {
+        let mut s = self.switch.clone();
+        s.static_fdb.clear();
+        s
+    }
+
+    /// The static FDB entries, with their ports by name.
+    fn static_fdb(&self) -> Vec<(MacAddr, &str)> {
+        self.switch
+            .static_fdb
+            .iter()
+            .map(|s| (s.mac, self.ports[s.port].name.as_str()))
+            .collect()
+    }
+}
+
+impl PortConfig {
+    /// Whether going from `self` to `other` (same name) needs the port closed and opened again.
+    pub fn replugged(&self, other: &PortConfig) -> bool {
+        self.name != other.name
+            || self.kind != other.kind
+            || self.isolated != other.isolated
+            || self.mtu != other.mtu
     }
 }

@@ -181,6 +181,12 @@ impl DhcpServer {
     /// [`DhcpServer::new`] checks them; on error nothing changes. Leases already granted stay
     /// (a lease is never lost): one that now contradicts a reservation is NAKed at its next
     /// REQUEST, and the client then gets what it is entitled to.
+    /// Replaces the trusted ports (relays and uplinks: no per-port lease limit), e.g. after a
+    /// port was plugged into the switch or unplugged.
+    pub fn set_trusted_ports(&mut self, ports: Vec<u16>) {
+        self.params.trusted_ports = ports;
+    }
+
     pub fn set_reservations(
         &mut self,
         reservations: Vec<Reservation>,
