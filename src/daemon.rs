@@ -226,11 +226,23 @@ fn open_tap(
     tap_cfg: &TapConfig,
     namespaces: &mut Vec<Netns>,
 ) -> Result<TapPort, PortError> {
-    let mut tap = TapPort::open(&tap_cfg.ifname, p.mtu)?;
     let host = p.host.map(|h| &config.hosts[h]);
-    match &tap_cfg.netns {
-        Some(ns_name) => {
-            let idx = netns_index(namespaces, ns_name, true)?;
+    // A persistent tap and its namespace outlive the daemon; a restart finds the tap there.
+    let ns_idx = match &tap_cfg.netns {
+        Some(ns_name) => Some(netns_index(namespaces, ns_name, true)?),
+        None => None,
+    };
+    let mut tap = if tap_cfg.persist {
+        let tap = TapPort::open_persistent(&tap_cfg.ifname, p.mtu, ns_idx.map(|i| &namespaces[i]))?;
+        if let Some(idx) = ns_idx {
+            namespaces[idx].keep();
+        }
+        tap
+    } else {
+        TapPort::open(&tap_cfg.ifname, p.mtu)?
+    };
+    match (&tap_cfg.netns, ns_idx) {
+        (Some(ns_name), Some(idx)) => {
             let ipv4 = match tap_cfg.address {
                 AddressMode::Static => host
                     .and_then(|h| h.ipv4)
@@ -244,12 +256,14 @@ fn open_tap(
                 netns = %ns_name,
                 mac = %host.and_then(|h| h.mac).map_or_else(|| "-".into(), |m| m.to_string()),
                 ipv4 = %ipv4.map(|(a, l)| format!("{a}/{l}")).unwrap_or_else(|| "-".into()),
+                persist = tap.is_persistent(),
                 "port up: tap plugged into namespace"
             );
         }
-        None => {
+        _ => {
             tap.bring_up()?;
-            tracing::info!(port = %p.name, ifname = %tap_cfg.ifname, "port up: tap");
+            tracing::info!(port = %p.name, ifname = %tap_cfg.ifname,
+                persist = tap.is_persistent(), "port up: tap");
         }
     }
     Ok(tap)

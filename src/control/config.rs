@@ -215,6 +215,9 @@ pub struct TapConfig {
     pub netns: Option<String>,
     /// What the daemon configures on the netdev inside `netns`.
     pub address: AddressMode,
+    /// `persist = true`: the tap is made persistent (`TUNSETPERSIST`) and outlives the daemon,
+    /// with its namespace and address; a restarted daemon attaches to it again.
+    pub persist: bool,
 }
 
 /// `address = "static" | "none"` on a tap port with a `netns`.
@@ -385,6 +388,7 @@ struct RawPort {
     host: Option<Spanned<String>>,
     netns: Option<Spanned<String>>,
     address: Option<Spanned<String>>,
+    persist: Option<Spanned<bool>>,
     path: Option<Spanned<String>>,
     peer: Option<Spanned<String>>,
     isolated: Option<bool>,
@@ -983,7 +987,7 @@ fn validate_ports(
     Ok(ports)
 }
 
-/// The tap-specific keys: `ifname` (required), `netns`, `address`.
+/// The tap-specific keys: `ifname` (required), `netns`, `address`, `persist`.
 fn validate_tap(
     cx: &Cx<'_>,
     e: &str,
@@ -1068,6 +1072,7 @@ fn validate_tap(
         ifname: ifname.clone(),
         netns,
         address,
+        persist: p.persist.as_ref().is_some_and(|v| *v.get_ref()),
     })
 }
 

@@ -115,6 +115,12 @@ impl Netns {
         self.fd.as_fd()
     }
 
+    /// Leaves the namespace in place when this handle is dropped, even if it created it (it
+    /// holds a persistent tap that outlives the daemon).
+    pub fn keep(&mut self) {
+        self.created = false;
+    }
+
     /// Whether this handle created the namespace, and so deletes it on drop.
     pub fn is_owned(&self) -> bool {
         self.created

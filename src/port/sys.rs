@@ -521,6 +521,22 @@ pub(crate) fn socket_in_netns(
     })
 }
 
+/// Opens `/dev/net/tun` and attaches it (`TUNSETIFF`) to the netdev `name` inside the network
+/// namespace `nsfd`: TUNSETIFF looks the name up in the opener's namespace, so a helper thread
+/// enters it first. Returns the fd and the name the kernel used.
+pub(crate) fn tun_attach_in_netns(
+    nsfd: BorrowedFd<'_>,
+    name: &str,
+    flags: c_int,
+) -> io::Result<(OwnedFd, String)> {
+    on_fresh_thread(move || {
+        setns_net(nsfd)?;
+        let fd = open_tun()?;
+        let name = tun_set_iff(fd.as_fd(), name, flags)?;
+        Ok((fd, name))
+    })
+}
+
 fn mount(src: &CStr, target: &CStr, fstype: &CStr, flags: c_ulong) -> io::Result<()> {
     // SAFETY: all strings are NUL-terminated and outlive the call; no filesystem data (null).
     cvt(unsafe {
