@@ -314,6 +314,41 @@ impl Lab {
         self.daemon.as_ref().expect("daemon running").id()
     }
 
+    /// A namespace `up` joined to the daemon's namespace by a veth, for fake upstream servers:
+    /// 192.0.2.1/24 on the daemon's side, each of `addrs` (in 192.0.2.0/24) on the other; lo up
+    /// on both sides. Nothing leaves the lab's namespaces. Returns the namespace's name.
+    pub fn upstream_ns(&mut self, addrs: &[&str]) -> String {
+        let run = |args: &[&str]| {
+            let out = sh(args);
+            assert!(out.status.success(), "{args:?}: {out:?}");
+        };
+        let up = self.ns("up");
+        run(&["ip", "netns", "add", &up]);
+        let (a, b) = (self.ifname("u0"), self.ifname("u1"));
+        let sw = self.switch_ns();
+        run(&[
+            "ip", "link", "add", &a, "netns", &sw, "type", "veth", "peer", "name", &b, "netns", &up,
+        ]);
+        run(&["ip", "-n", &sw, "addr", "add", "192.0.2.1/24", "dev", &a]);
+        run(&["ip", "-n", &sw, "link", "set", &a, "up"]);
+        run(&["ip", "-n", &sw, "link", "set", "lo", "up"]);
+        for addr in addrs {
+            run(&[
+                "ip",
+                "-n",
+                &up,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                &b,
+            ]);
+        }
+        run(&["ip", "-n", &up, "link", "set", &b, "up"]);
+        run(&["ip", "-n", &up, "link", "set", "lo", "up"]);
+        up
+    }
+
     /// Names of links in the switch namespace other than lo.
     pub fn switch_links(&self) -> Vec<String> {
         let out = sh(&["ip", "-n", &self.switch_ns(), "-o", "link", "show"]);
