@@ -28,6 +28,7 @@ declare -A need=(
   [qemu-system-x86_64]=qemu-system-x86
   [curl]=curl
   [setpriv]=util-linux
+  [iperf3]=iperf3
 )
 missing=()
 for cmd in "${!need[@]}"; do

@@ -28,6 +28,7 @@ mod log_json;
 mod loops;
 mod metrics;
 mod notify;
+mod privileges;
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -353,6 +354,9 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
             Some(l)
         }
     };
+    // Setup is done: from here on (and in every thread started from here) only what the
+    // running daemon uses.
+    let dropped = privileges::drop_privileges(config)?;
     let switch = Arc::new(switch_for(config));
     ports.tick(&switch);
     let stop = Arc::new(AtomicBool::new(false));
@@ -442,6 +446,7 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
             })?;
         handles.push(handle);
     }
+    dropped.workers_started();
     let mut service_threads = vec![spawn_named("sy-control", {
         let control = Arc::clone(&control);
         move || control.serve(listener)

@@ -222,11 +222,49 @@ impl TapPort {
         let ifindex = nl
             .link_index(&self.ifname)
             .map_err(|e| self.tap_err("find its ifindex", e))?;
-        nl.set_link(ifindex, Some(mtu), None, None)
-            .map_err(|e| self.tap_err(&format!("set its MTU to {mtu}"), e))?;
-        nl.set_tx_queue_len(ifindex, TX_QUEUE_LEN)
-            .map_err(|e| self.tap_err(&format!("set its txqueuelen to {TX_QUEUE_LEN}"), e))?;
+        match nl.set_link(ifindex, Some(mtu), None, None) {
+            Ok(()) => {}
+            // A daemon without CAP_NET_ADMIN on a tap made ahead of time: fine if whoever made
+            // it gave it the MTU the config asks for.
+            Err(e) if is_eperm(&e) && self.current_state().map(|l| l.mtu) == Some(mtu) => {}
+            Err(e) => {
+                let action = format!(
+                    "set its MTU to {mtu}{}",
+                    if is_eperm(&e) {
+                        format!(
+                            " (without CAP_NET_ADMIN, make the tap with that MTU ahead of \
+                                 time: ip link set {} mtu {mtu})",
+                            self.ifname
+                        )
+                    } else {
+                        String::new()
+                    }
+                );
+                return Err(self.tap_err(&action, e));
+            }
+        }
+        match nl.set_tx_queue_len(ifindex, TX_QUEUE_LEN) {
+            Ok(()) => {}
+            Err(e)
+                if is_eperm(&e)
+                    && self.current_state().map(|l| l.tx_queue_len) == Some(TX_QUEUE_LEN) => {}
+            Err(e) if is_eperm(&e) => {
+                tracing::warn!(tap = %self.ifname, "cannot set txqueuelen {TX_QUEUE_LEN} without \
+                    CAP_NET_ADMIN; the tap keeps its own (ip link set {} txqueuelen \
+                    {TX_QUEUE_LEN} ahead of time)", self.ifname);
+            }
+            Err(e) => return Err(self.tap_err(&format!("set its txqueuelen to {TX_QUEUE_LEN}"), e)),
+        }
         Ok(self)
+    }
+
+    /// The MTU, up state and txqueuelen of a netdev in the daemon's own namespace, read
+    /// without privilege; `None` for one moved elsewhere or on error.
+    fn current_state(&self) -> Option<sys::LinkState> {
+        if self.plugged.is_some() {
+            return None;
+        }
+        sys::link_state(&self.ifname).ok()
     }
 
     /// Whether the tap outlives this port where it is (`persist = true`).
@@ -243,11 +281,12 @@ impl TapPort {
     /// Frames the kernel dropped at this tap's ring because the switch had not read them yet
     /// (the netdev's `tx_dropped`, from `/proc/net/dev` in the namespace the netdev is in).
     pub fn kernel_tx_dropped(&self) -> io::Result<u64> {
-        let ns = match &self.plugged {
-            Some((_, ns)) => ns.as_fd(),
-            None => self.home.as_fd(),
+        // The home namespace is the daemon's own: read there without entering it (no
+        // CAP_SYS_ADMIN needed once privileges are dropped).
+        let table = match &self.plugged {
+            Some((_, ns)) => sys::proc_net_dev_in(ns.as_fd())?,
+            None => std::fs::read_to_string("/proc/thread-self/net/dev")?,
         };
-        let table = sys::proc_net_dev_in(ns)?;
         tx_dropped_of(&table, &self.ifname).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::NotFound,
@@ -333,15 +372,28 @@ impl TapPort {
         let ifindex = nl
             .link_index(&self.ifname)
             .map_err(|e| self.tap_err("find its ifindex", e))?;
-        nl.set_link(ifindex, None, None, Some(true))
-            .map_err(|e| self.tap_err("bring it up", e))
+        match nl.set_link(ifindex, None, None, Some(true)) {
+            // Without CAP_NET_ADMIN: fine if it was brought up ahead of time.
+            Err(e) if is_eperm(&e) && self.current_state().is_some_and(|l| l.up) => Ok(()),
+            Err(e) if is_eperm(&e) => Err(self.tap_err(
+                &format!(
+                    "bring it up (without CAP_NET_ADMIN, bring it up ahead of time: ip link set \
+                     {} up)",
+                    self.ifname
+                ),
+                e,
+            )),
+            r => r.map_err(|e| self.tap_err("bring it up", e)),
+        }
     }
 
-    /// A netlink socket in the namespace the netdev is in now.
+    /// A netlink socket in the namespace the netdev is in now. Home is the caller's own
+    /// namespace (no thread of the daemon stays in another), so no `setns` (and no
+    /// CAP_SYS_ADMIN) is needed for a tap that was not moved.
     fn netlink(&self) -> io::Result<Netlink> {
         match &self.plugged {
             Some((_, ns)) => Netlink::open_in(ns.as_fd()),
-            None => Netlink::open_in(self.home.as_fd()),
+            None => Netlink::open(),
         }
     }
 
@@ -382,6 +434,10 @@ impl TapPort {
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
         sys::write(self.fd.as_fd(), buf)
     }
+}
+
+fn is_eperm(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EPERM)
 }
 
 /// The `tx_dropped` column of `ifname`'s row in a `/proc/net/dev` table: after the name, 8 rx

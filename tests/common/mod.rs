@@ -147,9 +147,16 @@ impl Lab {
 
     /// Starts `switchyard run --config` inside the switch namespace.
     pub fn spawn(&mut self, config: &str) {
+        self.spawn_with(config, &[]);
+    }
+
+    /// Like `spawn`, through `wrapper` (a command that execs its arguments, e.g. `setpriv
+    /// --reuid=...`), so the daemon's pid is still the child's.
+    pub fn spawn_with(&mut self, config: &str, wrapper: &[&str]) {
         let path = self.write_config(config);
         let child = Command::new("nsenter")
             .arg(format!("--net=/run/netns/{}", self.switch_ns()))
+            .args(wrapper)
             .arg(env!("CARGO_BIN_EXE_switchyard"))
             .arg("run")
             .arg("--config")
