@@ -31,6 +31,7 @@ declare -A need=(
   [curl]=curl
   [setpriv]=util-linux
   [nft]=nftables
+  [iperf3]=iperf3
 )
 extra=()
 # Python modules the tests import, checked with Debian's interpreter (not a pyenv `python3`).

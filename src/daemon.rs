@@ -36,6 +36,7 @@ mod loops;
 mod metrics;
 mod nat;
 mod notify;
+mod privileges;
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -318,8 +319,17 @@ fn open_tap(
     tap_cfg: &TapConfig,
     netns: Option<&Netns>,
 ) -> Result<TapPort, PortError> {
-    let mut tap = TapPort::open(&tap_cfg.ifname, p.mtu)?;
     let host = p.host.map(|h| &config.hosts[h]);
+    // A persistent tap and its namespace outlive the daemon; a restart finds the tap there.
+    let mut tap = if tap_cfg.persist {
+        let tap = TapPort::open_persistent(&tap_cfg.ifname, p.mtu, netns)?;
+        if let Some(ns) = netns {
+            ns.keep();
+        }
+        tap
+    } else {
+        TapPort::open(&tap_cfg.ifname, p.mtu)?
+    };
     match (&tap_cfg.netns, netns) {
         (Some(ns_name), Some(ns)) => {
             let ipv4 = match tap_cfg.address {
@@ -335,6 +345,7 @@ fn open_tap(
                 netns = %ns_name,
                 mac = %host.and_then(|h| h.mac).map_or_else(|| "-".into(), |m| m.to_string()),
                 ipv4 = %ipv4.map(|(a, l)| format!("{a}/{l}")).unwrap_or_else(|| "-".into()),
+                persist = tap.is_persistent(),
                 "port up: tap plugged into namespace"
             );
         }
@@ -345,7 +356,7 @@ fn open_tap(
             }
             tracing::info!(port = %p.name, ifname = %tap_cfg.ifname,
                 host_address = %tap_cfg.host_address.map_or_else(|| "-".into(), |a| a.to_string()),
-                "port up: tap");
+                persist = tap.is_persistent(), "port up: tap");
         }
     }
     Ok(tap)
@@ -446,6 +457,9 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
             Some(l)
         }
     };
+    // Setup is done: from here on (and in every thread started from here) only what the
+    // running daemon uses.
+    let dropped = privileges::drop_privileges(config)?;
     let switch = Arc::new(switch_for(config));
     ports.tick(&switch);
     let stop = Arc::new(AtomicBool::new(false));
@@ -536,6 +550,7 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
             })?;
         handles.push(handle);
     }
+    dropped.workers_started();
     let mut service_threads = vec![spawn_named("sy-control", {
         let control = Arc::clone(&control);
         move || control.serve(listener)

@@ -267,12 +267,6 @@ fn local_names_over_udp_and_tcp_and_through_the_resolver() {
     assert!(!counters.contains("queries=0"), "{counters}");
 }
 
-/// Runs `args` (must succeed).
-fn run(args: &[&str]) {
-    let out = sh(args);
-    assert!(out.status.success(), "{args:?}: {out:?}");
-}
-
 /// A dnsmasq in `ns` answering every name under `domain` with `answer`, on `listen` only.
 fn fake_upstream(lab: &Lab, ns: &str, listen: &str, domain: &str, answer: &str) -> Proc {
     let pid = lab.dir.join(format!("dnsmasq-{listen}.pid"));
@@ -307,19 +301,8 @@ fn fake_upstream(lab: &Lab, ns: &str, listen: &str, domain: &str, answer: &str) 
 fn other_names_go_upstream_are_cached_and_fail_in_bounded_time() {
     let mut lab = Lab::new();
     // The upstreams' namespace, joined to the daemon's by a veth: 192.0.2.1 <-> .53/.54.
-    let up = lab.ns("up");
-    run(&["ip", "netns", "add", &up]);
-    let (a, b) = (lab.ifname("u0"), lab.ifname("u1"));
+    let up = lab.upstream_ns(&["192.0.2.53", "192.0.2.54"]);
     let sw = lab.switch_ns();
-    run(&[
-        "ip", "link", "add", &a, "netns", &sw, "type", "veth", "peer", "name", &b, "netns", &up,
-    ]);
-    run(&["ip", "-n", &sw, "addr", "add", "192.0.2.1/24", "dev", &a]);
-    run(&["ip", "-n", &sw, "link", "set", &a, "up"]);
-    run(&["ip", "-n", &up, "addr", "add", "192.0.2.53/24", "dev", &b]);
-    run(&["ip", "-n", &up, "addr", "add", "192.0.2.54/24", "dev", &b]);
-    run(&["ip", "-n", &up, "link", "set", &b, "up"]);
-    run(&["ip", "-n", &up, "link", "set", "lo", "up"]);
     let mut main = fake_upstream(&lab, &up, "192.0.2.53", "example.org", "192.0.2.7");
     let _corp = fake_upstream(&lab, &up, "192.0.2.54", "corp.example", "192.0.2.8");
     for server in ["@192.0.2.53", "@192.0.2.54"] {
@@ -348,7 +331,6 @@ fn other_names_go_upstream_are_cached_and_fail_in_bounded_time() {
         }
     }
 
-    run(&["ip", "-n", &sw, "link", "set", "lo", "up"]);
     let dns =
         "[dns]\nupstreams = [\"192.0.2.53\"]\ntimeout_ms = 1000\nlisten = [\"127.0.0.53\"]\n\n\
                [[dns.forward]]\n\

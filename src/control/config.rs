@@ -227,6 +227,9 @@ pub struct TapConfig {
     /// A host port: the tap stays in the daemon's namespace with this address (the subnet's
     /// prefix length), the host's own leg on the network. Never with `netns`.
     pub host_address: Option<Ipv4Addr>,
+    /// `persist = true`: the tap is made persistent (`TUNSETPERSIST`) and outlives the daemon,
+    /// with its namespace and address; a restarted daemon attaches to it again.
+    pub persist: bool,
 }
 
 /// `address = "static" | "none"` on a tap port with a `netns`.
@@ -417,6 +420,7 @@ struct RawPort {
     netns: Option<Spanned<String>>,
     address: Option<Spanned<String>>,
     host_address: Option<Spanned<String>>,
+    persist: Option<Spanned<bool>>,
     path: Option<Spanned<String>>,
     peer: Option<Spanned<String>>,
     isolated: Option<bool>,
@@ -1017,7 +1021,7 @@ fn validate_ports(
     Ok(ports)
 }
 
-/// The tap-specific keys: `ifname` (required), `netns`, `address`.
+/// The tap-specific keys: `ifname` (required), `netns`, `address`, `persist`.
 fn validate_tap(
     cx: &Cx<'_>,
     e: &str,
@@ -1104,6 +1108,7 @@ fn validate_tap(
         address,
         // Checked and set by `host_port::validate_host_ports`, which sees the whole file.
         host_address: None,
+        persist: p.persist.as_ref().is_some_and(|v| *v.get_ref()),
     })
 }
 

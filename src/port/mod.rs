@@ -42,7 +42,8 @@ mod io_tests;
 
 pub use netns::Netns;
 pub use sys::{
-    block_signals, peer_cred, set_thread_nice, wait_signal, Epoll, EpollEvent, Events, PeerCred,
+    allow_nice, block_signals, cap_ambient_clear, cap_bound_drop, cap_get, cap_last_cap, cap_set,
+    peer_cred, set_thread_nice, wait_signal, CapSets, Epoll, EpollEvent, Events, PeerCred,
 };
 pub use tap::TapPort;
 

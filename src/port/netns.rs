@@ -21,6 +21,8 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use super::netlink::Netlink;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use super::{sys, validate_netns_name, PortError};
 
 /// A named network namespace, open. Deleted on drop if this handle created it.
@@ -28,7 +30,8 @@ use super::{sys, validate_netns_name, PortError};
 pub struct Netns {
     name: String,
     fd: OwnedFd,
-    created: bool,
+    /// Cleared by [`Netns::keep`], which may be called through a shared handle.
+    created: AtomicBool,
 }
 
 impl Netns {
@@ -64,7 +67,7 @@ impl Netns {
         let ns = Netns {
             name: name.to_string(),
             fd,
-            created: true,
+            created: AtomicBool::new(true),
         };
         ns.bring_loopback_up()
             .map_err(|e| err("bring lo up in it", e))?;
@@ -95,7 +98,7 @@ impl Netns {
         Ok(Netns {
             name: name.to_string(),
             fd,
-            created: false,
+            created: AtomicBool::new(false),
         })
     }
 
@@ -115,9 +118,15 @@ impl Netns {
         self.fd.as_fd()
     }
 
+    /// Leaves the namespace in place when this handle is dropped, even if it created it (it
+    /// holds a persistent tap that outlives the daemon).
+    pub fn keep(&self) {
+        self.created.store(false, Ordering::Relaxed);
+    }
+
     /// Whether this handle created the namespace, and so deletes it on drop.
     pub fn is_owned(&self) -> bool {
-        self.created
+        self.created.load(Ordering::Relaxed)
     }
 }
 
@@ -129,7 +138,7 @@ impl AsFd for Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        if self.created {
+        if *self.created.get_mut() {
             if let Err(e) = sys::remove_named_netns(&self.name) {
                 tracing::warn!(netns = %self.name, error = %e, "cannot delete the namespace");
             }

@@ -521,6 +521,22 @@ pub(crate) fn socket_in_netns(
     })
 }
 
+/// Opens `/dev/net/tun` and attaches it (`TUNSETIFF`) to the netdev `name` inside the network
+/// namespace `nsfd`: TUNSETIFF looks the name up in the opener's namespace, so a helper thread
+/// enters it first. Returns the fd and the name the kernel used.
+pub(crate) fn tun_attach_in_netns(
+    nsfd: BorrowedFd<'_>,
+    name: &str,
+    flags: c_int,
+) -> io::Result<(OwnedFd, String)> {
+    on_fresh_thread(move || {
+        setns_net(nsfd)?;
+        let fd = open_tun()?;
+        let name = tun_set_iff(fd.as_fd(), name, flags)?;
+        Ok((fd, name))
+    })
+}
+
 fn mount(src: &CStr, target: &CStr, fstype: &CStr, flags: c_ulong) -> io::Result<()> {
     // SAFETY: all strings are NUL-terminated and outlive the call; no filesystem data (null).
     cvt(unsafe {
@@ -962,5 +978,163 @@ pub fn peer_cred(fd: BorrowedFd<'_>) -> io::Result<PeerCred> {
         pid: cred.pid,
         uid: cred.uid,
         gid: cred.gid,
+    })
+}
+
+// ---- privileges ----
+//
+// Capabilities are per thread: `capset` and `PR_CAPBSET_DROP` change the calling thread, and
+// threads created afterwards inherit its sets. The daemon drops on its main thread before it
+// starts any long-lived thread, so every thread runs with what is left.
+
+/// `_LINUX_CAPABILITY_VERSION_3`: two 32-bit words per set (capabilities 0..=63).
+const CAP_VERSION_3: u32 = 0x2008_0522;
+
+/// `struct __user_cap_header_struct`.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: c_int,
+}
+
+/// `struct __user_cap_data_struct`: one 32-bit word of each set.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// The calling thread's capability sets, as masks (bit N: capability N).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CapSets {
+    pub effective: u64,
+    pub permitted: u64,
+    pub inheritable: u64,
+}
+
+/// `capget(2)` of the calling thread.
+pub fn cap_get() -> io::Result<CapSets> {
+    let mut header = CapHeader {
+        version: CAP_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: capget reads the header and writes two `__user_cap_data_struct`s (version 3);
+    // both are live, exclusively borrowed and of the layout the kernel expects.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_capget,
+            &mut header as *mut CapHeader,
+            data.as_mut_ptr(),
+        ) as c_int
+    })?;
+    let join = |f: fn(&CapData) -> u32| u64::from(f(&data[0])) | (u64::from(f(&data[1])) << 32);
+    Ok(CapSets {
+        effective: join(|d| d.effective),
+        permitted: join(|d| d.permitted),
+        inheritable: join(|d| d.inheritable),
+    })
+}
+
+/// `capset(2)` of the calling thread. The kernel refuses to add to `permitted`, so this can only
+/// narrow what the thread has.
+pub fn cap_set(sets: &CapSets) -> io::Result<()> {
+    let mut header = CapHeader {
+        version: CAP_VERSION_3,
+        pid: 0,
+    };
+    let word = |m: u64, i: u32| (m >> (32 * i)) as u32;
+    let data = [0, 1].map(|i| CapData {
+        effective: word(sets.effective, i),
+        permitted: word(sets.permitted, i),
+        inheritable: word(sets.inheritable, i),
+    });
+    // SAFETY: capset reads the header and two `__user_cap_data_struct`s (version 3); both
+    // outlive the call and have the layout the kernel expects.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_capset,
+            &mut header as *mut CapHeader,
+            data.as_ptr(),
+        ) as c_int
+    })?;
+    Ok(())
+}
+
+/// `prctl(PR_CAPBSET_DROP, cap)`: removes `cap` from the calling thread's bounding set, so
+/// nothing it (or a program it executes) runs can regain it. Needs `CAP_SETPCAP`.
+pub fn cap_bound_drop(cap: u32) -> io::Result<()> {
+    // SAFETY: prctl with PR_CAPBSET_DROP takes plain integers and touches no memory of ours.
+    cvt(unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) })?;
+    Ok(())
+}
+
+/// `prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)`: empties the calling thread's ambient set.
+pub fn cap_ambient_clear() -> io::Result<()> {
+    // SAFETY: prctl with PR_CAP_AMBIENT takes plain integers and touches no memory of ours.
+    cvt(unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    })?;
+    Ok(())
+}
+
+/// The highest capability number this kernel knows (`/proc/sys/kernel/cap_last_cap`).
+pub fn cap_last_cap() -> io::Result<u32> {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")?
+        .trim()
+        .parse()
+        .map_err(|_| einval("/proc/sys/kernel/cap_last_cap is not a number"))
+}
+
+/// Raises `RLIMIT_NICE` (soft and hard) so that threads may lower their nice value down to
+/// `nice` without `CAP_SYS_NICE` (the limit is `20 - nice`). Raising it needs
+/// `CAP_SYS_RESOURCE`, so call it before dropping that.
+pub fn allow_nice(nice: i32) -> io::Result<()> {
+    let limit = libc::rlim_t::try_from(20 - nice).map_err(|_| einval("nice out of range"))?;
+    let rl = libc::rlimit {
+        rlim_cur: limit,
+        rlim_max: limit,
+    };
+    // SAFETY: setrlimit reads one `struct rlimit`, which outlives the call.
+    cvt(unsafe { libc::setrlimit(libc::RLIMIT_NICE, &rl) })?;
+    Ok(())
+}
+
+/// What a netdev looks like, read without privilege (`SIOCGIFMTU`, `SIOCGIFFLAGS`,
+/// `SIOCGIFTXQLEN` in the calling thread's namespace): to check a tap made ahead of time by
+/// someone who could configure it when the daemon cannot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LinkState {
+    pub(crate) mtu: u32,
+    pub(crate) up: bool,
+    pub(crate) tx_queue_len: u32,
+}
+
+pub(crate) fn link_state(name: &str) -> io::Result<LinkState> {
+    let sock = socket(libc::AF_INET, libc::SOCK_DGRAM, 0)?;
+    let get_int = |request: c_ulong| -> io::Result<IfReq> {
+        let mut req = IfReq::with_name(name)?;
+        // SAFETY: SIOCGIFMTU, SIOCGIFFLAGS and SIOCGIFTXQLEN read the name from and write one
+        // int or short into one `struct ifreq`; `req` is a live, exclusively borrowed value of
+        // exactly that size.
+        cvt(unsafe { libc::ioctl(sock.as_raw_fd(), request, &mut req as *mut IfReq) })?;
+        Ok(req)
+    };
+    let int = |r: &IfReq| c_int::from_ne_bytes([r.data[0], r.data[1], r.data[2], r.data[3]]);
+    let mtu = int(&get_int(libc::SIOCGIFMTU)?);
+    let up = c_int::from(get_int(libc::SIOCGIFFLAGS)?.flags()) & libc::IFF_UP != 0;
+    let qlen = int(&get_int(libc::SIOCGIFTXQLEN)?);
+    Ok(LinkState {
+        mtu: u32::try_from(mtu).unwrap_or(0),
+        up,
+        tx_queue_len: u32::try_from(qlen).unwrap_or(0),
     })
 }

@@ -42,6 +42,14 @@
 //!   into a namespace, dropping the port moves it back to the namespace it was found in, so it is
 //!   not destroyed with a lab namespace. Its MTU, MAC, address and state are not restored.
 //!
+//! - A `persist = true` port ([`TapPort::open_persistent`]) makes a tap it creates persistent
+//!   (`TUNSETPERSIST`) and never removes or moves anything: the netdev stays where the port put
+//!   it, with its MAC, address and state, and the daemon leaves the namespace in place too. A
+//!   restarted daemon finds the netdev in that namespace and attaches to it there: `TUNSETIFF`
+//!   looks names up in the opener's namespace, so the fd is opened on a helper thread that has
+//!   entered it (`sys::tun_attach_in_netns`). The host sees its link lose carrier while no
+//!   daemon runs, and keep its name, address and routes.
+//!
 //! The ifindex lookup before attaching only sharpens the error message (`EINVAL` from an existing
 //! non-tap device); whether the port created the tap is read from the kernel afterwards
 //! (`IFF_PERSIST` in `TUNGETIFF`), so a race with another creator cannot make the port delete a
@@ -83,6 +91,8 @@ pub struct TapPort {
     plugged: Option<(String, OwnedFd)>,
     /// The `TUN_F_*` flags the kernel accepted (0: plain frames only).
     offloads: c_uint,
+    /// `persist = true`: the tap outlives the port where it is; drop neither removes nor moves it.
+    persist: bool,
 }
 
 impl TapPort {
@@ -121,26 +131,145 @@ impl TapPort {
         let home = sys::open_netns(Path::new(sys::THREAD_NETNS))
             .map_err(|e| tap_err("open the current network namespace", e))?;
         // From here on, dropping `port` closes the fd, which removes a tap we created.
-        let mut port = TapPort {
+        let port = TapPort {
             ifname: name,
             fd,
             created: !info.is_persistent(),
             home,
             plugged: None,
             offloads: 0,
+            persist: false,
         };
+        port.set_up_fd(mtu)
+    }
+
+    /// Opens the tap of a `persist = true` port. If `ns` is given and the netdev `ifname` is
+    /// already in it (left there by an earlier run), attaches to it inside `ns`: the port is
+    /// then already plugged, and [`plug_into`](Self::plug_into) the same namespace only
+    /// configures it. Otherwise it opens the tap here like [`open`](Self::open) and makes it
+    /// persistent. Either way, dropping the port leaves the netdev where it is.
+    pub fn open_persistent(
+        ifname: &str,
+        mtu: u32,
+        ns: Option<&Netns>,
+    ) -> Result<TapPort, PortError> {
+        validate_ifname(ifname)?;
+        let tap_err = |action: &str, err: io::Error| PortError::Tap {
+            ifname: ifname.to_string(),
+            action: action.to_string(),
+            err,
+        };
+        let there = match ns {
+            Some(ns) => Netlink::open_in(ns.fd())
+                .and_then(|mut nl| nl.link_index(ifname))
+                .is_ok()
+                .then_some(ns),
+            None => None,
+        };
+        let Some(ns) = there else {
+            let mut port = TapPort::open(ifname, mtu)?;
+            sys::tun_set_persist(port.fd(), true)
+                .map_err(|e| tap_err("make it persistent (TUNSETPERSIST)", e))?;
+            port.persist = true;
+            return Ok(port);
+        };
+        if !(MIN_MTU..=MAX_MTU).contains(&mtu) {
+            return Err(PortError::InvalidMtu {
+                ifname: ifname.to_string(),
+                mtu,
+            });
+        }
+        let (fd, name) =
+            sys::tun_attach_in_netns(ns.fd(), ifname, sys::TAP_FLAGS).map_err(|e| {
+                match e.raw_os_error() {
+                    Some(libc::EBUSY) => PortError::TapBusy {
+                        ifname: ifname.to_string(),
+                    },
+                    Some(libc::EINVAL) => PortError::NotATap {
+                        ifname: ifname.to_string(),
+                    },
+                    _ => tap_err("attach it in its namespace (TUNSETIFF)", e),
+                }
+            })?;
+        let home = sys::open_netns(Path::new(sys::THREAD_NETNS))
+            .map_err(|e| tap_err("open the current network namespace", e))?;
+        let ns_fd = ns
+            .fd()
+            .try_clone_to_owned()
+            .map_err(|e| tap_err("keep its namespace open", e))?;
+        let port = TapPort {
+            ifname: name,
+            fd,
+            created: false,
+            home,
+            plugged: Some((ns.name().to_string(), ns_fd)),
+            offloads: 0,
+            persist: true,
+        };
+        port.set_up_fd(mtu)
+    }
+
+    /// Sets the virtio-net header size, the offloads, the MTU and the txqueuelen of a freshly
+    /// attached fd, wherever its netdev is.
+    fn set_up_fd(mut self, mtu: u32) -> Result<TapPort, PortError> {
         let hdr_len = VNET_HDR_LEN as c_int;
-        sys::tun_set_vnet_hdr_size(port.fd(), hdr_len)
-            .map_err(|e| tap_err("set the virtio-net header size", e))?;
-        port.offloads = negotiate_offloads(&port);
-        let ifindex =
-            sys::if_nametoindex(&port.ifname).map_err(|e| tap_err("find its ifindex", e))?;
-        let mut nl = Netlink::open().map_err(|e| tap_err("open a netlink socket", e))?;
-        nl.set_link(ifindex, Some(mtu), None, None)
-            .map_err(|e| tap_err(&format!("set its MTU to {mtu}"), e))?;
-        nl.set_tx_queue_len(ifindex, TX_QUEUE_LEN)
-            .map_err(|e| tap_err(&format!("set its txqueuelen to {TX_QUEUE_LEN}"), e))?;
-        Ok(port)
+        sys::tun_set_vnet_hdr_size(self.fd(), hdr_len)
+            .map_err(|e| self.tap_err("set the virtio-net header size", e))?;
+        self.offloads = negotiate_offloads(&self);
+        let mut nl = self
+            .netlink()
+            .map_err(|e| self.tap_err("open a netlink socket", e))?;
+        let ifindex = nl
+            .link_index(&self.ifname)
+            .map_err(|e| self.tap_err("find its ifindex", e))?;
+        match nl.set_link(ifindex, Some(mtu), None, None) {
+            Ok(()) => {}
+            // A daemon without CAP_NET_ADMIN on a tap made ahead of time: fine if whoever made
+            // it gave it the MTU the config asks for.
+            Err(e) if is_eperm(&e) && self.current_state().map(|l| l.mtu) == Some(mtu) => {}
+            Err(e) => {
+                let action = format!(
+                    "set its MTU to {mtu}{}",
+                    if is_eperm(&e) {
+                        format!(
+                            " (without CAP_NET_ADMIN, make the tap with that MTU ahead of \
+                                 time: ip link set {} mtu {mtu})",
+                            self.ifname
+                        )
+                    } else {
+                        String::new()
+                    }
+                );
+                return Err(self.tap_err(&action, e));
+            }
+        }
+        match nl.set_tx_queue_len(ifindex, TX_QUEUE_LEN) {
+            Ok(()) => {}
+            Err(e)
+                if is_eperm(&e)
+                    && self.current_state().map(|l| l.tx_queue_len) == Some(TX_QUEUE_LEN) => {}
+            Err(e) if is_eperm(&e) => {
+                tracing::warn!(tap = %self.ifname, "cannot set txqueuelen {TX_QUEUE_LEN} without \
+                    CAP_NET_ADMIN; the tap keeps its own (ip link set {} txqueuelen \
+                    {TX_QUEUE_LEN} ahead of time)", self.ifname);
+            }
+            Err(e) => return Err(self.tap_err(&format!("set its txqueuelen to {TX_QUEUE_LEN}"), e)),
+        }
+        Ok(self)
+    }
+
+    /// The MTU, up state and txqueuelen of a netdev in the daemon's own namespace, read
+    /// without privilege; `None` for one moved elsewhere or on error.
+    fn current_state(&self) -> Option<sys::LinkState> {
+        if self.plugged.is_some() {
+            return None;
+        }
+        sys::link_state(&self.ifname).ok()
+    }
+
+    /// Whether the tap outlives this port where it is (`persist = true`).
+    pub fn is_persistent(&self) -> bool {
+        self.persist
     }
 
     /// The `TUN_F_*` offloads the kernel accepted: what frames read from this tap may need
@@ -152,11 +281,12 @@ impl TapPort {
     /// Frames the kernel dropped at this tap's ring because the switch had not read them yet
     /// (the netdev's `tx_dropped`, from `/proc/net/dev` in the namespace the netdev is in).
     pub fn kernel_tx_dropped(&self) -> io::Result<u64> {
-        let ns = match &self.plugged {
-            Some((_, ns)) => ns.as_fd(),
-            None => self.home.as_fd(),
+        // The home namespace is the daemon's own: read there without entering it (no
+        // CAP_SYS_ADMIN needed once privileges are dropped).
+        let table = match &self.plugged {
+            Some((_, ns)) => sys::proc_net_dev_in(ns.as_fd())?,
+            None => std::fs::read_to_string("/proc/thread-self/net/dev")?,
         };
-        let table = sys::proc_net_dev_in(ns)?;
         tx_dropped_of(&table, &self.ifname).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::NotFound,
@@ -191,25 +321,28 @@ impl TapPort {
             action: action.to_string(),
             err,
         };
-        let mut here = self
-            .netlink()
-            .map_err(|e| self.tap_err("open a netlink socket", e))?;
-        let ifindex = here
-            .link_index(&self.ifname)
-            .map_err(|e| self.tap_err("find its ifindex", e))?;
-        here.move_link_to_netns(ifindex, ns.fd())
-            .map_err(|e| match e.raw_os_error() {
-                Some(libc::EEXIST) => PortError::NameTaken {
-                    ifname: self.ifname.clone(),
-                    netns: ns.name().to_string(),
-                },
-                _ => plug_err("move it into the netns", e),
-            })?;
-        let ns_fd = ns
-            .fd()
-            .try_clone_to_owned()
-            .map_err(|e| plug_err("keep the netns open", e))?;
-        self.plugged = Some((ns.name().to_string(), ns_fd));
+        // A persistent tap found in `ns` by `open_persistent` is there already.
+        if self.netns() != Some(ns.name()) {
+            let mut here = self
+                .netlink()
+                .map_err(|e| self.tap_err("open a netlink socket", e))?;
+            let ifindex = here
+                .link_index(&self.ifname)
+                .map_err(|e| self.tap_err("find its ifindex", e))?;
+            here.move_link_to_netns(ifindex, ns.fd())
+                .map_err(|e| match e.raw_os_error() {
+                    Some(libc::EEXIST) => PortError::NameTaken {
+                        ifname: self.ifname.clone(),
+                        netns: ns.name().to_string(),
+                    },
+                    _ => plug_err("move it into the netns", e),
+                })?;
+            let ns_fd = ns
+                .fd()
+                .try_clone_to_owned()
+                .map_err(|e| plug_err("keep the netns open", e))?;
+            self.plugged = Some((ns.name().to_string(), ns_fd));
+        }
 
         let mut there =
             Netlink::open_in(ns.fd()).map_err(|e| plug_err("open a netlink socket", e))?;
@@ -239,8 +372,19 @@ impl TapPort {
         let ifindex = nl
             .link_index(&self.ifname)
             .map_err(|e| self.tap_err("find its ifindex", e))?;
-        nl.set_link(ifindex, None, None, Some(true))
-            .map_err(|e| self.tap_err("bring it up", e))
+        match nl.set_link(ifindex, None, None, Some(true)) {
+            // Without CAP_NET_ADMIN: fine if it was brought up ahead of time.
+            Err(e) if is_eperm(&e) && self.current_state().is_some_and(|l| l.up) => Ok(()),
+            Err(e) if is_eperm(&e) => Err(self.tap_err(
+                &format!(
+                    "bring it up (without CAP_NET_ADMIN, bring it up ahead of time: ip link set \
+                     {} up)",
+                    self.ifname
+                ),
+                e,
+            )),
+            r => r.map_err(|e| self.tap_err("bring it up", e)),
+        }
     }
 
     /// Adds an IPv4 address to the netdev where it is (a host port's address, in the switch's
@@ -256,11 +400,13 @@ impl TapPort {
             .map_err(|e| self.tap_err(&format!("add address {addr}/{prefix_len}"), e))
     }
 
-    /// A netlink socket in the namespace the netdev is in now.
+    /// A netlink socket in the namespace the netdev is in now. Home is the caller's own
+    /// namespace (no thread of the daemon stays in another), so no `setns` (and no
+    /// CAP_SYS_ADMIN) is needed for a tap that was not moved.
     fn netlink(&self) -> io::Result<Netlink> {
         match &self.plugged {
             Some((_, ns)) => Netlink::open_in(ns.as_fd()),
-            None => Netlink::open_in(self.home.as_fd()),
+            None => Netlink::open(),
         }
     }
 
@@ -282,9 +428,9 @@ impl TapPort {
         self.plugged.as_ref().map(|(name, _)| name.as_str())
     }
 
-    /// Whether this port created the tap, and so removes it when dropped.
+    /// Whether this port created the tap, and so removes it when dropped (never when persistent).
     pub fn is_owned(&self) -> bool {
-        self.created
+        self.created && !self.persist
     }
 
     /// The tap fd (non-blocking), for epoll.
@@ -301,6 +447,10 @@ impl TapPort {
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
         sys::write(self.fd.as_fd(), buf)
     }
+}
+
+fn is_eperm(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EPERM)
 }
 
 /// The `tx_dropped` column of `ifname`'s row in a `/proc/net/dev` table: after the name, 8 rx
@@ -340,9 +490,9 @@ impl AsFd for TapPort {
 
 impl Drop for TapPort {
     /// A created tap goes away when `fd` closes, after this. A found one that was moved into a
-    /// namespace is moved back home first.
+    /// namespace is moved back home first. A persistent one stays where it is.
     fn drop(&mut self) {
-        let (false, Some((netns, ns))) = (self.created, &self.plugged) else {
+        let (false, false, Some((netns, ns))) = (self.persist, self.created, &self.plugged) else {
             return;
         };
         let moved = Netlink::open_in(ns.as_fd()).and_then(|mut nl| {

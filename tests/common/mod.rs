@@ -147,9 +147,16 @@ impl Lab {
 
     /// Starts `switchyard run --config` inside the switch namespace.
     pub fn spawn(&mut self, config: &str) {
+        self.spawn_with(config, &[]);
+    }
+
+    /// Like `spawn`, through `wrapper` (a command that execs its arguments, e.g. `setpriv
+    /// --reuid=...`), so the daemon's pid is still the child's.
+    pub fn spawn_with(&mut self, config: &str, wrapper: &[&str]) {
         let path = self.write_config(config);
         let child = Command::new("nsenter")
             .arg(format!("--net=/run/netns/{}", self.switch_ns()))
+            .args(wrapper)
             .arg(env!("CARGO_BIN_EXE_switchyard"))
             .arg("run")
             .arg("--config")
@@ -312,6 +319,41 @@ impl Lab {
     /// The daemon's pid (nsenter execs it, so the child's pid is the daemon's).
     pub fn daemon_pid(&self) -> u32 {
         self.daemon.as_ref().expect("daemon running").id()
+    }
+
+    /// A namespace `up` joined to the daemon's namespace by a veth, for fake upstream servers:
+    /// 192.0.2.1/24 on the daemon's side, each of `addrs` (in 192.0.2.0/24) on the other; lo up
+    /// on both sides. Nothing leaves the lab's namespaces. Returns the namespace's name.
+    pub fn upstream_ns(&mut self, addrs: &[&str]) -> String {
+        let run = |args: &[&str]| {
+            let out = sh(args);
+            assert!(out.status.success(), "{args:?}: {out:?}");
+        };
+        let up = self.ns("up");
+        run(&["ip", "netns", "add", &up]);
+        let (a, b) = (self.ifname("u0"), self.ifname("u1"));
+        let sw = self.switch_ns();
+        run(&[
+            "ip", "link", "add", &a, "netns", &sw, "type", "veth", "peer", "name", &b, "netns", &up,
+        ]);
+        run(&["ip", "-n", &sw, "addr", "add", "192.0.2.1/24", "dev", &a]);
+        run(&["ip", "-n", &sw, "link", "set", &a, "up"]);
+        run(&["ip", "-n", &sw, "link", "set", "lo", "up"]);
+        for addr in addrs {
+            run(&[
+                "ip",
+                "-n",
+                &up,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                &b,
+            ]);
+        }
+        run(&["ip", "-n", &up, "link", "set", &b, "up"]);
+        run(&["ip", "-n", &up, "link", "set", "lo", "up"]);
+        up
     }
 
     /// Names of links in the switch namespace other than lo.

@@ -2,7 +2,7 @@
 //!
 //! | kind | keys |
 //! |---|---|
-//! | `tap` | `ifname` (required), `netns`, `address`, `host_address` (a host port) |
+//! | `tap` | `ifname` (required), `netns`, `address`, `host_address` (a host port), `persist` |
 //! | `packet` | `ifname` (required: an existing netdev), `netns` (where it lives) |
 //! | `stream` | `path` (required) |
 //! | `dgram` | `path` (required), `peer` |
@@ -31,16 +31,17 @@ pub(super) fn validate_kind(
     paths: &mut Unique<'_>,
 ) -> Result<PortKind, ConfigError> {
     let kind = p.kind.get_ref().as_str();
-    let keys: [(&str, Option<Range<usize>>); 6] = [
+    let keys: [(&str, Option<Range<usize>>); 7] = [
         ("ifname", p.ifname.as_ref().map(Spanned::span)),
         ("netns", p.netns.as_ref().map(Spanned::span)),
         ("address", p.address.as_ref().map(Spanned::span)),
         ("host_address", p.host_address.as_ref().map(Spanned::span)),
+        ("persist", p.persist.as_ref().map(Spanned::span)),
         ("path", p.path.as_ref().map(Spanned::span)),
         ("peer", p.peer.as_ref().map(Spanned::span)),
     ];
     let allowed: &[&str] = match kind {
-        "tap" => &["ifname", "netns", "address", "host_address"],
+        "tap" => &["ifname", "netns", "address", "host_address", "persist"],
         "packet" => &["ifname", "netns"],
         "stream" => &["path"],
         _ => &["path", "peer"],
@@ -225,6 +226,29 @@ mod tests {
             })
         );
         assert!(matches!(kinds[4], PortKind::Dgram(d) if d.peer.is_none()));
+    }
+
+    #[test]
+    fn persist_is_a_tap_key_and_defaults_to_false() {
+        let cfg = with(
+            &[
+                port("a", "tap", "ifname = \"a\"\npersist = true\n"),
+                port("b", "tap", "ifname = \"b\"\n"),
+            ]
+            .concat(),
+        )
+        .unwrap();
+        let persist: Vec<bool> = cfg
+            .ports
+            .iter()
+            .map(|p| matches!(&p.kind, PortKind::Tap(t) if t.persist))
+            .collect();
+        assert_eq!(persist, [true, false]);
+        assert_err(
+            with(&port("u", "packet", "ifname = \"a\"\npersist = true\n")),
+            10,
+            &["key 'persist' does not apply to a packet port"],
+        );
     }
 
     #[test]

@@ -85,12 +85,26 @@ pub(in crate::daemon) fn bind_socket(path: &Path, gid: u32) -> Result<UnixListen
     // second fence that holds regardless.
     fs::set_permissions(path, fs::Permissions::from_mode(0o660))
         .map_err(err("setting the control socket's mode"))?;
-    std::os::unix::fs::chown(path, Some(0), Some(gid))
-        .map_err(err("setting the control socket's owner"))?;
+    match std::os::unix::fs::chown(path, Some(0), Some(gid)) {
+        Ok(()) => {}
+        // A daemon running as an unprivileged user (taps made ahead of time) cannot give the
+        // socket away: it stays its own, mode 0660, and root still reaches it.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && !is_root() => {
+            tracing::info!(socket = %path.display(),
+                "not root: the control socket stays owned by the daemon's user and group");
+        }
+        Err(e) => return Err(err("setting the control socket's owner")(e)),
+    }
     listener
         .set_nonblocking(true)
         .map_err(err("setting the control socket non-blocking"))?;
     Ok(listener)
+}
+
+/// Whether this process runs as root (the owner of `/proc/self`).
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 /// Whether the peer may use the socket: root, or a member of `gid` (primary or supplementary,

@@ -38,6 +38,8 @@ use super::cache::{Cache, CacheKey};
 use super::params::DnsParams;
 use super::zone::{Lookup, Zone};
 
+/// How often `poll_timeouts` sweeps expired answers out of the cache.
+const CACHE_SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// The smallest UDP payload every client takes (RFC 1035).
 const MIN_UDP_PAYLOAD: usize = 512;
 /// The EDNS payload size the appliance advertises (DNS flag day 2020).
@@ -156,6 +158,8 @@ pub struct DnsServer<C> {
     /// xorshift state for upstream query ids (not a secret: the pending table also checks the
     /// upstream's address and the question).
     rng: u64,
+    /// When `poll_timeouts` next sweeps the cache.
+    next_cache_sweep: Duration,
     pub counters: DnsCounters,
 }
 
@@ -182,6 +186,7 @@ impl<C: Clone> DnsServer<C> {
             pending: HashMap::new(),
             next_upstream: 0,
             rng: seed | 1,
+            next_cache_sweep: Duration::ZERO,
             counters: DnsCounters::default(),
         }
     }
@@ -452,8 +457,13 @@ impl<C: Clone> DnsServer<C> {
         out
     }
 
-    /// SERVFAIL for every forwarded query past its deadline at `now`.
+    /// SERVFAIL for every forwarded query past its deadline at `now`; once a second, also
+    /// sweeps the cache's expired answers.
     pub fn poll_timeouts(&mut self, now: Duration) -> Vec<ClientReply<C>> {
+        if now >= self.next_cache_sweep {
+            self.cache.remove_expired(now);
+            self.next_cache_sweep = now + CACHE_SWEEP_EVERY;
+        }
         let expired: Vec<u16> = self
             .pending
             .iter()
