@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use switchyard::switch::{check, PortId, PortPolicy, PortSpec, Switch, SwitchParams, Verdict};
+use switchyard::switch::{
+    check, LoopKey, PortId, PortPolicy, PortSpec, Switch, SwitchParams, Verdict,
+};
 use switchyard::wire::MacAddr;
 
 fn policy() -> PortPolicy {
@@ -37,6 +39,7 @@ fuzz_target!(|data: &[u8]| {
             max_macs: 8,
             max_macs_per_port: 4,
             storm_limit: Some(100),
+            loop_key: Some(LoopKey([1, 2])),
         },
         ports,
     );
