@@ -216,12 +216,7 @@ impl TapPort {
         sys::tun_set_vnet_hdr_size(self.fd(), hdr_len)
             .map_err(|e| self.tap_err("set the virtio-net header size", e))?;
         self.offloads = negotiate_offloads(&self);
-        let mut nl = self
-            .netlink()
-            .map_err(|e| self.tap_err("open a netlink socket", e))?;
-        let ifindex = nl
-            .link_index(&self.ifname)
-            .map_err(|e| self.tap_err("find its ifindex", e))?;
+        let (mut nl, ifindex) = self.netlink_and_index()?;
         match nl.set_link(ifindex, Some(mtu), None, None) {
             Ok(()) => {}
             // A daemon without CAP_NET_ADMIN on a tap made ahead of time: fine if whoever made
@@ -323,12 +318,7 @@ impl TapPort {
         };
         // A persistent tap found in `ns` by `open_persistent` is there already.
         if self.netns() != Some(ns.name()) {
-            let mut here = self
-                .netlink()
-                .map_err(|e| self.tap_err("open a netlink socket", e))?;
-            let ifindex = here
-                .link_index(&self.ifname)
-                .map_err(|e| self.tap_err("find its ifindex", e))?;
+            let (mut here, ifindex) = self.netlink_and_index()?;
             here.move_link_to_netns(ifindex, ns.fd())
                 .map_err(|e| match e.raw_os_error() {
                     Some(libc::EEXIST) => PortError::NameTaken {
@@ -366,12 +356,7 @@ impl TapPort {
 
     /// Brings the netdev up where it is (for a tap that stays in the switch's namespace).
     pub fn bring_up(&self) -> Result<(), PortError> {
-        let mut nl = self
-            .netlink()
-            .map_err(|e| self.tap_err("open a netlink socket", e))?;
-        let ifindex = nl
-            .link_index(&self.ifname)
-            .map_err(|e| self.tap_err("find its ifindex", e))?;
+        let (mut nl, ifindex) = self.netlink_and_index()?;
         match nl.set_link(ifindex, None, None, Some(true)) {
             // Without CAP_NET_ADMIN: fine if it was brought up ahead of time.
             Err(e) if is_eperm(&e) && self.current_state().is_some_and(|l| l.up) => Ok(()),
@@ -390,14 +375,20 @@ impl TapPort {
     /// Adds an IPv4 address to the netdev where it is (a host port's address, in the switch's
     /// namespace).
     pub fn add_ipv4(&self, addr: Ipv4Addr, prefix_len: u8) -> Result<(), PortError> {
+        let (mut nl, ifindex) = self.netlink_and_index()?;
+        nl.add_ipv4_addr(ifindex, addr, prefix_len)
+            .map_err(|e| self.tap_err(&format!("add address {addr}/{prefix_len}"), e))
+    }
+
+    /// A netlink socket where the netdev is now, and the netdev's index there.
+    fn netlink_and_index(&self) -> Result<(Netlink, u32), PortError> {
         let mut nl = self
             .netlink()
             .map_err(|e| self.tap_err("open a netlink socket", e))?;
         let ifindex = nl
             .link_index(&self.ifname)
             .map_err(|e| self.tap_err("find its ifindex", e))?;
-        nl.add_ipv4_addr(ifindex, addr, prefix_len)
-            .map_err(|e| self.tap_err(&format!("add address {addr}/{prefix_len}"), e))
+        Ok((nl, ifindex))
     }
 
     /// A netlink socket in the namespace the netdev is in now. Home is the caller's own
