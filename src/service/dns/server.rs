@@ -231,38 +231,15 @@ impl<C: Clone> DnsServer<C> {
             return Outcome::Reply(self.respond(&request, rcode, Vec::new(), None, transport));
         }
         let query = request.queries[0].clone();
-        match self.zone.lookup(query.name(), query.query_type()) {
-            Lookup::Answer(records) => {
-                self.counters.local += 1;
-                return Outcome::Reply(self.respond(
-                    &request,
-                    ResponseCode::NoError,
-                    records,
-                    None,
-                    transport,
-                ));
-            }
-            Lookup::NoData(soa) => {
-                self.counters.local += 1;
-                return Outcome::Reply(self.respond(
-                    &request,
-                    ResponseCode::NoError,
-                    Vec::new(),
-                    Some(soa),
-                    transport,
-                ));
-            }
-            Lookup::NxDomain(soa) => {
-                self.counters.local += 1;
-                return Outcome::Reply(self.respond(
-                    &request,
-                    ResponseCode::NXDomain,
-                    Vec::new(),
-                    Some(soa),
-                    transport,
-                ));
-            }
-            Lookup::NotLocal => {}
+        let local = match self.zone.lookup(query.name(), query.query_type()) {
+            Lookup::Answer(records) => Some((ResponseCode::NoError, records, None)),
+            Lookup::NoData(soa) => Some((ResponseCode::NoError, Vec::new(), Some(soa))),
+            Lookup::NxDomain(soa) => Some((ResponseCode::NXDomain, Vec::new(), Some(soa))),
+            Lookup::NotLocal => None,
+        };
+        if let Some((rcode, records, soa)) = local {
+            self.counters.local += 1;
+            return Outcome::Reply(self.respond(&request, rcode, records, soa, transport));
         }
         let key = cache_key(&query);
         if let Some(mut cached) = self.cache.get(&key, now) {
