@@ -1021,23 +1021,17 @@ fn validate_ports(
     Ok(ports)
 }
 
-/// The tap-specific keys: `ifname` (required), `netns`, `address`, `persist`.
-fn validate_tap(
+/// `ifname` (required: `missing` says what it names) and `netns` of a tap or packet port, each
+/// checked as the kernel and iproute2 would take it.
+fn netdev_keys(
     cx: &Cx<'_>,
     e: &str,
     p: &RawPort,
     table: Range<usize>,
-    host: Option<&Host>,
-) -> Result<TapConfig, ConfigError> {
+    missing: impl FnOnce() -> String,
+) -> Result<(String, Option<String>), ConfigError> {
     let Some(raw_ifname) = &p.ifname else {
-        return Err(cx.error(
-            table,
-            format!(
-                "{e}: missing key 'ifname' (a tap port needs the netdev name to create, \
-                 e.g. ifname = \"sy-{}\")",
-                p.name.get_ref().escape_debug()
-            ),
-        ));
+        return Err(cx.error(table, format!("{e}: missing key 'ifname' ({})", missing())));
     };
     let ifname = raw_ifname.get_ref();
     if let Some(problem) = ifname_problem(ifname) {
@@ -1046,7 +1040,6 @@ fn validate_tap(
             format!("{e}: ifname {} {problem}", q(ifname)),
         ));
     }
-
     let netns = match &p.netns {
         None => None,
         Some(raw_netns) => {
@@ -1060,6 +1053,23 @@ fn validate_tap(
             Some(netns.clone())
         }
     };
+    Ok((ifname.clone(), netns))
+}
+
+/// The tap-specific keys: `ifname` (required), `netns`, `address`, `persist`.
+fn validate_tap(
+    cx: &Cx<'_>,
+    e: &str,
+    p: &RawPort,
+    table: Range<usize>,
+    host: Option<&Host>,
+) -> Result<TapConfig, ConfigError> {
+    let (ifname, netns) = netdev_keys(cx, e, p, table, || {
+        format!(
+            "a tap port needs the netdev name to create, e.g. ifname = \"sy-{}\"",
+            p.name.get_ref().escape_debug()
+        )
+    })?;
 
     let host_has_ipv4 = host.is_some_and(|h| h.ipv4.is_some());
     let address = match &p.address {

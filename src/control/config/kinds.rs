@@ -17,8 +17,8 @@ use std::path::PathBuf;
 use toml::Spanned;
 
 use super::{
-    ifname_problem, netns_problem, q, validate_tap, ConfigError, Cx, DgramConfig, Host,
-    PacketConfig, PortKind, RawPort, StreamConfig, Unique,
+    netdev_keys, q, validate_tap, ConfigError, Cx, DgramConfig, Host, PacketConfig, PortKind,
+    RawPort, StreamConfig, Unique,
 };
 use crate::port::socket::MAX_PATH_LEN;
 
@@ -86,36 +86,12 @@ fn validate_packet(
     p: &RawPort,
     table: Range<usize>,
 ) -> Result<PacketConfig, ConfigError> {
-    let Some(raw_ifname) = &p.ifname else {
-        return Err(cx.error(
-            table,
-            format!(
-                "{e}: missing key 'ifname' (a packet port attaches to an existing netdev: a VM's \
-                 tap, a veth, an uplink; e.g. ifname = \"tap-vm1\")"
-            ),
-        ));
-    };
-    let ifname = raw_ifname.get_ref();
-    if let Some(problem) = ifname_problem(ifname) {
-        return Err(cx.error(
-            raw_ifname.span(),
-            format!("{e}: ifname {} {problem}", q(ifname)),
-        ));
-    }
-    let netns = match &p.netns {
-        None => None,
-        Some(raw) => {
-            let netns = raw.get_ref();
-            if let Some(problem) = netns_problem(netns) {
-                return Err(cx.error(raw.span(), format!("{e}: netns {} {problem}", q(netns))));
-            }
-            Some(netns.clone())
-        }
-    };
-    Ok(PacketConfig {
-        ifname: ifname.clone(),
-        netns,
-    })
+    let (ifname, netns) = netdev_keys(cx, e, p, table, || {
+        "a packet port attaches to an existing netdev: a VM's tap, a veth, an uplink; \
+         e.g. ifname = \"tap-vm1\""
+            .to_string()
+    })?;
+    Ok(PacketConfig { ifname, netns })
 }
 
 /// A unix socket path: required for `path`, absolute, at most 107 bytes, unique in the file.
