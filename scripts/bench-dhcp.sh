@@ -82,14 +82,7 @@ cleanup() {
   stop_pid "$PD_PID"
   stop_pid "$SW_PID"
   stop_pid "$DM_PID"
-  for ns in "$NS_C1" "$NS_C2" "$NS_DM" "$NS_SW"; do
-    [ -e "/run/netns/$ns" ] && ip netns del "$ns" 2>/dev/null || true
-  done
-  if [ "${KEEP_LOGS:-0}" = 1 ]; then
-    echo "logs kept in $TMP" >&2
-  else
-    rm -rf "$TMP"
-  fi
+  remove_lab "$TMP" "$NS_C1" "$NS_C2" "$NS_DM" "$NS_SW"
   exit "$rc"
 }
 trap cleanup EXIT

@@ -104,14 +104,7 @@ cleanup() {
   trap - EXIT INT TERM
   stop_pid "$PEER_PID"
   for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
-  for ns in "$NS_C1" "$NS_C2" "$NS_PR" "$NS_SW" "$NS_UP"; do
-    [ -e "/run/netns/$ns" ] && ip netns del "$ns" 2>/dev/null || true
-  done
-  if [ "${KEEP_LOGS:-0}" = 1 ]; then
-    echo "logs kept in $TMP" >&2
-  else
-    rm -rf "$TMP"
-  fi
+  remove_lab "$TMP" "$NS_C1" "$NS_C2" "$NS_PR" "$NS_SW" "$NS_UP"
   exit "$rc"
 }
 trap cleanup EXIT

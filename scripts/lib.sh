@@ -26,3 +26,18 @@ stop_pid() {
   kill -KILL "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
 }
+
+# remove_lab DIR NS...: deletes each namespace that exists, then DIR, unless KEEP_LOGS=1 (then
+# says where the logs are). What a script's exit trap does last.
+remove_lab() {
+  local dir=$1 ns
+  shift
+  for ns in "$@"; do
+    [ -e "/run/netns/$ns" ] && ip netns del "$ns" 2>/dev/null || true
+  done
+  if [ "${KEEP_LOGS:-0}" = 1 ]; then
+    echo "logs kept in $dir" >&2
+  else
+    rm -rf "$dir"
+  fi
+}
