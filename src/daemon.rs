@@ -10,6 +10,14 @@
 //! egress fd (run to completion: no queue between read and write). Any worker may write to any
 //! port: a tap write is one atomic frame. The main thread waits for signals and ages the FDB.
 //!
+//! Replies. A host usually answers a frame inside the write that delivered it (the kernel runs
+//! the receiving stack in the writer's context), so after its batch a worker also reads the
+//! other workers' ports it has just written to (`collect_replies`): the reply crosses without
+//! waking the port's owner, which in a VM is a cross-CPU interrupt of several microseconds on
+//! the round trip. One reader at a time per port (`Ports::readers`, a try-lock) keeps each
+//! port's frames in order; epoll is level-triggered, so frames one reader leaves behind still
+//! wake the owner.
+//!
 //! This is the only module that reads the clock: `now` is the time since the daemon started.
 //!
 //! Frames carry their 12-byte virtio-net header end to end: the bytes read from a tap, header
@@ -38,6 +46,7 @@ mod nat;
 mod notify;
 mod privileges;
 
+use std::cell::RefCell;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
@@ -109,6 +118,10 @@ struct Ports {
     slots: RwLock<Vec<Option<Plugged>>>,
     /// `switchyard capture`'s mirror: one atomic load per frame while no capture runs.
     capture: Arc<capture::Capture>,
+    /// One reader at a time per port, by slot: its owner woken by epoll, or another worker
+    /// collecting the reply to a frame it has just written there (see `Worker::collect_replies`).
+    /// Whoever holds it reads and forwards a batch, so a port's frames keep their order.
+    readers: Box<[AtomicBool]>,
     /// Every namespace a port lives in, shared by the ports there.
     namespaces: Mutex<Vec<Weak<Netns>>>,
 }
@@ -193,6 +206,11 @@ impl Table<'_> {
         r
     }
 
+    /// The worker whose epoll set watches `port`, if a port is plugged there.
+    fn owner(&self, port: PortId) -> Option<usize> {
+        self.slots.get(port.index())?.as_ref().map(|p| p.worker)
+    }
+
     fn sync_link(&self, switch: &Switch, port: PortId) {
         let Some(report) = self.port(port).and_then(Port::link).and_then(|l| l.take()) else {
             return;
@@ -220,6 +238,9 @@ fn build_ports(config: &Config) -> Result<Ports, DaemonError> {
     let ports = Ports {
         slots: RwLock::new(Vec::new()),
         capture: Arc::new(capture::Capture::new(config.switch.max_ports + 1)),
+        readers: (0..=config.switch.max_ports)
+            .map(|_| AtomicBool::new(false))
+            .collect(),
         namespaces: Mutex::new(Vec::new()),
     };
     let mut slots = Vec::with_capacity(config.switch.max_ports + 1);
@@ -539,6 +560,8 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
             service: service.clone(),
             epoll,
             start,
+            id: w,
+            written: RefCell::new(Vec::with_capacity(WRITTEN_MAX)),
         };
         let stop = Arc::clone(&stop);
         let handle = thread::Builder::new()
@@ -776,7 +799,15 @@ struct Worker {
     service: Service,
     epoll: Arc<Epoll>,
     start: Instant,
+    /// This worker's index (`Plugged::worker` of the ports its epoll set watches).
+    id: usize,
+    /// Ports of other workers that this one wrote frames to since it last looked at them.
+    written: RefCell<Vec<PortId>>,
 }
+
+/// How many foreign egress ports a worker remembers between looks; frames flooded to more are
+/// left to their owners.
+const WRITTEN_MAX: usize = 8;
 
 /// One epoll set per worker, with the configured ports dealt round-robin into them.
 fn give_ports_to_workers(ports: &Ports, n_workers: usize) -> Result<Vec<Arc<Epoll>>, DaemonError> {
@@ -816,8 +847,71 @@ impl Worker {
             let now = self.start.elapsed();
             for i in 0..ready {
                 let id = PortId(events.token(i) as u16);
-                self.process_port(id, &mut buf, &mut scratch, now);
+                self.process_port_exclusive(id, &mut buf, &mut scratch, now);
             }
+            // Replies to what was just written, while this worker is still awake.
+            while self.collect_replies(&mut buf, &mut scratch) {}
+        }
+    }
+
+    /// `process_port` if no other worker is reading `ingress` now; else the port is left to it
+    /// (epoll is level-triggered, so frames it leaves behind wake this worker again).
+    fn process_port_exclusive(
+        &self,
+        ingress: PortId,
+        buf: &mut [u8],
+        scratch: &mut [u8],
+        now: Duration,
+    ) -> bool {
+        let Some(reader) = self.ports.readers.get(ingress.index()) else {
+            return false;
+        };
+        if reader
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        self.process_port(ingress, buf, scratch, now);
+        reader.store(false, Ordering::Release);
+        true
+    }
+
+    /// Reads the ports of other workers that this one has just written to.
+    ///
+    /// A host that answers a frame (a ping, a TCP ACK, a DNS reply) usually does so inside the
+    /// write that delivered it: the kernel runs the receiving stack in the writer's context, so
+    /// by the time `write` returns the reply is queued on the egress tap. Its owner would need a
+    /// wake-up (a cross-CPU IPI, several microseconds in a VM) to forward it; this worker is
+    /// awake and takes it instead. It costs one `read` that finds nothing (EAGAIN) per such port
+    /// when no reply came. Returns whether anything was looked at: frames taken may have been
+    /// written to further ports, whose replies the caller collects in turn.
+    fn collect_replies(&self, buf: &mut [u8], scratch: &mut [u8]) -> bool {
+        let written = std::mem::take(&mut *self.written.borrow_mut());
+        if written.is_empty() {
+            return false;
+        }
+        let now = self.start.elapsed();
+        for port in &written {
+            self.process_port_exclusive(*port, buf, scratch, now);
+        }
+        // Give the allocation back for the next round.
+        let mut slot = self.written.borrow_mut();
+        if slot.is_empty() {
+            *slot = written;
+            slot.clear();
+        }
+        true
+    }
+
+    /// Notes that a frame went out of `egress`, a port another worker reads.
+    fn note_written(&self, table: &Table<'_>, egress: PortId) {
+        if table.owner(egress).is_none_or(|w| w == self.id) {
+            return;
+        }
+        let mut written = self.written.borrow_mut();
+        if written.len() < WRITTEN_MAX && !written.contains(&egress) {
+            written.push(egress);
         }
     }
 
@@ -872,6 +966,7 @@ impl Worker {
         if egress == self.service.port {
             return self.dispatch_to_appliance(ingress, bytes, scratch);
         }
+        self.note_written(table, egress);
         if table.accepts_offloads(egress) || !gso::needs_software(bytes) {
             return table.send_counted(&self.switch, egress, bytes);
         }
