@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use switchyard::control::protocol::{Body, Command as ProtoCommand, LeaseRow};
+use switchyard::control::protocol::{Body, Command as ProtoCommand, HostAdd, LeaseRow, NewPort};
 use switchyard::control::{cli, config};
 use switchyard::service::dhcp::journal;
 use switchyard::service::dhcp::Lease;
@@ -164,18 +164,8 @@ impl Target {
 enum HostAction {
     /// Reserve an address for a MAC (DHCP) and allow it (guard); with --port, guard that port.
     Add {
-        /// A DNS label: the host's name.
-        name: String,
-        #[arg(long)]
-        mac: String,
-        #[arg(long)]
-        ipv4: String,
-        /// More IPv4 sources the guard allows (repeatable): addresses or prefixes.
-        #[arg(long = "extra-ipv4")]
-        extra_ipv4: Vec<String>,
-        /// The port the host is plugged into: guarded with the host's addresses from now on.
-        #[arg(long)]
-        port: Option<String>,
+        #[command(flatten)]
+        host: HostAdd,
         #[command(flatten)]
         target: Target,
         #[arg(long)]
@@ -195,36 +185,8 @@ enum HostAction {
 enum PortAction {
     /// Add a port, checked by the config file's rules for a [[port]] (not written to the file).
     Add {
-        /// The port's name: 1 to 32 of A-Z, a-z, 0-9, '_', '.', '-'.
-        name: String,
-        /// tap, packet, stream or dgram.
-        #[arg(long)]
-        kind: String,
-        /// The netdev: the tap to create, or the existing one a packet port attaches to.
-        #[arg(long)]
-        ifname: Option<String>,
-        /// The unix socket a stream or dgram port listens on.
-        #[arg(long)]
-        path: Option<String>,
-        /// A dgram port's fixed peer socket.
-        #[arg(long)]
-        peer: Option<String>,
-        /// The [[host]] plugged into the port (its guard and DHCP reservation).
-        #[arg(long)]
-        host: Option<String>,
-        /// The namespace a tap is moved into (created if missing), or a packet port's netdev
-        /// lives in.
-        #[arg(long)]
-        netns: Option<String>,
-        /// The port's IP MTU (default: [network] mtu).
-        #[arg(long)]
-        mtu: Option<u32>,
-        /// Reaches non-isolated ports only.
-        #[arg(long)]
-        isolated: bool,
-        /// Exempt from the guard (an uplink, a server's port).
-        #[arg(long)]
-        trusted: bool,
+        #[command(flatten)]
+        port: NewPort,
         #[command(flatten)]
         target: Target,
         #[arg(long)]
@@ -352,24 +314,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", cli::run(&target.socket()?, cmd, json)?);
         }
         Command::Host {
-            action:
-                HostAction::Add {
-                    name,
-                    mac,
-                    ipv4,
-                    extra_ipv4,
-                    port,
-                    target,
-                    json,
-                },
+            action: HostAction::Add { host, target, json },
         } => {
-            let cmd = ProtoCommand::HostAdd {
-                name,
-                mac,
-                ipv4,
-                extra_ipv4,
-                port,
-            };
+            let cmd = ProtoCommand::HostAdd(host);
             print!("{}", cli::run(&target.socket()?, cmd, json)?);
         }
         Command::Host {
@@ -379,34 +326,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", cli::run(&target.socket()?, cmd, json)?);
         }
         Command::Port {
-            action:
-                PortAction::Add {
-                    name,
-                    kind,
-                    ifname,
-                    path,
-                    peer,
-                    host,
-                    netns,
-                    mtu,
-                    isolated,
-                    trusted,
-                    target,
-                    json,
-                },
+            action: PortAction::Add { port, target, json },
         } => {
-            let cmd = ProtoCommand::PortAdd {
-                name,
-                kind,
-                ifname,
-                path,
-                peer,
-                host,
-                netns,
-                mtu,
-                isolated,
-                trusted,
-            };
+            let cmd = ProtoCommand::PortAdd(port);
             print!("{}", cli::run(&target.socket()?, cmd, json)?);
         }
         Command::Port {

@@ -56,15 +56,7 @@ pub enum Command {
     /// Withdraw a declared extra source address or prefix.
     Disallow { port: String, net: String },
     /// Add a reservation (DHCP and guard together).
-    HostAdd {
-        name: String,
-        mac: String,
-        ipv4: String,
-        #[serde(default)]
-        extra_ipv4: Vec<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        port: Option<String>,
-    },
+    HostAdd(HostAdd),
     /// Remove a reservation.
     HostDel { name: String },
     /// Mirror one port's frames (both directions) to this connection.
@@ -77,28 +69,76 @@ pub enum Command {
     /// Re-read the config file and apply what changed (as SIGHUP does).
     Reload,
     /// Plug a new port into the running switch (the keys of a `[[port]]` table).
-    PortAdd {
-        name: String,
-        kind: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        ifname: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        path: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        peer: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        host: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        netns: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        mtu: Option<u32>,
-        #[serde(default)]
-        isolated: bool,
-        #[serde(default)]
-        trusted: bool,
-    },
+    PortAdd(NewPort),
     /// Unplug a port and close it.
     PortDel { name: String },
+}
+
+/// `host add`: a reservation as the command line gives it (the daemon parses and checks it).
+/// The one list of its fields: the CLI's arguments and the request's JSON keys both come from it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+pub struct HostAdd {
+    /// A DNS label: the host's name.
+    pub name: String,
+    /// The host's MAC address (52:54:00:12:34:56).
+    #[arg(long)]
+    pub mac: String,
+    /// The IPv4 address reserved for it, inside the network's subnet.
+    #[arg(long)]
+    pub ipv4: String,
+    /// More IPv4 sources the guard allows (repeatable): addresses or prefixes.
+    #[arg(long = "extra-ipv4")]
+    #[serde(default)]
+    pub extra_ipv4: Vec<String>,
+    /// The port the host is plugged into: guarded with the host's addresses from now on.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+}
+
+/// `port add`: what the command line says about the new port, as the keys of a `[[port]]`
+/// table (checked by the config file's rules, see `config::ports`). The one list of its fields:
+/// the CLI's arguments and the request's JSON keys both come from it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+pub struct NewPort {
+    /// The port's name: 1 to 32 of A-Z, a-z, 0-9, '_', '.', '-'.
+    pub name: String,
+    /// tap, packet, stream or dgram.
+    #[arg(long)]
+    pub kind: String,
+    /// The netdev: the tap to create, or the existing one a packet port attaches to.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ifname: Option<String>,
+    /// The unix socket a stream or dgram port listens on.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// A dgram port's fixed peer socket.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// The [[host]] plugged into the port (its guard and DHCP reservation).
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// The namespace a tap is moved into (created if missing), or a packet port's netdev
+    /// lives in.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
+    /// The port's IP MTU (default: [network] mtu).
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    /// Reaches non-isolated ports only.
+    #[arg(long)]
+    #[serde(default)]
+    pub isolated: bool,
+    /// Exempt from the guard (an uplink, a server's port).
+    #[arg(long)]
+    #[serde(default)]
+    pub trusted: bool,
 }
 
 /// One reply line: `result` on success, `error` otherwise.
@@ -447,13 +487,20 @@ mod tests {
                 port: "vm1".into(),
                 net: "10.0.0.5".into(),
             },
-            Command::HostAdd {
+            Command::HostAdd(HostAdd {
                 name: "vm4".into(),
                 mac: "52:54:00:00:00:04".into(),
                 ipv4: "10.0.0.4".into(),
                 extra_ipv4: vec!["10.0.0.64/28".into()],
                 port: Some("p4".into()),
-            },
+            }),
+            Command::PortAdd(NewPort {
+                name: "p5".into(),
+                kind: "tap".into(),
+                netns: Some("ns5".into()),
+                trusted: true,
+                ..NewPort::default()
+            }),
             Command::Capture {
                 port: "vm1".into(),
                 count: Some(3),

@@ -36,8 +36,10 @@ use super::appliance::{ApplianceMsg, Call, Identity};
 use super::capture::Capture;
 use super::dhcp::DhcpStats;
 use super::notify;
-use crate::control::config::{self, Config, NewHost, NewPort};
-use crate::control::protocol::{Body, Command, ErrorKind, FdbRow, LeaseRow, PortInfo, PortStats};
+use crate::control::config::{self, Config, NewHost};
+use crate::control::protocol::{
+    Body, Command, ErrorKind, FdbRow, HostAdd, LeaseRow, PortInfo, PortStats,
+};
 use crate::port::Epoll;
 use crate::switch::{DropReason, GuardMode, PortId, Switch};
 use crate::wire::MacAddr;
@@ -101,13 +103,13 @@ impl Control {
                 self.change(|c| c.disallow_extra(&port, net).map(Some))
                     .map(|()| Body::Done(format!("{net} no longer allowed on port {port}")))
             }
-            Command::HostAdd {
+            Command::HostAdd(HostAdd {
                 name,
                 mac,
                 ipv4,
                 extra_ipv4,
                 port,
-            } => {
+            }) => {
                 let new = NewHost {
                     name: name.clone(),
                     mac: mac.parse::<MacAddr>().map_err(|_| {
@@ -140,32 +142,7 @@ impl Control {
             Command::HostDel { name } => self
                 .change(|c| c.remove_host(&name).map(|()| None))
                 .map(|()| Body::Done(format!("host {name} removed"))),
-            Command::PortAdd {
-                name,
-                kind,
-                ifname,
-                path,
-                peer,
-                host,
-                netns,
-                mtu,
-                isolated,
-                trusted,
-            } => {
-                let new = NewPort {
-                    name,
-                    kind,
-                    ifname,
-                    path,
-                    peer,
-                    host,
-                    netns,
-                    mtu,
-                    isolated,
-                    trusted,
-                };
-                self.port_add(new).map(Body::Done)
-            }
+            Command::PortAdd(new) => self.port_add(new).map(Body::Done),
             Command::PortDel { name } => self.port_del(&name).map(Body::Done),
             Command::Reload => self
                 .reload()

@@ -57,6 +57,19 @@ fn link_exists(netns: Option<&str>, ifname: &str) -> bool {
     ip(netns, &["link", "show", "dev", ifname]).0
 }
 
+/// Whether `ifname` is gone within two seconds: a tap closed by its last fd is unregistered by
+/// the kernel a moment later, longer on a loaded machine.
+fn link_gone(netns: Option<&str>, ifname: &str) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while link_exists(netns, ifname) {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    true
+}
+
 fn netns_listed(name: &str) -> bool {
     let (_, out) = ip(None, &["netns", "list"]);
     out.lines()
@@ -186,7 +199,7 @@ fn plugged_tap_answers_arp_and_everything_is_removed() {
 
     drop(tap);
     assert!(
-        !link_exists(Some(&ns_name), &tap_name),
+        link_gone(Some(&ns_name), &tap_name),
         "closing the fd removes the created tap"
     );
     drop(ns);
@@ -242,7 +255,7 @@ fn found_persistent_tap_is_moved_back_and_kept() {
     assert!(link_exists(None, &tap_name), "moved back home and kept");
 
     drop(guard);
-    assert!(!link_exists(None, &tap_name), "guard removed it");
+    assert!(link_gone(None, &tap_name), "guard removed it");
 }
 
 #[test]
@@ -257,14 +270,14 @@ fn refusals_name_the_problem() {
     let again = TapPort::open(&tap_name, 1500).unwrap_err();
     assert!(matches!(again, PortError::TapBusy { .. }), "{again}");
     drop(first);
-    assert!(!link_exists(None, &tap_name));
+    assert!(link_gone(None, &tap_name));
 
     let lo = TapPort::open("lo", 1500).unwrap_err();
     assert!(matches!(lo, PortError::NotATap { .. }), "{lo}");
     assert!(lo.to_string().contains("ip link del lo"));
     let mtu = TapPort::open(&tap_name, 70_000).unwrap_err();
     assert!(matches!(mtu, PortError::InvalidMtu { .. }), "{mtu}");
-    assert!(!link_exists(None, &tap_name));
+    assert!(link_gone(None, &tap_name));
 
     let ns = Netns::ensure(&unique("sy-t-")).unwrap();
     let mut tap = TapPort::open(&tap_name, 1500).unwrap();

@@ -14,20 +14,7 @@ use super::{
     q, validate_ports, Config, ConfigError, Cx, PortConfig, PortKind, RawConfig, TapConfig,
 };
 
-/// `switchyard port add`: what the command line says about the new port, as in a `[[port]]`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NewPort {
-    pub name: String,
-    pub kind: String,
-    pub ifname: Option<String>,
-    pub path: Option<String>,
-    pub peer: Option<String>,
-    pub host: Option<String>,
-    pub netns: Option<String>,
-    pub mtu: Option<u32>,
-    pub isolated: bool,
-    pub trusted: bool,
-}
+pub use crate::control::protocol::NewPort;
 
 impl NewPort {
     /// The `[[port]]` table the file would hold for this port.
