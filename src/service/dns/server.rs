@@ -23,6 +23,10 @@
 //!    accepted. A query with no reply
 //!    by its deadline gets SERVFAIL from [`DnsServer::poll_timeouts`].
 //!
+//! Before step 2, a query of the plainest shape whose local answer was made before is answered
+//! from the [`Memo`](super::fast::Memo) (see [`fast`](super::fast)): the same bytes, patched with
+//! the query's id, RD flag and spelling, without a parse or an encode. Step 4 fills the memo.
+//!
 //! A UDP answer larger than the client can take (512 bytes, or its EDNS payload size, capped
 //! by the segment's MTU) is sent truncated (TC, question only), so the client retries over TCP.
 
@@ -35,6 +39,7 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode}
 use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
 
 use super::cache::{Cache, CacheKey};
+use super::fast::{FastQuery, Memo};
 use super::params::DnsParams;
 use super::zone::{Lookup, Zone};
 
@@ -82,6 +87,8 @@ pub struct DnsCounters {
     pub queries: u64,
     /// Answered from the zone (including NXDOMAIN/NODATA for local names).
     pub local: u64,
+    /// Of `local`, answered by the fast path (an answer kept ready, patched).
+    pub local_fast: u64,
     pub cache_hits: u64,
     pub forwarded: u64,
     /// Forwarded queries sent again to a second upstream.
@@ -101,10 +108,11 @@ impl fmt::Display for DnsCounters {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "queries={} local={} cache_hits={} forwarded={} retried={} upstream_answers={} \
+            "queries={} local={} local_fast={} cache_hits={} forwarded={} retried={} upstream_answers={} \
              servfail={} refused={} formerr={} notimp={} dropped={}",
             self.queries,
             self.local,
+            self.local_fast,
             self.cache_hits,
             self.forwarded,
             self.retried,
@@ -160,6 +168,10 @@ pub struct DnsServer<C> {
     rng: u64,
     /// When `poll_timeouts` next sweeps the cache.
     next_cache_sweep: Duration,
+    /// Local answers ready to patch and send (the fast path).
+    memo: Memo,
+    /// Whether the fast path is used (on by default; off to compare it with the full path).
+    fast_path: bool,
     pub counters: DnsCounters,
 }
 
@@ -187,6 +199,8 @@ impl<C: Clone> DnsServer<C> {
             next_upstream: 0,
             rng: seed | 1,
             next_cache_sweep: Duration::ZERO,
+            memo: Memo::default(),
+            fast_path: true,
             counters: DnsCounters::default(),
         }
     }
@@ -201,6 +215,18 @@ impl<C: Clone> DnsServer<C> {
 
     pub fn pending_len(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Turns the fast path for local answers on (the default) or off. Off, every query takes
+    /// the full path: the way tests and benchmarks compare the two.
+    pub fn set_fast_path(&mut self, on: bool) {
+        self.fast_path = on;
+        self.memo = Memo::default();
+    }
+
+    /// Local answers the fast path holds now.
+    pub fn memo_len(&self) -> usize {
+        self.memo.len()
     }
 
     /// Handles one client message.
@@ -221,6 +247,22 @@ impl<C: Clone> DnsServer<C> {
             return Outcome::Drop(DropReason::NotAQuery);
         }
         self.counters.queries += 1;
+        let fast = if self.fast_path {
+            FastQuery::parse(bytes)
+        } else {
+            None
+        };
+        if let Some(q) = &fast {
+            let limit = match transport {
+                Transport::Udp { limit } => Some(limit),
+                Transport::Tcp => None,
+            };
+            if let Some(answer) = self.memo.answer(q, bytes, limit, self.zone.version()) {
+                self.counters.local += 1;
+                self.counters.local_fast += 1;
+                return Outcome::Reply(answer);
+            }
+        }
         let id = u16::from_be_bytes([bytes[0], bytes[1]]);
         let Ok(request) = Message::from_vec(bytes) else {
             self.counters.formerr += 1;
@@ -239,6 +281,9 @@ impl<C: Clone> DnsServer<C> {
         };
         if let Some((rcode, records, soa)) = local {
             self.counters.local += 1;
+            if let Some(q) = fast.filter(|q| !self.memo.contains(q, self.zone.version())) {
+                self.memoize(&q, bytes);
+            }
             return Outcome::Reply(self.respond(&request, rcode, records, soa, transport));
         }
         let key = cache_key(&query);
@@ -254,6 +299,31 @@ impl<C: Clone> DnsServer<C> {
             return Outcome::Reply(fit(cached, transport, payload_of(&request)));
         }
         self.forward(request, key, client, transport, now)
+    }
+
+    /// Puts the local answer to `query` (a fast-shaped query, just answered from the zone) into
+    /// the memo: the full path's answer to its canonical lowercase spelling, and whether the
+    /// uppercase spelling gets the same bytes (see [`fast`](super::fast)).
+    fn memoize(&mut self, q: &FastQuery, query: &[u8]) {
+        let lower = self.local_answer(&q.canonical(query, false));
+        let upper = self.local_answer(&q.canonical(query, true));
+        if let (Some(lower), Some(upper)) = (lower, upper) {
+            self.memo.insert(q, lower, &upper, self.zone.version());
+        }
+    }
+
+    /// The full path's local answer to `query` over TCP (never truncated), if the zone answers
+    /// it.
+    fn local_answer(&self, query: &[u8]) -> Option<Vec<u8>> {
+        let request = Message::from_vec(query).ok()?;
+        let q = request.queries.first()?;
+        let (rcode, records, soa) = match self.zone.lookup(q.name(), q.query_type()) {
+            Lookup::Answer(records) => (ResponseCode::NoError, records, None),
+            Lookup::NoData(soa) => (ResponseCode::NoError, Vec::new(), Some(soa)),
+            Lookup::NxDomain(soa) => (ResponseCode::NXDomain, Vec::new(), Some(soa)),
+            Lookup::NotLocal => return None,
+        };
+        Some(self.respond(&request, rcode, records, soa, Transport::Tcp))
     }
 
     /// The rcode for a request the server will not look up, if it is one.
