@@ -761,3 +761,104 @@ fn the_fast_path_answers_exactly_as_the_full_path() {
     ));
     assert_eq!(a_records(&m), [Ipv4Addr::new(10, 13, 31, 181)]);
 }
+
+/// An upstream's answer to `query`: a CNAME to `cname.example.net.` and its A record, or (no
+/// `ttl`) NXDOMAIN with a SOA whose minimum is 30 s.
+fn upstream_reply(query: &[u8], ttl: Option<u32>) -> Vec<u8> {
+    let q = Message::from_vec(query).unwrap();
+    let mut m = Message::response(q.metadata.id, OpCode::Query);
+    m.metadata.recursion_available = true;
+    m.queries = q.queries.clone();
+    let owner = q.queries[0].name().clone();
+    let target = Name::from_ascii("cname.example.net.").unwrap();
+    match ttl {
+        Some(ttl) => {
+            m.add_answer(Record::from_rdata(
+                owner,
+                ttl,
+                RData::CNAME(hickory_proto::rr::rdata::CNAME(target.clone())),
+            ));
+            m.add_answer(Record::from_rdata(
+                target,
+                ttl,
+                RData::A(A::new(192, 0, 2, 8)),
+            ));
+        }
+        None => {
+            m.metadata.response_code = ResponseCode::NXDomain;
+            let zone = Name::from_ascii("example.org.").unwrap();
+            let soa = SOA::new(zone.clone(), zone.clone(), 1, 1, 1, 1, 30);
+            m.add_authority(Record::from_rdata(zone, 60, RData::SOA(soa)));
+        }
+    }
+    m.to_vec().unwrap()
+}
+
+/// Cached answers too: the fast path gives the full path's bytes (TTLs aged by the same
+/// seconds) at every moment of an entry's life, for every spelling, EDNS variant and transport,
+/// and stops at its expiry.
+#[test]
+fn the_fast_path_answers_cached_names_exactly_as_the_full_path() {
+    let mut p = params();
+    p.upstreams = vec![upstream()];
+    let mut full = server(&p);
+    full.set_fast_path(false);
+    let mut fast = server(&p);
+    let names = [
+        ("short.example.org", Some(3)),
+        ("long.example.org", Some(3600)),
+        ("gone.example.org", None),
+    ];
+    for s in [&mut full, &mut fast] {
+        for (name, ttl) in names {
+            let q = raw_query(1, [1, 0], name, RecordType::A, None);
+            let Outcome::Forward { upstream: u, query } = s.process_query(&q, 1, UDP, T0) else {
+                panic!("{name} not forwarded")
+            };
+            s.process_upstream(&upstream_reply(&query, ttl), u, T0)
+                .expect("answer relayed");
+        }
+    }
+    let opts: [Option<&[u8]>; 3] = [
+        None,
+        Some(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]),
+        Some(&[0, 0, 41, 0, 100, 0, 0, 0x80, 0, 0, 0]),
+    ];
+    let ms = Duration::from_millis;
+    let mut id = 0u16;
+    for at in [0, 250, 999, 1000, 1500, 2999, 3000, 29_999, 30_000, 50_000] {
+        let now = T0 + ms(at);
+        for (name, _) in names {
+            for opt in opts {
+                for f in [[1, 0], [0, 0x30]] {
+                    for spelling in [name.to_string(), mixed_case(name, 1), name.to_uppercase()] {
+                        for t in [UDP, Transport::Tcp] {
+                            id = id.wrapping_add(0x0101);
+                            let q = raw_query(id, f, &spelling, RecordType::A, opt);
+                            let a = full.process_query(&q, 1, t, now);
+                            let b = fast.process_query(&q, 1, t, now);
+                            match (&a, &b) {
+                                (Outcome::Forward { .. }, Outcome::Forward { .. }) => {}
+                                _ => assert_eq!(a, b, "{spelling} at {at} ms over {t:?}"),
+                            }
+                            if at >= 3000 && name == "short.example.org" {
+                                assert!(matches!(b, Outcome::Forward { .. }), "expired at 3 s");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let c = fast.counters;
+    assert_eq!(full.counters.cache_fast, 0);
+    assert_eq!(c.cache_hits, full.counters.cache_hits);
+    assert!(c.cache_fast > 0, "{c}");
+    // The TTLs a fast answer carries are aged: 3600 - 50 s. (Lowercase: the upstream's owner
+    // names are compressed against the question only in the spelling they were asked in.)
+    let q = raw_query(5, [1, 0], "long.example.org", RecordType::A, None);
+    let before = fast.counters.cache_fast;
+    let m = reply(fast.process_query(&q, 1, UDP, T0 + ms(50_500)));
+    assert_eq!(fast.counters.cache_fast, before + 1);
+    assert!(m.answers.iter().all(|r| r.ttl == 3550), "{m:?}");
+}

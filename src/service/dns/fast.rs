@@ -1,5 +1,5 @@
-//! The fast path for local answers: the wire bytes of each local answer, kept ready, patched
-//! with the query's id, RD flag and spelling of the name, so a repeated local question costs no
+//! The fast path for local and cached answers: the wire bytes of each answer, kept ready, patched
+//! with the query's id, RD flag and spelling of the name, so a repeated question costs no
 //! `Message` parse, no lookup and no encode.
 //!
 //! # Theory of operation
@@ -15,8 +15,12 @@
 //!
 //! The [`Memo`] maps (the lowercased question name, qtype, EDNS or not) to the answer the full
 //! path produced for that question, encoded for TCP (never truncated), with id 0 and RD clear.
-//! It is filled by the server after the full path answered a fast-shaped query locally, so every
-//! byte of a memoized answer was made by the full path once. At answer time the copy gets the
+//! It is filled by the server after the full path answered a fast-shaped query from the zone or
+//! from the cache, so every byte of a memoized answer was made by the full path once. An answer
+//! from the cache is kept only for the span in which the cache gives the same one (its TTLs aged
+//! by the same whole seconds: at most a second, never past its expiry); if the cache refills that
+//! name meanwhile (a query the fast path does not take found it expired or evicted), the memo
+//! may serve the older answer until the span ends, with the TTLs that answer has left. At answer time the copy gets the
 //! query's id, its RD bit and its question name bytes (the client's case: a 0x20-randomising
 //! client checks it). Over UDP an answer longer than the client takes (512 bytes, or its EDNS
 //! size, capped by the path) is not served here: the full path truncates it.
@@ -33,6 +37,7 @@
 //! emptied before the next insert, and answers over [`MEMO_MAX_ANSWER`] bytes are not kept.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use super::server::HEADER_LEN;
 
@@ -171,12 +176,32 @@ impl FastQuery {
     }
 }
 
+/// Where a kept answer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The zone: valid for the zone version.
+    Zone,
+    /// The cache: valid for the zone version and only from `from` until `until` (the span in
+    /// which the cache ages it by the same whole seconds, up to its expiry).
+    Cache { from: Duration, until: Duration },
+}
+
+impl Source {
+    fn valid_at(self, now: Duration) -> bool {
+        match self {
+            Source::Zone => true,
+            Source::Cache { from, until } => from <= now && now < until,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Entry {
     /// The answer to the canonical query (id 0, RD clear, name lowercased).
     bytes: Box<[u8]>,
     /// Whether the answer is the same for any spelling of the name.
     any_case: bool,
+    source: Source,
 }
 
 /// Local answers by question; see the module docs.
@@ -203,24 +228,30 @@ impl Memo {
         }
     }
 
-    /// Whether an answer to `q`'s question is kept for zone `version` (whether or not it could
-    /// be served to this spelling or size).
-    pub fn contains(&mut self, q: &FastQuery, version: u64) -> bool {
+    /// Whether a valid answer to `q`'s question is kept for zone `version` at `now` (whether
+    /// or not it could be served to this spelling or size).
+    pub fn contains(&mut self, q: &FastQuery, version: u64, now: Duration) -> bool {
         self.sync(version);
-        self.entries.contains_key(q.key())
+        self.entries
+            .get(q.key())
+            .is_some_and(|e| e.source.valid_at(now))
     }
 
-    /// The answer to `query` (parsed as `q`) for zone `version`, if the memo has it and it
-    /// fits `udp_limit` (`None`: TCP, no limit).
+    /// The answer to `query` (parsed as `q`) for zone `version` at `now`, and where it came
+    /// from, if the memo has it and it fits `udp_limit` (`None`: TCP, no limit).
     pub fn answer(
         &mut self,
         q: &FastQuery,
         query: &[u8],
         udp_limit: Option<usize>,
         version: u64,
-    ) -> Option<Vec<u8>> {
+        now: Duration,
+    ) -> Option<(Vec<u8>, Source)> {
         self.sync(version);
         let e = self.entries.get(q.key())?;
+        if !e.source.valid_at(now) {
+            return None;
+        }
         let name = &query[HEADER_LEN..HEADER_LEN + q.name_len];
         if !e.any_case && name != q.lower_name() {
             return None;
@@ -232,13 +263,20 @@ impl Memo {
         out[..2].copy_from_slice(&query[..2]);
         out[2] |= query[2] & 0x01;
         out[HEADER_LEN..HEADER_LEN + q.name_len].copy_from_slice(name);
-        Some(out)
+        Some((out, e.source))
     }
 
     /// Keeps `lower`, the answer to `q`'s canonical lowercase query, for zone `version`;
     /// `upper` is the answer to the uppercase one (to tell whether the answer depends on the
     /// case).
-    pub fn insert(&mut self, q: &FastQuery, lower: Vec<u8>, upper: &[u8], version: u64) {
+    pub fn insert(
+        &mut self,
+        q: &FastQuery,
+        lower: Vec<u8>,
+        upper: &[u8],
+        version: u64,
+        source: Source,
+    ) {
         self.sync(version);
         let n = HEADER_LEN + q.name_len;
         if lower.len() > MEMO_MAX_ANSWER || lower.len() < n {
@@ -255,6 +293,7 @@ impl Memo {
             Entry {
                 bytes: lower.into_boxed_slice(),
                 any_case,
+                source,
             },
         );
     }
@@ -281,6 +320,7 @@ mod tests {
         q
     }
 
+    const T: Duration = Duration::from_secs(100);
     const OPT_4096: [u8; 11] = [0, 0, 41, 0x10, 0, 0, 0, 0x80, 0, 0, 0];
 
     #[test]
@@ -362,32 +402,56 @@ mod tests {
         let mut lower = canon.clone();
         lower[2] |= 0x80;
         lower.extend_from_slice(&[9, 9, 9, 9]);
-        m.insert(&q, lower.clone(), &lower, 7);
-        let out = m.answer(&q, &asked, Some(1472), 7).unwrap();
+        m.insert(&q, lower.clone(), &lower, 7, Source::Zone);
+        let (out, _) = m.answer(&q, &asked, Some(1472), 7, T).unwrap();
         assert_eq!(&out[..3], &[0x12, 0x34, 0x81]);
         assert_eq!(&out[HEADER_LEN..HEADER_LEN + 4], b"\x03VM1");
         assert_eq!(&out[out.len() - 4..], &[9, 9, 9, 9]);
         assert!(
-            m.answer(&q, &asked, None, 8).is_none(),
+            m.answer(&q, &asked, None, 8, T).is_none(),
             "another zone version"
         );
         assert!(m.is_empty());
         // Case-dependent: only the lowercase spelling is served.
         let mut upper = lower.clone();
         upper.push(0);
-        m.insert(&q, lower.clone(), &upper, 8);
-        assert!(m.answer(&q, &asked, None, 8).is_none());
+        m.insert(&q, lower.clone(), &upper, 8, Source::Zone);
+        assert!(m.answer(&q, &asked, None, 8, T).is_none());
         let plain = query([0, 0], "vm1.lab.test", 1, None);
         let p = FastQuery::parse(&plain).unwrap();
-        assert!(m.answer(&p, &plain, None, 8).is_some());
+        assert!(m.answer(&p, &plain, None, 8, T).is_some());
         // Over the client's 512 bytes: not served over UDP, served over TCP.
         let mut big = lower.clone();
         big.resize(600, 0);
-        m.insert(&p, big, &[], 8);
-        assert!(m.answer(&p, &plain, Some(1472), 8).is_none());
-        assert_eq!(m.answer(&p, &plain, None, 8).unwrap().len(), 600);
+        m.insert(&p, big, &[], 8, Source::Zone);
+        assert!(m.answer(&p, &plain, Some(1472), 8, T).is_none());
+        assert_eq!(m.answer(&p, &plain, None, 8, T).unwrap().0.len(), 600);
         let with_edns = query([0, 0], "vm1.lab.test", 1, Some(&OPT_4096));
         assert_eq!(FastQuery::parse(&with_edns).unwrap().udp_max(1472), 1472);
+    }
+
+    #[test]
+    fn cached_answers_are_kept_only_for_their_span() {
+        let mut m = Memo::default();
+        let asked = query([1, 0], "n1.example.org", 1, None);
+        let q = FastQuery::parse(&asked).unwrap();
+        let a = q.canonical(&asked, false);
+        let span = Source::Cache {
+            from: Duration::from_secs(10),
+            until: Duration::from_millis(10_500),
+        };
+        m.insert(&q, a.clone(), &a, 1, span);
+        for (ms, served) in [
+            (9_999, false),
+            (10_000, true),
+            (10_499, true),
+            (10_500, false),
+        ] {
+            let now = Duration::from_millis(ms);
+            assert_eq!(m.contains(&q, 1, now), served, "{ms} ms");
+            let got = m.answer(&q, &asked, None, 1, now);
+            assert_eq!(got.map(|(_, s)| s), served.then_some(span), "{ms} ms");
+        }
     }
 
     #[test]
@@ -397,7 +461,7 @@ mod tests {
             let asked = query([0, 0], &format!("n{i}.lab.test"), 1, None);
             let q = FastQuery::parse(&asked).unwrap();
             let a = q.canonical(&asked, false);
-            m.insert(&q, a.clone(), &a, 1);
+            m.insert(&q, a.clone(), &a, 1, Source::Zone);
             assert!(m.len() <= MEMO_ENTRIES);
         }
         let asked = query([0, 0], "big.lab.test", 1, None);
@@ -405,7 +469,7 @@ mod tests {
         let mut big = q.canonical(&asked, false);
         big.resize(MEMO_MAX_ANSWER + 1, 0);
         let before = m.len();
-        m.insert(&q, big.clone(), &big, 1);
+        m.insert(&q, big.clone(), &big, 1, Source::Zone);
         assert_eq!(m.len(), before, "too large to keep");
     }
 }

@@ -25,7 +25,8 @@
 //!
 //! Before step 2, a query of the plainest shape whose local answer was made before is answered
 //! from the [`Memo`](super::fast::Memo) (see [`fast`](super::fast)): the same bytes, patched with
-//! the query's id, RD flag and spelling, without a parse or an encode. Step 4 fills the memo.
+//! the query's id, RD flag and spelling, without a parse or an encode. Steps 4 and 5 fill the
+//! memo (a cached answer is kept only while the cache would age it by the same whole seconds).
 //!
 //! A UDP answer larger than the client can take (512 bytes, or its EDNS payload size, capped
 //! by the segment's MTU) is sent truncated (TC, question only), so the client retries over TCP.
@@ -39,7 +40,7 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode}
 use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
 
 use super::cache::{Cache, CacheKey};
-use super::fast::{FastQuery, Memo};
+use super::fast::{FastQuery, Memo, Source};
 use super::params::DnsParams;
 use super::zone::{Lookup, Zone};
 
@@ -90,6 +91,8 @@ pub struct DnsCounters {
     /// Of `local`, answered by the fast path (an answer kept ready, patched).
     pub local_fast: u64,
     pub cache_hits: u64,
+    /// Of `cache_hits`, answered by the fast path.
+    pub cache_fast: u64,
     pub forwarded: u64,
     /// Forwarded queries sent again to a second upstream.
     pub retried: u64,
@@ -108,12 +111,13 @@ impl fmt::Display for DnsCounters {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "queries={} local={} local_fast={} cache_hits={} forwarded={} retried={} upstream_answers={} \
+            "queries={} local={} local_fast={} cache_hits={} cache_fast={} forwarded={} retried={} upstream_answers={} \
              servfail={} refused={} formerr={} notimp={} dropped={}",
             self.queries,
             self.local,
             self.local_fast,
             self.cache_hits,
+            self.cache_fast,
             self.forwarded,
             self.retried,
             self.upstream_answers,
@@ -217,14 +221,14 @@ impl<C: Clone> DnsServer<C> {
         self.pending.len()
     }
 
-    /// Turns the fast path for local answers on (the default) or off. Off, every query takes
+    /// Turns the fast path for local and cached answers on (the default) or off. Off, every query takes
     /// the full path: the way tests and benchmarks compare the two.
     pub fn set_fast_path(&mut self, on: bool) {
         self.fast_path = on;
         self.memo = Memo::default();
     }
 
-    /// Local answers the fast path holds now.
+    /// Answers the fast path holds now.
     pub fn memo_len(&self) -> usize {
         self.memo.len()
     }
@@ -257,9 +261,18 @@ impl<C: Clone> DnsServer<C> {
                 Transport::Udp { limit } => Some(limit),
                 Transport::Tcp => None,
             };
-            if let Some(answer) = self.memo.answer(q, bytes, limit, self.zone.version()) {
-                self.counters.local += 1;
-                self.counters.local_fast += 1;
+            let version = self.zone.version();
+            if let Some((answer, source)) = self.memo.answer(q, bytes, limit, version, now) {
+                match source {
+                    Source::Zone => {
+                        self.counters.local += 1;
+                        self.counters.local_fast += 1;
+                    }
+                    Source::Cache { .. } => {
+                        self.counters.cache_hits += 1;
+                        self.counters.cache_fast += 1;
+                    }
+                }
                 return Outcome::Reply(answer);
             }
         }
@@ -281,22 +294,19 @@ impl<C: Clone> DnsServer<C> {
         };
         if let Some((rcode, records, soa)) = local {
             self.counters.local += 1;
-            if let Some(q) = fast.filter(|q| !self.memo.contains(q, self.zone.version())) {
+            if let Some(q) = fast.filter(|q| !self.memo.contains(q, self.zone.version(), now)) {
                 self.memoize(&q, bytes);
             }
             return Outcome::Reply(self.respond(&request, rcode, records, soa, transport));
         }
         let key = cache_key(&query);
-        if let Some(mut cached) = self.cache.get(&key, now) {
+        if let Some(cached) = self.cache.get(&key, now) {
             self.counters.cache_hits += 1;
-            cached.metadata.id = id;
-            cached.metadata.recursion_desired = request.metadata.recursion_desired;
-            // A copy from the cache speaks for no zone (RFC 1035 §6.1.3 keeps AA for the
-            // authority itself).
-            cached.metadata.authoritative = false;
-            cached.queries = request.queries.clone();
-            cached.edns = request.edns.as_ref().map(|_| our_edns());
-            return Outcome::Reply(fit(cached, transport, payload_of(&request)));
+            if let Some(q) = fast.filter(|q| !self.memo.contains(q, self.zone.version(), now)) {
+                self.memoize_cached(&q, bytes, &key, now);
+            }
+            let answer = from_cache(&request, cached);
+            return Outcome::Reply(fit(answer, transport, payload_of(&request)));
         }
         self.forward(request, key, client, transport, now)
     }
@@ -308,8 +318,32 @@ impl<C: Clone> DnsServer<C> {
         let lower = self.local_answer(&q.canonical(query, false));
         let upper = self.local_answer(&q.canonical(query, true));
         if let (Some(lower), Some(upper)) = (lower, upper) {
-            self.memo.insert(q, lower, &upper, self.zone.version());
+            let version = self.zone.version();
+            self.memo.insert(q, lower, &upper, version, Source::Zone);
         }
+    }
+
+    /// Like [`Self::memoize`], for a query just answered from the cache entry `key`: kept while
+    /// the cache gives the same answer (the same entry, aged by the same whole seconds).
+    fn memoize_cached(&mut self, q: &FastQuery, query: &[u8], key: &CacheKey, now: Duration) {
+        let Some((from, until)) = self.cache.same_answer(key, now) else {
+            return;
+        };
+        let lower = self.cached_answer(&q.canonical(query, false), key, now);
+        let upper = self.cached_answer(&q.canonical(query, true), key, now);
+        if let (Some(lower), Some(upper)) = (lower, upper) {
+            let version = self.zone.version();
+            self.memo
+                .insert(q, lower, &upper, version, Source::Cache { from, until });
+        }
+    }
+
+    /// The full path's answer to `query` from the cache entry `key` over TCP (never
+    /// truncated).
+    fn cached_answer(&mut self, query: &[u8], key: &CacheKey, now: Duration) -> Option<Vec<u8>> {
+        let request = Message::from_vec(query).ok()?;
+        let cached = self.cache.get(key, now)?;
+        Some(fit(from_cache(&request, cached), Transport::Tcp, 0))
     }
 
     /// The full path's local answer to `query` over TCP (never truncated), if the zone answers
@@ -558,6 +592,18 @@ impl<C: Clone> DnsServer<C> {
         m.edns = request.edns.as_ref().map(|_| our_edns());
         fit(m, transport, payload_of(request))
     }
+}
+
+/// The answer to `request` from its cached response `cached`.
+fn from_cache(request: &Message, mut cached: Message) -> Message {
+    cached.metadata.id = request.metadata.id;
+    cached.metadata.recursion_desired = request.metadata.recursion_desired;
+    // A copy from the cache speaks for no zone (RFC 1035 §6.1.3 keeps AA for the authority
+    // itself).
+    cached.metadata.authoritative = false;
+    cached.queries = request.queries.clone();
+    cached.edns = request.edns.as_ref().map(|_| our_edns());
+    cached
 }
 
 fn our_edns() -> Edns {
