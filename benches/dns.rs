@@ -1,6 +1,8 @@
 //! Per-query cost of the DNS service, with no I/O: a local name (zone lookup), a cached
 //! forwarded name (cache hit, TTLs aged), and an NXDOMAIN in the domain; decode, answer and
-//! encode included. `cargo bench --bench dns`.
+//! encode included. Each twice: through the fast path (`local_a`, `local_nxdomain`,
+//! `local_a_mixed_case`, `cached_a`: the answer kept ready and patched) and the full path
+//! (`*_full`: parse, lookup, encode). `cargo bench --bench dns`.
 
 use std::hint::black_box;
 use std::net::Ipv4Addr;
@@ -38,6 +40,8 @@ fn bench_dns(c: &mut Criterion) {
         .collect();
     p.upstreams = vec!["192.0.2.53:53".parse().unwrap()];
     let mut s: DnsServer<()> = DnsServer::new(&p, 1);
+    let mut full: DnsServer<()> = DnsServer::new(&p, 1);
+    full.set_fast_path(false);
     // Warm the cache with one forwarded name.
     let fwd = query("www.example.org.");
     let Outcome::Forward { upstream, query: q } = s.process_query(&fwd, (), UDP, NOW) else {
@@ -52,9 +56,16 @@ fn bench_dns(c: &mut Criterion) {
     ));
     s.process_upstream(&answer.to_vec().unwrap(), upstream, NOW)
         .unwrap();
+    let Outcome::Forward { upstream, query: q } = full.process_query(&fwd, (), UDP, NOW) else {
+        panic!("not forwarded")
+    };
+    answer.metadata.id = Message::from_vec(&q).unwrap().metadata.id;
+    full.process_upstream(&answer.to_vec().unwrap(), upstream, NOW)
+        .unwrap();
 
     let local = query("vm500.lab.test.");
     let nx = query("nope.lab.test.");
+    let mixed = query("Vm500.LaB.tEsT.");
     let mut g = c.benchmark_group("dns");
     g.bench_function("local_a", |b| {
         b.iter(|| black_box(s.process_query(black_box(&local), (), UDP, NOW)))
@@ -65,7 +76,21 @@ fn bench_dns(c: &mut Criterion) {
     g.bench_function("local_nxdomain", |b| {
         b.iter(|| black_box(s.process_query(black_box(&nx), (), UDP, NOW)))
     });
+    g.bench_function("local_a_mixed_case", |b| {
+        b.iter(|| black_box(s.process_query(black_box(&mixed), (), UDP, NOW)))
+    });
+    g.bench_function("local_a_full", |b| {
+        b.iter(|| black_box(full.process_query(black_box(&local), (), UDP, NOW)))
+    });
+    g.bench_function("local_nxdomain_full", |b| {
+        b.iter(|| black_box(full.process_query(black_box(&nx), (), UDP, NOW)))
+    });
+    g.bench_function("cached_a_full", |b| {
+        b.iter(|| black_box(full.process_query(black_box(&fwd), (), UDP, NOW)))
+    });
     g.finish();
+    assert!(s.counters.local_fast > 0 && full.counters.local_fast == 0);
+    assert!(s.counters.cache_fast > 0 && full.counters.cache_fast == 0);
 }
 
 criterion_group!(benches, bench_dns);

@@ -40,8 +40,12 @@
 # PERIOD and a timeout.
 #
 # Knobs (environment): PERIOD (5 s), RUNS (1; the cell is the median), NAMES (50),
-# CLIENTS_DNSPERF (4), OUTSTANDING (64), PEERS ("dnsmasq nsd unbound"), SWITCHYARD (default
-# target/release/switchyard, built first), KEEP_LOGS=1 (keep the temp dir and print its path).
+# CLIENTS_DNSPERF (4), OUTSTANDING (64), PEERS ("dnsmasq nsd unbound"; "" for switchyard alone),
+# RATE (unset: as fast as the outstanding queries allow; a number: dnsperf -Q, a fixed offered
+# load, so queries per server CPU second compare servers at one load), PERF_DATA (a file:
+# `perf record -e cpu-clock -g` of switchyard during its first local cell, for `perf report -i`),
+# SWITCHYARD (default target/release/switchyard, built first), KEEP_LOGS=1 (keep the temp dir
+# and print its path).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
@@ -53,7 +57,9 @@ RUNS=${RUNS:-1}
 NAMES=${NAMES:-50}
 CLIENTS_DNSPERF=${CLIENTS_DNSPERF:-4}
 OUTSTANDING=${OUTSTANDING:-64}
-PEERS=${PEERS:-dnsmasq nsd unbound}
+PEERS=${PEERS-dnsmasq nsd unbound}
+RATE=${RATE:-}
+PERF_DATA=${PERF_DATA:-}
 if [ -z "${SWITCHYARD:-}" ]; then
   BUILD=1
   SWITCHYARD=target/release/switchyard
@@ -67,6 +73,7 @@ fi
 # dnsmasq is needed in any case: it is the fake upstream.
 declare -A need=([dnsperf]=dnsperf [dnsmasq]=dnsmasq-base [dig]=bind9-dnsutils
   [nsenter]=util-linux [ip]=iproute2 [timeout]=coreutils [ps]=procps)
+[ -z "$PERF_DATA" ] || need[perf]=linux-perf
 for p in $PEERS; do
   case $p in
     dnsmasq) ;;
@@ -345,7 +352,7 @@ measure() {
   local c0 c1 out="$TMP/dnsperf.out" n secs bad
   c0=$(cpu_ticks "$4")
   ip netns exec "$1" timeout $(($3 + 20)) dnsperf -s 10.13.31.1 -d "$2" -l "$3" \
-    -c "$CLIENTS_DNSPERF" -q "$OUTSTANDING" -t 2 >"$out" 2>&1 ||
+    -c "$CLIENTS_DNSPERF" -q "$OUTSTANDING" ${RATE:+-Q "$RATE"} -t 2 >"$out" 2>&1 ||
     { cat "$out" >&2; die "dnsperf failed"; }
   c1=$(cpu_ticks "$4")
   QPS=$(grep -oP 'Queries per second:\s+\K[0-9.]+' "$out" | cut -d. -f1)
@@ -373,8 +380,15 @@ record() { # server kind
 measure "$NS_C1" "$TMP/cached.txt" 1 "$SW_PID"
 for r in $(seq "$RUNS"); do
   for kind in local cached; do
+    perf_pid=""
+    if [ -n "$PERF_DATA" ] && [ "$r" = 1 ] && [ "$kind" = local ]; then
+      timeout $((PERIOD + 10)) perf record -q -e cpu-clock -g -p "$SW_PID" -o "$PERF_DATA" \
+        -- sleep "$PERIOD" >"$TMP/perf.log" 2>&1 &
+      perf_pid=$!
+    fi
     measure "$NS_C1" "$TMP/$kind.txt" "$PERIOD" "$SW_PID"
     record switchyard "$kind"
+    if [ -n "$perf_pid" ]; then wait "$perf_pid" || { cat "$TMP/perf.log" >&2; die "perf record failed"; }; fi
   done
   for p in $PEERS; do
     start_peer "$p"
@@ -395,7 +409,7 @@ declare -A version=(
   [nsd]="nsd $(nsd -v 2>&1 | awk 'NR == 1 {print $3}')"
   [unbound]="unbound $(unbound -V 2>&1 | awk 'NR == 1 {print $2}')"
 )
-echo "dnsperf -c $CLIENTS_DNSPERF -q $OUTSTANDING, ${PERIOD}s a cell, median of $RUNS; $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "dnsperf -c $CLIENTS_DNSPERF -q $OUTSTANDING${RATE:+ -Q $RATE}, ${PERIOD}s a cell, median of $RUNS; $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for kind in local cached; do
   echo
   if [ "$kind" = local ]; then

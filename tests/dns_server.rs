@@ -573,3 +573,292 @@ fn a_silent_upstream_is_backed_up_by_the_next_after_half_the_timeout() {
     s1.process_query(&q, 4, UDP, T0);
     assert!(s1.poll_retries(T0 + p1.timeout).is_empty());
 }
+
+/// A query on the wire: `flags` (header bytes 2 and 3), `name` spelled as given, `qtype`, and
+/// the OPT record `opt` (whole, from its root name on) if any.
+fn raw_query(
+    id: u16,
+    flags: [u8; 2],
+    name: &str,
+    qtype: RecordType,
+    opt: Option<&[u8]>,
+) -> Vec<u8> {
+    let mut q = id.to_be_bytes().to_vec();
+    q.extend_from_slice(&flags);
+    q.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, u8::from(opt.is_some())]);
+    for l in name.split('.').filter(|l| !l.is_empty()) {
+        q.push(l.len() as u8);
+        q.extend_from_slice(l.as_bytes());
+    }
+    q.push(0);
+    q.extend_from_slice(&u16::from(qtype).to_be_bytes());
+    q.extend_from_slice(&1u16.to_be_bytes());
+    q.extend_from_slice(opt.unwrap_or_default());
+    q
+}
+
+/// `name` with every other letter uppercased (`phase` picks which).
+fn mixed_case(name: &str, phase: usize) -> String {
+    name.chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if (i + phase) % 2 == 0 {
+                c.to_ascii_uppercase()
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// The fast path's answers equal the full path's, byte for byte: every kind of local name
+/// (reservations, a lease name, a name without an address, CNAME, SRV, AAAA, TXT at the apex,
+/// an empty non-terminal, NXDOMAIN, single-label, PTR, the reverse apex and NXDOMAIN reverse
+/// names), many qtypes, with and without EDNS (DO set, a payload under 512, Z flags, a cookie
+/// option), RD, AD and CD, any spelling of the name (0x20), over UDP (with truncation) and TCP;
+/// and after a lease moves.
+#[test]
+fn the_fast_path_answers_exactly_as_the_full_path() {
+    let mut p = params();
+    p.upstreams = vec![upstream()];
+    for i in 0..20 {
+        p.records.push(StaticRecord {
+            name: "big".into(),
+            value: RecordValue::Txt(vec![format!("{i:02}{}", "x".repeat(40))]),
+        });
+    }
+    let mut full = server(&p);
+    full.set_fast_path(false);
+    let mut fast = server(&p);
+    let alpha = lease(0x50, Some("alpha"), [10, 13, 31, 180]);
+    for s in [&mut full, &mut fast] {
+        s.zone_mut().upsert_lease(&alpha).unwrap();
+    }
+    let names = [
+        "vm1.lab.test",
+        "vm2.lab.test",
+        "floater.lab.test",
+        "alpha.lab.test",
+        "www.lab.test",
+        "_http._tcp.lab.test",
+        "_tcp.lab.test",
+        "v6.lab.test",
+        "big.lab.test",
+        "lab.test",
+        "nx.lab.test",
+        "a.b.nx.lab.test",
+        "vm1",
+        "nothere",
+        "11.31.13.10.in-addr.arpa",
+        "180.31.13.10.in-addr.arpa",
+        "1.31.13.10.in-addr.arpa",
+        "99.31.13.10.in-addr.arpa",
+        "31.13.10.in-addr.arpa",
+        "x.11.31.13.10.in-addr.arpa",
+        "foo.31.13.10.in-addr.arpa",
+    ];
+    let qtypes = [
+        RecordType::A,
+        RecordType::AAAA,
+        RecordType::PTR,
+        RecordType::CNAME,
+        RecordType::TXT,
+        RecordType::SRV,
+        RecordType::SOA,
+        RecordType::NS,
+        RecordType::MX,
+        RecordType::ANY,
+        RecordType::HTTPS,
+        RecordType::CAA,
+    ];
+    let cookie: Vec<u8> = [0, 0, 41, 0x10, 0, 0, 0, 0, 0, 0, 12, 0, 10, 0, 8]
+        .into_iter()
+        .chain(1..=8)
+        .collect();
+    let opts: [Option<&[u8]>; 6] = [
+        None,
+        Some(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]), // 1232
+        Some(&[0, 0, 41, 0x10, 0, 0, 0, 0x80, 0, 0, 0]), // 4096, DO
+        Some(&[0, 0, 41, 0, 100, 0, 0, 0, 0, 0, 0]),     // 100: taken as 512
+        Some(&[0, 0, 41, 0x10, 0, 0, 0, 0x7f, 0xff, 0, 0]), // Z flags
+        Some(&cookie),
+    ];
+    let flags = [[0x01, 0x00], [0x00, 0x00], [0x01, 0x30]];
+    let transports = [UDP, Transport::Udp { limit: 400 }, Transport::Tcp];
+    let mut id = 0u16;
+    let compare = |full: &mut DnsServer<u32>, fast: &mut DnsServer<u32>, q: &[u8], t| {
+        let a = full.process_query(q, 1, t, T0);
+        let b = fast.process_query(q, 1, t, T0);
+        assert_eq!(a, b, "query {q:02x?} over {t:?}");
+        assert!(matches!(a, Outcome::Reply(_)), "{a:?}");
+    };
+    for name in names {
+        for qtype in qtypes {
+            for opt in opts {
+                for f in flags {
+                    // The first, lowercase, fills the memo; the others are answered from it.
+                    let spellings = [
+                        name.to_string(),
+                        name.to_ascii_uppercase(),
+                        mixed_case(name, 0),
+                        mixed_case(name, 1),
+                    ];
+                    for spelling in &spellings {
+                        for t in transports {
+                            id = id.wrapping_add(0x0101);
+                            let q = raw_query(id, f, spelling, qtype, opt);
+                            compare(&mut full, &mut fast, &q, t);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let c = fast.counters;
+    assert_eq!(full.counters.local_fast, 0);
+    assert_eq!(c.local, full.counters.local);
+    assert!(c.local_fast > 0 && fast.memo_len() > 0, "{c}");
+    // Which queries the fast path takes (each asked once before, so the memo has them).
+    let opt_1232: &[u8] = &[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0];
+    for (spelling, qtype, opt, taken) in [
+        ("vM1.LaB.tEsT", RecordType::A, None, true),
+        ("VM1.LAB.TEST", RecordType::A, Some(opt_1232), true),
+        ("11.31.13.10.IN-ADDR.ARPA", RecordType::PTR, None, true),
+        ("nx.lab.test", RecordType::A, None, true),
+        // NXDOMAIN: the SOA owner is compressed against the question only in lowercase.
+        ("NX.lab.test", RecordType::A, None, false),
+        ("vm1.lab.test", RecordType::A, Some(&cookie[..]), false),
+        // 20 TXT records do not fit 512 bytes: the full path truncates.
+        ("big.lab.test", RecordType::TXT, None, false),
+    ] {
+        let before = fast.counters.local_fast;
+        let q = raw_query(3, [1, 0], spelling, qtype, opt);
+        compare(&mut full, &mut fast, &q, UDP);
+        let was = fast.counters.local_fast > before;
+        assert_eq!(was, taken, "{spelling} {qtype} {opt:?}");
+    }
+    // A lease moves: the fast path answers the new address at once.
+    let moved = lease(0x50, Some("alpha"), [10, 13, 31, 181]);
+    for s in [&mut full, &mut fast] {
+        s.zone_mut().upsert_lease(&moved).unwrap();
+    }
+    for (name, qtype) in [
+        ("alpha.lab.test", RecordType::A),
+        ("180.31.13.10.in-addr.arpa", RecordType::PTR),
+        ("181.31.13.10.in-addr.arpa", RecordType::PTR),
+        ("lab.test", RecordType::SOA),
+    ] {
+        for _ in 0..2 {
+            let q = raw_query(9, [1, 0], name, qtype, None);
+            compare(&mut full, &mut fast, &q, UDP);
+        }
+    }
+    let m = reply(fast.process_query(
+        &raw_query(9, [1, 0], "alpha.lab.test", RecordType::A, None),
+        1,
+        UDP,
+        T0,
+    ));
+    assert_eq!(a_records(&m), [Ipv4Addr::new(10, 13, 31, 181)]);
+}
+
+/// An upstream's answer to `query`: a CNAME to `cname.example.net.` and its A record, or (no
+/// `ttl`) NXDOMAIN with a SOA whose minimum is 30 s.
+fn upstream_reply(query: &[u8], ttl: Option<u32>) -> Vec<u8> {
+    let q = Message::from_vec(query).unwrap();
+    let mut m = Message::response(q.metadata.id, OpCode::Query);
+    m.metadata.recursion_available = true;
+    m.queries = q.queries.clone();
+    let owner = q.queries[0].name().clone();
+    let target = Name::from_ascii("cname.example.net.").unwrap();
+    match ttl {
+        Some(ttl) => {
+            m.add_answer(Record::from_rdata(
+                owner,
+                ttl,
+                RData::CNAME(hickory_proto::rr::rdata::CNAME(target.clone())),
+            ));
+            m.add_answer(Record::from_rdata(
+                target,
+                ttl,
+                RData::A(A::new(192, 0, 2, 8)),
+            ));
+        }
+        None => {
+            m.metadata.response_code = ResponseCode::NXDomain;
+            let zone = Name::from_ascii("example.org.").unwrap();
+            let soa = SOA::new(zone.clone(), zone.clone(), 1, 1, 1, 1, 30);
+            m.add_authority(Record::from_rdata(zone, 60, RData::SOA(soa)));
+        }
+    }
+    m.to_vec().unwrap()
+}
+
+/// Cached answers too: the fast path gives the full path's bytes (TTLs aged by the same
+/// seconds) at every moment of an entry's life, for every spelling, EDNS variant and transport,
+/// and stops at its expiry.
+#[test]
+fn the_fast_path_answers_cached_names_exactly_as_the_full_path() {
+    let mut p = params();
+    p.upstreams = vec![upstream()];
+    let mut full = server(&p);
+    full.set_fast_path(false);
+    let mut fast = server(&p);
+    let names = [
+        ("short.example.org", Some(3)),
+        ("long.example.org", Some(3600)),
+        ("gone.example.org", None),
+    ];
+    for s in [&mut full, &mut fast] {
+        for (name, ttl) in names {
+            let q = raw_query(1, [1, 0], name, RecordType::A, None);
+            let Outcome::Forward { upstream: u, query } = s.process_query(&q, 1, UDP, T0) else {
+                panic!("{name} not forwarded")
+            };
+            s.process_upstream(&upstream_reply(&query, ttl), u, T0)
+                .expect("answer relayed");
+        }
+    }
+    let opts: [Option<&[u8]>; 3] = [
+        None,
+        Some(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]),
+        Some(&[0, 0, 41, 0, 100, 0, 0, 0x80, 0, 0, 0]),
+    ];
+    let ms = Duration::from_millis;
+    let mut id = 0u16;
+    for at in [0, 250, 999, 1000, 1500, 2999, 3000, 29_999, 30_000, 50_000] {
+        let now = T0 + ms(at);
+        for (name, _) in names {
+            for opt in opts {
+                for f in [[1, 0], [0, 0x30]] {
+                    for spelling in [name.to_string(), mixed_case(name, 1), name.to_uppercase()] {
+                        for t in [UDP, Transport::Tcp] {
+                            id = id.wrapping_add(0x0101);
+                            let q = raw_query(id, f, &spelling, RecordType::A, opt);
+                            let a = full.process_query(&q, 1, t, now);
+                            let b = fast.process_query(&q, 1, t, now);
+                            match (&a, &b) {
+                                (Outcome::Forward { .. }, Outcome::Forward { .. }) => {}
+                                _ => assert_eq!(a, b, "{spelling} at {at} ms over {t:?}"),
+                            }
+                            if at >= 3000 && name == "short.example.org" {
+                                assert!(matches!(b, Outcome::Forward { .. }), "expired at 3 s");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let c = fast.counters;
+    assert_eq!(full.counters.cache_fast, 0);
+    assert_eq!(c.cache_hits, full.counters.cache_hits);
+    assert!(c.cache_fast > 0, "{c}");
+    // The TTLs a fast answer carries are aged: 3600 - 50 s. (Lowercase: the upstream's owner
+    // names are compressed against the question only in the spelling they were asked in.)
+    let q = raw_query(5, [1, 0], "long.example.org", RecordType::A, None);
+    let before = fast.counters.cache_fast;
+    let m = reply(fast.process_query(&q, 1, UDP, T0 + ms(50_500)));
+    assert_eq!(fast.counters.cache_fast, before + 1);
+    assert!(m.answers.iter().all(|r| r.ttl == 3550), "{m:?}");
+}

@@ -151,6 +151,31 @@ fn local_names_over_udp_and_tcp_and_through_the_resolver() {
         full.contains("vm2.lab.test.\t\t7\tIN\tA"),
         "local_ttl:\n{full}"
     );
+    // The fast path, through the switch: a query without a cookie (the plain shape it takes;
+    // dig sends a cookie by default), with and without EDNS, asked twice (the first answer fills
+    // the memo, the second comes from it), spelled in mixed case (0x20): the question and the
+    // answer's owner keep the client's spelling.
+    for name in ["Vm2.LaB.TeSt", "vM2.lab.TEST"] {
+        for edns in ["+edns", "+noedns"] {
+            for _ in 0..2 {
+                let out = dig(&mut lab, "vm1", &["+nocookie", edns, name]);
+                assert!(out.contains("flags: qr aa rd"), "{edns}:\n{out}");
+                assert!(
+                    out.contains(&format!(";{name}.\t\t\tIN\tA")),
+                    "{edns}:\n{out}"
+                );
+                let answer = format!("{name}.\t\t7\tIN\tA\t10.13.31.12");
+                assert!(out.contains(&answer), "{edns}:\n{out}");
+                assert_eq!(out.contains("OPT PSEUDOSECTION"), edns == "+edns", "{out}");
+            }
+        }
+    }
+    for _ in 0..2 {
+        assert_eq!(
+            status(&mut lab, "vm1", &["+nocookie", "nope.lab.test"]),
+            "NXDOMAIN"
+        );
+    }
     assert_eq!(status(&mut lab, "vm1", &["nope.lab.test"]), "NXDOMAIN");
     assert_eq!(status(&mut lab, "vm1", &["+tcp", "nope"]), "NXDOMAIN");
     assert_eq!(status(&mut lab, "vm1", &["-x", "10.13.31.77"]), "NXDOMAIN");
@@ -188,6 +213,13 @@ fn local_names_over_udp_and_tcp_and_through_the_resolver() {
     assert_eq!(foo.len(), 1, "foo: {foo:?}");
     assert!(foo[0].starts_with("10.13.31.1"), "{foo:?}");
     assert_eq!(short(&mut lab, "vm2", true, &["foo"]), foo, "tcp");
+    for _ in 0..2 {
+        // Into the fast path's memo: it must forget the name when the lease goes.
+        assert_eq!(
+            short(&mut lab, "vm1", false, &["+nocookie", "foo.lab.test"]),
+            foo
+        );
+    }
     assert_eq!(
         short(&mut lab, "vm1", false, &["-x", &foo[0]]),
         ["foo.lab.test."]
@@ -212,10 +244,11 @@ fn local_names_over_udp_and_tcp_and_through_the_resolver() {
     sh(&["kill", "-TERM", &client.0.id().to_string()]);
     let _ = client.0.wait();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while status(&mut lab, "vm1", &["foo.lab.test"]) != "NXDOMAIN" {
+    while status(&mut lab, "vm1", &["+nocookie", "foo.lab.test"]) != "NXDOMAIN" {
         assert!(Instant::now() < deadline, "the released name still answers");
         std::thread::sleep(Duration::from_millis(100));
     }
+    assert_eq!(status(&mut lab, "vm1", &["foo.lab.test"]), "NXDOMAIN");
     assert_eq!(
         status(&mut lab, "vm1", &["-x", &foo[0]]),
         "NXDOMAIN",
@@ -265,6 +298,7 @@ fn local_names_over_udp_and_tcp_and_through_the_resolver() {
         .unwrap_or_else(|| panic!("no dns counters:\n{}", exit.stdout));
     assert!(counters.contains("refused=1"), "{counters}");
     assert!(!counters.contains("queries=0"), "{counters}");
+    assert!(!counters.contains("local_fast=0"), "{counters}");
 }
 
 /// A dnsmasq in `ns` answering every name under `domain` with `answer`, on `listen` only.

@@ -115,6 +115,20 @@ impl Cache {
         );
     }
 
+    /// The span of time around `now` in which [`Cache::get`] gives the same response to `key`
+    /// as at `now` (the same entry, aged by the same whole seconds): `[from, until)`. `None` if
+    /// absent or expired.
+    pub fn same_answer(&self, key: &CacheKey, now: Duration) -> Option<(Duration, Duration)> {
+        let e = self.entries.get(key)?;
+        if e.expires <= now {
+            return None;
+        }
+        let age = now.saturating_sub(e.stored).as_secs();
+        let from = e.stored + Duration::from_secs(age);
+        let until = (from + Duration::from_secs(1)).min(e.expires);
+        Some((from, until))
+    }
+
     /// The cached response to `key` at `now`, TTLs reduced by its age; `None` if absent or
     /// expired (an expired entry is removed).
     pub fn get(&mut self, key: &CacheKey, now: Duration) -> Option<Message> {

@@ -9,6 +9,8 @@
 //! - [`cache`]: the [`Cache`] of upstream answers (positive and negative, TTLs honoured).
 //! - [`server`]: [`DnsServer`], the query path: parse (hickory-proto), answer locally, from the
 //!   cache, or forward, with a bounded table of pending queries and SERVFAIL on timeout.
+//! - [`fast`]: the fast path for local answers: each one's bytes kept ready and patched with the
+//!   query's id, RD flag and spelling, without a parse or an encode per query.
 //! - [`tcp`]: [`tcp::TcpResponder`], just enough TCP to take one length-prefixed query per
 //!   segment stream and return its answer (RFC 7766), bounded in connections and time.
 //! - [`params`]: [`DnsParams`], the plain settings the daemon maps its TOML onto.
@@ -21,6 +23,7 @@
 //! hickory-proto gives the part that matters for safety, the message codec, with no I/O.
 
 pub mod cache;
+pub mod fast;
 pub mod params;
 pub mod server;
 pub mod tcp;

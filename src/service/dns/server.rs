@@ -23,6 +23,11 @@
 //!    accepted. A query with no reply
 //!    by its deadline gets SERVFAIL from [`DnsServer::poll_timeouts`].
 //!
+//! Before step 2, a query of the plainest shape whose local answer was made before is answered
+//! from the [`Memo`](super::fast::Memo) (see [`fast`](super::fast)): the same bytes, patched with
+//! the query's id, RD flag and spelling, without a parse or an encode. Steps 4 and 5 fill the
+//! memo (a cached answer is kept only while the cache would age it by the same whole seconds).
+//!
 //! A UDP answer larger than the client can take (512 bytes, or its EDNS payload size, capped
 //! by the segment's MTU) is sent truncated (TC, question only), so the client retries over TCP.
 
@@ -35,6 +40,7 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode}
 use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
 
 use super::cache::{Cache, CacheKey};
+use super::fast::{FastQuery, Memo, Source};
 use super::params::DnsParams;
 use super::zone::{Lookup, Zone};
 
@@ -82,7 +88,11 @@ pub struct DnsCounters {
     pub queries: u64,
     /// Answered from the zone (including NXDOMAIN/NODATA for local names).
     pub local: u64,
+    /// Of `local`, answered by the fast path (an answer kept ready, patched).
+    pub local_fast: u64,
     pub cache_hits: u64,
+    /// Of `cache_hits`, answered by the fast path.
+    pub cache_fast: u64,
     pub forwarded: u64,
     /// Forwarded queries sent again to a second upstream.
     pub retried: u64,
@@ -101,11 +111,13 @@ impl fmt::Display for DnsCounters {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "queries={} local={} cache_hits={} forwarded={} retried={} upstream_answers={} \
+            "queries={} local={} local_fast={} cache_hits={} cache_fast={} forwarded={} retried={} upstream_answers={} \
              servfail={} refused={} formerr={} notimp={} dropped={}",
             self.queries,
             self.local,
+            self.local_fast,
             self.cache_hits,
+            self.cache_fast,
             self.forwarded,
             self.retried,
             self.upstream_answers,
@@ -160,6 +172,10 @@ pub struct DnsServer<C> {
     rng: u64,
     /// When `poll_timeouts` next sweeps the cache.
     next_cache_sweep: Duration,
+    /// Local answers ready to patch and send (the fast path).
+    memo: Memo,
+    /// Whether the fast path is used (on by default; off to compare it with the full path).
+    fast_path: bool,
     pub counters: DnsCounters,
 }
 
@@ -187,6 +203,8 @@ impl<C: Clone> DnsServer<C> {
             next_upstream: 0,
             rng: seed | 1,
             next_cache_sweep: Duration::ZERO,
+            memo: Memo::default(),
+            fast_path: true,
             counters: DnsCounters::default(),
         }
     }
@@ -201,6 +219,18 @@ impl<C: Clone> DnsServer<C> {
 
     pub fn pending_len(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Turns the fast path for local and cached answers on (the default) or off. Off, every query takes
+    /// the full path: the way tests and benchmarks compare the two.
+    pub fn set_fast_path(&mut self, on: bool) {
+        self.fast_path = on;
+        self.memo = Memo::default();
+    }
+
+    /// Answers the fast path holds now.
+    pub fn memo_len(&self) -> usize {
+        self.memo.len()
     }
 
     /// Handles one client message.
@@ -221,6 +251,31 @@ impl<C: Clone> DnsServer<C> {
             return Outcome::Drop(DropReason::NotAQuery);
         }
         self.counters.queries += 1;
+        let fast = if self.fast_path {
+            FastQuery::parse(bytes)
+        } else {
+            None
+        };
+        if let Some(q) = &fast {
+            let limit = match transport {
+                Transport::Udp { limit } => Some(limit),
+                Transport::Tcp => None,
+            };
+            let version = self.zone.version();
+            if let Some((answer, source)) = self.memo.answer(q, bytes, limit, version, now) {
+                match source {
+                    Source::Zone => {
+                        self.counters.local += 1;
+                        self.counters.local_fast += 1;
+                    }
+                    Source::Cache { .. } => {
+                        self.counters.cache_hits += 1;
+                        self.counters.cache_fast += 1;
+                    }
+                }
+                return Outcome::Reply(answer);
+            }
+        }
         let id = u16::from_be_bytes([bytes[0], bytes[1]]);
         let Ok(request) = Message::from_vec(bytes) else {
             self.counters.formerr += 1;
@@ -239,21 +294,70 @@ impl<C: Clone> DnsServer<C> {
         };
         if let Some((rcode, records, soa)) = local {
             self.counters.local += 1;
+            if let Some(q) = fast.filter(|q| !self.memo.contains(q, self.zone.version(), now)) {
+                self.memoize(&q, bytes);
+            }
             return Outcome::Reply(self.respond(&request, rcode, records, soa, transport));
         }
         let key = cache_key(&query);
-        if let Some(mut cached) = self.cache.get(&key, now) {
+        if let Some(cached) = self.cache.get(&key, now) {
             self.counters.cache_hits += 1;
-            cached.metadata.id = id;
-            cached.metadata.recursion_desired = request.metadata.recursion_desired;
-            // A copy from the cache speaks for no zone (RFC 1035 §6.1.3 keeps AA for the
-            // authority itself).
-            cached.metadata.authoritative = false;
-            cached.queries = request.queries.clone();
-            cached.edns = request.edns.as_ref().map(|_| our_edns());
-            return Outcome::Reply(fit(cached, transport, payload_of(&request)));
+            if let Some(q) = fast.filter(|q| !self.memo.contains(q, self.zone.version(), now)) {
+                self.memoize_cached(&q, bytes, &key, now);
+            }
+            let answer = from_cache(&request, cached);
+            return Outcome::Reply(fit(answer, transport, payload_of(&request)));
         }
         self.forward(request, key, client, transport, now)
+    }
+
+    /// Puts the local answer to `query` (a fast-shaped query, just answered from the zone) into
+    /// the memo: the full path's answer to its canonical lowercase spelling, and whether the
+    /// uppercase spelling gets the same bytes (see [`fast`](super::fast)).
+    fn memoize(&mut self, q: &FastQuery, query: &[u8]) {
+        let lower = self.local_answer(&q.canonical(query, false));
+        let upper = self.local_answer(&q.canonical(query, true));
+        if let (Some(lower), Some(upper)) = (lower, upper) {
+            let version = self.zone.version();
+            self.memo.insert(q, lower, &upper, version, Source::Zone);
+        }
+    }
+
+    /// Like [`Self::memoize`], for a query just answered from the cache entry `key`: kept while
+    /// the cache gives the same answer (the same entry, aged by the same whole seconds).
+    fn memoize_cached(&mut self, q: &FastQuery, query: &[u8], key: &CacheKey, now: Duration) {
+        let Some((from, until)) = self.cache.same_answer(key, now) else {
+            return;
+        };
+        let lower = self.cached_answer(&q.canonical(query, false), key, now);
+        let upper = self.cached_answer(&q.canonical(query, true), key, now);
+        if let (Some(lower), Some(upper)) = (lower, upper) {
+            let version = self.zone.version();
+            self.memo
+                .insert(q, lower, &upper, version, Source::Cache { from, until });
+        }
+    }
+
+    /// The full path's answer to `query` from the cache entry `key` over TCP (never
+    /// truncated).
+    fn cached_answer(&mut self, query: &[u8], key: &CacheKey, now: Duration) -> Option<Vec<u8>> {
+        let request = Message::from_vec(query).ok()?;
+        let cached = self.cache.get(key, now)?;
+        Some(fit(from_cache(&request, cached), Transport::Tcp, 0))
+    }
+
+    /// The full path's local answer to `query` over TCP (never truncated), if the zone answers
+    /// it.
+    fn local_answer(&self, query: &[u8]) -> Option<Vec<u8>> {
+        let request = Message::from_vec(query).ok()?;
+        let q = request.queries.first()?;
+        let (rcode, records, soa) = match self.zone.lookup(q.name(), q.query_type()) {
+            Lookup::Answer(records) => (ResponseCode::NoError, records, None),
+            Lookup::NoData(soa) => (ResponseCode::NoError, Vec::new(), Some(soa)),
+            Lookup::NxDomain(soa) => (ResponseCode::NXDomain, Vec::new(), Some(soa)),
+            Lookup::NotLocal => return None,
+        };
+        Some(self.respond(&request, rcode, records, soa, Transport::Tcp))
     }
 
     /// The rcode for a request the server will not look up, if it is one.
@@ -488,6 +592,18 @@ impl<C: Clone> DnsServer<C> {
         m.edns = request.edns.as_ref().map(|_| our_edns());
         fit(m, transport, payload_of(request))
     }
+}
+
+/// The answer to `request` from its cached response `cached`.
+fn from_cache(request: &Message, mut cached: Message) -> Message {
+    cached.metadata.id = request.metadata.id;
+    cached.metadata.recursion_desired = request.metadata.recursion_desired;
+    // A copy from the cache speaks for no zone (RFC 1035 §6.1.3 keeps AA for the authority
+    // itself).
+    cached.metadata.authoritative = false;
+    cached.queries = request.queries.clone();
+    cached.edns = request.edns.as_ref().map(|_| our_edns());
+    cached
 }
 
 fn our_edns() -> Edns {

@@ -22,6 +22,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
@@ -34,6 +35,14 @@ use crate::service::dhcp::{ClientKey, Lease};
 const MAX_CNAME_CHAIN: usize = 8;
 /// SOA timers (seconds): refresh, retry, expire. The zone is never transferred.
 const SOA_TIMERS: (i32, i32, i32) = (3600, 600, 86_400);
+
+/// Zone versions are unique in the process: a new zone or a changed one never takes the
+/// number of one seen before (see [`Zone::version`]).
+static NEXT_VERSION: AtomicU64 = AtomicU64::new(1);
+
+fn next_version() -> u64 {
+    NEXT_VERSION.fetch_add(1, Ordering::Relaxed)
+}
 
 /// What the zone says about one question.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,6 +76,8 @@ struct LeaseName {
 /// The zone's data; see the module docs.
 #[derive(Debug, Clone)]
 pub struct Zone {
+    /// Changes with every change of the zone's data (see [`Zone::version`]).
+    version: u64,
     apex: Name,
     ttl: u32,
     gateway: Ipv4Addr,
@@ -120,6 +131,7 @@ impl Zone {
             p.local_ttl,
         );
         let mut z = Zone {
+            version: next_version(),
             apex,
             ttl: p.local_ttl,
             gateway: p.gateway,
@@ -267,6 +279,14 @@ impl Zone {
 
     fn bump_serial(&mut self) {
         self.soa.serial = self.soa.serial.wrapping_add(1);
+        self.version = next_version();
+    }
+
+    /// A number that changes whenever the zone's answers may change (a lease name in or out, a
+    /// new zone): answers kept for one version are stale under another. Unlike the SOA serial,
+    /// a rebuilt zone never repeats an earlier version.
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     /// The address a lease name answers, if the name is in the zone through a lease.
