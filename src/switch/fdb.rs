@@ -39,7 +39,8 @@
 //! - **A transient miss**, while an entry is being moved back over a deleted one (the reader
 //!   passed the hole before the entry was copied into it, and reaches the entry's old slot after
 //!   it was reused), or while the table grows. The frame is flooded, as just after ageing; a
-//!   `learn` that misses goes to the locked path, which finds the entry.
+//!   `learn` that misses goes to the locked path, which finds the entry (unless the caps are
+//!   reached: then that one frame is reported `Full`, and counted, though its MAC is known).
 //! - **Never a wrong port**: MAC and port come from one atomic word that a writer stored whole, so
 //!   a lookup returns a port that the MAC was on at some moment during the lookup (the old one,
 //!   during a move). Its `seen` may belong to the slot's next occupant (read after the slot was
@@ -57,7 +58,7 @@
 //! flooded), and the caller counts it. So one port sending random source MACs fills only its own
 //! share and cannot push other ports' entries out. Expired entries are reclaimed by `expire`,
 //! which the daemon calls about once a second, in chunks (the lock is released between them); a
-//! lookup never returns an expired entry.
+//! lookup never returns an entry whose own `seen` is older than `ageing` (see the races above).
 //!
 //! Ageing: a learned entry expires `ageing` after it was last seen. Static entries (from config)
 //! never age, never move and do not count against the caps.
