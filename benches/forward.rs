@@ -1,10 +1,10 @@
 //! Per-frame cost of the forwarding decision, with no I/O: a unicast hit (unguarded and through
 //! the per-port guard), a 64 KiB GSO super-frame through the guard, a flood, and FDB lookups at
-//! 10, 10k and 1M entries; plus the software segmentation of a super-frame (`wire::gso`).
-//! `cargo bench --bench forward`.
+//! 10, 10k and 1M entries (one at a time, and in prefetched batches of 32); plus the software
+//! segmentation of a super-frame (`wire::gso`). `cargo bench --bench forward`.
 
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::net::Ipv4Addr;
@@ -166,6 +166,26 @@ fn fdb(c: &mut Criterion) {
             bench.iter(|| {
                 i = (i + 7919) % n;
                 fdb.learn(black_box(mac(i)), PortId(0), now)
+            })
+        });
+        // What the daemon's worker does: the buckets of a batch prefetched, then the lookups.
+        // One iteration is a batch of 32; the time reported is the batch's divided by 32, i.e.
+        // per lookup, comparable with `lookup_{n}`.
+        c.bench_function(&format!("fdb/lookup_prefetched_{n}"), |bench| {
+            bench.iter_custom(|iters| {
+                let mut batch = [mac(0); 32];
+                let start = Instant::now();
+                for _ in 0..iters {
+                    for m in &mut batch {
+                        i = (i + 7919) % n;
+                        *m = mac(i);
+                        fdb.prefetch(*m);
+                    }
+                    for m in &batch {
+                        black_box(fdb.lookup(black_box(*m), now));
+                    }
+                }
+                start.elapsed() / 32
             })
         });
     }

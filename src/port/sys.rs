@@ -1138,3 +1138,44 @@ pub(crate) fn link_state(name: &str) -> io::Result<LinkState> {
         tx_queue_len: u32::try_from(qlen).unwrap_or(0),
     })
 }
+
+// ---- memory helpers for the data plane (no system calls) ----
+
+/// `n` atomics, all zero, from a zeroed allocation: for a large table the allocator maps fresh
+/// zero pages and the kernel commits each page on its first write, so a table sized for its cap
+/// costs memory only where entries land.
+///
+/// # Panics
+/// If `n` atomics would exceed `isize::MAX` bytes (as `vec!` does).
+pub(crate) fn zeroed_atomic_u64s(n: usize) -> Box<[std::sync::atomic::AtomicU64]> {
+    use std::alloc::{alloc_zeroed, handle_alloc_error, Layout};
+    use std::sync::atomic::AtomicU64;
+    if n == 0 {
+        return Box::new([]);
+    }
+    let layout = Layout::array::<AtomicU64>(n).expect("capacity overflow");
+    // SAFETY: `layout` has a non-zero size (n > 0).
+    let p = unsafe { alloc_zeroed(layout) }.cast::<AtomicU64>();
+    if p.is_null() {
+        handle_alloc_error(layout);
+    }
+    // SAFETY: `p` is a live allocation of the global allocator with the layout of `n`
+    // `AtomicU64`s (exactly what `Box<[AtomicU64]>` frees it with), all bytes zero, and zero is a
+    // valid `AtomicU64`; nothing else owns it.
+    unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, n)) }
+}
+
+/// Asks the CPU to bring the cache line holding `p` into every cache level; a hint with no
+/// effect on the program's meaning (a no-op off x86_64).
+#[inline(always)]
+pub(crate) fn prefetch<T>(p: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `_mm_prefetch` needs SSE, which every x86_64 CPU has (it is in the x86_64 baseline
+    // this crate is built for); a prefetch never faults, and `p` is a valid reference anyway.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>((p as *const T).cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
