@@ -89,6 +89,26 @@ impl Journal {
         Ok(())
     }
 
+    /// Writes many changes with one `write`, without waiting for the disk (see
+    /// [`Journal::write`]): the committer's way to append a whole group at once.
+    pub fn write_many<'a>(
+        &mut self,
+        changes: impl IntoIterator<Item = &'a LeaseChange>,
+    ) -> io::Result<()> {
+        let mut buf = Vec::new();
+        let mut n = 0;
+        for c in changes {
+            buf.extend_from_slice(&encode_record(c));
+            n += 1;
+        }
+        if buf.is_empty() {
+            return Ok(());
+        }
+        self.file.write_all(&buf)?;
+        self.since_compaction += n;
+        Ok(())
+    }
+
     /// Makes every change written so far durable (`fdatasync`).
     pub fn sync(&mut self) -> io::Result<()> {
         self.file.sync_data()
