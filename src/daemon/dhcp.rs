@@ -22,8 +22,7 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -39,9 +38,9 @@ use crate::wire::VNET_HDR_LEN;
 
 /// Compact the journal after this many records.
 const COMPACT_AFTER: usize = 10_000;
-/// Batches handed to the committer and not yet taken before `commit` waits (backpressure: the
-/// appliance never runs more than this far ahead of the disk).
-const COMMIT_QUEUE: usize = 256;
+/// Replies waiting for the next fsync before `commit` waits for the committer (backpressure:
+/// the appliance never runs more than this far ahead of the disk).
+const MAX_WAITING: usize = 16_384;
 
 /// Seconds since the Unix epoch (lease expiries are absolute, for the lease file).
 pub(super) fn epoch_now() -> u64 {
@@ -126,134 +125,172 @@ impl ReplySink {
     }
 }
 
-/// One batch of the appliance: the lease changes it made and the replies that acknowledge them.
+/// Lease changes and the replies that acknowledge them: one batch of the appliance, or the
+/// group the committer makes durable at once (every batch handed over since its last fsync).
 #[derive(Default)]
 struct Batch {
+    /// The whole table as it was before `changes`: the journal is rewritten from it
+    /// (compaction, or the recovery after a failed write) before `changes` are appended.
+    snapshot: Option<LeaseTable>,
     changes: Vec<LeaseChange>,
     replies: Vec<(PortId, Vec<u8>)>,
-    /// The whole table after `changes`: the journal is rewritten from it (compaction, or the
-    /// recovery after a failed write) instead of having the changes appended.
-    snapshot: Option<LeaseTable>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.snapshot.is_none() && self.changes.is_empty() && self.replies.is_empty()
+    }
+
+    /// Adds the next batch to this group. A snapshot in it is the table after every change
+    /// so far (its own batch's included), so it replaces them.
+    fn absorb(&mut self, next: Batch) {
+        if next.snapshot.is_some() {
+            self.snapshot = next.snapshot;
+            self.changes.clear();
+        }
+        self.changes.extend(next.changes);
+        self.replies.extend(next.replies);
+    }
+}
+
+/// The group that collects while the committer fsyncs the previous one.
+#[derive(Default)]
+struct NextGroup {
+    group: Batch,
+    /// The service is closing: commit what is there, then stop.
+    closing: bool,
 }
 
 /// What the committer thread shares with the appliance.
 #[derive(Default)]
 struct CommitShared {
+    next: Mutex<NextGroup>,
+    /// Signalled when a batch joins the next group, and when the committer takes a group.
+    changed: Condvar,
     /// Replies withheld because their group could not be made durable.
     unpersisted: AtomicU64,
     /// The last commit failed: the next batch carries a snapshot to rewrite the journal from.
     broken: AtomicBool,
-    /// fsyncs (or compactions) that released replies, and the batches they covered.
+    /// Groups made durable (one fsync, or a compaction, each).
     groups: AtomicU64,
-    batches: AtomicU64,
+}
+
+impl CommitShared {
+    fn lock(&self) -> MutexGuard<'_, NextGroup> {
+        self.next.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// The thread that owns the journal: appends, fsyncs, then releases replies.
 struct Committer {
-    tx: Option<SyncSender<Batch>>,
     thread: Option<JoinHandle<()>>,
     shared: Arc<CommitShared>,
 }
 
 impl Committer {
     fn start(journal: Journal, sink: ReplySink) -> io::Result<Committer> {
-        let (tx, rx) = sync_channel(COMMIT_QUEUE);
         let shared = Arc::new(CommitShared::default());
         let thread = {
             let shared = Arc::clone(&shared);
             std::thread::Builder::new()
                 .name("sy-dhcp-commit".into())
-                .spawn(move || commit_loop(journal, &rx, &sink, &shared))?
+                .spawn(move || commit_loop(journal, &sink, &shared))?
         };
         Ok(Committer {
-            tx: Some(tx),
             thread: Some(thread),
             shared,
         })
     }
 
-    /// Queues a batch; waits only if the committer is [`COMMIT_QUEUE`] batches behind.
+    /// Adds a batch to the group that the committer makes durable next. Never waits for the
+    /// disk; waits only while that group already holds [`MAX_WAITING`] replies (the disk is
+    /// far behind: backpressure instead of unbounded memory).
     fn submit(&self, batch: Batch) {
-        let replies = batch.replies.len() as u64;
-        let sent = self.tx.as_ref().is_some_and(|tx| tx.send(batch).is_ok());
-        if !sent {
-            // Only if the committer thread is gone (it never panics by design).
-            log_unpersisted(&io::Error::other("the journal's commit thread has stopped"));
-            self.shared
-                .unpersisted
-                .fetch_add(replies, Ordering::Relaxed);
+        let mut next = self.shared.lock();
+        while next.group.replies.len() >= MAX_WAITING && !next.closing {
+            next = self
+                .shared
+                .changed
+                .wait(next)
+                .unwrap_or_else(PoisonError::into_inner);
         }
+        next.group.absorb(batch);
+        drop(next);
+        self.shared.changed.notify_all();
     }
 }
 
 impl Drop for Committer {
-    /// Commits what is queued, then stops the thread.
+    /// Commits what is waiting, then stops the thread.
     fn drop(&mut self) {
-        drop(self.tx.take());
+        self.shared.lock().closing = true;
+        self.shared.changed.notify_all();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
         tracing::debug!(
             groups = self.shared.groups.load(Ordering::Relaxed),
-            batches = self.shared.batches.load(Ordering::Relaxed),
             "lease journal closed"
         );
     }
 }
 
-/// The committer thread: every batch queued since the last fsync makes one group, written with
-/// one `write` and made durable with one `fdatasync`; only then do the group's replies leave.
-fn commit_loop(
-    mut journal: Journal,
-    rx: &Receiver<Batch>,
-    sink: &ReplySink,
-    shared: &CommitShared,
-) {
-    while let Ok(first) = rx.recv() {
-        let mut group = vec![first];
-        group.extend(rx.try_iter());
-        let replies = group.iter().map(|b| b.replies.len() as u64).sum::<u64>();
+/// The committer thread: takes everything handed over since its last fsync as one group,
+/// writes it with one `write`, makes it durable with one `fdatasync`, and only then sends the
+/// group's replies. While it waits for the disk, the next group collects.
+fn commit_loop(mut journal: Journal, sink: &ReplySink, shared: &CommitShared) {
+    // Released replies leave as soon as their fsync returns, at the workers' priority (see
+    // `Appliance::run`).
+    if let Err(e) = crate::port::set_thread_nice(super::WORKER_NICE) {
+        tracing::debug!(error = %e, "the lease journal's thread keeps the default priority");
+    }
+    loop {
+        let group = {
+            let mut next = shared.lock();
+            while next.group.is_empty() && !next.closing {
+                next = shared
+                    .changed
+                    .wait(next)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            if next.group.is_empty() {
+                return;
+            }
+            std::mem::take(&mut next.group)
+        };
+        // The appliance may be waiting for room (`Committer::submit`).
+        shared.changed.notify_all();
         match persist(&mut journal, &group, shared.broken.load(Ordering::Relaxed)) {
             Ok(()) => {
                 shared.broken.store(false, Ordering::Relaxed);
                 shared.groups.fetch_add(1, Ordering::Relaxed);
-                shared
-                    .batches
-                    .fetch_add(group.len() as u64, Ordering::Relaxed);
-                sink.send_all(group.into_iter().flat_map(|b| b.replies));
+                sink.send_all(group.replies.into_iter());
             }
             Err(e) => {
                 shared.broken.store(true, Ordering::Relaxed);
-                shared.unpersisted.fetch_add(replies, Ordering::Relaxed);
+                let withheld = group.replies.len() as u64;
+                shared.unpersisted.fetch_add(withheld, Ordering::Relaxed);
                 log_unpersisted(&e);
             }
         }
     }
 }
 
-/// Makes a group durable: rewrites the journal from the group's last snapshot if it has one,
-/// appends the changes after it, and fsyncs. After a failed commit (`broken`) the file may end
-/// in a torn line, so nothing is appended until a snapshot has rewritten it.
-fn persist(journal: &mut Journal, group: &[Batch], broken: bool) -> io::Result<()> {
-    let last_snapshot = group
-        .iter()
-        .enumerate()
-        .rev()
-        .find_map(|(i, b)| b.snapshot.as_ref().map(|s| (i, s)));
-    let rest = match last_snapshot {
-        Some((i, table)) => {
-            journal.compact(table)?;
-            &group[i + 1..]
-        }
+/// Makes a group durable: rewrites the journal from its snapshot if it has one, appends its
+/// changes, and fsyncs. After a failed commit (`broken`) the file may end in a torn line, so
+/// nothing is appended until a snapshot has rewritten it.
+fn persist(journal: &mut Journal, group: &Batch, broken: bool) -> io::Result<()> {
+    match &group.snapshot {
+        Some(table) => journal.compact(table)?,
         None if broken => {
             return Err(io::Error::other(
                 "an earlier write failed; the journal is rewritten whole at the next change",
             ))
         }
-        None => group,
-    };
-    if rest.iter().any(|b| !b.changes.is_empty()) {
-        journal.write_many(rest.iter().flat_map(|b| &b.changes))?;
+        None => {}
+    }
+    if !group.changes.is_empty() {
+        journal.write_many(&group.changes)?;
         journal.sync()?;
     }
     Ok(())
@@ -410,8 +447,10 @@ impl DhcpService {
         if self.since_snapshot >= COMPACT_AFTER
             || self.committer.shared.broken.load(Ordering::Relaxed)
         {
+            // The table already holds this batch's changes: they need no record of their own.
             self.since_snapshot = 0;
             batch.snapshot = Some(self.server.leases().clone());
+            batch.changes.clear();
         }
         self.committer.submit(batch);
     }
@@ -530,9 +569,9 @@ mod tests {
         v
     }
 
-    /// A group is appended whole; a snapshot in it replaces the file and the changes before it,
-    /// and the changes after it are appended; after a failure nothing is appended until a
-    /// snapshot rewrote the file (a torn line there would swallow the next record).
+    /// A group is appended whole; a snapshot absorbed into it replaces the file and the changes
+    /// before it, and the changes after it are appended; after a failure nothing is appended
+    /// until a snapshot rewrote the file (a torn line there would swallow the next record).
     #[test]
     fn persist_appends_rewrites_from_snapshots_and_refuses_to_append_after_a_failure() {
         let dir = std::env::temp_dir().join(format!("sy-commit-{}", std::process::id()));
@@ -540,13 +579,15 @@ mod tests {
         let path = dir.join("leases.journal");
         let (mut j, _, _) = Journal::open(&path).unwrap();
 
-        persist(&mut j, &[batch(&[1, 2]), batch(&[3])], false).unwrap();
+        let mut group = batch(&[1, 2]);
+        group.absorb(batch(&[3]));
+        persist(&mut j, &group, false).unwrap();
         let (t, _) = journal::read(&path).unwrap();
         assert_eq!(t.len(), 3);
 
         // After a failure, a group without a snapshot is refused and nothing is written.
         let before = std::fs::read(&path).unwrap();
-        assert!(persist(&mut j, &[batch(&[4])], true).is_err());
+        assert!(persist(&mut j, &batch(&[4]), true).is_err());
         assert_eq!(std::fs::read(&path).unwrap(), before);
 
         // A torn tail, as a failed append could leave; the snapshot's rewrite removes it.
@@ -561,15 +602,18 @@ mod tests {
         for n in [1, 2, 3, 4, 5] {
             snap.upsert(lease(n));
         }
-        let with_snapshot = Batch {
+        let mut group = batch(&[9]);
+        group.absorb(Batch {
             snapshot: Some(snap),
-            ..batch(&[4, 5])
-        };
-        persist(&mut j, &[batch(&[9]), with_snapshot, batch(&[6])], true).unwrap();
+            ..Batch::default()
+        });
+        group.absorb(batch(&[6]));
+        assert_eq!(group.changes.len(), 1);
+        persist(&mut j, &group, true).unwrap();
         let (t, stats) = journal::read(&path).unwrap();
         assert_eq!((stats.corrupt, stats.truncated_tail), (0, false));
-        // 9 came before the snapshot, which does not hold it: the snapshot is the table after
-        // its own batch, so what it lacks was removed by then.
+        // 9 came before the snapshot, which does not hold it: the snapshot is the whole table
+        // after its batch, so what it lacks had been removed by then.
         let want: Vec<_> = [1, 2, 3, 4, 5, 6]
             .iter()
             .map(|&n| std::net::Ipv4Addr::new(10, 0, 1, n))
