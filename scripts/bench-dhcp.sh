@@ -30,7 +30,7 @@
 #
 # Knobs (environment): CLIENTS ("100 1000 10000"), RUNS (3), PERIOD (10 s), RATES ("2000
 # 10000"), PEERS ("dnsmasq kea dhcpd"), SWITCHYARD (default: target/release/switchyard, built
-# first), RCVBUF (see below), KEEP_LOGS=1 (keep the temp dir with every log, perfdhcp report,
+# first), BASE (below), CAPTURE=1 (a pcap of the client side), KEEP_LOGS=1 (keep the temp dir with every log, perfdhcp report,
 # the client namespace's UDP counters (*.udp) and switchyard's port counters, and print its path).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -119,13 +119,6 @@ for ns in "$NS_SW" "$NS_C1" "$NS_DM" "$NS_C2"; do
   ip netns add "$ns"
   ip -n "$ns" link set lo up
 done
-# RCVBUF=BYTES (diagnostic, off by default): the client namespaces' default socket receive
-# buffer, to see whether perfdhcp's own socket is where replies are lost (RcvbufErrors).
-if [ -n "${RCVBUF:-}" ]; then
-  for ns in "$NS_C1" "$NS_C2"; do
-    ip netns exec "$ns" sysctl -qw net.core.rmem_default="$RCVBUF" net.core.rmem_max="$RCVBUF"
-  done
-fi
 # dnsmasq's side: a veth pair created directly inside the two namespaces.
 ip -n "$NS_C2" link add c0 type veth peer name s0 netns "$NS_DM"
 ip -n "$NS_DM" addr add "$GW/18" dev s0
