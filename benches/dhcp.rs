@@ -77,5 +77,41 @@ fn bench_dhcp(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_dhcp);
+/// DORA for 10,000 new clients into an empty pool of 10,238 addresses, per iteration.
+fn bench_fill(c: &mut Criterion) {
+    let mk = || {
+        let mut p = DhcpParams::new(Ipv4Addr::new(10, 13, 0, 1), "10.13.0.0/18".parse().unwrap());
+        p.pool = Some((Ipv4Addr::new(10, 13, 0, 10), Ipv4Addr::new(10, 13, 40, 7)));
+        p.rate_limit = None;
+        p.max_leases_per_port = usize::MAX;
+        DhcpServer::new(p).unwrap()
+    };
+    let discovers: Vec<Vec<u8>> = (0..10_000)
+        .map(|n| message(n, MessageType::Discover, vec![]))
+        .collect();
+    let mut g = c.benchmark_group("dhcp");
+    g.sample_size(10);
+    g.bench_function("fill_pool_10000_of_10238", |b| {
+        b.iter_batched(
+            mk,
+            |mut s| {
+                for (n, d) in discovers.iter().enumerate() {
+                    let offer = s.process(d, 1, T0).unwrap().reply.unwrap().payload;
+                    let yiaddr = Message::decode(&mut Decoder::new(&offer)).unwrap().yiaddr();
+                    let opts = vec![
+                        DhcpOption::ServerIdentifier(Ipv4Addr::new(10, 13, 0, 1)),
+                        DhcpOption::RequestedIpAddress(yiaddr),
+                    ];
+                    let req = message(n as u32, MessageType::Request, opts);
+                    black_box(s.process(&req, 1, T0).unwrap());
+                }
+                s
+            },
+            criterion::BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_dhcp, bench_fill);
 criterion_main!(benches);

@@ -28,9 +28,10 @@
 # completed rate: an overloaded server can do less than its best (stale requests, deep queues),
 # and an underloaded one is capped by the offered rate.
 #
-# Knobs (environment): CLIENTS ("100 1000 4000"), RUNS (3), PERIOD (10 s), RATES ("2000
-# 10000"), SWITCHYARD (default: target/release/switchyard, built first), KEEP_LOGS=1 (keep the temp
-# dir with every log and perfdhcp report, and print its path).
+# Knobs (environment): CLIENTS ("100 1000 10000"), RUNS (3), PERIOD (10 s), RATES ("2000
+# 10000"), PEERS ("dnsmasq kea dhcpd"), SWITCHYARD (default: target/release/switchyard, built
+# first), BASE (below), CAPTURE=1 (a pcap of the client side), KEEP_LOGS=1 (keep the temp dir with every log, perfdhcp report,
+# the client namespace's UDP counters (*.udp) and switchyard's port counters, and print its path).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
@@ -63,6 +64,13 @@ if [ "${BUILD:-0}" = 1 ]; then
 fi
 [ -x "$SWITCHYARD" ] || { echo "bench-dhcp.sh: $SWITCHYARD is not an executable" >&2; exit 1; }
 SWITCHYARD=$(realpath "$SWITCHYARD")
+# BASE=PATH: another switchyard binary (e.g. the previous commit's), measured as one more peer
+# named "base" in the same run: a before/after comparison under the same load.
+if [ -n "${BASE:-}" ]; then
+  [ -x "$BASE" ] || { echo "bench-dhcp.sh: BASE=$BASE is not an executable" >&2; exit 1; }
+  BASE=$(realpath "$BASE")
+  PEERS="base $PEERS"
+fi
 
 # ---- names, temp dir, cleanup -------------------------------------------------------------
 TAG="syd$(($$ % 100000))"
@@ -75,11 +83,13 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/bench-dhcp.XXXXXX")
 SW_PID=""
 DM_PID=""
 PD_PID=""
+TD_PID=""
 
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   stop_pid "$PD_PID"
+  stop_pid "$TD_PID"
   stop_pid "$SW_PID"
   stop_pid "$DM_PID"
   remove_lab "$TMP" "$NS_C1" "$NS_C2" "$NS_DM" "$NS_SW"
@@ -117,8 +127,8 @@ ip -n "$NS_C2" addr add "$CLIENT_IP/18" dev c0
 ip -n "$NS_C2" link set c0 up
 
 # ---- one server at a time ----------------------------------------------------------------
-start_switchyard() { # run: fresh state dir, wait for the tap to be up in the client namespace
-  local dir=$TMP/sw.$1 i
+start_switchyard() { # run [binary]: fresh state dir, wait for the tap to be up in the client namespace
+  local dir=$TMP/sw.$1 bin=${2:-$SWITCHYARD} i
   mkdir -p "$dir"
   cat >"$dir/switchyard.toml" <<EOF
 [network]
@@ -146,7 +156,7 @@ netns = "$NS_C1"
 address = "none"
 trusted = true
 EOF
-  RUST_LOG=warn nsenter --net="/run/netns/$NS_SW" "$SWITCHYARD" run --config "$dir/switchyard.toml" \
+  RUST_LOG=warn nsenter --net="/run/netns/$NS_SW" "$bin" run --config "$dir/switchyard.toml" \
     >"$dir/stdout" 2>"$dir/stderr" &
   SW_PID=$!
   for i in $(seq 150); do
@@ -167,6 +177,14 @@ EOF
 # subnet) and answers the relay at giaddr:67, at the MAC the request came from.
 client_address() {
   ip -n "$NS_C1" addr add "$CLIENT_IP/18" dev "$TAP"
+}
+
+# Where frames were lost, kept with the run's logs (KEEP_LOGS=1): the daemon's port counters
+# (drops by reason, `tx_full` on the appliance port: its queue was full) and the tap's own
+# counters in the client namespace (TX dropped: the kernel's queue to the daemon overflowed).
+switchyard_counters() { # dir
+  "$SWITCHYARD" stats --socket "/run/switchyard/$TAG.sock" >"$1/stats" 2>&1 || true
+  ip -n "$NS_C1" -s link show dev "$TAP" >"$1/tap" 2>&1 || true
 }
 
 stop_switchyard() {
@@ -252,6 +270,7 @@ peer_version() {
     dnsmasq) dnsmasq --version | head -1 | awk '{print "dnsmasq " $3}' ;;
     kea) echo "Kea $(kea-dhcp4 -v)" ;;
     dhcpd) dhcpd --version 2>&1 | head -1 | sed 's/^isc-dhcpd-/ISC dhcpd /' ;;
+    base) echo "base $BASE" ;;
   esac
 }
 
@@ -260,6 +279,13 @@ peer_version() {
 # (Runs in this shell, not in a $(...) subshell, so the trap can stop perfdhcp.)
 run_perfdhcp() {
   local ns=$1 ifname=$2 clients=$3 rate=$4 out=$5 server=$6 rc=0 t0 t1 c0 c1
+  udp_counters "$ns" >"$out.udp0"
+  if [ "${CAPTURE:-0}" = 1 ]; then # diagnostic: the client side's packets, headers only
+    ip netns exec "$ns" timeout $((PERIOD + 35)) tcpdump -q -n -s 300 -B 65536 -i "$ifname" \
+      -w "$out.pcap" udp port 67 2>"$out.tcpdump" &
+    TD_PID=$!
+    sleep 1
+  fi
   t0=$(date +%s%N)
   c0=$(cpu_ticks "$server")
   ip netns exec "$ns" timeout $((PERIOD + 30)) /usr/bin/time -o "$out.time" -f %P \
@@ -269,6 +295,12 @@ run_perfdhcp() {
   PD_PID=""
   c1=$(cpu_ticks "$server")
   t1=$(date +%s%N)
+  if [ -n "$TD_PID" ]; then
+    kill -INT "$TD_PID" 2>/dev/null || true
+    wait "$TD_PID" 2>/dev/null || true
+    TD_PID=""
+  fi
+  udp_counters "$ns" | paste "$out.udp0" - | awk '{print $1, $4 - $2}' >"$out.udp"
   CPU="server $(((c1 - c0) * 1000000000 / $(getconf CLK_TCK) * 100 / (t1 - t0)))%, perfdhcp $(tail -1 "$out.time" 2>/dev/null)"
   # perfdhcp exits 3 when some exchanges were dropped: expected when RATE exceeds the server.
   if [ "$rc" != 0 ] && [ "$rc" != 3 ]; then
@@ -278,6 +310,12 @@ run_perfdhcp() {
   rate=$(sed -n 's/^Rate: \([0-9.]*\) 4-way exchanges\/second.*/\1/p' "$out" | tail -1)
   [ -n "$rate" ] || { cat "$out" >&2; die "no rate in perfdhcp's output"; }
   RESULT=$(printf '%.0f' "$rate")
+}
+
+# The client namespace's UDP counters, one "name value" a line: RcvbufErrors counts replies
+# the kernel dropped because perfdhcp's socket buffer was full (replies that came in a burst).
+udp_counters() { # ns
+  ip netns exec "$1" awk '/^Udp:/ { if (!h) { split($0, n); h = 1 } else for (i = 2; i <= NF; i++) print n[i], $i }' /proc/net/snmp
 }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; } # user + system
@@ -296,9 +334,12 @@ for n in $CLIENTS; do
     for server in switchyard $PEERS; do
       best=0
       for rate in $RATES; do
-        if [ "$server" = switchyard ]; then
-          start_switchyard "$n.$run.$rate"
-          run_perfdhcp "$NS_C1" "$TAP" "$n" "$rate" "$TMP/sw.$n.$run.$rate/perfdhcp.out" "$SW_PID"
+        if [ "$server" = switchyard ] || [ "$server" = base ]; then
+          local_dir=$n.$run.$rate
+          if [ "$server" = base ]; then local_dir=base.$local_dir; fi
+          if [ "$server" = base ]; then start_switchyard "$local_dir" "$BASE"; else start_switchyard "$local_dir"; fi
+          run_perfdhcp "$NS_C1" "$TAP" "$n" "$rate" "$TMP/sw.$local_dir/perfdhcp.out" "$SW_PID"
+          switchyard_counters "$TMP/sw.$local_dir"
           stop_switchyard
         else
           start_peer "$server" "$n.$run.$rate"
@@ -330,7 +371,7 @@ for n in $CLIENTS; do
   row="| $n | ${RES[$n.switchyard]} |" best=0
   for p in $PEERS; do
     row+=" ${RES[$n.$p]} |"
-    if [ "${RES[$n.$p]}" -gt "$best" ]; then best=${RES[$n.$p]}; fi
+    if [ "$p" != base ] && [ "${RES[$n.$p]}" -gt "$best" ]; then best=${RES[$n.$p]}; fi
   done
   ratio=$(awk -v a="${RES[$n.switchyard]}" -v b="$best" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
   echo "$row $ratio |"

@@ -506,6 +506,7 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
             config.dhcp.journal_path(),
             config.dhcp.lease_file.clone(),
             Arc::clone(&switch),
+            dhcp::ReplySink::new(Arc::clone(&ports), Arc::clone(&switch), service.port),
         )
         .map_err(|message| DaemonError::Dhcp { message })?;
         Some(svc)

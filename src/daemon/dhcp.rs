@@ -2,31 +2,45 @@
 //! dnsmasq-format lease file, and the guard's lease bindings.
 //!
 //! Life of a message: the appliance hands the UDP payload to the sans-IO `DhcpServer`; if the
-//! outcome carries a lease change it is written to the journal, and the reply waits. After a
-//! batch of messages (whatever was queued, at most 64) the appliance calls `commit`: one fsync
-//! for the whole batch (group commit), and only then do the waiting replies leave, so a
-//! `kill -9` at any moment loses no acknowledged lease. If the journal cannot be
-//! written (disk full, read-only directory) the reply is withheld and the error logged: the
-//! client retries, and the server never acknowledges what it could not persist. Every change
-//! also updates the guard: a lease binds its address to the port the client is on, and unbinds
-//! it when released, replaced, or expired.
+//! outcome carries a lease change, the change joins the current batch and the reply waits.
+//! After a batch of messages (whatever was queued, at most 64) the appliance calls `commit`,
+//! which hands the batch (its changes and its waiting replies) to the committer thread and
+//! returns at once: the appliance goes on answering (OFFERs, ARP, DNS, the next REQUESTs) while
+//! the disk works. The committer takes every batch queued since its last fsync, appends their
+//! records with one write, `fdatasync`s once (group commit, with one commit in flight while
+//! the next group collects), and only then sends that group's replies, so a `kill -9` at any
+//! moment loses no acknowledged lease. If the journal cannot be written (disk full, read-only
+//! directory) the group's replies are withheld and the error logged: the clients retry, and
+//! the server never acknowledges what it could not persist. After a failure the journal is
+//! rewritten whole from the lease table (a failed append may have left a torn line that a
+//! later record would be glued onto) before anything is acknowledged again. Every change also
+//! updates the guard: a lease binds its address to the port the client is on, and unbinds it
+//! when released, replaced, or expired.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::capture::Dir;
+use super::Ports;
 use crate::control::config::{dhcp_params, Config};
 use crate::service::dhcp::{
     ClientKey, DhcpParams, DhcpServer, DropReason as DhcpDropReason, Journal, Lease, LeaseChange,
-    Reply,
+    LeaseTable, Reply,
 };
 use crate::switch::{PortId, Switch};
+use crate::wire::VNET_HDR_LEN;
 
 /// Compact the journal after this many records.
 const COMPACT_AFTER: usize = 10_000;
+/// Replies waiting for the next fsync before `commit` waits for the committer (backpressure:
+/// the appliance never runs more than this far ahead of the disk).
+const MAX_WAITING: usize = 16_384;
 
 /// Seconds since the Unix epoch (lease expiries are absolute, for the lease file).
 pub(super) fn epoch_now() -> u64 {
@@ -77,10 +91,220 @@ fn message_type(payload: &[u8]) -> Option<u8> {
     None
 }
 
+/// Where the committer sends the replies a commit released: out of their ports, mirrored as
+/// the appliance's output, as the appliance's own `send` does.
+pub(super) struct ReplySink {
+    ports: Arc<Ports>,
+    switch: Arc<Switch>,
+    service_port: PortId,
+}
+
+impl ReplySink {
+    pub(super) fn new(ports: Arc<Ports>, switch: Arc<Switch>, service_port: PortId) -> ReplySink {
+        ReplySink {
+            ports,
+            switch,
+            service_port,
+        }
+    }
+
+    /// Writes each frame (no virtio-net header) out of its port, under one look at the port
+    /// table.
+    fn send_all(&self, replies: impl Iterator<Item = (PortId, Vec<u8>)>) {
+        let table = self.ports.table();
+        let mut out = Vec::with_capacity(1600);
+        for (port, frame) in replies {
+            out.clear();
+            out.resize(VNET_HDR_LEN, 0);
+            out.extend_from_slice(&frame);
+            self.ports
+                .capture
+                .mirror(self.service_port, Dir::Rx, &frame);
+            table.send_counted(&self.switch, port, &out);
+        }
+    }
+}
+
+/// Lease changes and the replies that acknowledge them: one batch of the appliance, or the
+/// group the committer makes durable at once (every batch handed over since its last fsync).
+#[derive(Default)]
+struct Batch {
+    /// The whole table as it was before `changes`: the journal is rewritten from it
+    /// (compaction, or the recovery after a failed write) before `changes` are appended.
+    snapshot: Option<LeaseTable>,
+    changes: Vec<LeaseChange>,
+    replies: Vec<(PortId, Vec<u8>)>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.snapshot.is_none() && self.changes.is_empty() && self.replies.is_empty()
+    }
+
+    /// Adds the next batch to this group. A snapshot in it is the table after every change
+    /// so far (its own batch's included), so it replaces them.
+    fn absorb(&mut self, next: Batch) {
+        if next.snapshot.is_some() {
+            self.snapshot = next.snapshot;
+            self.changes.clear();
+        }
+        self.changes.extend(next.changes);
+        self.replies.extend(next.replies);
+    }
+}
+
+/// The group that collects while the committer fsyncs the previous one.
+#[derive(Default)]
+struct NextGroup {
+    group: Batch,
+    /// The service is closing: commit what is there, then stop.
+    closing: bool,
+}
+
+/// What the committer thread shares with the appliance.
+#[derive(Default)]
+struct CommitShared {
+    next: Mutex<NextGroup>,
+    /// Signalled when a batch joins the next group, and when the committer takes a group.
+    changed: Condvar,
+    /// Replies withheld because their group could not be made durable.
+    unpersisted: AtomicU64,
+    /// The last commit failed: the next batch carries a snapshot to rewrite the journal from.
+    broken: AtomicBool,
+    /// Groups made durable (one fsync, or a compaction, each).
+    groups: AtomicU64,
+}
+
+impl CommitShared {
+    fn lock(&self) -> MutexGuard<'_, NextGroup> {
+        self.next.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The thread that owns the journal: appends, fsyncs, then releases replies.
+struct Committer {
+    thread: Option<JoinHandle<()>>,
+    shared: Arc<CommitShared>,
+}
+
+impl Committer {
+    fn start(journal: Journal, sink: ReplySink) -> io::Result<Committer> {
+        let shared = Arc::new(CommitShared::default());
+        let thread = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("sy-dhcp-commit".into())
+                .spawn(move || commit_loop(journal, &sink, &shared))?
+        };
+        Ok(Committer {
+            thread: Some(thread),
+            shared,
+        })
+    }
+
+    /// Adds a batch to the group that the committer makes durable next. Never waits for the
+    /// disk; waits only while that group already holds [`MAX_WAITING`] replies (the disk is
+    /// far behind: backpressure instead of unbounded memory).
+    fn submit(&self, batch: Batch) {
+        let mut next = self.shared.lock();
+        while next.group.replies.len() >= MAX_WAITING && !next.closing {
+            next = self
+                .shared
+                .changed
+                .wait(next)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        next.group.absorb(batch);
+        drop(next);
+        self.shared.changed.notify_all();
+    }
+}
+
+impl Drop for Committer {
+    /// Commits what is waiting, then stops the thread.
+    fn drop(&mut self) {
+        self.shared.lock().closing = true;
+        self.shared.changed.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        tracing::debug!(
+            groups = self.shared.groups.load(Ordering::Relaxed),
+            "lease journal closed"
+        );
+    }
+}
+
+/// The committer thread: takes everything handed over since its last fsync as one group,
+/// writes it with one `write`, makes it durable with one `fdatasync`, and only then sends the
+/// group's replies. While it waits for the disk, the next group collects.
+fn commit_loop(mut journal: Journal, sink: &ReplySink, shared: &CommitShared) {
+    // Released replies leave as soon as their fsync returns, at the workers' priority (see
+    // `Appliance::run`).
+    if let Err(e) = crate::port::set_thread_nice(super::WORKER_NICE) {
+        tracing::debug!(error = %e, "the lease journal's thread keeps the default priority");
+    }
+    loop {
+        let group = {
+            let mut next = shared.lock();
+            while next.group.is_empty() && !next.closing {
+                next = shared
+                    .changed
+                    .wait(next)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            if next.group.is_empty() {
+                return;
+            }
+            std::mem::take(&mut next.group)
+        };
+        // The appliance may be waiting for room (`Committer::submit`).
+        shared.changed.notify_all();
+        match persist(&mut journal, &group, shared.broken.load(Ordering::Relaxed)) {
+            Ok(()) => {
+                shared.broken.store(false, Ordering::Relaxed);
+                shared.groups.fetch_add(1, Ordering::Relaxed);
+                sink.send_all(group.replies.into_iter());
+            }
+            Err(e) => {
+                shared.broken.store(true, Ordering::Relaxed);
+                let withheld = group.replies.len() as u64;
+                shared.unpersisted.fetch_add(withheld, Ordering::Relaxed);
+                log_unpersisted(&e);
+            }
+        }
+    }
+}
+
+/// Makes a group durable: rewrites the journal from its snapshot if it has one, appends its
+/// changes, and fsyncs. After a failed commit (`broken`) the file may end in a torn line, so
+/// nothing is appended until a snapshot has rewritten it.
+fn persist(journal: &mut Journal, group: &Batch, broken: bool) -> io::Result<()> {
+    match &group.snapshot {
+        Some(table) => journal.compact(table)?,
+        None if broken => {
+            return Err(io::Error::other(
+                "an earlier write failed; the journal is rewritten whole at the next change",
+            ))
+        }
+        None => {}
+    }
+    if !group.changes.is_empty() {
+        journal.write_many(&group.changes)?;
+        journal.sync()?;
+    }
+    Ok(())
+}
+
 /// The DHCP server with its persistence and its guard bindings.
 pub(super) struct DhcpService {
     server: DhcpServer,
-    journal: Journal,
+    /// Owns the journal, on its own thread.
+    committer: Committer,
+    /// The changes and waiting replies since the last `commit`.
+    batch: Batch,
+    /// Records handed to the committer since the last snapshot (compaction).
+    since_snapshot: usize,
     lease_file: PathBuf,
     switch: Arc<Switch>,
     /// Address bound in the guard for each client, and on which port.
@@ -94,11 +318,13 @@ pub(super) struct DhcpService {
 
 impl DhcpService {
     /// Opens (replays and compacts) the journal and restores the guard bindings of live leases.
+    /// Starts the committer thread, which sends the replies it releases through `sink`.
     pub(super) fn open(
         params: DhcpParams,
         journal_path: PathBuf,
         lease_file: PathBuf,
         switch: Arc<Switch>,
+        sink: ReplySink,
     ) -> Result<DhcpService, String> {
         let (journal, table, stats) = Journal::open(&journal_path)
             .map_err(|e| format!("lease journal {}: {e}", journal_path.display()))?;
@@ -106,9 +332,13 @@ impl DhcpService {
         let server = DhcpServer::new(params)
             .map_err(|e| format!("DHCP settings: {e}"))?
             .with_leases(table);
+        let committer = Committer::start(journal, sink)
+            .map_err(|e| format!("starting the lease journal's thread: {e}"))?;
         let mut svc = DhcpService {
             server,
-            journal,
+            committer,
+            batch: Batch::default(),
+            since_snapshot: 0,
             lease_file,
             switch,
             bound: HashMap::new(),
@@ -122,8 +352,8 @@ impl DhcpService {
     }
 
     /// Handles one DHCP payload from `ingress`. Returns the reply and whether it waits for
-    /// [`DhcpService::commit`]: a reply that acknowledges a lease change must not leave before
-    /// the change is on disk.
+    /// [`DhcpService::commit`] (then the caller hands the finished frame to [`DhcpService::wait`]):
+    /// a reply that acknowledges a lease change must not leave before the change is on disk.
     pub(super) fn handle(&mut self, payload: &[u8], ingress: PortId) -> Option<(Reply, bool)> {
         let now = epoch_now();
         self.stats.received += 1;
@@ -149,22 +379,26 @@ impl DhcpService {
                 _ => self.stats.other_replies += 1,
             }
         }
-        let Some(change) = &outcome.change else {
+        let Some(change) = outcome.change else {
             return outcome.reply.map(|r| (r, false));
         };
-        if let Err(e) = self.journal.write(change) {
-            log_unpersisted(&e);
-            self.stats.unpersisted += 1;
-            return None;
-        }
-        self.apply_binding(change);
+        self.apply_binding(&change);
         self.changes.push(change.clone());
+        self.batch.changes.push(change);
         self.lease_file_dirty = true;
         outcome.reply.map(|r| (r, true))
     }
 
+    /// Holds the frame of a reply that `handle` said must wait, until its batch is durable.
+    pub(super) fn wait(&mut self, port: PortId, frame: Vec<u8>) {
+        self.batch.replies.push((port, frame));
+    }
+
     pub(super) fn stats(&self) -> DhcpStats {
-        self.stats.clone()
+        DhcpStats {
+            unpersisted: self.committer.shared.unpersisted.load(Ordering::Relaxed),
+            ..self.stats.clone()
+        }
     }
 
     /// The leases that have not expired at `now`, by address.
@@ -200,21 +434,25 @@ impl DhcpService {
         Ok(())
     }
 
-    /// Makes every change handled since the last commit durable (one fsync for a whole batch:
-    /// group commit), compacting the journal now and then. On error the caller withholds every
-    /// reply that waited for this commit.
-    pub(super) fn commit(&mut self) -> io::Result<()> {
-        let result = self.journal.sync().and_then(|()| {
-            if self.journal.records_since_compaction() >= COMPACT_AFTER {
-                self.journal.compact(self.server.leases())
-            } else {
-                Ok(())
-            }
-        });
-        if let Err(e) = &result {
-            log_unpersisted(e);
+    /// Hands the changes handled since the last commit, and the replies waiting for them, to
+    /// the committer (group commit: it fsyncs them, with whatever else is queued, before the
+    /// replies leave), and returns without waiting for the disk. Now and then, and after a
+    /// failed commit, the batch carries the whole table, from which the journal is rewritten.
+    pub(super) fn commit(&mut self) {
+        if self.batch.changes.is_empty() && self.batch.replies.is_empty() {
+            return;
         }
-        result
+        let mut batch = std::mem::take(&mut self.batch);
+        self.since_snapshot += batch.changes.len();
+        if self.since_snapshot >= COMPACT_AFTER
+            || self.committer.shared.broken.load(Ordering::Relaxed)
+        {
+            // The table already holds this batch's changes: they need no record of their own.
+            self.since_snapshot = 0;
+            batch.snapshot = Some(self.server.leases().clone());
+            batch.changes.clear();
+        }
+        self.committer.submit(batch);
     }
 
     /// Updates the guard for one lease change: O(1), so the cost per message does not grow with
@@ -297,7 +535,92 @@ impl DhcpService {
 
 #[cfg(test)]
 mod tests {
-    use super::message_type;
+    use super::{message_type, persist, Batch};
+    use crate::service::dhcp::journal;
+    use crate::service::dhcp::{ClientKey, Journal, Lease, LeaseChange, LeaseTable};
+    use crate::wire::MacAddr;
+
+    fn lease(n: u8) -> Lease {
+        let mac = MacAddr([2, 0, 0, 0, 1, n]);
+        Lease {
+            key: ClientKey::Mac(mac),
+            mac,
+            ip: std::net::Ipv4Addr::new(10, 0, 1, n),
+            expires: Some(1_000_000 + u64::from(n)),
+            hostname: None,
+            client_id: None,
+            port: 1,
+        }
+    }
+
+    fn batch(leases: &[u8]) -> Batch {
+        Batch {
+            changes: leases
+                .iter()
+                .map(|&n| LeaseChange::Upsert(lease(n)))
+                .collect(),
+            ..Batch::default()
+        }
+    }
+
+    fn ips(table: &LeaseTable) -> Vec<std::net::Ipv4Addr> {
+        let mut v: Vec<_> = table.iter().map(|l| l.ip).collect();
+        v.sort();
+        v
+    }
+
+    /// A group is appended whole; a snapshot absorbed into it replaces the file and the changes
+    /// before it, and the changes after it are appended; after a failure nothing is appended
+    /// until a snapshot rewrote the file (a torn line there would swallow the next record).
+    #[test]
+    fn persist_appends_rewrites_from_snapshots_and_refuses_to_append_after_a_failure() {
+        let dir = std::env::temp_dir().join(format!("sy-commit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("leases.journal");
+        let (mut j, _, _) = Journal::open(&path).unwrap();
+
+        let mut group = batch(&[1, 2]);
+        group.absorb(batch(&[3]));
+        persist(&mut j, &group, false).unwrap();
+        let (t, _) = journal::read(&path).unwrap();
+        assert_eq!(t.len(), 3);
+
+        // After a failure, a group without a snapshot is refused and nothing is written.
+        let before = std::fs::read(&path).unwrap();
+        assert!(persist(&mut j, &batch(&[4]), true).is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+
+        // A torn tail, as a failed append could leave; the snapshot's rewrite removes it.
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(b"U 1000 02:00:00").unwrap();
+        drop(f);
+        let mut snap = LeaseTable::new();
+        for n in [1, 2, 3, 4, 5] {
+            snap.upsert(lease(n));
+        }
+        let mut group = batch(&[9]);
+        group.absorb(Batch {
+            snapshot: Some(snap),
+            ..Batch::default()
+        });
+        group.absorb(batch(&[6]));
+        assert_eq!(group.changes.len(), 1);
+        persist(&mut j, &group, true).unwrap();
+        let (t, stats) = journal::read(&path).unwrap();
+        assert_eq!((stats.corrupt, stats.truncated_tail), (0, false));
+        // 9 came before the snapshot, which does not hold it: the snapshot is the whole table
+        // after its batch, so what it lacks had been removed by then.
+        let want: Vec<_> = [1, 2, 3, 4, 5, 6]
+            .iter()
+            .map(|&n| std::net::Ipv4Addr::new(10, 0, 1, n))
+            .collect();
+        assert_eq!(ips(&t), want);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn finds_the_message_type_option() {

@@ -17,9 +17,10 @@
 //!
 //! # The caller's contract (fsync before ACK)
 //!
-//! For each [`Outcome`], the daemon first applies `outcome.change` to the [`Journal`]
-//! ([`Journal::append`] fsyncs), and only then sends `outcome.reply`. If the append fails the
-//! reply must not leave: a client then retries, and no acknowledged lease is ever lost.
+//! For each [`Outcome`], the daemon first makes `outcome.change` durable in the [`Journal`]
+//! ([`Journal::append`] fsyncs; the daemon writes a group of changes and fsyncs once), and only
+//! then sends `outcome.reply`. If that fails the reply must not leave: a client then retries,
+//! and no acknowledged lease is ever lost.
 
 pub mod frame;
 pub mod journal;

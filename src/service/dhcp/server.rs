@@ -27,7 +27,7 @@
 //! (addresses of the subnet), token buckets (one per port id). Expiry is lazy: every check
 //! compares with `now`, so the server has no timer and no deadline to expose.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
 
 use dhcproto::v4::{DhcpOption, HType, Message, MessageType, Opcode, OptionCode};
@@ -136,6 +136,9 @@ pub struct DhcpServer {
     pub(super) params: DhcpParams,
     pub(super) search: Vec<Name>,
     leases: LeaseTable,
+    /// The pool's addresses that hold no lease record, as `u32`: where a new client's address
+    /// is looked for first, in O(log pool) instead of a walk over leased addresses.
+    unleased: BTreeSet<u32>,
     offers: HashMap<ClientKey, Offer>,
     /// The keys of `offers`, by port: a port's offers are counted without a scan of all.
     offers_by_port: HashMap<u16, HashSet<ClientKey>>,
@@ -150,23 +153,65 @@ impl DhcpServer {
     pub fn new(params: DhcpParams) -> Result<DhcpServer, super::ParamsError> {
         let search = params.validate()?;
         let reserved = params.reservations.iter().map(|r| r.ipv4).collect();
-        Ok(DhcpServer {
+        let mut server = DhcpServer {
             params,
             search,
             leases: LeaseTable::new(),
+            unleased: BTreeSet::new(),
             offers: HashMap::new(),
             offers_by_port: HashMap::new(),
             offered: HashMap::new(),
             quarantine: HashMap::new(),
             reserved,
             buckets: HashMap::new(),
-        })
+        };
+        server.index_unleased();
+        Ok(server)
     }
 
     /// Replaces the lease table (the one [`Journal::open`](super::Journal::open) rebuilt).
     pub fn with_leases(mut self, leases: LeaseTable) -> DhcpServer {
         self.leases = leases;
+        self.index_unleased();
         self
+    }
+
+    /// Rebuilds [`DhcpServer::unleased`] from the pool and the table: O(pool), at start only.
+    fn index_unleased(&mut self) {
+        self.unleased = match self.params.pool {
+            Some((lo, hi)) => (u32::from(lo)..=u32::from(hi))
+                .filter(|&ip| self.leases.get_by_ip(Ipv4Addr::from(ip)).is_none())
+                .collect(),
+            None => BTreeSet::new(),
+        };
+    }
+
+    /// Keeps [`DhcpServer::unleased`] in step with a table change: the record of `key` moved
+    /// from `before` to `after` (`None`: no record).
+    fn note_move(&mut self, before: Option<Ipv4Addr>, after: Option<Ipv4Addr>) {
+        if let Some(ip) = after {
+            self.unleased.remove(&u32::from(ip));
+        }
+        if let Some(ip) = before.filter(|ip| Some(*ip) != after && self.in_pool(*ip)) {
+            if self.leases.get_by_ip(ip).is_none() {
+                self.unleased.insert(u32::from(ip));
+            }
+        }
+    }
+
+    /// Upserts `lease` into the table, keeping the index of unleased addresses.
+    fn upsert_lease(&mut self, lease: Lease) {
+        let before = self.leases.get(&lease.key).map(|l| l.ip);
+        let after = lease.ip;
+        self.leases.upsert(lease);
+        self.note_move(before, Some(after));
+    }
+
+    /// Removes the lease of `key`, keeping the index of unleased addresses.
+    fn remove_lease(&mut self, key: &ClientKey) {
+        if let Some(old) = self.leases.remove(key) {
+            self.note_move(Some(old.ip), None);
+        }
     }
 
     pub fn leases(&self) -> &LeaseTable {
@@ -312,7 +357,7 @@ impl DhcpServer {
             client_id: c.client_id.clone(),
             port: c.port,
         };
-        self.leases.upsert(lease.clone());
+        self.upsert_lease(lease.clone());
         Ok(Outcome {
             change: Some(LeaseChange::Upsert(lease)),
             reply: Some(reply),
@@ -334,7 +379,7 @@ impl DhcpServer {
         }
         match self.leases.get(&c.key) {
             Some(l) if l.ip == msg.ciaddr() => {
-                self.leases.remove(&c.key);
+                self.remove_lease(&c.key);
                 Ok(Outcome {
                     change: Some(LeaseChange::Remove(c.key.clone())),
                     reply: None,
@@ -365,7 +410,7 @@ impl DhcpServer {
         self.withdraw_offer(&c.key);
         let change = match self.leases.get(&c.key) {
             Some(l) if l.ip == ip => {
-                self.leases.remove(&c.key);
+                self.remove_lease(&c.key);
                 Some(LeaseChange::Remove(c.key.clone()))
             }
             _ => None,
@@ -467,14 +512,22 @@ impl DhcpServer {
         let (lo, hi) = self.params.pool?;
         let (lo, hi) = (u32::from(lo), u32::from(hi));
         let size = u64::from(hi - lo) + 1;
-        let start = fnv1a(&c.key) % size;
+        let start = lo + (fnv1a(&c.key) % size) as u32;
         let probe = |ip: &Ipv4Addr| self.is_free_for(c, *ip, now);
-        let ring = (0..size).map(|i| Ipv4Addr::from(lo + ((start + i) % size) as u32));
-        // Never-leased addresses first, so expired leases stay available to returning clients.
-        ring.clone()
-            .filter(|ip| self.leases.get_by_ip(*ip).is_none())
-            .find(probe)
-            .or_else(|| ring.clone().find(probe))
+        // Addresses without a lease record first (the next one at or after the key's hash, in
+        // the ring), so expired leases stay available to returning clients. O(log pool), plus
+        // the ones skipped because they are offered to someone else or reserved.
+        let unleased = self
+            .unleased
+            .range(start..)
+            .chain(self.unleased.range(..start))
+            .map(|&ip| Ipv4Addr::from(ip));
+        unleased.clone().find(probe).or_else(|| {
+            let ring =
+                (0..size).map(|i| Ipv4Addr::from(lo + ((u64::from(start - lo) + i) % size) as u32));
+            ring.filter(|ip| self.leases.get_by_ip(*ip).is_some())
+                .find(probe)
+        })
     }
 
     /// The configured lease time, or the shorter one the client asked for in option 51 (at
@@ -596,4 +649,51 @@ fn fnv1a(key: &ClientKey) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::MacAddr;
+
+    fn lease(n: u32, ip: u32) -> Lease {
+        let mac = MacAddr([2, 0, 0, 0, (n >> 8) as u8, n as u8]);
+        Lease {
+            key: ClientKey::Mac(mac),
+            mac,
+            ip: Ipv4Addr::from(ip),
+            expires: Some(100),
+            hostname: None,
+            client_id: None,
+            port: 1,
+        }
+    }
+
+    /// The index of unleased pool addresses stays what a rebuild from the table gives, through
+    /// inserts, moves, evictions (another client's lease on the same address) and removals,
+    /// including addresses outside the pool.
+    #[test]
+    fn the_unleased_index_follows_every_table_change() {
+        let net: ipnet::Ipv4Net = "10.0.0.0/24".parse().unwrap();
+        let mut params = DhcpParams::new(Ipv4Addr::new(10, 0, 0, 1), net);
+        params.pool = Some((Ipv4Addr::new(10, 0, 0, 10), Ipv4Addr::new(10, 0, 0, 60)));
+        let mut s = DhcpServer::new(params).unwrap();
+        let base = u32::from(Ipv4Addr::new(10, 0, 0, 0));
+        assert_eq!(s.unleased.len(), 51);
+        // A fixed pseudo-random walk: 40 clients over addresses 5..70 (some outside the pool).
+        let mut x: u32 = 12345;
+        for step in 0..2000 {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            let client = (x >> 8) % 40;
+            let ip = base + 5 + (x >> 16) % 66;
+            if step % 5 == 0 {
+                s.remove_lease(&lease(client, ip).key);
+            } else {
+                s.upsert_lease(lease(client, ip));
+            }
+            let maintained = s.unleased.clone();
+            s.index_unleased();
+            assert_eq!(maintained, s.unleased, "step {step}");
+        }
+    }
 }
