@@ -97,10 +97,19 @@ fn numbers(out: &std::process::Output) -> Vec<u64> {
 
 #[test]
 fn frames_keep_their_order_when_two_workers_share_a_port() {
+    // Two workers: h1's tap goes to worker 0, h2's to worker 1.
+    echo_in_order("workers = 2");
+}
+
+#[test]
+fn frames_keep_their_order_with_busy_polling_workers() {
+    echo_in_order("workers = 2\npoll_us = 2000");
+}
+
+fn echo_in_order(switch: &str) {
     let mut lab = Lab::new();
     let hosts = [("h1", 11, false), ("h2", 12, false)];
-    // Two workers: h1's tap goes to worker 0, h2's to worker 1.
-    let cfg = lab_config(&mut lab, &hosts, "workers = 2");
+    let cfg = lab_config(&mut lab, &hosts, switch);
     let (i1, i2) = (lab.ifname("h1"), lab.ifname("h2"));
     lab.start(&cfg, &[("h1", &i1), ("h2", &i2)]);
     assert!(lab.ping("h1", "10.13.31.12", 3), "no path h1 -> h2");

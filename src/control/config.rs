@@ -103,6 +103,9 @@ pub struct SwitchConfig {
     pub storm_limit: Option<u32>,
     /// Loop detection by probe (default on): a port that closes a loop is blocked for a while.
     pub loop_detection: bool,
+    /// Busy polling: after its last frame a worker keeps polling its ports for this long before
+    /// it sleeps (default zero: it sleeps at once).
+    pub poll: Duration,
     /// `[[switch.fdb]]` static entries: never age, never move.
     pub static_fdb: Vec<StaticFdb>,
 }
@@ -268,6 +271,8 @@ const DEFAULT_MAX_MACS: usize = 65536;
 const MAX_MAX_MACS: i64 = 1 << 24;
 const DEFAULT_MAX_MACS_PER_PORT: usize = 1024;
 const MAX_WORKERS: i64 = 64;
+/// A second: longer polling is a worker that never sleeps while anything moves.
+const MAX_POLL_US: i64 = 1_000_000;
 const DEFAULT_MAX_PORTS: usize = 256;
 const MAX_MAX_PORTS: i64 = 4096;
 /// Storm control default: broadcast/multicast frames a second per port. A host sending more is
@@ -379,6 +384,7 @@ struct RawSwitch {
     /// Frames a second, or "off".
     storm_limit: Option<Spanned<toml::Value>>,
     loop_detection: Option<bool>,
+    poll_us: Option<Spanned<i64>>,
     #[serde(default)]
     fdb: Vec<RawFdb>,
     control_socket: Option<Spanned<String>>,
@@ -1191,6 +1197,7 @@ fn validate_switch(
             max_ports,
             storm_limit: Some(DEFAULT_STORM_LIMIT),
             loop_detection: true,
+            poll: Duration::ZERO,
             static_fdb: Vec::new(),
         });
     };
@@ -1228,6 +1235,7 @@ fn validate_switch(
         ));
     }
     let workers = count(cx, raw.workers.as_ref(), e, "workers", 0, MAX_WORKERS)?.unwrap_or(0);
+    let poll_us = count(cx, raw.poll_us.as_ref(), e, "poll_us", 0, MAX_POLL_US)?.unwrap_or(0);
     let storm_limit = match &raw.storm_limit {
         None => Some(DEFAULT_STORM_LIMIT),
         Some(v) => match v.get_ref() {
@@ -1297,6 +1305,7 @@ fn validate_switch(
         max_ports,
         storm_limit,
         loop_detection: raw.loop_detection.unwrap_or(true),
+        poll: Duration::from_micros(poll_us as u64),
         static_fdb,
     })
 }
@@ -1462,6 +1471,7 @@ host = "vm1"
                 max_ports: 256,
                 storm_limit: Some(10_000),
                 loop_detection: true,
+                poll: Duration::ZERO,
                 static_fdb: vec![],
             }
         );
@@ -1819,6 +1829,11 @@ host = "vm1"
             &["max_macs_per_port 20", "max_macs 10"],
         );
         assert_err(sw("workers = 65\n"), 19, &["workers 65", "64"]);
+        assert_err(sw("poll_us = -1\n"), 19, &["poll_us -1", "0 to 1000000"]);
+        assert_eq!(
+            sw("poll_us = 5000\n").unwrap().switch.poll,
+            Duration::from_micros(5000)
+        );
         let cfg = sw("max_macs = 10\nworkers = 2\n").unwrap();
         assert_eq!(
             (cfg.switch.max_macs, cfg.switch.max_macs_per_port),
