@@ -416,9 +416,16 @@ mod tests {
     /// the records, and the next record lands right after the last one, not after the zeros.
     #[test]
     fn records_fill_preallocated_room_that_replay_ignores() {
-        let dir = std::env::temp_dir().join(format!("sy-journal-pre-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let path = dir.join("leases.journal");
+        /// Removes the directory even when an assertion fails.
+        struct Dir(std::path::PathBuf);
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+        let dir = Dir(std::env::temp_dir().join(format!("sy-journal-pre-{}", std::process::id())));
+        let _ = std::fs::remove_dir_all(&dir.0);
+        let path = dir.0.join("leases.journal");
         let (mut j, _, _) = Journal::open(&path).unwrap();
         for c in changes() {
             j.append(&c).unwrap();
@@ -444,7 +451,6 @@ mod tests {
         assert_eq!(bytes.len() as u64, 2 * PREALLOC);
         let (_, stats) = read(&path).unwrap();
         assert_eq!((stats.applied, stats.corrupt), (11 + n, 0));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
