@@ -813,6 +813,8 @@ struct Worker {
 /// How many foreign egress ports a worker remembers between looks; frames flooded to more are
 /// left to their owners.
 const WRITTEN_MAX: usize = 8;
+/// Rounds of `collect_replies` after a wake-up's batches, at most.
+const COLLECT_ROUNDS: usize = 4;
 
 /// One epoll set per worker, with the configured ports dealt round-robin into them.
 fn give_ports_to_workers(ports: &Ports, n_workers: usize) -> Result<Vec<Arc<Epoll>>, DaemonError> {
@@ -866,8 +868,14 @@ impl Worker {
                 let id = PortId(events.token(i) as u16);
                 self.process_port_exclusive(id, &mut buf, &mut scratch, now);
             }
-            // Replies to what was just written, while this worker is still awake.
-            while self.collect_replies(&mut buf, &mut scratch) {}
+            // Replies to what was just written, while this worker is still awake: a few rounds
+            // (a reply may go to a third port and be answered in turn), then back to its own
+            // epoll set, so that traffic between other workers' ports cannot hold it here.
+            for _ in 0..COLLECT_ROUNDS {
+                if !self.collect_replies(&mut buf, &mut scratch) {
+                    break;
+                }
+            }
         }
     }
 
