@@ -71,14 +71,7 @@ fn port_names(lab: &Lab) -> Vec<String> {
 
 /// ARPs for `target` over a QEMU-framed stream connection; true once an answer comes back.
 fn stream_resolves(s: &mut UnixStream, mac: [u8; 6], ip: [u8; 4], target: [u8; 4]) -> bool {
-    let mut f = vec![0xff; 6];
-    f.extend_from_slice(&mac);
-    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
-    f.extend_from_slice(&mac);
-    f.extend_from_slice(&ip);
-    f.extend_from_slice(&[0; 6]);
-    f.extend_from_slice(&target);
-    f.resize(60, 0);
+    let f = common::arp_request(mac, ip, target);
     let mut wire = (f.len() as u32).to_be_bytes().to_vec();
     wire.extend_from_slice(&f);
     s.set_read_timeout(Some(Duration::from_millis(200)))

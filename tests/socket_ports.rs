@@ -10,24 +10,11 @@ use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{lab_config, Lab};
+use common::{arp_request, lab_config, Lab};
 
 const H1_IP: [u8; 4] = [10, 13, 31, 11];
 const H1_MAC: [u8; 6] = [0x52, 0x54, 0, 0x31, 0, 0x0b];
 const GATEWAY: [u8; 4] = [10, 13, 31, 1];
-
-/// An ARP request from `mac`/`ip` for `target`.
-fn arp_request(mac: [u8; 6], ip: [u8; 4], target: [u8; 4]) -> Vec<u8> {
-    let mut f = vec![0xff; 6];
-    f.extend_from_slice(&mac);
-    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
-    f.extend_from_slice(&mac);
-    f.extend_from_slice(&ip);
-    f.extend_from_slice(&[0; 6]);
-    f.extend_from_slice(&target);
-    f.resize(60, 0);
-    f
-}
 
 /// Whether `f` is an ARP reply saying that `ip` is at some MAC, and which.
 fn arp_reply_from(f: &[u8], ip: [u8; 4]) -> Option<[u8; 6]> {

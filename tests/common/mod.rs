@@ -411,3 +411,16 @@ pub fn lab_config(lab: &mut Lab, hosts: &[(&str, u8, bool)], extra_switch: &str)
     }
     c
 }
+
+/// A broadcast ARP request from `mac`/`ip` for `target`, padded to the 60-byte minimum.
+pub fn arp_request(mac: [u8; 6], ip: [u8; 4], target: [u8; 4]) -> Vec<u8> {
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&target);
+    f.resize(60, 0);
+    f
+}
