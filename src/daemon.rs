@@ -887,19 +887,17 @@ impl Worker {
         buf: &mut [u8],
         scratch: &mut [u8],
         now: Duration,
-    ) -> bool {
+    ) {
         let Some(reader) = self.ports.readers.get(ingress.index()) else {
-            return false;
+            return;
         };
         if reader
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
+            .is_ok()
         {
-            return false;
+            self.process_port(ingress, buf, scratch, now);
+            reader.store(false, Ordering::Release);
         }
-        self.process_port(ingress, buf, scratch, now);
-        reader.store(false, Ordering::Release);
-        true
     }
 
     /// Reads the ports of other workers that this one has just written to.
