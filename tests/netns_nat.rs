@@ -118,6 +118,14 @@ fn host_reaches_vm_and_vm_reaches_outside_through_nat() {
     lab.start(&cfg, &[("vm", &vm_if), ("dh", &dh_if)]);
     wait_host_leg(&mut lab);
     let table = format!("table ip switchyard_{}", lab.tag);
+    // The daemon loads its table, then turns ip_forward on, after the host leg is up: give
+    // both a moment rather than race the second, then check them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !(nft_tables(&lab).contains(&table) && ip_forward(&lab) == "1")
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert!(nft_tables(&lab).contains(&table), "{}", nft_tables(&lab));
     assert_eq!(ip_forward(&lab), "1");
 
