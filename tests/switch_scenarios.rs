@@ -453,3 +453,28 @@ fn a_returning_probe_blocks_the_higher_port_of_the_loop_for_a_while() {
     probe_frame(LoopKey([1, 2]), mac(9), P1, &mut probe);
     assert_eq!(sw.process(P2, &probe, later), Verdict::Flood);
 }
+
+#[test]
+fn a_probe_under_our_key_naming_a_port_we_do_not_have_blocks_nothing() {
+    use switchyard::switch::{probe_frame, LoopKey};
+    let key = LoopKey([11, 22]);
+    let sw = switch_with(
+        4,
+        SwitchParams {
+            loop_key: Some(key),
+            ..SwitchParams::default()
+        },
+    );
+    let t = 10 * S;
+    let mut probe = Vec::new();
+    // Found by the `frame` fuzz target: this indexed past the port table and panicked.
+    for from in [PortId(4), PortId(99), PortId(u16::MAX)] {
+        probe_frame(key, mac(9), from, &mut probe);
+        assert_eq!(
+            sw.process(P2, &probe, t),
+            Verdict::Drop(DropReason::LoopDetected)
+        );
+    }
+    assert!((0..4).all(|i| !sw.is_blocked(PortId(i), t)));
+    assert_eq!(sw.loops_seen(), 0);
+}

@@ -287,8 +287,12 @@ impl Switch {
             return Verdict::Drop(DropReason::LoopBlocked);
         }
         // Our own loop probe, back: before the guard, which would drop it as spoofed.
+        // The key makes the port id believable, not in range: a probe sent before a restart
+        // with fewer ports (or a forged one, should the key ever leak) names no port of ours.
         if let Some(from) = self.loop_key.and_then(|k| own_probe(k, frame)) {
-            self.block_loop(from, ingress, now);
+            if from.index() < self.ports.len() {
+                self.block_loop(from, ingress, now);
+            }
             return Verdict::Drop(DropReason::LoopDetected);
         }
         let (src, dst) = (eth.src_addr(), eth.dst_addr());
