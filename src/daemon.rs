@@ -484,11 +484,12 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let (service_tx, service_rx) = sync_channel(SERVICE_QUEUE);
-    let service = Service {
+    let mut service = Service {
         port: service_port(config),
         mtu: config.network.mtu as usize,
         id: identity(config),
         tx: service_tx,
+        dns: None,
     };
     let dns = if config.dns.enabled {
         Some(dns::DnsService::start(
@@ -500,6 +501,7 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
     } else {
         None
     };
+    service.dns = dns.as_ref().map(dns::DnsService::for_workers);
     let dhcp = if config.dhcp.enabled {
         let svc = dhcp::DhcpService::open(
             dhcp_params(config),
@@ -563,6 +565,7 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
             poll: config.switch.poll,
             written: RefCell::new(Vec::with_capacity(WRITTEN_MAX)),
             spare: RefCell::new(vec![0u8; FRAME_BUF]),
+            dns_out: RefCell::new((Vec::with_capacity(1600), Vec::with_capacity(1600))),
         };
         let stop = Arc::clone(&stop);
         let handle = thread::Builder::new()
@@ -648,23 +651,46 @@ impl Worker {
     /// Hands `bytes` (virtio-net header + frame) to the appliance as plain frames with complete
     /// checksums, if it wants them; never blocks. The appliance verifies checksums, so a partial
     /// one is completed and a super-frame segmented (at the network's MTU) first.
-    fn dispatch_to_appliance(&self, ingress: PortId, bytes: &[u8], scratch: &mut [u8]) {
+    fn dispatch_to_appliance(
+        &self,
+        table: &Table<'_>,
+        ingress: PortId,
+        bytes: &[u8],
+        scratch: &mut [u8],
+    ) {
         let frame = &bytes[bytes.len().min(VNET_HDR_LEN)..];
         if !self.service.id.wants(frame) {
             return;
         }
         if !gso::needs_software(bytes) {
-            return self.enqueue_for_appliance(ingress, frame);
+            return self.enqueue_for_appliance(table, ingress, frame);
         }
         let done = gso::for_each_segment(bytes, self.service.mtu, scratch, |seg| {
-            self.enqueue_for_appliance(ingress, &seg[VNET_HDR_LEN..]);
+            self.enqueue_for_appliance(table, ingress, &seg[VNET_HDR_LEN..]);
         });
         if done.is_err() {
             self.switch.count_drop(ingress, DropReason::Malformed);
         }
     }
 
-    fn enqueue_for_appliance(&self, ingress: PortId, frame: &[u8]) {
+    /// Hands one plain frame to the appliance, unless it is a DNS query the memo answers:
+    /// that one is answered here, out of `ingress` (see `dns::WorkerDns`).
+    fn enqueue_for_appliance(&self, table: &Table<'_>, ingress: PortId, frame: &[u8]) {
+        if let Some(dns) = &self.service.dns {
+            let mut bufs = self.dns_out.borrow_mut();
+            let (out, work) = &mut *bufs;
+            if dns.answer(frame, out, work) {
+                // Counted and mirrored as if the appliance had taken the query and sent this.
+                table
+                    .capture
+                    .mirror(self.service.port, capture::Dir::Tx, frame);
+                self.switch.count_tx(self.service.port, frame.len());
+                table
+                    .capture
+                    .mirror(self.service.port, capture::Dir::Rx, &out[VNET_HDR_LEN..]);
+                return table.send_counted(&self.switch, ingress, out);
+            }
+        }
         let sf = appliance::ApplianceMsg::Frame(appliance::ServiceFrame {
             ingress,
             frame: frame.to_vec(),
@@ -790,6 +816,8 @@ struct Service {
     mtu: usize,
     id: Identity,
     tx: SyncSender<appliance::ApplianceMsg>,
+    /// DNS answers the worker gives itself (`None` without DNS).
+    dns: Option<dns::WorkerDns>,
 }
 
 /// One data-plane thread: an epoll set over its ports (shared with the control thread, which
@@ -808,6 +836,8 @@ struct Worker {
     written: RefCell<Vec<PortId>>,
     /// The second frame buffer of `process_port`, which reads one frame ahead.
     spare: RefCell<Vec<u8>>,
+    /// Where a DNS answer from the memo is built (the frame, and a work buffer).
+    dns_out: RefCell<(Vec<u8>, Vec<u8>)>,
 }
 
 /// How many foreign egress ports a worker remembers between looks; frames flooded to more are
@@ -1025,7 +1055,7 @@ impl Worker {
         scratch: &mut [u8],
     ) {
         if egress == self.service.port {
-            return self.dispatch_to_appliance(ingress, bytes, scratch);
+            return self.dispatch_to_appliance(table, ingress, bytes, scratch);
         }
         self.note_written(table, egress);
         if table.accepts_offloads(egress) || !gso::needs_software(bytes) {

@@ -862,3 +862,45 @@ fn the_fast_path_answers_cached_names_exactly_as_the_full_path() {
     assert_eq!(fast.counters.cache_fast, before + 1);
     assert!(m.answers.iter().all(|r| r.ttl == 3550), "{m:?}");
 }
+
+#[test]
+fn the_shared_memo_gives_the_servers_bytes_and_forgets_them_when_the_zone_changes() {
+    let mut s = server(&params());
+    s.zone_mut()
+        .upsert_lease(&lease(0x30, Some("foo"), [10, 13, 31, 150]))
+        .unwrap();
+    let shared = s.shared_memo();
+    let q = raw_query(0x1234, [1, 0], "foo.lab.test", RecordType::A, None);
+    assert_eq!(shared.answer_udp(&q, 1472, T0), None, "not asked yet");
+    // The server's first answer fills the memo; the shared view then gives the same bytes.
+    let Outcome::Reply(first) = s.process_query(&q, 1, UDP, T0) else {
+        panic!("no reply")
+    };
+    let q2 = raw_query(0x4321, [1, 0], "FOO.lab.test", RecordType::A, None);
+    let Outcome::Reply(by_server) = s.process_query(&q2, 1, UDP, T0) else {
+        panic!("no reply")
+    };
+    assert_eq!(shared.answer_udp(&q, 1472, T0), Some(first));
+    assert_eq!(shared.answer_udp(&q2, 1472, T0), Some(by_server));
+    assert_eq!(shared.counts(), (2, 0));
+    // Not the fast path's shape (a cookie): left to the server.
+    let cookie = [
+        0, 0, 41, 0x10, 0, 0, 0, 0, 0, 0, 12, 0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8,
+    ];
+    let q3 = raw_query(1, [1, 0], "foo.lab.test", RecordType::A, Some(&cookie[..]));
+    assert_eq!(shared.answer_udp(&q3, 1472, T0), None);
+    // Any change of the zone empties it before the change is visible to anyone.
+    s.zone_mut()
+        .upsert_lease(&lease(0x30, Some("foo"), [10, 13, 31, 151]))
+        .unwrap();
+    assert!(shared.is_empty());
+    assert_eq!(shared.answer_udp(&q, 1472, T0), None);
+    let m = reply(s.process_query(&q, 1, UDP, T0));
+    assert_eq!(a_records(&m), vec![Ipv4Addr::new(10, 13, 31, 151)]);
+    assert_eq!(
+        shared
+            .answer_udp(&q, 1472, T0)
+            .map(|b| Message::from_vec(&b).unwrap().answers),
+        Some(m.answers)
+    );
+}

@@ -11,6 +11,10 @@
 //!
 //! Replies are complete frames (every checksum filled) preceded by an all-zero virtio-net header.
 //!
+//! One exception to "the appliance answers": a UDP DNS query whose answer the DNS memo holds is
+//! answered by the worker that read it (`dns::WorkerDns`), with the same bytes, and never
+//! queued here. The memo is filled by this thread and emptied by every zone change it makes.
+//!
 //! The queue also carries [`DnsEvent`]s from the DNS reader threads (upstream replies, queries on
 //! `[dns] listen` sockets), so the DNS zone, cache and pending table live in this one thread.
 
@@ -158,10 +162,12 @@ impl Appliance {
                         handled += 1;
                         next = (handled < BATCH).then(|| self.rx.try_recv().ok()).flatten();
                     }
+                    // The zone (and the workers' DNS memo) follows the batch's leases before
+                    // its ACKs can leave: a client that has its ACK finds its name.
+                    self.update_zone();
                     if let Some(dhcp) = self.dhcp.as_mut() {
                         dhcp.commit();
                     }
-                    self.update_zone();
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,

@@ -30,12 +30,12 @@ use crate::control::config::{dns_params, Config};
 use crate::service::dhcp::{ClientKey, Lease, LeaseChange};
 use crate::service::dns::tcp::{ConnKey, TcpOutput, TcpResponder};
 use crate::service::dns::{
-    ClientReply, DnsCounters, DnsServer, NameRefused, Outcome, Transport, Zone,
+    ClientReply, DnsCounters, DnsServer, NameRefused, Outcome, SharedMemo, Transport, Zone,
 };
 use crate::switch::PortId;
 use crate::wire::ipv4::{build_udp, Ipv4View, UdpEndpoints, IPV4_HEADER_LEN, UDP_HEADER_LEN};
 use crate::wire::tcp::{build_tcp, TcpSegment, PROTO_TCP, TCP_HEADER_LEN};
-use crate::wire::MacAddr;
+use crate::wire::{MacAddr, VNET_HDR_LEN};
 
 pub(super) const DNS_PORT: u16 = 53;
 /// TCP connections at once, and how long one may stay silent.
@@ -83,6 +83,55 @@ pub(super) struct TcpPeer {
 
 /// A frame to send out of a port.
 pub(super) type OutFrame = (PortId, Vec<u8>);
+
+/// The fast path in the worker that read the query: a UDP query to gateway:53 that the
+/// memo has an answer for (a local name, or a cache hit in its second) is answered there and
+/// then, out of the port it came in on, and never reaches the appliance thread. That saves the
+/// two thread hand-offs (worker to appliance, and the appliance's wake-up) that cost more than
+/// the answer itself. Anything else goes to the appliance as before; the answer bytes are the
+/// ones the appliance would send (the memo holds the full path's own answers).
+#[derive(Clone)]
+pub(super) struct WorkerDns {
+    memo: Arc<SharedMemo>,
+    /// The DNS service's clock, which the memo's cached answers are timed by.
+    start: Instant,
+    udp_limit: usize,
+    id: Identity,
+}
+
+impl WorkerDns {
+    /// If `frame` (no virtio-net header, checksums complete) is a UDP query to the gateway's
+    /// port 53 that the memo answers, builds the answer frame into `out`, after an all-zero
+    /// virtio-net header, and returns true. `scratch` is a work buffer.
+    pub(super) fn answer(&self, frame: &[u8], out: &mut Vec<u8>, scratch: &mut Vec<u8>) -> bool {
+        let Some(ip) = Ipv4View::parse(frame) else {
+            return false;
+        };
+        if ip.dst != self.id.ip {
+            return false;
+        }
+        let Some((src_port, DNS_PORT, query)) = ip.udp() else {
+            return false;
+        };
+        let now = self.start.elapsed();
+        let Some(answer) = self.memo.answer_udp(query, self.udp_limit, now) else {
+            return false;
+        };
+        let ep = UdpEndpoints {
+            src_mac: self.id.mac,
+            dst_mac: ip.src_mac,
+            src: self.id.ip,
+            dst: ip.src,
+            src_port: DNS_PORT,
+            dst_port: src_port,
+        };
+        build_udp(scratch, &ep, &answer);
+        out.clear();
+        out.resize(VNET_HDR_LEN, 0);
+        out.extend_from_slice(scratch);
+        true
+    }
+}
 
 /// The DNS server with its sockets.
 pub(super) struct DnsService {
@@ -182,8 +231,27 @@ impl DnsService {
         self.start.elapsed()
     }
 
+    /// The server's counters, with the answers the workers gave from the memo.
     pub(super) fn counters(&self) -> DnsCounters {
-        self.server.counters
+        let mut c = self.server.counters;
+        let (local, cached) = self.server.shared_memo().counts();
+        c.queries += local + cached;
+        c.local += local;
+        c.local_fast += local;
+        c.cache_hits += cached;
+        c.cache_fast += cached;
+        c.shared_fast += local + cached;
+        c
+    }
+
+    /// What a data-plane worker needs to answer from the memo itself.
+    pub(super) fn for_workers(&self) -> WorkerDns {
+        WorkerDns {
+            memo: self.server.shared_memo(),
+            start: self.start,
+            udp_limit: self.udp_limit,
+            id: self.id,
+        }
     }
 
     /// Handles `frame` from `ingress` if it is DNS for the appliance (UDP or TCP to

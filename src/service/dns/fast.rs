@@ -37,6 +37,8 @@
 //! emptied before the next insert, and answers over [`MEMO_MAX_ANSWER`] bytes are not kept.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use super::server::HEADER_LEN;
@@ -221,7 +223,7 @@ impl Memo {
     }
 
     /// Forgets every answer if they belong to another zone version than `version`.
-    fn sync(&mut self, version: u64) {
+    pub(super) fn sync(&mut self, version: u64) {
         if self.version != version {
             self.entries.clear();
             self.version = version;
@@ -248,6 +250,17 @@ impl Memo {
         now: Duration,
     ) -> Option<(Vec<u8>, Source)> {
         self.sync(version);
+        self.peek(q, query, udp_limit, now)
+    }
+
+    /// [`Self::answer`] for the zone version the memo holds answers of.
+    fn peek(
+        &self,
+        q: &FastQuery,
+        query: &[u8],
+        udp_limit: Option<usize>,
+        now: Duration,
+    ) -> Option<(Vec<u8>, Source)> {
         let e = self.entries.get(q.key())?;
         if !e.source.valid_at(now) {
             return None;
@@ -296,6 +309,78 @@ impl Memo {
                 source,
             },
         );
+    }
+}
+
+/// The memo shared between the DNS server, which fills it, and the data-plane workers, which
+/// answer from it the queries it has answers for, without handing them to the appliance.
+///
+/// The server keeps it in step with its zone: every change of the zone empties it before the
+/// change is done (see [`DnsServer::zone_mut`](super::DnsServer::zone_mut)), so what a worker
+/// finds is valid for the zone as it is. A worker that read an entry just before a change
+/// answers as the zone was a moment earlier, as a query that arrived a moment earlier would.
+/// Readers take a read lock only for the lookup and copy; writes (a first answer to a
+/// question, a cached answer's next second, a zone change) are rare next to reads.
+#[derive(Debug, Default)]
+pub struct SharedMemo {
+    memo: RwLock<Memo>,
+    /// Answers given by [`SharedMemo::answer_udp`]: from the zone, and from the cache.
+    local: AtomicU64,
+    cached: AtomicU64,
+}
+
+impl SharedMemo {
+    fn read(&self) -> RwLockReadGuard<'_, Memo> {
+        self.memo.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(super) fn write(&self) -> RwLockWriteGuard<'_, Memo> {
+        self.memo.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// [`Memo::answer`], with the write lock taken only when the zone version moved on.
+    pub(super) fn answer(
+        &self,
+        q: &FastQuery,
+        query: &[u8],
+        udp_limit: Option<usize>,
+        version: u64,
+        now: Duration,
+    ) -> Option<(Vec<u8>, Source)> {
+        {
+            let m = self.read();
+            if m.version == version {
+                return m.peek(q, query, udp_limit, now);
+            }
+        }
+        self.write().answer(q, query, udp_limit, version, now)
+    }
+
+    /// The answer to the UDP query `query` (a DNS message), if it has the fast path's shape
+    /// and the memo an answer valid at `now` (the server's clock) that fits the client and
+    /// `udp_limit` (the path's largest UDP payload). Counted in [`SharedMemo::counts`].
+    pub fn answer_udp(&self, query: &[u8], udp_limit: usize, now: Duration) -> Option<Vec<u8>> {
+        let q = FastQuery::parse(query)?;
+        let (answer, source) = self.read().peek(&q, query, Some(udp_limit), now)?;
+        let counter = match source {
+            Source::Zone => &self.local,
+            Source::Cache { .. } => &self.cached,
+        };
+        counter.fetch_add(1, Relaxed);
+        Some(answer)
+    }
+
+    /// Answers given by [`SharedMemo::answer_udp`]: (from the zone, from the cache).
+    pub fn counts(&self) -> (u64, u64) {
+        (self.local.load(Relaxed), self.cached.load(Relaxed))
+    }
+
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.read().is_empty()
     }
 }
 

@@ -30,6 +30,7 @@ pub mod tcp;
 pub mod zone;
 
 pub use cache::Cache;
+pub use fast::SharedMemo;
 pub use params::{DnsHost, DnsParams, ForwardRule, RecordValue, StaticRecord};
-pub use server::{ClientReply, DnsCounters, DnsServer, DropReason, Outcome, Transport};
+pub use server::{ClientReply, DnsCounters, DnsServer, DropReason, Outcome, Transport, ZoneMut};
 pub use zone::{Lookup, NameRefused, Zone};

@@ -34,13 +34,15 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
 
 use super::cache::{Cache, CacheKey};
-use super::fast::{FastQuery, Memo, Source};
+use super::fast::{FastQuery, Memo, SharedMemo, Source};
 use super::params::DnsParams;
 use super::zone::{Lookup, Zone};
 
@@ -93,6 +95,9 @@ pub struct DnsCounters {
     pub cache_hits: u64,
     /// Of `cache_hits`, answered by the fast path.
     pub cache_fast: u64,
+    /// Of `local_fast` and `cache_fast`, answered by whoever shares the memo
+    /// ([`SharedMemo::answer_udp`]: the data-plane workers) without reaching the server.
+    pub shared_fast: u64,
     pub forwarded: u64,
     /// Forwarded queries sent again to a second upstream.
     pub retried: u64,
@@ -111,13 +116,14 @@ impl fmt::Display for DnsCounters {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "queries={} local={} local_fast={} cache_hits={} cache_fast={} forwarded={} retried={} upstream_answers={} \
+            "queries={} local={} local_fast={} cache_hits={} cache_fast={} shared_fast={} forwarded={} retried={} upstream_answers={} \
              servfail={} refused={} formerr={} notimp={} dropped={}",
             self.queries,
             self.local,
             self.local_fast,
             self.cache_hits,
             self.cache_fast,
+            self.shared_fast,
             self.forwarded,
             self.retried,
             self.upstream_answers,
@@ -172,8 +178,8 @@ pub struct DnsServer<C> {
     rng: u64,
     /// When `poll_timeouts` next sweeps the cache.
     next_cache_sweep: Duration,
-    /// Local answers ready to patch and send (the fast path).
-    memo: Memo,
+    /// Local answers ready to patch and send (the fast path), shared with the data plane.
+    memo: Arc<SharedMemo>,
     /// Whether the fast path is used (on by default; off to compare it with the full path).
     fast_path: bool,
     pub counters: DnsCounters,
@@ -203,7 +209,7 @@ impl<C: Clone> DnsServer<C> {
             next_upstream: 0,
             rng: seed | 1,
             next_cache_sweep: Duration::ZERO,
-            memo: Memo::default(),
+            memo: Arc::default(),
             fast_path: true,
             counters: DnsCounters::default(),
         }
@@ -213,8 +219,18 @@ impl<C: Clone> DnsServer<C> {
         &self.zone
     }
 
-    pub fn zone_mut(&mut self) -> &mut Zone {
-        &mut self.zone
+    /// The zone, to change. The memo follows when the returned guard goes: answers kept for
+    /// the zone as it was are forgotten before anyone is told of the change.
+    pub fn zone_mut(&mut self) -> ZoneMut<'_> {
+        ZoneMut {
+            zone: &mut self.zone,
+            memo: &self.memo,
+        }
+    }
+
+    /// The fast path's answers, for threads that answer from them (see [`SharedMemo`]).
+    pub fn shared_memo(&self) -> Arc<SharedMemo> {
+        Arc::clone(&self.memo)
     }
 
     pub fn pending_len(&self) -> usize {
@@ -225,7 +241,7 @@ impl<C: Clone> DnsServer<C> {
     /// the full path: the way tests and benchmarks compare the two.
     pub fn set_fast_path(&mut self, on: bool) {
         self.fast_path = on;
-        self.memo = Memo::default();
+        *self.memo.write() = Memo::default();
     }
 
     /// Answers the fast path holds now.
@@ -294,7 +310,9 @@ impl<C: Clone> DnsServer<C> {
         };
         if let Some((rcode, records, soa)) = local {
             self.counters.local += 1;
-            if let Some(q) = fast.filter(|q| !self.memo.contains(q, self.zone.version(), now)) {
+            if let Some(q) =
+                fast.filter(|q| !self.memo.write().contains(q, self.zone.version(), now))
+            {
                 self.memoize(&q, bytes);
             }
             return Outcome::Reply(self.respond(&request, rcode, records, soa, transport));
@@ -302,7 +320,9 @@ impl<C: Clone> DnsServer<C> {
         let key = cache_key(&query);
         if let Some(cached) = self.cache.get(&key, now) {
             self.counters.cache_hits += 1;
-            if let Some(q) = fast.filter(|q| !self.memo.contains(q, self.zone.version(), now)) {
+            if let Some(q) =
+                fast.filter(|q| !self.memo.write().contains(q, self.zone.version(), now))
+            {
                 self.memoize_cached(&q, bytes, &key, now);
             }
             let answer = from_cache(&request, cached);
@@ -319,7 +339,9 @@ impl<C: Clone> DnsServer<C> {
         let upper = self.local_answer(&q.canonical(query, true));
         if let (Some(lower), Some(upper)) = (lower, upper) {
             let version = self.zone.version();
-            self.memo.insert(q, lower, &upper, version, Source::Zone);
+            self.memo
+                .write()
+                .insert(q, lower, &upper, version, Source::Zone);
         }
     }
 
@@ -334,6 +356,7 @@ impl<C: Clone> DnsServer<C> {
         if let (Some(lower), Some(upper)) = (lower, upper) {
             let version = self.zone.version();
             self.memo
+                .write()
                 .insert(q, lower, &upper, version, Source::Cache { from, until });
         }
     }
@@ -595,6 +618,31 @@ impl<C: Clone> DnsServer<C> {
 }
 
 /// The answer to `request` from its cached response `cached`.
+/// [`DnsServer::zone_mut`]'s guard: the zone, and on drop the memo brought in step with it.
+pub struct ZoneMut<'a> {
+    zone: &'a mut Zone,
+    memo: &'a SharedMemo,
+}
+
+impl Deref for ZoneMut<'_> {
+    type Target = Zone;
+    fn deref(&self) -> &Zone {
+        self.zone
+    }
+}
+
+impl DerefMut for ZoneMut<'_> {
+    fn deref_mut(&mut self) -> &mut Zone {
+        self.zone
+    }
+}
+
+impl Drop for ZoneMut<'_> {
+    fn drop(&mut self) {
+        self.memo.write().sync(self.zone.version());
+    }
+}
+
 fn from_cache(request: &Message, mut cached: Message) -> Message {
     cached.metadata.id = request.metadata.id;
     cached.metadata.recursion_desired = request.metadata.recursion_desired;
