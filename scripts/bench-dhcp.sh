@@ -274,11 +274,16 @@ peer_version() {
   esac
 }
 
-# perfdhcp NS IFNAME CLIENTS RATE OUT SERVER_PID: full DORA, direct mode, bounded; sets RESULT
-# to the completed exchanges a second and CPU to "server X%, perfdhcp Y%" (of one core).
+# perfdhcp NS IFNAME CLIENTS RATE OUT SERVER_PID [RENEW_RATE] [TIMERS]: full DORA, direct mode,
+# bounded; sets RESULT to the completed exchanges a second and CPU to "server X%, perfdhcp Y%"
+# (of one core). RENEW_RATE: also renew acquired leases at up to that rate (-f), sets RENEWS
+# and MIX_DORA. TIMERS=1: -x t, sets LAT_DO, LAT_RA, LAT_RN (median delays, ms) and LAT_FLAG.
 # (Runs in this shell, not in a $(...) subshell, so the trap can stop perfdhcp.)
 run_perfdhcp() {
-  local ns=$1 ifname=$2 clients=$3 rate=$4 out=$5 server=$6 rc=0 t0 t1 c0 c1
+  local ns=$1 ifname=$2 clients=$3 rate=$4 out=$5 server=$6 renew=${7:-} timers=${8:-0}
+  local rc=0 t0 t1 c0 c1 extra=()
+  if [ -n "$renew" ]; then extra+=(-f "$renew"); fi
+  if [ "$timers" = 1 ]; then extra+=(-x t); fi
   udp_counters "$ns" >"$out.udp0"
   if [ "${CAPTURE:-0}" = 1 ]; then # diagnostic: the client side's packets, headers only
     ip netns exec "$ns" timeout $((PERIOD + 35)) tcpdump -q -n -s 300 -B 65536 -i "$ifname" \
@@ -289,7 +294,7 @@ run_perfdhcp() {
   t0=$(date +%s%N)
   c0=$(cpu_ticks "$server")
   ip netns exec "$ns" timeout $((PERIOD + 30)) /usr/bin/time -o "$out.time" -f %P \
-    perfdhcp -4 -l "$ifname" -R "$clients" -r "$rate" -p "$PERIOD" -W 1000000 >"$out" 2>&1 &
+    perfdhcp -4 -l "$ifname" -R "$clients" -r "$rate" "${extra[@]}" -p "$PERIOD" -W 1000000 >"$out" 2>&1 &
   PD_PID=$!
   wait "$PD_PID" || rc=$?
   PD_PID=""
@@ -310,6 +315,42 @@ run_perfdhcp() {
   rate=$(sed -n 's/^Rate: \([0-9.]*\) 4-way exchanges\/second.*/\1/p' "$out" | tail -1)
   [ -n "$rate" ] || { cat "$out" >&2; die "no rate in perfdhcp's output"; }
   RESULT=$(printf '%.0f' "$rate")
+  # Renewal ACKs: perfdhcp counts only ACKs to its renewal REQUESTs here (a NAK is no lease).
+  # Over PERIOD, the time they were sent in (the Rate line above also counts the 1 s -W wait).
+  # MIX_DORA: the DORA ACKs of the same try, counted the same way.
+  RENEWS=- MIX_DORA=-
+  if [ -n "$renew" ]; then
+    RENEWS=$(awk -v p="$PERIOD" '/^\*\*\*Statistics for: / { s = $0 }
+      s ~ /renewal/ && /^received packets:/ { n = $3 } END { printf "%.0f", n / p }' "$out")
+    MIX_DORA=$(awk -v p="$PERIOD" '/^\*\*\*Statistics for: / { s = $0 }
+      s ~ /REQUEST-ACK\*/ && /^received packets:/ { n = $3 } END { printf "%.0f", n / p }' "$out")
+  fi
+  LAT_DO=- LAT_RA=- LAT_RN=- LAT_FLAG=""
+  if [ "$timers" = 1 ]; then
+    exchange_medians "$out" >"$out.lat"
+    LAT_DO=$(awk '$1 == "DISCOVER-OFFER" { print $2 }' "$out.lat")
+    LAT_RA=$(awk '$1 == "REQUEST-ACK" { print $2 }' "$out.lat")
+    LAT_RN=$(awk '$1 == "REQUEST-ACK-renewal" { print $2 }' "$out.lat")
+    : "${LAT_DO:=-}" "${LAT_RA:=-}" "${LAT_RN:=-}"
+    # More than 1% of DISCOVERs or REQUESTs unanswered: the server did not keep up with the
+    # offered rate, its delays include queueing.
+    LAT_FLAG=$(awk '/^\*\*\*Statistics for: / { s = $0 }
+      s !~ /renewal/ && /^drops ratio:/ && $3 + 0 > 1 { f = "*" } END { print f }' "$out")
+    # -x t lists every exchange (MBs): keep the report without them.
+    sed -i '/^\*\*\*Timestamps for packets:/,$d' "$out"
+  fi
+}
+
+# exchange_medians FILE: from perfdhcp's -x t timestamps ("sent / received: S / R", seconds),
+# the median delay of each exchange type in ms, one "TYPE MEDIAN" a line (types: DISCOVER-OFFER,
+# REQUEST-ACK, REQUEST-ACK-renewal). perfdhcp itself reports min/avg/max/std only.
+exchange_medians() {
+  awk '/^\*\*\*Timestamps for packets: / { t = $0; sub(/^.*packets: /, "", t); sub(/\*+$/, "", t)
+      gsub(/ \(/, "-", t); gsub(/[()]/, "", t); next }
+    /^\*\*\*/ { t = "" }
+    t != "" && /^sent \/ received:/ { print t, ($6 - $4) * 1000 }' "$1" |
+    sort -k1,1 -k2,2g |
+    awk '{ v[$1, ++n[$1]] = $2 } END { for (t in n) printf "%s %.3f\n", t, v[t, int((n[t] + 1) / 2)] }'
 }
 
 # The client namespace's UDP counters, one "name value" a line: RcvbufErrors counts replies
