@@ -46,7 +46,8 @@
 # only given at the lowest rate in RATES, in the DORA try and in the renew-mix try.
 # The table reports the median REQUEST-ACK delay there (a lease committed), per run lines also
 # DISCOVER-OFFER; a "*" marks a server that left over 1% of them unanswered at that rate (its
-# delay then includes queueing). Lower is better: switchyard / fastest peer below 1 is a win.
+# delay then includes queueing; it is not taken as the fastest peer). Lower is better:
+# switchyard / fastest peer below 1 is a win.
 #
 # Knobs (environment): CLIENTS ("100 1000 10000"), RUNS (3), PERIOD (10 s), RATES ("2000
 # 10000"), RENEW ("1000", above), PEERS ("dnsmasq kea dhcpd"), SWITCHYARD (default: target/release/switchyard, built
@@ -480,7 +481,8 @@ done
 if [ "$RUNS" -gt 1 ]; then what="median of $RUNS runs"; else what="1 run"; fi
 # table TITLE ARRAY-NAME ORDER ROWS: one row per key in ROWS (a clients count, or "N-renew":
 # shown as "N renew"); the last column is switchyard / the best peer (ORDER max: the highest is
-# best; min: the lowest), "base" left out of the best. A trailing "*" on a value is only shown.
+# best; min: the lowest), "base" and starred values (a server that did not keep up) left out of
+# the best.
 table() {
   local title=$1 order=$3 rows=$4 n p row best ratio v
   local -n arr=$2
@@ -496,8 +498,8 @@ table() {
     for p in $PEERS; do
       v=${arr[$n.$p]}
       row+=" $v |"
-      [ "$p" != base ] || continue
-      best=$(awk -v b="$best" -v v="${v%\*}" -v o="$order" 'BEGIN {
+      if [ "$p" = base ] || [ "${v%\*}" != "$v" ]; then continue; fi
+      best=$(awk -v b="$best" -v v="$v" -v o="$order" 'BEGIN {
         if (v == "-") { print b; exit }
         if (b == "" || (o == "max" && v + 0 > b + 0) || (o == "min" && v + 0 < b + 0)) print v; else print b }')
     done
@@ -527,8 +529,9 @@ echo
 echo "Delays: a ratio below 1 means switchyard answers faster than the fastest peer. Rows \"N\": the"
 echo "DORA's REQUEST-ACK (the lease commit); \"N renew\": a renewing client's REQUEST-ACK in the renew"
 echo "mix. * = over 1% of DISCOVERs or REQUESTs unanswered in some run: that server did not keep up"
-echo "with -r $LAT_RATE and its delay includes queueing. perfdhcp prints only min/avg/max/std delays;"
-echo "the medians here come from its per-exchange timestamps (-x t)."
+echo "with -r $LAT_RATE, its delay includes queueing and it is not taken as the best peer (n/a: no"
+echo "peer kept up). perfdhcp prints only min/avg/max/std delays; the medians here come from its"
+echo "per-exchange timestamps (-x t)."
 echo
 echo "switchyard's config (the load generator's port is trusted: a relay port, no lease cap):"
 sed -n '/^\[switch\]/,$p' "$(ls -d "$TMP"/sw.* | head -1)/switchyard.toml" 2>/dev/null || true
