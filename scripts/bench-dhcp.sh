@@ -26,10 +26,31 @@
 #
 # A run of a cell tries every rate in RATES (the exchanges/s perfdhcp offers) and keeps the best
 # completed rate: an overloaded server can do less than its best (stale requests, deep queues),
-# and an underloaded one is capped by the offered rate.
+# and an underloaded one is capped by the offered rate. (perfdhcp's Rate, the DORA figure,
+# divides by its whole test period, PERIOD plus the 1 s -W wait for late answers: it reads
+# PERIOD / (PERIOD + 1) of the ACKs a second sent in, the same for every server.)
+#
+# Renew mix (RENEW): in the cells of the clients counts listed in RENEW, each server also gets
+# one try per rate R in RATES of perfdhcp -r R -f R: DORAs at R a second plus renewal REQUESTs
+# (ciaddr set, for leases perfdhcp acquired in that try; each lease is renewed at most once) at
+# up to R a second, and the cell keeps the best renewal ACKs a second (received renewal ACKs /
+# PERIOD; a NAK is not counted; the DORA ACKs on those lines are counted the same way). As
+# perfdhcp renews only leases it got in that try, renewals a second are at most its DORAs a
+# second: a server that falls behind on DORAs gets fewer renewals to answer. Default: at 1000
+# clients only, which adds a try per rate and server to that cell (some 2 x 4 x 12 s a run by
+# default); RENEW=all: every cell; RENEW=0: off.
+#
+# Delays: perfdhcp prints min/avg/max/std of each exchange's delay, no median; with -x t it
+# lists every exchange's send and receive times, from which this script takes real medians. As
+# -x t keeps every packet in memory (some 8 KB an exchange: ~350 MB at 2000/s for 10 s), it is
+# only given at the lowest rate in RATES, in the DORA try and in the renew-mix try.
+# The table reports the median REQUEST-ACK delay there (a lease committed), per run lines also
+# DISCOVER-OFFER; a "*" marks a server that left over 1% of them unanswered at that rate (its
+# delay then includes queueing; it is not taken as the fastest peer). Lower is better:
+# switchyard / fastest peer below 1 is a win.
 #
 # Knobs (environment): CLIENTS ("100 1000 10000"), RUNS (3), PERIOD (10 s), RATES ("2000
-# 10000"), PEERS ("dnsmasq kea dhcpd"), SWITCHYARD (default: target/release/switchyard, built
+# 10000"), RENEW ("1000", above), PEERS ("dnsmasq kea dhcpd"), SWITCHYARD (default: target/release/switchyard, built
 # first), BASE (below), CAPTURE=1 (a pcap of the client side), KEEP_LOGS=1 (keep the temp dir with every log, perfdhcp report,
 # the client namespace's UDP counters (*.udp) and switchyard's port counters, and print its path).
 set -euo pipefail
@@ -43,6 +64,7 @@ PEERS=${PEERS:-"dnsmasq kea dhcpd"}
 RUNS=${RUNS:-3}
 PERIOD=${PERIOD:-10}
 RATES=${RATES:-"2000 10000"}
+RENEW=${RENEW-1000}
 if [ -z "${SWITCHYARD:-}" ]; then
   BUILD=1
   SWITCHYARD=target/release/switchyard
@@ -274,11 +296,16 @@ peer_version() {
   esac
 }
 
-# perfdhcp NS IFNAME CLIENTS RATE OUT SERVER_PID: full DORA, direct mode, bounded; sets RESULT
-# to the completed exchanges a second and CPU to "server X%, perfdhcp Y%" (of one core).
+# perfdhcp NS IFNAME CLIENTS RATE OUT SERVER_PID [RENEW_RATE] [TIMERS]: full DORA, direct mode,
+# bounded; sets RESULT to the completed exchanges a second and CPU to "server X%, perfdhcp Y%"
+# (of one core). RENEW_RATE: also renew acquired leases at up to that rate (-f), sets RENEWS
+# and MIX_DORA. TIMERS=1: -x t, sets LAT_DO, LAT_RA, LAT_RN (median delays, ms) and LAT_FLAG.
 # (Runs in this shell, not in a $(...) subshell, so the trap can stop perfdhcp.)
 run_perfdhcp() {
-  local ns=$1 ifname=$2 clients=$3 rate=$4 out=$5 server=$6 rc=0 t0 t1 c0 c1
+  local ns=$1 ifname=$2 clients=$3 rate=$4 out=$5 server=$6 renew=${7:-} timers=${8:-0}
+  local rc=0 t0 t1 c0 c1 extra=()
+  if [ -n "$renew" ]; then extra+=(-f "$renew"); fi
+  if [ "$timers" = 1 ]; then extra+=(-x t); fi
   udp_counters "$ns" >"$out.udp0"
   if [ "${CAPTURE:-0}" = 1 ]; then # diagnostic: the client side's packets, headers only
     ip netns exec "$ns" timeout $((PERIOD + 35)) tcpdump -q -n -s 300 -B 65536 -i "$ifname" \
@@ -289,7 +316,7 @@ run_perfdhcp() {
   t0=$(date +%s%N)
   c0=$(cpu_ticks "$server")
   ip netns exec "$ns" timeout $((PERIOD + 30)) /usr/bin/time -o "$out.time" -f %P \
-    perfdhcp -4 -l "$ifname" -R "$clients" -r "$rate" -p "$PERIOD" -W 1000000 >"$out" 2>&1 &
+    perfdhcp -4 -l "$ifname" -R "$clients" -r "$rate" "${extra[@]}" -p "$PERIOD" -W 1000000 >"$out" 2>&1 &
   PD_PID=$!
   wait "$PD_PID" || rc=$?
   PD_PID=""
@@ -310,6 +337,42 @@ run_perfdhcp() {
   rate=$(sed -n 's/^Rate: \([0-9.]*\) 4-way exchanges\/second.*/\1/p' "$out" | tail -1)
   [ -n "$rate" ] || { cat "$out" >&2; die "no rate in perfdhcp's output"; }
   RESULT=$(printf '%.0f' "$rate")
+  # Renewal ACKs: perfdhcp counts only ACKs to its renewal REQUESTs here (a NAK is no lease).
+  # Over PERIOD, the time they were sent in (the Rate line above also counts the 1 s -W wait).
+  # MIX_DORA: the DORA ACKs of the same try, counted the same way.
+  RENEWS=- MIX_DORA=-
+  if [ -n "$renew" ]; then
+    RENEWS=$(awk -v p="$PERIOD" '/^\*\*\*Statistics for: / { s = $0 }
+      s ~ /renewal/ && /^received packets:/ { n = $3 } END { printf "%.0f", n / p }' "$out")
+    MIX_DORA=$(awk -v p="$PERIOD" '/^\*\*\*Statistics for: / { s = $0 }
+      s ~ /REQUEST-ACK\*/ && /^received packets:/ { n = $3 } END { printf "%.0f", n / p }' "$out")
+  fi
+  LAT_DO=- LAT_RA=- LAT_RN=- LAT_FLAG=""
+  if [ "$timers" = 1 ]; then
+    exchange_medians "$out" >"$out.lat"
+    LAT_DO=$(awk '$1 == "DISCOVER-OFFER" { print $2 }' "$out.lat")
+    LAT_RA=$(awk '$1 == "REQUEST-ACK" { print $2 }' "$out.lat")
+    LAT_RN=$(awk '$1 == "REQUEST-ACK-renewal" { print $2 }' "$out.lat")
+    : "${LAT_DO:=-}" "${LAT_RA:=-}" "${LAT_RN:=-}"
+    # More than 1% of DISCOVERs or REQUESTs unanswered: the server did not keep up with the
+    # offered rate, its delays include queueing.
+    LAT_FLAG=$(awk '/^\*\*\*Statistics for: / { s = $0 }
+      s !~ /renewal/ && /^drops ratio:/ && $3 + 0 > 1 { f = "*" } END { print f }' "$out")
+    # -x t lists every exchange (MBs): keep the report without them.
+    sed -i '/^\*\*\*Timestamps for packets:/,$d' "$out"
+  fi
+}
+
+# exchange_medians FILE: from perfdhcp's -x t timestamps ("sent / received: S / R", seconds),
+# the median delay of each exchange type in ms, one "TYPE MEDIAN" a line (types: DISCOVER-OFFER,
+# REQUEST-ACK, REQUEST-ACK-renewal). perfdhcp itself reports min/avg/max/std only.
+exchange_medians() {
+  awk '/^\*\*\*Timestamps for packets: / { t = $0; sub(/^.*packets: /, "", t); sub(/\*+$/, "", t)
+      gsub(/ \(/, "-", t); gsub(/[()]/, "", t); next }
+    /^\*\*\*/ { t = "" }
+    t != "" && /^sent \/ received:/ { print t, ($6 - $4) * 1000 }' "$1" |
+    sort -k1,1 -k2,2g |
+    awk '{ v[$1, ++n[$1]] = $2 } END { for (t in n) printf "%s %.3f\n", t, v[t, int((n[t] + 1) / 2)] }'
 }
 
 # The client namespace's UDP counters, one "name value" a line: RcvbufErrors counts replies
@@ -323,59 +386,152 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; } #
 median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 
 # ---- the runs ----------------------------------------------------------------------------
+# try SERVER CLIENTS RUN RATE [RENEW_RATE] [TIMERS]: one perfdhcp try against a fresh server.
+try() {
+  local server=$1 n=$2 run=$3 rate=$4 renew=${5:-} timers=${6:-0} d
+  d=$n.$run.$rate${renew:+.renew}
+  if [ "$server" = switchyard ] || [ "$server" = base ]; then
+    if [ "$server" = base ]; then d=base.$d; fi
+    if [ "$server" = base ]; then start_switchyard "$d" "$BASE"; else start_switchyard "$d"; fi
+    run_perfdhcp "$NS_C1" "$TAP" "$n" "$rate" "$TMP/sw.$d/perfdhcp.out" "$SW_PID" "$renew" "$timers"
+    switchyard_counters "$TMP/sw.$d"
+    stop_switchyard
+  else
+    start_peer "$server" "$d"
+    run_perfdhcp "$NS_C2" c0 "$n" "$rate" "$TMP/$server.$d/perfdhcp.out" "$DM_PID" "$renew" "$timers"
+    stop_peer
+  fi
+}
+
+# Delays are taken at the lowest rate in RATES (perfdhcp's -x t keeps every packet in memory,
+# some 8 KB an exchange, so only there): the delay of a server that keeps up, not of a full queue.
+LAT_RATE=$(tr -s ' ' '\n' <<<"$RATES" | sort -n | head -1)
+renew_cell() { # clients: does this cell run the renew mix?
+  case " $RENEW " in
+    " all "*) return 0 ;;
+    *" $1 "*) return 0 ;;
+    *) return 1 ;;
+  esac
+}
+
 echo "DHCP benchmark: perfdhcp full DORA, as a relay agent, ${PERIOD}s per try, best of -r $RATES, pool $POOL_SIZE"
+case $RENEW in
+  0 | off | "") echo "renew mix: off" ;;
+  *) echo "renew mix (-r R -f R, best of R in $RATES) at clients: $RENEW" ;;
+esac
+echo "delays: median per exchange (perfdhcp -x t) at -r $LAT_RATE"
 versions="switchyard $($SWITCHYARD --version 2>/dev/null | awk '{print $2}')"
 for p in $PEERS; do versions+=", $(peer_version "$p")"; done
 echo "$versions, perfdhcp $(perfdhcp -v 2>&1 | awk '{print $2}'), $(nproc) cores, state on $(findmnt -no FSTYPE -T "$TMP")"
-declare -A RES
+# RES, RENEW_RES and LAT_ALL are read by table() through a nameref (SC2034 does not see it).
+declare -A RES RENEW_RES LAT LAT_RENEW
 for n in $CLIENTS; do
-  declare -A runs_of=()
+  declare -A runs_of=() renews_of=() lat_of=() latrn_of=() flag_of=() flagrn_of=()
   for run in $(seq "$RUNS"); do
     for server in switchyard $PEERS; do
       best=0
       for rate in $RATES; do
-        if [ "$server" = switchyard ] || [ "$server" = base ]; then
-          local_dir=$n.$run.$rate
-          if [ "$server" = base ]; then local_dir=base.$local_dir; fi
-          if [ "$server" = base ]; then start_switchyard "$local_dir" "$BASE"; else start_switchyard "$local_dir"; fi
-          run_perfdhcp "$NS_C1" "$TAP" "$n" "$rate" "$TMP/sw.$local_dir/perfdhcp.out" "$SW_PID"
-          switchyard_counters "$TMP/sw.$local_dir"
-          stop_switchyard
-        else
-          start_peer "$server" "$n.$run.$rate"
-          run_perfdhcp "$NS_C2" c0 "$n" "$rate" "$TMP/$server.$n.$run.$rate/perfdhcp.out" "$DM_PID"
-          stop_peer
+        timers=0
+        if [ "$rate" = "$LAT_RATE" ]; then timers=1; fi
+        try "$server" "$n" "$run" "$rate" "" "$timers"
+        lat=""
+        if [ "$timers" = 1 ]; then
+          lat=", median D-O $LAT_DO ms R-A $LAT_RA ms$LAT_FLAG"
+          lat_of[$server]+="$LAT_RA "
+          flag_of[$server]+=$LAT_FLAG
         fi
-        printf '    clients %s run %s -r %s: %-10s %6s/s (%s)\n' "$n" "$run" "$rate" "$server" "$RESULT" "$CPU"
+        printf '    clients %s run %s -r %s: %-10s %6s/s%s (%s)\n' "$n" "$run" "$rate" "$server" "$RESULT" "$lat" "$CPU"
         if [ "$RESULT" -gt "$best" ]; then best=$RESULT; fi
       done
       runs_of[$server]+="$best "
+      renew_cell "$n" || continue
+      best=0
+      for rate in $RATES; do
+        timers=0
+        if [ "$rate" = "$LAT_RATE" ]; then timers=1; fi
+        try "$server" "$n" "$run" "$rate" "$rate" "$timers"
+        lat=""
+        if [ "$timers" = 1 ]; then
+          lat=", median renew R-A $LAT_RN ms$LAT_FLAG"
+          latrn_of[$server]+="$LAT_RN "
+          flagrn_of[$server]+=$LAT_FLAG
+        fi
+        printf '    clients %s run %s -r %s -f %s: %-10s renew %6s/s, DORA ACKs %6s/s%s (%s)\n' \
+          "$n" "$run" "$rate" "$rate" "$server" "$RENEWS" "$MIX_DORA" "$lat" "$CPU"
+        if [ "$RENEWS" -gt "$best" ]; then best=$RENEWS; fi
+      done
+      renews_of[$server]+="$best "
     done
   done
   for server in switchyard $PEERS; do
-    # shellcheck disable=SC2086
+    # shellcheck disable=SC2034,SC2086
     RES[$n.$server]=$(median ${runs_of[$server]})
+    # shellcheck disable=SC2086
+    LAT[$n.$server]=$(median ${lat_of[$server]:--})${flag_of[$server]:+*}
+    if renew_cell "$n"; then
+      # shellcheck disable=SC2034,SC2086
+      RENEW_RES[$n.$server]=$(median ${renews_of[$server]})
+      # shellcheck disable=SC2086
+      LAT_RENEW[$n.$server]=$(median ${latrn_of[$server]:--})${flagrn_of[$server]:+*}
+    fi
   done
-  unset runs_of
+  unset runs_of renews_of lat_of latrn_of flag_of flagrn_of
 done
 
-echo
 if [ "$RUNS" -gt 1 ]; then what="median of $RUNS runs"; else what="1 run"; fi
-echo "Completed DORA exchanges per second ($what per cell):"
-echo
-header="| clients | switchyard |" rule="|---:|---:|"
-for p in $PEERS; do header+=" $p |"; rule+="---:|"; done
-echo "$header switchyard / best peer |"
-echo "$rule---:|"
-for n in $CLIENTS; do
-  row="| $n | ${RES[$n.switchyard]} |" best=0
-  for p in $PEERS; do
-    row+=" ${RES[$n.$p]} |"
-    if [ "$p" != base ] && [ "${RES[$n.$p]}" -gt "$best" ]; then best=${RES[$n.$p]}; fi
+# table TITLE ARRAY-NAME ORDER ROWS: one row per key in ROWS (a clients count, or "N-renew":
+# shown as "N renew"); the last column is switchyard / the best peer (ORDER max: the highest is
+# best; min: the lowest), "base" and starred values (a server that did not keep up) left out of
+# the best.
+table() {
+  local title=$1 order=$3 rows=$4 n p row best ratio v
+  local -n arr=$2
+  echo
+  echo "$title ($what per cell):"
+  echo
+  local header="| clients | switchyard |" rule="|---:|---:|"
+  for p in $PEERS; do header+=" $p |"; rule+="---:|"; done
+  echo "$header switchyard / best peer |"
+  echo "$rule---:|"
+  for n in $rows; do
+    row="| ${n/-/ } | ${arr[$n.switchyard]} |" best=""
+    for p in $PEERS; do
+      v=${arr[$n.$p]}
+      row+=" $v |"
+      if [ "$p" = base ] || [ "${v%\*}" != "$v" ]; then continue; fi
+      best=$(awk -v b="$best" -v v="$v" -v o="$order" 'BEGIN {
+        if (v == "-") { print b; exit }
+        if (b == "" || (o == "max" && v + 0 > b + 0) || (o == "min" && v + 0 < b + 0)) print v; else print b }')
+    done
+    ratio=$(awk -v a="${arr[$n.switchyard]%\*}" -v b="$best" 'BEGIN {
+      if (a != "-" && b != "" && b + 0 > 0) printf "%.2f", a / b; else print "n/a" }')
+    echo "$row $ratio |"
   done
-  ratio=$(awk -v a="${RES[$n.switchyard]}" -v b="$best" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
-  echo "$row $ratio |"
+}
+
+table "Completed DORA exchanges per second" RES max "$CLIENTS"
+renew_rows="" lat_rows=""
+declare -A LAT_ALL
+for n in $CLIENTS; do
+  lat_rows+="$n "
+  for p in switchyard $PEERS; do LAT_ALL[$n.$p]=${LAT[$n.$p]}; done
+  renew_cell "$n" || continue
+  renew_rows+="$n "
+  lat_rows+="$n-renew "
+  # shellcheck disable=SC2034
+  for p in switchyard $PEERS; do LAT_ALL[$n-renew.$p]=${LAT_RENEW[$n.$p]}; done
 done
+if [ -n "$renew_rows" ]; then
+  table "Renewal ACKs per second in the renew mix -r R -f R, best R, higher is better" RENEW_RES max "$renew_rows"
+fi
+table "Median REQUEST-ACK delay in ms at -r $LAT_RATE, lower is better" LAT_ALL min "$lat_rows"
+echo
+echo "Delays: a ratio below 1 means switchyard answers faster than the fastest peer. Rows \"N\": the"
+echo "DORA's REQUEST-ACK (the lease commit); \"N renew\": a renewing client's REQUEST-ACK in the renew"
+echo "mix. * = over 1% of DISCOVERs or REQUESTs unanswered in some run: that server did not keep up"
+echo "with -r $LAT_RATE, its delay includes queueing and it is not taken as the best peer (n/a: no"
+echo "peer kept up). perfdhcp prints only min/avg/max/std delays; the medians here come from its"
+echo "per-exchange timestamps (-x t)."
 echo
 echo "switchyard's config (the load generator's port is trusted: a relay port, no lease cap):"
 sed -n '/^\[switch\]/,$p' "$(ls -d "$TMP"/sw.* | head -1)/switchyard.toml" 2>/dev/null || true
