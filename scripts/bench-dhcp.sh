@@ -15,7 +15,8 @@
 #   peers:      client ns --veth--> server ns running one peer at a time on the same pool:
 #               dnsmasq 2.90 (lease file on: rewrites it on every change), Kea 2.2 kea-dhcp4
 #               (memfile with persist = true: appends a CSV line per change, no fsync;
-#               multi-threaded, 2 threads), ISC dhcpd 4.4 (its lease file, fsynced on commit)
+#               multi-threaded, 2 threads), ISC dhcpd 4.4 (its lease file, fsynced on commit;
+#               ping-check false, as dnsmasq runs with --no-ping: no server pings before an offer)
 #
 # Both servers keep their lease state in the same temp dir (same file system); switchyard
 # fsyncs its journal before every ACK leaves (one fsync per batch of queued messages: group
@@ -258,6 +259,7 @@ start_dhcpd() { # dir
   : >"$dir/leases"
   cat >"$dir/dhcpd.conf" <<EOF
 authoritative;
+ping-check false;
 default-lease-time 3600;
 max-lease-time 3600;
 ddns-update-style none;
