@@ -189,11 +189,12 @@ fn vm_host_reaches_its_vm_and_resolves_its_name() {
         let out = sh(&["ip", "-n", &sw, "-br", "addr", "show", "dev", &leg]);
         String::from_utf8_lossy(&out.stdout).contains("10.13.34.2/24")
     });
-    let tables = ok(in_switch(&lab, &["nft", "list", "tables"]), "nft");
-    assert!(
-        tables.contains(&format!("table ip switchyard_{}", lab.tag)),
-        "{tables}"
-    );
+    // The NAT table comes a moment after the address (the daemon adds it next): wait for it.
+    let table = format!("table ip switchyard_{}", lab.tag);
+    lab.wait_for("the NAT table", Duration::from_secs(15), || {
+        let out = sh(&["ip", "netns", "exec", &sw, "nft", "list", "tables"]);
+        String::from_utf8_lossy(&out.stdout).contains(&table)
+    });
     wait_ping(&mut lab, "the host pinging vm1", |lab| {
         let args = ["ping", "-n", "-q", "-c", "2", "-i", "0.1", "-W", "1"];
         in_switch(lab, &[&args[..], &["10.13.34.11"]].concat())

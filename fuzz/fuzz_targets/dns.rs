@@ -2,7 +2,8 @@
 //! a forwarded query, and as a TCP byte stream cut into segments. Never panics; every reply
 //! decodes (or is a bare 12-byte FORMERR header), is a response, and carries the query's id.
 //! The fast path for local answers gives the same bytes as the full path (asked twice: the
-//! first answer fills its memo, the second comes from it).
+//! first answer fills its memo, the second comes from it), and so does the memo as the
+//! data-plane workers read it (`SharedMemo::answer_udp`).
 //! Seeds: `fuzz/seeds/dns/` (queries dig sends): `cargo fuzz run dns fuzz/corpus/dns
 //! fuzz/seeds/dns`.
 #![no_main]
@@ -73,6 +74,14 @@ fuzz_target!(|data: &[u8]| {
                 (Outcome::Forward { .. }, Outcome::Forward { .. }) => {}
                 (a, b) => assert_eq!(a, b, "fast path differs"),
             }
+        }
+        // What the workers answer from the shared memo is the full path's answer too.
+        if let (Transport::Udp { limit }, Some(shared)) = (
+            transport,
+            fast.shared_memo().answer_udp(data, 1472, now),
+        ) {
+            assert_eq!(limit, 1472);
+            assert_eq!(want, Outcome::Reply(shared), "shared memo differs");
         }
     }
     // The bytes as a TCP stream, in segments of a size the first byte picks.

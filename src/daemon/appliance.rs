@@ -188,7 +188,7 @@ impl Appliance {
             }
         }
         if let Some(dhcp) = self.dhcp.as_mut() {
-            dhcp.tick(epoch_now());
+            dhcp.finish(epoch_now());
         }
         let dns = self.dns.as_mut()?;
         dns.shut_down();

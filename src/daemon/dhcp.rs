@@ -22,6 +22,7 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -29,6 +30,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::capture::Dir;
 use super::Ports;
 use crate::control::config::{dhcp_params, Config};
+use crate::service::dhcp::leases::write_atomically;
 use crate::service::dhcp::{
     ClientKey, DhcpParams, DhcpServer, DropReason as DhcpDropReason, Journal, Lease, LeaseChange,
     LeaseTable, Reply,
@@ -305,7 +307,8 @@ pub(super) struct DhcpService {
     batch: Batch,
     /// Records handed to the committer since the last snapshot (compaction).
     since_snapshot: usize,
-    lease_file: PathBuf,
+    /// Writes the dnsmasq-format lease file, on its own thread.
+    lease_file: LeaseFileWriter,
     switch: Arc<Switch>,
     /// Address bound in the guard for each client, and on which port.
     bound: HashMap<ClientKey, (PortId, Ipv4Addr)>,
@@ -314,6 +317,67 @@ pub(super) struct DhcpService {
     /// Lease changes not yet taken by the DNS zone ([`DhcpService::take_changes`]).
     changes: Vec<LeaseChange>,
     stats: DhcpStats,
+}
+
+/// The dnsmasq-format lease file, written off the appliance thread. Each write is a new file,
+/// its fsync, a rename and the directory's fsync: on this project's disk that took up to tens
+/// of milliseconds, once a second under load, and the appliance thread answered nothing (no
+/// OFFER, no ARP, no DNS) meanwhile. The appliance formats the text (CPU, O(leases)) and hands
+/// it over; while a write is still going on it keeps the file dirty and hands over the next
+/// tick's text instead, so the file lags the leases by a tick or two (the journal, not this
+/// file, is what makes an ACK durable).
+struct LeaseFileWriter {
+    tx: Option<SyncSender<String>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl LeaseFileWriter {
+    fn start(path: PathBuf) -> io::Result<LeaseFileWriter> {
+        LeaseFileWriter::with(move |text| {
+            if let Err(e) = write_atomically(&path, text.as_bytes()) {
+                tracing::warn!(file = %path.display(), error = %e, "cannot write the lease file");
+            }
+        })
+    }
+
+    /// A writer that runs `write` on each text handed over.
+    fn with(mut write: impl FnMut(String) + Send + 'static) -> io::Result<LeaseFileWriter> {
+        // Capacity 0: a text is taken only by a writer that is free to write it.
+        let (tx, rx) = sync_channel::<String>(0);
+        let thread = std::thread::Builder::new()
+            .name("sy-lease-file".into())
+            .spawn(move || {
+                for text in rx {
+                    write(text);
+                }
+            })?;
+        Ok(LeaseFileWriter {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Hands `text` to the writer if it is free; false if it is still writing.
+    fn offer(&self, text: String) -> bool {
+        self.tx.as_ref().is_some_and(|tx| tx.try_send(text).is_ok())
+    }
+
+    /// Hands `text` to the writer, waiting for it to be free.
+    fn hand_over(&self, text: String) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(text);
+        }
+    }
+}
+
+impl Drop for LeaseFileWriter {
+    /// Lets the write in progress finish, then stops the thread.
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl DhcpService {
@@ -334,6 +398,12 @@ impl DhcpService {
             .with_leases(table);
         let committer = Committer::start(journal, sink)
             .map_err(|e| format!("starting the lease journal's thread: {e}"))?;
+        // The first file is written here, before anyone reads it; later ones off this thread.
+        if let Err(e) = server.leases().write_dnsmasq(&lease_file, epoch_now()) {
+            tracing::warn!(file = %lease_file.display(), error = %e, "cannot write the lease file");
+        }
+        let lease_file = LeaseFileWriter::start(lease_file)
+            .map_err(|e| format!("starting the lease file's thread: {e}"))?;
         let mut svc = DhcpService {
             server,
             committer,
@@ -347,7 +417,6 @@ impl DhcpService {
             stats: DhcpStats::default(),
         };
         svc.sync_bindings(epoch_now());
-        svc.write_lease_file(epoch_now());
         Ok(svc)
     }
 
@@ -485,8 +554,21 @@ impl DhcpService {
     pub(super) fn tick(&mut self, now: u64) {
         self.sync_bindings(now);
         if self.lease_file_dirty {
+            // Busy with the last one: this tick's text waits for the next tick.
+            self.lease_file_dirty = !self
+                .lease_file
+                .offer(self.server.leases().format_dnsmasq(now));
+        }
+    }
+
+    /// The last `tick`, when the daemon stops: the lease file gets the final state even if
+    /// the writer is busy (this waits for it).
+    pub(super) fn finish(&mut self, now: u64) {
+        self.sync_bindings(now);
+        if self.lease_file_dirty {
             self.lease_file_dirty = false;
-            self.write_lease_file(now);
+            self.lease_file
+                .hand_over(self.server.leases().format_dnsmasq(now));
         }
     }
 
@@ -501,12 +583,6 @@ impl DhcpService {
             .leases()
             .iter()
             .filter(move |l| !l.has_expired(now))
-    }
-
-    fn write_lease_file(&self, now: u64) {
-        if let Err(e) = self.server.leases().write_dnsmasq(&self.lease_file, now) {
-            tracing::warn!(file = %self.lease_file.display(), error = %e, "cannot write the lease file");
-        }
     }
 
     /// Makes the guard's lease bindings match the live leases: O(leases), called at start and
@@ -535,7 +611,7 @@ impl DhcpService {
 
 #[cfg(test)]
 mod tests {
-    use super::{message_type, persist, Batch};
+    use super::{message_type, persist, Batch, LeaseFileWriter};
     use crate::service::dhcp::journal;
     use crate::service::dhcp::{ClientKey, Journal, Lease, LeaseChange, LeaseTable};
     use crate::wire::MacAddr;
@@ -574,9 +650,8 @@ mod tests {
     /// until a snapshot rewrote the file (a torn line there would swallow the next record).
     #[test]
     fn persist_appends_rewrites_from_snapshots_and_refuses_to_append_after_a_failure() {
-        let dir = std::env::temp_dir().join(format!("sy-commit-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let path = dir.join("leases.journal");
+        let dir = Dir::new("sy-commit");
+        let path = dir.0.join("leases.journal");
         let (mut j, _, _) = Journal::open(&path).unwrap();
 
         let mut group = batch(&[1, 2]);
@@ -619,7 +694,56 @@ mod tests {
             .map(|&n| std::net::Ipv4Addr::new(10, 0, 1, n))
             .collect();
         assert_eq!(ips(&t), want);
-        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A temp dir of the test's own, removed when it ends, also when it fails.
+    struct Dir(std::path::PathBuf);
+
+    impl Dir {
+        fn new(what: &str) -> Dir {
+            let dir = std::env::temp_dir().join(format!("{what}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            Dir(dir)
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// What is handed over is written; a writer busy with a text refuses the next offer
+    /// instead of making the appliance wait; dropping it finishes the write in progress.
+    #[test]
+    fn the_lease_file_writer_writes_off_thread_and_finishes_on_drop() {
+        use std::sync::mpsc::sync_channel;
+        let (started, on_start) = sync_channel::<String>(8);
+        let (release, go) = sync_channel::<()>(8);
+        let w = LeaseFileWriter::with(move |text| {
+            started.send(text).unwrap();
+            go.recv().unwrap();
+        })
+        .unwrap();
+        w.hand_over("first".into());
+        assert_eq!(on_start.recv().unwrap(), "first");
+        // Busy: refused at once, not queued.
+        assert!(!w.offer("refused".into()));
+        release.send(()).unwrap();
+        w.hand_over("second".into());
+        assert_eq!(on_start.recv().unwrap(), "second");
+        release.send(()).unwrap();
+        drop(w);
+        assert!(on_start.try_recv().is_err(), "nothing else was written");
+
+        let dir = Dir::new("sy-lease-file");
+        let path = dir.0.join("leases");
+        let w = LeaseFileWriter::start(path.clone()).unwrap();
+        w.hand_over("one\n".into());
+        w.hand_over("two\n".into());
+        drop(w);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "two\n");
     }
 
     #[test]
