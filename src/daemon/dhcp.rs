@@ -38,7 +38,10 @@ use crate::service::dhcp::{
 use crate::switch::{PortId, Switch};
 use crate::wire::VNET_HDR_LEN;
 
-/// Compact the journal after this many records.
+/// Compact the journal after this many records, or four times the leases if that is more: a
+/// compaction rewrites the whole table (a new file, its fsync and a rename, whose metadata
+/// commit holds the group's fsync up for milliseconds), so its cost per record stays constant
+/// as the table grows, and replay at start reads at most about five times the table.
 const COMPACT_AFTER: usize = 10_000;
 /// Replies waiting for the next fsync before `commit` waits for the committer (backpressure:
 /// the appliance never runs more than this far ahead of the disk).
@@ -513,7 +516,7 @@ impl DhcpService {
         }
         let mut batch = std::mem::take(&mut self.batch);
         self.since_snapshot += batch.changes.len();
-        if self.since_snapshot >= COMPACT_AFTER
+        if self.since_snapshot >= COMPACT_AFTER.max(4 * self.server.leases().len())
             || self.committer.shared.broken.load(Ordering::Relaxed)
         {
             // The table already holds this batch's changes: they need no record of their own.

@@ -53,7 +53,7 @@ pub struct ReplayStats {
 }
 
 /// Zero-filled room made ahead of the records at a time.
-pub const PREALLOC: u64 = 256 * 1024;
+pub const PREALLOC: u64 = 1024 * 1024;
 
 /// An open journal, positioned for appending.
 #[derive(Debug)]
@@ -81,13 +81,12 @@ impl Journal {
             Err(e) => return Err(e),
         };
         let (table, stats) = replay(&bytes);
-        let compacted = snapshot(&table);
-        write_atomically(path, &compacted)?;
+        let (end, len) = write_compacted(path, &table)?;
         let journal = Journal {
             path: path.to_owned(),
             file: OpenOptions::new().read(true).write(true).open(path)?,
-            end: compacted.len() as u64,
-            len: compacted.len() as u64,
+            end,
+            len,
             since_compaction: 0,
         };
         Ok((journal, table, stats))
@@ -156,11 +155,10 @@ impl Journal {
     /// Rewrites the journal as one record per lease of `table`, atomically. A failed write
     /// before it may have left a torn record at the end; the rewrite drops it.
     pub fn compact(&mut self, table: &LeaseTable) -> io::Result<()> {
-        let bytes = snapshot(table);
-        write_atomically(&self.path, &bytes)?;
+        let (end, len) = write_compacted(&self.path, table)?;
         self.file = OpenOptions::new().read(true).write(true).open(&self.path)?;
-        self.end = bytes.len() as u64;
-        self.len = self.end;
+        self.end = end;
+        self.len = len;
         self.since_compaction = 0;
         Ok(())
     }
@@ -181,6 +179,24 @@ pub fn read(path: &Path) -> io::Result<(LeaseTable, ReplayStats)> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Default::default()),
         Err(e) => Err(e),
     }
+}
+
+/// Writes `table` as the journal at `path`, atomically, with zero-filled room after it (at
+/// least [`PREALLOC`], up to a multiple of it), so the appends after a compaction find room
+/// made by the same fsync instead of growing the file (and waiting for the file system's
+/// journal) at once. Without room for the zeros, the records alone. Returns (end of the
+/// records, file length).
+fn write_compacted(path: &Path, table: &LeaseTable) -> io::Result<(u64, u64)> {
+    let mut bytes = snapshot(table);
+    let end = bytes.len() as u64;
+    let len = (end.div_ceil(PREALLOC) + 1) * PREALLOC;
+    bytes.resize(len as usize, 0);
+    if write_atomically(path, &bytes).is_ok() {
+        return Ok((end, len));
+    }
+    bytes.truncate(end as usize);
+    write_atomically(path, &bytes)?;
+    Ok((end, end))
 }
 
 /// The table as a journal: one `U` record per lease, sorted by address for stable output.
@@ -449,8 +465,30 @@ mod tests {
         j.sync().unwrap();
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(bytes.len() as u64, 2 * PREALLOC);
-        let (_, stats) = read(&path).unwrap();
+        let (table, stats) = read(&path).unwrap();
         assert_eq!((stats.applied, stats.corrupt), (11 + n, 0));
+        // A compaction leaves at least PREALLOC of room after the snapshot, and the next
+        // record lands right after the snapshot.
+        j.compact(&table).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let used = bytes.iter().rposition(|&b| b != 0).unwrap() + 1;
+        assert_eq!(bytes.len() as u64 % PREALLOC, 0);
+        assert!(
+            (bytes.len() - used) as u64 >= PREALLOC,
+            "room {}",
+            bytes.len() - used
+        );
+        assert_eq!(&bytes[..used], &snapshot(&table)[..]);
+        let one = LeaseChange::Upsert(lease(40, Some(7)));
+        j.append(&one).unwrap();
+        let after = std::fs::read(&path).unwrap();
+        assert_eq!(after.len(), bytes.len(), "no growth");
+        assert_eq!(
+            &after[used..used + encode_record(&one).len()],
+            &encode_record(&one)[..]
+        );
+        let (t, stats) = read(&path).unwrap();
+        assert_eq!((t.len(), stats.corrupt), (table.len() + 1, 0));
     }
 
     #[test]
