@@ -53,7 +53,7 @@ pub struct ReplayStats {
 }
 
 /// Zero-filled room made ahead of the records at a time.
-pub const PREALLOC: u64 = 1024 * 1024;
+pub const PREALLOC: u64 = 256 * 1024;
 
 /// An open journal, positioned for appending.
 #[derive(Debug)]
@@ -181,22 +181,14 @@ pub fn read(path: &Path) -> io::Result<(LeaseTable, ReplayStats)> {
     }
 }
 
-/// Writes `table` as the journal at `path`, atomically, with zero-filled room after it (at
-/// least [`PREALLOC`], up to a multiple of it), so the appends after a compaction find room
-/// made by the same fsync instead of growing the file (and waiting for the file system's
-/// journal) at once. Without room for the zeros, the records alone. Returns (end of the
-/// records, file length).
+/// Writes `table` as the journal at `path`, atomically. Returns (end of the records, file
+/// length): the next append makes zero-filled room after them (a compaction that wrote the
+/// room too, 1 MiB at a time, measured no better under perfdhcp, and at 100 leases it turned a
+/// 10 KB rewrite into a 1 MiB one).
 fn write_compacted(path: &Path, table: &LeaseTable) -> io::Result<(u64, u64)> {
-    let mut bytes = snapshot(table);
-    let end = bytes.len() as u64;
-    let len = (end.div_ceil(PREALLOC) + 1) * PREALLOC;
-    bytes.resize(len as usize, 0);
-    if write_atomically(path, &bytes).is_ok() {
-        return Ok((end, len));
-    }
-    bytes.truncate(end as usize);
+    let bytes = snapshot(table);
     write_atomically(path, &bytes)?;
-    Ok((end, end))
+    Ok((bytes.len() as u64, bytes.len() as u64))
 }
 
 /// The table as a journal: one `U` record per lease, sorted by address for stable output.
@@ -467,26 +459,20 @@ mod tests {
         assert_eq!(bytes.len() as u64, 2 * PREALLOC);
         let (table, stats) = read(&path).unwrap();
         assert_eq!((stats.applied, stats.corrupt), (11 + n, 0));
-        // A compaction leaves at least PREALLOC of room after the snapshot, and the next
-        // record lands right after the snapshot.
+        // After a compaction the file is the snapshot, and the next record lands right after
+        // it, in room made then.
         j.compact(&table).unwrap();
-        let bytes = std::fs::read(&path).unwrap();
-        let used = bytes.iter().rposition(|&b| b != 0).unwrap() + 1;
-        assert_eq!(bytes.len() as u64 % PREALLOC, 0);
-        assert!(
-            (bytes.len() - used) as u64 >= PREALLOC,
-            "room {}",
-            bytes.len() - used
-        );
-        assert_eq!(&bytes[..used], &snapshot(&table)[..]);
+        let snap = snapshot(&table);
+        assert_eq!(std::fs::read(&path).unwrap(), snap);
         let one = LeaseChange::Upsert(lease(40, Some(7)));
         j.append(&one).unwrap();
         let after = std::fs::read(&path).unwrap();
-        assert_eq!(after.len(), bytes.len(), "no growth");
         assert_eq!(
-            &after[used..used + encode_record(&one).len()],
-            &encode_record(&one)[..]
+            after.len() as u64,
+            snap.len() as u64 + PREALLOC - snap.len() as u64 % PREALLOC
         );
+        let rec = encode_record(&one);
+        assert_eq!(&after[snap.len()..snap.len() + rec.len()], &rec[..]);
         let (t, stats) = read(&path).unwrap();
         assert_eq!((t.len(), stats.corrupt), (table.len() + 1, 0));
     }
