@@ -60,4 +60,6 @@ pub mod daemon;
 pub mod port;
 pub mod service;
 pub mod switch;
+#[cfg(test)]
+pub(crate) mod test_dir;
 pub mod wire;

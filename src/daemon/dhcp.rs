@@ -617,6 +617,7 @@ mod tests {
     use super::{message_type, persist, Batch, LeaseFileWriter};
     use crate::service::dhcp::journal;
     use crate::service::dhcp::{ClientKey, Journal, Lease, LeaseChange, LeaseTable};
+    use crate::test_dir::TempDir;
     use crate::wire::MacAddr;
 
     fn lease(n: u8) -> Lease {
@@ -653,7 +654,7 @@ mod tests {
     /// until a snapshot rewrote the file (a torn line there would swallow the next record).
     #[test]
     fn persist_appends_rewrites_from_snapshots_and_refuses_to_append_after_a_failure() {
-        let dir = Dir::new("sy-commit");
+        let dir = TempDir::new("sy-commit");
         let path = dir.0.join("leases.journal");
         let (mut j, _, _) = Journal::open(&path).unwrap();
 
@@ -699,24 +700,6 @@ mod tests {
         assert_eq!(ips(&t), want);
     }
 
-    /// A temp dir of the test's own, removed when it ends, also when it fails.
-    struct Dir(std::path::PathBuf);
-
-    impl Dir {
-        fn new(what: &str) -> Dir {
-            let dir = std::env::temp_dir().join(format!("{what}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            Dir(dir)
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
     /// What is handed over is written; a writer busy with a text refuses the next offer
     /// instead of making the appliance wait; dropping it finishes the write in progress.
     #[test]
@@ -740,7 +723,7 @@ mod tests {
         drop(w);
         assert!(on_start.try_recv().is_err(), "nothing else was written");
 
-        let dir = Dir::new("sy-lease-file");
+        let dir = TempDir::new("sy-lease-file");
         let path = dir.0.join("leases");
         let w = LeaseFileWriter::start(path.clone()).unwrap();
         w.hand_over("one\n".into());

@@ -424,15 +424,7 @@ mod tests {
     /// the records, and the next record lands right after the last one, not after the zeros.
     #[test]
     fn records_fill_preallocated_room_that_replay_ignores() {
-        /// Removes the directory even when an assertion fails.
-        struct Dir(std::path::PathBuf);
-        impl Drop for Dir {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_dir_all(&self.0);
-            }
-        }
-        let dir = Dir(std::env::temp_dir().join(format!("sy-journal-pre-{}", std::process::id())));
-        let _ = std::fs::remove_dir_all(&dir.0);
+        let dir = crate::test_dir::TempDir::new("sy-journal-pre");
         let path = dir.0.join("leases.journal");
         let (mut j, _, _) = Journal::open(&path).unwrap();
         for c in changes() {
@@ -479,9 +471,8 @@ mod tests {
 
     #[test]
     fn open_append_reopen_compacts_a_torn_tail() {
-        let dir = std::env::temp_dir().join(format!("sy-journal-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let path = dir.join("state").join("leases.journal");
+        let dir = crate::test_dir::TempDir::new("sy-journal");
+        let path = dir.0.join("state").join("leases.journal");
         let _ = std::fs::remove_file(&path);
         let (mut j, t, _) = Journal::open(&path).unwrap();
         assert!(t.is_empty());
@@ -507,6 +498,5 @@ mod tests {
             (0, false, 9)
         );
         assert_eq!(t.len(), 9);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
