@@ -14,7 +14,9 @@
 //!
 //! The appliance (ARP, ping, DHCP and DNS for the gateway address) is a port of the switch too: its
 //! MAC is a static FDB entry, it receives floods, and the daemon hands it the frames it wants on
-//! a bounded queue; its replies leave through the port the request came in on.
+//! a bounded queue; its replies leave through the port the request came in on. (A UDP DNS
+//! query whose answer the DNS memo already holds is answered by the worker that read it, with
+//! the same bytes, and never queued: see `daemon::dns::WorkerDns`.)
 //!
 //! # Layers, and the dependency rule
 //!
