@@ -315,7 +315,7 @@ pub(super) struct DhcpService {
     switch: Arc<Switch>,
     /// Address bound in the guard for each client, and on which port.
     bound: HashMap<ClientKey, (PortId, Ipv4Addr)>,
-    /// The lease file lags the journal by at most one tick.
+    /// The lease file is behind the leases (written at the next tick its writer is free).
     lease_file_dirty: bool,
     /// Lease changes not yet taken by the DNS zone ([`DhcpService::take_changes`]).
     changes: Vec<LeaseChange>,
