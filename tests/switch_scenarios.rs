@@ -398,17 +398,22 @@ fn storm_control_caps_broadcast_and_multicast_per_port_and_window() {
     }
 }
 
-#[test]
-fn a_returning_probe_blocks_the_higher_port_of_the_loop_for_a_while() {
-    use switchyard::switch::{probe_frame, LoopKey, LOOP_BLOCK};
-    let key = LoopKey([11, 22]);
-    let sw = switch_with(
+/// Four ports, loop detection on under `key`.
+fn looping_switch(key: switchyard::switch::LoopKey) -> Switch {
+    switch_with(
         4,
         SwitchParams {
             loop_key: Some(key),
             ..SwitchParams::default()
         },
-    );
+    )
+}
+
+#[test]
+fn a_returning_probe_blocks_the_higher_port_of_the_loop_for_a_while() {
+    use switchyard::switch::{probe_frame, LoopKey, LOOP_BLOCK};
+    let key = LoopKey([11, 22]);
+    let sw = looping_switch(key);
     let t = 10 * S;
     sw.process(P3, &frame(MacAddr::BROADCAST, mac(3), 64), t);
     let mut probe = Vec::new();
@@ -458,13 +463,7 @@ fn a_returning_probe_blocks_the_higher_port_of_the_loop_for_a_while() {
 fn a_probe_under_our_key_naming_a_port_we_do_not_have_blocks_nothing() {
     use switchyard::switch::{probe_frame, LoopKey};
     let key = LoopKey([11, 22]);
-    let sw = switch_with(
-        4,
-        SwitchParams {
-            loop_key: Some(key),
-            ..SwitchParams::default()
-        },
-    );
+    let sw = looping_switch(key);
     let t = 10 * S;
     let mut probe = Vec::new();
     // Found by the `frame` fuzz target: this indexed past the port table and panicked.
