@@ -509,6 +509,7 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
             config.dhcp.lease_file.clone(),
             Arc::clone(&switch),
             dhcp::ReplySink::new(Arc::clone(&ports), Arc::clone(&switch), service.port),
+            dropped.service_nice(),
         )
         .map_err(|message| DaemonError::Dhcp { message })?;
         Some(svc)
@@ -541,6 +542,7 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
         switch: Arc::clone(&switch),
         dhcp,
         dns,
+        nice: dropped.service_nice(),
     };
     let appliance_handle = {
         let stop = Arc::clone(&stop);

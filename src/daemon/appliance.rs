@@ -121,16 +121,23 @@ pub(super) struct Appliance {
     pub(super) switch: Arc<Switch>,
     pub(super) dhcp: Option<DhcpService>,
     pub(super) dns: Option<DnsService>,
+    /// The nice value to take back if the thread inherited the workers' (see
+    /// `privileges::Dropped::service_nice`).
+    pub(super) nice: Option<i32>,
 }
 
 impl Appliance {
     /// Runs until `stop`; returns the DNS counters, if DNS ran.
     pub(super) fn run(mut self, stop: &AtomicBool) -> Option<DnsCounters> {
-        // The workers' priority: a frame handed over by a worker is answered at once, not after
-        // a scheduler slice behind batch jobs (a late appliance answers its backlog in a burst,
-        // which overflows a client's socket buffer; perfdhcp lost a third of the replies so).
-        if let Err(e) = crate::port::set_thread_nice(super::WORKER_NICE) {
-            tracing::debug!(error = %e, "the appliance keeps the default priority");
+        // The daemon's own priority, like dnsmasq's or Kea's, not the workers' nice -10: a
+        // service thread that preempts every other process takes the CPU from the clients it
+        // answers: with a load generator on the same two cores, perfdhcp's receiving thread
+        // waited behind the appliance and the lease journal, its socket overflowed, and fewer
+        // renewals completed (README, DHCP benchmark).
+        if let Some(nice) = self.nice {
+            if let Err(e) = crate::port::set_thread_nice(nice) {
+                tracing::debug!(error = %e, "the appliance keeps the workers' priority");
+            }
         }
         let mut reply = Vec::with_capacity(1600);
         let mut out = Vec::with_capacity(1600);

@@ -193,13 +193,14 @@ struct Committer {
 }
 
 impl Committer {
-    fn start(journal: Journal, sink: ReplySink) -> io::Result<Committer> {
+    /// `nice`: the nice value to take back if the thread inherits the workers'.
+    fn start(journal: Journal, sink: ReplySink, nice: Option<i32>) -> io::Result<Committer> {
         let shared = Arc::new(CommitShared::default());
         let thread = {
             let shared = Arc::clone(&shared);
             std::thread::Builder::new()
                 .name("sy-dhcp-commit".into())
-                .spawn(move || commit_loop(journal, &sink, &shared))?
+                .spawn(move || commit_loop(journal, &sink, &shared, nice))?
         };
         Ok(Committer {
             thread: Some(thread),
@@ -243,11 +244,12 @@ impl Drop for Committer {
 /// The committer thread: takes everything handed over since its last fsync as one group,
 /// writes it with one `write`, makes it durable with one `fdatasync`, and only then sends the
 /// group's replies. While it waits for the disk, the next group collects.
-fn commit_loop(mut journal: Journal, sink: &ReplySink, shared: &CommitShared) {
-    // Released replies leave as soon as their fsync returns, at the workers' priority (see
-    // `Appliance::run`).
-    if let Err(e) = crate::port::set_thread_nice(super::WORKER_NICE) {
-        tracing::debug!(error = %e, "the lease journal's thread keeps the default priority");
+fn commit_loop(mut journal: Journal, sink: &ReplySink, shared: &CommitShared, nice: Option<i32>) {
+    // The daemon's own priority, as the appliance's (see `Appliance::run`).
+    if let Some(nice) = nice {
+        if let Err(e) = crate::port::set_thread_nice(nice) {
+            tracing::debug!(error = %e, "the lease journal's thread keeps the workers' priority");
+        }
     }
     loop {
         let group = {
@@ -385,13 +387,15 @@ impl Drop for LeaseFileWriter {
 
 impl DhcpService {
     /// Opens (replays and compacts) the journal and restores the guard bindings of live leases.
-    /// Starts the committer thread, which sends the replies it releases through `sink`.
+    /// Starts the committer thread, which sends the replies it releases through `sink` (at
+    /// `nice`, if given: see `privileges::Dropped::service_nice`).
     pub(super) fn open(
         params: DhcpParams,
         journal_path: PathBuf,
         lease_file: PathBuf,
         switch: Arc<Switch>,
         sink: ReplySink,
+        nice: Option<i32>,
     ) -> Result<DhcpService, String> {
         let (journal, table, stats) = Journal::open(&journal_path)
             .map_err(|e| format!("lease journal {}: {e}", journal_path.display()))?;
@@ -399,7 +403,7 @@ impl DhcpService {
         let server = DhcpServer::new(params)
             .map_err(|e| format!("DHCP settings: {e}"))?
             .with_leases(table);
-        let committer = Committer::start(journal, sink)
+        let committer = Committer::start(journal, sink, nice)
             .map_err(|e| format!("starting the lease journal's thread: {e}"))?;
         // The first file is written here, before anyone reads it; later ones off this thread.
         if let Err(e) = server.leases().write_dnsmasq(&lease_file, epoch_now()) {
