@@ -27,6 +27,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::appliance::YIELD_EVERY;
 use super::capture::Dir;
 use super::Ports;
 use crate::control::config::{dhcp_params, Config};
@@ -114,11 +115,15 @@ impl ReplySink {
     }
 
     /// Writes each frame (no virtio-net header) out of its port, under one look at the port
-    /// table.
+    /// table, yielding the CPU every [`YIELD_EVERY`] frames (a group released by one fsync can
+    /// hold hundreds of ACKs).
     fn send_all(&self, replies: impl Iterator<Item = (PortId, Vec<u8>)>) {
         let table = self.ports.table();
         let mut out = Vec::with_capacity(1600);
-        for (port, frame) in replies {
+        for (i, (port, frame)) in replies.enumerate() {
+            if i > 0 && i % YIELD_EVERY == 0 {
+                std::thread::yield_now();
+            }
             out.clear();
             out.resize(VNET_HDR_LEN, 0);
             out.extend_from_slice(&frame);
