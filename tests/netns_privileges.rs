@@ -55,6 +55,52 @@ fn thread_caps(pid: u32) -> Vec<(String, [u64; 5])> {
     out
 }
 
+/// `(thread name, nice value)` of every thread of `pid` (field 19 of `/proc/PID/task/TID/stat`,
+/// counted after the parenthesised command), the main thread first.
+fn thread_nices(pid: u32) -> Vec<(String, i32)> {
+    let mut out = Vec::new();
+    for task in fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let Ok(stat) = fs::read_to_string(task.path().join("stat")) else {
+            continue; // a helper thread that just ended
+        };
+        let name = stat[stat.find('(').unwrap() + 1..stat.rfind(')').unwrap()].to_string();
+        let nice = stat[stat.rfind(')').unwrap() + 1..]
+            .split_whitespace()
+            .nth(16)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no nice value in {stat}"));
+        let main = task.file_name().to_str() == Some(&pid.to_string());
+        out.insert(if main { 0 } else { out.len() }, (name, nice));
+    }
+    out
+}
+
+/// The workers run at nice -10; the appliance and the DHCP files' threads at the daemon's
+/// own priority (the main thread's, once the workers are started), whether the workers got
+/// their -10 from a raised `RLIMIT_NICE` or lent by the main thread.
+fn assert_priorities(pid: u32) {
+    let nices = thread_nices(pid);
+    eprintln!("nice values: {nices:?}");
+    let own = nices[0].1;
+    assert_ne!(
+        own, -10,
+        "the main thread is back at its own value: {nices:?}"
+    );
+    let of = |prefix: &str| -> Vec<i32> {
+        let found: Vec<i32> = nices
+            .iter()
+            .filter(|(n, _)| n.starts_with(prefix))
+            .map(|(_, v)| *v)
+            .collect();
+        assert!(!found.is_empty(), "no thread named {prefix}*: {nices:?}");
+        found
+    };
+    assert!(of("sy-worker-").iter().all(|&n| n == -10), "{nices:?}");
+    assert_eq!(of("sy-appliance"), [own], "{nices:?}");
+    assert_eq!(of("sy-dhcp-commit"), [own], "{nices:?}");
+    assert_eq!(of("sy-lease-file"), [own], "{nices:?}");
+}
+
 /// Asserts every thread has exactly `want` effective, permitted and bounding, and nothing
 /// inheritable or ambient; returns how many threads it looked at.
 fn assert_caps(pid: u32, want: u64) -> usize {
@@ -119,6 +165,7 @@ fn daemon_without_namespaces_drops_sys_admin_too() {
         lab.daemon_pid(),
         mask(&[NET_ADMIN, NET_RAW, NET_BIND_SERVICE]),
     );
+    assert_priorities(lab.daemon_pid());
     let exit = lab.stop_with("TERM");
     assert_eq!(exit.code, Some(0), "{exit:?}");
     assert!(
@@ -128,6 +175,31 @@ fn daemon_without_namespaces_drops_sys_admin_too() {
         exit.stderr
     );
     assert!(lab.switch_links().is_empty(), "the tap it created is gone");
+}
+
+/// Without `CAP_SYS_RESOURCE` (as in some containers) the daemon cannot raise `RLIMIT_NICE`, so
+/// its main thread lends -10 to the threads it starts; the service threads take the daemon's
+/// own value back, and the workers keep -10.
+#[test]
+fn without_cap_sys_resource_the_workers_still_run_at_minus_10_and_the_service_threads_do_not() {
+    let mut lab = Lab::new();
+    let ifname = lab.ifname("t");
+    let cfg = format!(
+        "[network]\nname = \"{tag}\"\nsubnet = \"10.13.31.0/24\"\ngateway = \"10.13.31.1\"\ndomain = \"lab.test\"\n\n\
+         [dhcp]\nstate_dir = \"{state}\"\n\n[switch]\ncontrol_socket = \"{sock}\"\n\n\
+         [[port]]\nname = \"t\"\nkind = \"tap\"\nifname = \"{ifname}\"\n",
+        tag = lab.tag,
+        state = lab.dir.join("state").display(),
+        sock = lab.control_socket().display()
+    );
+    lab.spawn_with(&cfg, &["setpriv", "--bounding-set", "-sys_resource"]);
+    let sock = lab.control_socket();
+    lab.wait_for("the control socket", Duration::from_secs(15), || {
+        sock.exists() && lab_ports_ok(&sock)
+    });
+    assert_priorities(lab.daemon_pid());
+    let exit = lab.stop_with("TERM");
+    assert_eq!(exit.code, Some(0), "{exit:?}");
 }
 
 fn lab_ports_ok(sock: &std::path::Path) -> bool {

@@ -44,8 +44,8 @@ const BATCH: usize = 64;
 /// burst (`sched_yield`: returns at once when nothing else waits for this core). A client on
 /// the same core then reads its replies between two slices of the burst instead of after all
 /// of it: on two cores shared with perfdhcp, answering a 64-frame burst back to back overflowed
-/// perfdhcp's socket (10,000-13,000 replies lost in a 5 s try at 1,000 clients, some 20 %), and
-/// yielding every 8 frames cut that to 50-2,000 (README, DHCP benchmark). Every 2 frames
+/// perfdhcp's socket (9,956-13,480 replies lost in a 5 s try at 1,000 clients, some 20 %), and
+/// yielding every 8 frames cut that to 52-2,247 (README, DHCP benchmark). Every 2 frames
 /// lost even less but cost perfdhcp more CPU (more wake-ups) and completed fewer exchanges.
 pub(super) const YIELD_EVERY: usize = 8;
 
@@ -138,7 +138,7 @@ pub(super) struct Appliance {
 impl Appliance {
     /// Runs until `stop`; returns the DNS counters, if DNS ran.
     pub(super) fn run(mut self, stop: &AtomicBool) -> Option<DnsCounters> {
-        // The daemon's own priority, like dnsmasq's or Kea's, not the workers' nice -10: a
+        // The daemon's own priority, like dnsmasq's or Kea's, not the workers' nice -10. A
         // service thread that preempts every other process takes the CPU from the clients it
         // answers: with a load generator on the same two cores, perfdhcp's receiving thread
         // waited behind the appliance and the lease journal, its socket overflowed, and fewer

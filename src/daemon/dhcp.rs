@@ -250,12 +250,7 @@ impl Drop for Committer {
 /// writes it with one `write`, makes it durable with one `fdatasync`, and only then sends the
 /// group's replies. While it waits for the disk, the next group collects.
 fn commit_loop(mut journal: Journal, sink: &ReplySink, shared: &CommitShared, nice: Option<i32>) {
-    // The daemon's own priority, as the appliance's (see `Appliance::run`).
-    if let Some(nice) = nice {
-        if let Err(e) = crate::port::set_thread_nice(nice) {
-            tracing::debug!(error = %e, "the lease journal's thread keeps the workers' priority");
-        }
-    }
+    take_nice(nice, "the lease journal's thread");
     loop {
         let group = {
             let mut next = shared.lock();
@@ -284,6 +279,16 @@ fn commit_loop(mut journal: Journal, sink: &ReplySink, shared: &CommitShared, ni
                 shared.unpersisted.fetch_add(withheld, Ordering::Relaxed);
                 log_unpersisted(&e);
             }
+        }
+    }
+}
+
+/// Puts the calling thread at `nice` (the daemon's own priority, as the appliance's: see
+/// `Appliance::run`), if given.
+fn take_nice(nice: Option<i32>, thread: &str) {
+    if let Some(nice) = nice {
+        if let Err(e) = crate::port::set_thread_nice(nice) {
+            tracing::debug!(error = %e, thread, "keeps the workers' priority");
         }
     }
 }
@@ -342,8 +347,9 @@ struct LeaseFileWriter {
 }
 
 impl LeaseFileWriter {
-    fn start(path: PathBuf) -> io::Result<LeaseFileWriter> {
-        LeaseFileWriter::with(move |text| {
+    /// `nice`: the nice value to take back if the thread inherits the workers'.
+    fn start(path: PathBuf, nice: Option<i32>) -> io::Result<LeaseFileWriter> {
+        LeaseFileWriter::with(nice, move |text| {
             if let Err(e) = write_atomically(&path, text.as_bytes()) {
                 tracing::warn!(file = %path.display(), error = %e, "cannot write the lease file");
             }
@@ -351,12 +357,16 @@ impl LeaseFileWriter {
     }
 
     /// A writer that runs `write` on each text handed over.
-    fn with(mut write: impl FnMut(String) + Send + 'static) -> io::Result<LeaseFileWriter> {
+    fn with(
+        nice: Option<i32>,
+        mut write: impl FnMut(String) + Send + 'static,
+    ) -> io::Result<LeaseFileWriter> {
         // Capacity 0: a text is taken only by a writer that is free to write it.
         let (tx, rx) = sync_channel::<String>(0);
         let thread = std::thread::Builder::new()
             .name("sy-lease-file".into())
             .spawn(move || {
+                take_nice(nice, "the lease file's thread");
                 for text in rx {
                     write(text);
                 }
@@ -414,7 +424,7 @@ impl DhcpService {
         if let Err(e) = server.leases().write_dnsmasq(&lease_file, epoch_now()) {
             tracing::warn!(file = %lease_file.display(), error = %e, "cannot write the lease file");
         }
-        let lease_file = LeaseFileWriter::start(lease_file)
+        let lease_file = LeaseFileWriter::start(lease_file, nice)
             .map_err(|e| format!("starting the lease file's thread: {e}"))?;
         let mut svc = DhcpService {
             server,
@@ -716,7 +726,7 @@ mod tests {
         use std::sync::mpsc::sync_channel;
         let (started, on_start) = sync_channel::<String>(8);
         let (release, go) = sync_channel::<()>(8);
-        let w = LeaseFileWriter::with(move |text| {
+        let w = LeaseFileWriter::with(None, move |text| {
             started.send(text).unwrap();
             go.recv().unwrap();
         })
@@ -734,7 +744,7 @@ mod tests {
 
         let dir = TempDir::new("sy-lease-file");
         let path = dir.0.join("leases");
-        let w = LeaseFileWriter::start(path.clone()).unwrap();
+        let w = LeaseFileWriter::start(path.clone(), None).unwrap();
         w.hand_over("one\n".into());
         w.hand_over("two\n".into());
         drop(w);

@@ -25,7 +25,7 @@
 //! raised (no `CAP_SYS_RESOURCE`, as in some containers), the main thread takes `WORKER_NICE`
 //! itself before the drop, the threads started until the workers are inherit it (nice values
 //! are per thread and inherited: the DNS readers, the appliance and the workers), the appliance
-//! and the lease journal's thread take the daemon's own value back ([`Dropped::service_nice`]),
+//! and the DHCP files' threads take the daemon's own value back ([`Dropped::service_nice`]),
 //! and [`Dropped::workers_started`] puts the main thread back where it was.
 //!
 //! A daemon started without privileges (taps made ahead of time, `ip tuntap add ... user`) has
@@ -69,8 +69,9 @@ pub(super) struct Dropped {
 
 impl Dropped {
     /// The daemon's own nice value, if the main thread lent `WORKER_NICE` to the threads it
-    /// starts until the workers are: the service threads (appliance, lease journal) take it
-    /// back, since only the workers are meant to run ahead of the host's other processes.
+    /// starts until the workers are: the service threads (appliance, lease journal, lease
+    /// file) take it back, since only the workers are meant to run ahead of the host's other
+    /// processes.
     pub(super) fn service_nice(&self) -> Option<i32> {
         self.restore_nice
     }
