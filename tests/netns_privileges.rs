@@ -147,20 +147,7 @@ fn daemon_with_namespaces_keeps_net_caps_and_sys_admin_only() {
 #[test]
 fn daemon_without_namespaces_drops_sys_admin_too() {
     let mut lab = Lab::new();
-    let ifname = lab.ifname("t");
-    let cfg = format!(
-        "[network]\nname = \"{tag}\"\nsubnet = \"10.13.31.0/24\"\ngateway = \"10.13.31.1\"\ndomain = \"lab.test\"\n\n\
-         [dhcp]\nstate_dir = \"{state}\"\n\n[switch]\ncontrol_socket = \"{sock}\"\n\n\
-         [[port]]\nname = \"t\"\nkind = \"tap\"\nifname = \"{ifname}\"\n",
-        tag = lab.tag,
-        state = lab.dir.join("state").display(),
-        sock = lab.control_socket().display()
-    );
-    lab.spawn(&cfg);
-    let sock = lab.control_socket();
-    lab.wait_for("the control socket", Duration::from_secs(15), || {
-        sock.exists() && lab_ports_ok(&sock)
-    });
+    start_with_one_tap(&mut lab, &[]);
     assert_caps(
         lab.daemon_pid(),
         mask(&[NET_ADMIN, NET_RAW, NET_BIND_SERVICE]),
@@ -183,6 +170,15 @@ fn daemon_without_namespaces_drops_sys_admin_too() {
 #[test]
 fn without_cap_sys_resource_the_workers_still_run_at_minus_10_and_the_service_threads_do_not() {
     let mut lab = Lab::new();
+    start_with_one_tap(&mut lab, &["setpriv", "--bounding-set", "-sys_resource"]);
+    assert_priorities(lab.daemon_pid());
+    let exit = lab.stop_with("TERM");
+    assert_eq!(exit.code, Some(0), "{exit:?}");
+}
+
+/// Starts the daemon (through `wrapper`) on one tap of its own, no namespace, DHCP on, and
+/// waits for its control socket.
+fn start_with_one_tap(lab: &mut Lab, wrapper: &[&str]) {
     let ifname = lab.ifname("t");
     let cfg = format!(
         "[network]\nname = \"{tag}\"\nsubnet = \"10.13.31.0/24\"\ngateway = \"10.13.31.1\"\ndomain = \"lab.test\"\n\n\
@@ -192,14 +188,11 @@ fn without_cap_sys_resource_the_workers_still_run_at_minus_10_and_the_service_th
         state = lab.dir.join("state").display(),
         sock = lab.control_socket().display()
     );
-    lab.spawn_with(&cfg, &["setpriv", "--bounding-set", "-sys_resource"]);
+    lab.spawn_with(&cfg, wrapper);
     let sock = lab.control_socket();
     lab.wait_for("the control socket", Duration::from_secs(15), || {
         sock.exists() && lab_ports_ok(&sock)
     });
-    assert_priorities(lab.daemon_pid());
-    let exit = lab.stop_with("TERM");
-    assert_eq!(exit.code, Some(0), "{exit:?}");
 }
 
 fn lab_ports_ok(sock: &std::path::Path) -> bool {
