@@ -300,8 +300,8 @@ peer_version() {
 
 # perfdhcp NS IFNAME CLIENTS RATE OUT SERVER_PID [RENEW_RATE] [TIMERS]: full DORA, direct mode,
 # bounded; sets RESULT to the completed exchanges a second and CPU to "server X%, perfdhcp Y%"
-# (of one core) and the replies lost at perfdhcp's socket. RENEW_RATE: also renew acquired leases at up to that rate (-f), sets RENEWS
-# and MIX_DORA. TIMERS=1: -x t, sets LAT_DO, LAT_RA, LAT_RN (median delays, ms) and LAT_FLAG.
+# (of one core) and the replies lost at perfdhcp's socket. RENEW_RATE: also renew acquired
+# leases at up to that rate (-f), sets RENEWS and MIX_DORA. TIMERS=1: -x t, sets LAT_DO, LAT_RA, LAT_RN (median delays, ms) and LAT_FLAG.
 # (Runs in this shell, not in a $(...) subshell, so the trap can stop perfdhcp.)
 run_perfdhcp() {
   local ns=$1 ifname=$2 clients=$3 rate=$4 out=$5 server=$6 renew=${7:-} timers=${8:-0}
