@@ -143,11 +143,7 @@ impl Appliance {
         // answers: with a load generator on the same two cores, perfdhcp's receiving thread
         // waited behind the appliance and the lease journal, its socket overflowed, and fewer
         // renewals completed (README, DHCP benchmark).
-        if let Some(nice) = self.nice {
-            if let Err(e) = crate::port::set_thread_nice(nice) {
-                tracing::debug!(error = %e, "the appliance keeps the workers' priority");
-            }
-        }
+        super::privileges::take_service_nice(self.nice, "the appliance");
         let mut reply = Vec::with_capacity(1600);
         let mut out = Vec::with_capacity(1600);
         let mut last_sweep = epoch_now();

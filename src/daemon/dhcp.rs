@@ -29,6 +29,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::appliance::YIELD_EVERY;
 use super::capture::Dir;
+use super::privileges::take_service_nice;
 use super::Ports;
 use crate::control::config::{dhcp_params, Config};
 use crate::service::dhcp::leases::write_atomically;
@@ -250,7 +251,8 @@ impl Drop for Committer {
 /// writes it with one `write`, makes it durable with one `fdatasync`, and only then sends the
 /// group's replies. While it waits for the disk, the next group collects.
 fn commit_loop(mut journal: Journal, sink: &ReplySink, shared: &CommitShared, nice: Option<i32>) {
-    take_nice(nice, "the lease journal's thread");
+    // The daemon's own priority, as the appliance's (see `Appliance::run`).
+    take_service_nice(nice, "the lease journal's thread");
     loop {
         let group = {
             let mut next = shared.lock();
@@ -279,16 +281,6 @@ fn commit_loop(mut journal: Journal, sink: &ReplySink, shared: &CommitShared, ni
                 shared.unpersisted.fetch_add(withheld, Ordering::Relaxed);
                 log_unpersisted(&e);
             }
-        }
-    }
-}
-
-/// Puts the calling thread at `nice` (the daemon's own priority, as the appliance's: see
-/// `Appliance::run`), if given.
-fn take_nice(nice: Option<i32>, thread: &str) {
-    if let Some(nice) = nice {
-        if let Err(e) = crate::port::set_thread_nice(nice) {
-            tracing::debug!(error = %e, thread, "keeps the workers' priority");
         }
     }
 }
@@ -366,7 +358,7 @@ impl LeaseFileWriter {
         let thread = std::thread::Builder::new()
             .name("sy-lease-file".into())
             .spawn(move || {
-                take_nice(nice, "the lease file's thread");
+                take_service_nice(nice, "the lease file's thread");
                 for text in rx {
                     write(text);
                 }

@@ -87,6 +87,16 @@ impl Dropped {
     }
 }
 
+/// Puts the calling service thread (`thread` names it in the log) back at the daemon's own
+/// nice value, if it inherited the workers' ([`Dropped::service_nice`]).
+pub(super) fn take_service_nice(nice: Option<i32>, thread: &'static str) {
+    if let Some(nice) = nice {
+        if let Err(e) = port::set_thread_nice(nice) {
+            tracing::debug!(error = %e, thread, "keeps the workers' priority");
+        }
+    }
+}
+
 /// The calling thread's nice value (field 19 of `/proc/thread-self/stat`, after the command).
 fn thread_nice() -> Option<i32> {
     let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
