@@ -49,6 +49,8 @@ install_missing "${extra[@]}"
 modprobe tun 2>/dev/null || true
 [ -c /dev/net/tun ] || { echo "scripts/test.sh: /dev/net/tun is missing" >&2; exit 1; }
 
+# Every relative link in README.md and docs/ points at a file (and heading) that exists.
+./scripts/check-links.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo build --locked --all-targets
