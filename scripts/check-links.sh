@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Checks every relative markdown link in README.md and docs/: the file it names must exist in
-# the repository, and a #fragment must be a heading of that file (GitHub's anchor rules).
+# the repository, a #fragment must be a heading of that file (GitHub's anchor rules), and every
+# page under docs/ must be linked from README.md or another page.
 # External links (http, https, mailto) are not followed: no network. Exits non-zero on the first
-# run that finds a broken link, listing each as file:line: link.
+# run that finds a problem, listing each (file:line: link).
 #
 #   ./scripts/check-links.sh            # README.md and docs/**/*.md
 #   ./scripts/check-links.sh FILE...    # those files only
@@ -32,6 +33,7 @@ def anchors(path):
     return out
 
 bad = 0
+linked = set()
 for src in sys.argv[1:]:
     fence = False
     for no, line in enumerate(open(src, encoding="utf-8"), 1):
@@ -45,12 +47,20 @@ for src in sys.argv[1:]:
                 continue  # http:, https:, mailto:
             path, _, frag = target.partition("#")
             full = os.path.normpath(os.path.join(os.path.dirname(src), path)) if path else src
+            if src != full:
+                linked.add(full)
             if not os.path.exists(full):
                 print(f"{src}:{no}: {target}: no such file ({full})")
                 bad += 1
             elif frag and full.endswith(".md") and frag not in anchors(full):
                 print(f"{src}:{no}: {target}: no heading #{frag} in {full}")
                 bad += 1
-print(f"check-links: {len(sys.argv) - 1} files, {bad} broken links")
+# Every docs page is reachable: linked from README.md or another page (when all are checked).
+if "README.md" in sys.argv[1:]:
+    for page in sys.argv[1:]:
+        if page.startswith("docs/") and page not in linked:
+            print(f"{page}: not linked from README.md or any other page")
+            bad += 1
+print(f"check-links: {len(sys.argv) - 1} files, {bad} problems")
 sys.exit(1 if bad else 0)
 PY
