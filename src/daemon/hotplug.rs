@@ -24,8 +24,9 @@
 use std::sync::atomic::Ordering;
 use std::sync::PoisonError;
 
+use super::build::port_spec;
 use super::control::{Control, Failure};
-use super::{port_spec, Plugged};
+use super::table::Plugged;
 use crate::control::config::{Config, NewPort};
 use crate::control::protocol::ErrorKind;
 use crate::switch::PortId;
