@@ -176,6 +176,16 @@ impl PortKind {
         }
     }
 
+    /// The namespace the port's netdev lives in, and whether the daemon creates it if it is
+    /// missing (a tap's; a packet port's netdev must already be there).
+    pub fn netns(&self) -> Option<(&str, bool)> {
+        match self {
+            PortKind::Tap(t) => t.netns.as_deref().map(|n| (n, true)),
+            PortKind::Packet(p) => p.netns.as_deref().map(|n| (n, false)),
+            PortKind::Stream(_) | PortKind::Dgram(_) => None,
+        }
+    }
+
     /// `"tap"`, `"packet"`, `"stream"` or `"dgram"`, as in the config.
     pub fn name(&self) -> &'static str {
         match self {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::table::{Plugged, Ports};
 use super::{default_mac, DaemonError, Identity, SERVICE_PORT_NAME};
-use crate::control::config::{AddressMode, Config, PortConfig, PortKind, TapConfig};
+use crate::control::config::{Config, PortConfig, PortKind};
 use crate::port::netns::Netns;
 use crate::port::packet::PacketPort;
 use crate::port::socket::{DgramPort, StreamPort};
@@ -43,100 +43,24 @@ pub(super) fn ports(config: &Config) -> Result<Ports, DaemonError> {
 }
 
 impl Ports {
-    /// Opens port `p` of `config`, with the namespace it lives in.
+    /// Opens port `p` of `config`, with the namespace it lives in: one constructor per kind.
     pub(super) fn open_port(
         &self,
         config: &Config,
         p: &PortConfig,
     ) -> Result<(Port, Option<Arc<Netns>>), PortError> {
-        match &p.kind {
-            PortKind::Tap(tap_cfg) => {
-                let ns = match &tap_cfg.netns {
-                    Some(name) => Some(self.netns(name, true)?),
-                    None => None,
-                };
-                let tap = open_tap(config, p, tap_cfg, ns.as_deref())?;
-                Ok((Port::Tap(tap), ns))
-            }
-            PortKind::Packet(cfg) => {
-                let ns = match &cfg.netns {
-                    Some(name) => Some(self.netns(name, false)?),
-                    None => None,
-                };
-                let port = PacketPort::open(&cfg.ifname, ns.as_deref())?;
-                tracing::info!(port = %p.name, ifname = %cfg.ifname,
-                    netns = %cfg.netns.as_deref().unwrap_or("-"), "port: packet");
-                Ok((Port::Packet(port), ns))
-            }
-            other => open_socket_port(p, other).map(|port| (port, None)),
-        }
+        let ns = match p.kind.netns() {
+            Some((name, create)) => Some(self.netns(name, create)?),
+            None => None,
+        };
+        let port: Port = match &p.kind {
+            PortKind::Tap(c) => Box::new(TapPort::from_config(config, p, c, ns.as_deref())?),
+            PortKind::Packet(c) => Box::new(PacketPort::from_config(p, c, ns.as_deref())?),
+            PortKind::Stream(c) => Box::new(StreamPort::from_config(p, c)?),
+            PortKind::Dgram(c) => Box::new(DgramPort::from_config(p, c)?),
+        };
+        Ok((port, ns))
     }
-}
-
-/// Opens a stream or dgram port.
-fn open_socket_port(p: &PortConfig, kind: &PortKind) -> Result<Port, PortError> {
-    match kind {
-        PortKind::Stream(cfg) => {
-            let port = StreamPort::open(&cfg.path, p.mtu)?;
-            tracing::info!(port = %p.name, path = %cfg.path.display(), "port: stream");
-            Ok(Port::Stream(port))
-        }
-        PortKind::Dgram(cfg) => {
-            let port = DgramPort::open(&cfg.path, cfg.peer.as_deref(), p.mtu)?;
-            tracing::info!(port = %p.name, path = %cfg.path.display(), "port: dgram");
-            Ok(Port::Dgram(port))
-        }
-        PortKind::Tap(_) | PortKind::Packet(_) => unreachable!("opened by Ports::open_port"),
-    }
-}
-
-fn open_tap(
-    config: &Config,
-    p: &PortConfig,
-    tap_cfg: &TapConfig,
-    netns: Option<&Netns>,
-) -> Result<TapPort, PortError> {
-    let host = p.host.map(|h| &config.hosts[h]);
-    // A persistent tap and its namespace outlive the daemon; a restart finds the tap there.
-    let mut tap = if tap_cfg.persist {
-        let tap = TapPort::open_persistent(&tap_cfg.ifname, p.mtu, netns)?;
-        if let Some(ns) = netns {
-            ns.keep();
-        }
-        tap
-    } else {
-        TapPort::open(&tap_cfg.ifname, p.mtu)?
-    };
-    match (&tap_cfg.netns, netns) {
-        (Some(ns_name), Some(ns)) => {
-            let ipv4 = match tap_cfg.address {
-                AddressMode::Static => host
-                    .and_then(|h| h.ipv4)
-                    .map(|a| (a, config.network.subnet.prefix_len())),
-                AddressMode::None => None,
-            };
-            tap.plug_into(ns, host.and_then(|h| h.mac), ipv4)?;
-            tracing::info!(
-                port = %p.name,
-                ifname = %tap_cfg.ifname,
-                netns = %ns_name,
-                mac = %host.and_then(|h| h.mac).map_or_else(|| "-".into(), |m| m.to_string()),
-                ipv4 = %ipv4.map(|(a, l)| format!("{a}/{l}")).unwrap_or_else(|| "-".into()),
-                persist = tap.is_persistent(),
-                "port up: tap plugged into namespace"
-            );
-        }
-        _ => {
-            tap.bring_up()?;
-            if let Some(addr) = tap_cfg.host_address {
-                tap.add_ipv4(addr, config.network.subnet.prefix_len())?;
-            }
-            tracing::info!(port = %p.name, ifname = %tap_cfg.ifname,
-                host_address = %tap_cfg.host_address.map_or_else(|| "-".into(), |a| a.to_string()),
-                persist = tap.is_persistent(), "port up: tap");
-        }
-    }
-    Ok(tap)
 }
 
 pub(super) fn switch(config: &Config) -> Switch {

@@ -1,8 +1,7 @@
 //! What the daemon reports about its ports besides the metrics endpoint: the counters table it
 //! prints at exit, and the log lines of monitor-mode guards and of kernel-side drops.
 
-use super::table::{Plugged, Ports};
-use crate::port::Port;
+use super::table::Ports;
 use crate::switch::{DropReason, PortId, Switch};
 
 /// Logs, at most once a tick per port, what a monitor-mode guard would have dropped since the
@@ -33,20 +32,16 @@ pub(super) fn log_monitored(switch: &Switch, seen: &mut [u64]) {
     }
 }
 
-/// Logs, per tap, the frames the kernel dropped at its ring because the switch had not read
+/// Logs, per port that can tell (taps), the frames the kernel dropped at its ring because the switch had not read
 /// them in time (the netdev's `tx_dropped`): loss that the switch's own counters cannot see.
 pub(super) fn log_kernel_drops(ports: &Ports, switch: &Switch) {
     let table = ports.table();
     for (i, p) in table.slots.iter().enumerate() {
-        let Some(Plugged {
-            port: Port::Tap(tap),
-            ..
-        }) = p
-        else {
+        let Some(dropped) = p.as_ref().and_then(|p| p.port.kernel_tx_dropped()) else {
             continue;
         };
         let port = &switch.port_spec(PortId(i as u16)).name;
-        match tap.kernel_tx_dropped() {
+        match dropped {
             Ok(0) => {}
             Ok(dropped) => tracing::warn!(%port, dropped,
                 "the kernel dropped frames at the tap's ring before the switch read them"),

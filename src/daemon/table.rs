@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, Weak};
 
 use super::capture;
 use crate::port::netns::Netns;
-use crate::port::{Port, PortError};
+use crate::port::{Port, PortError, RxQueue};
 use crate::switch::{DropReason, PortId, Switch};
 use crate::wire::VNET_HDR_LEN;
 
@@ -127,14 +127,14 @@ impl Table<'_> {
         }
     }
 
-    /// Reads one header + frame from `port`. What its link reported meanwhile (peer or netdev
+    /// Reads one header + frame from queue `rxq` of `port`. What its link reported meanwhile (peer or netdev
     /// come or gone, counted events) is for the caller to apply (`sync_link`) before the frame
     /// is processed. An empty slot (a port unplugged after epoll reported it) has nothing to read.
-    pub(super) fn recv(&self, port: PortId, buf: &mut [u8]) -> io::Result<usize> {
+    pub(super) fn recv(&self, port: PortId, rxq: RxQueue, buf: &mut [u8]) -> io::Result<usize> {
         let Some(p) = self.port(port) else {
             return Err(io::ErrorKind::WouldBlock.into());
         };
-        p.recv(buf)
+        p.recv(rxq, buf)
     }
 
     /// The worker whose epoll set watches `port`, if a port is plugged there.
@@ -143,7 +143,11 @@ impl Table<'_> {
     }
 
     pub(super) fn sync_link(&self, switch: &Switch, port: PortId) {
-        let Some(report) = self.port(port).and_then(Port::link).and_then(|l| l.take()) else {
+        let Some(report) = self
+            .port(port)
+            .and_then(|p| p.link())
+            .and_then(|l| l.take())
+        else {
             return;
         };
         switch.set_port_up(port, report.up);
@@ -159,7 +163,7 @@ impl Table<'_> {
     /// Whether `port` takes GSO super-frames and partial checksums as they are; a port that does
     /// not gets plain frames from `wire::gso`. Each port kind says what it can take.
     pub(super) fn accepts_offloads(&self, port: PortId) -> bool {
-        self.port(port).is_some_and(Port::offloads)
+        self.port(port).is_some_and(|p| p.offloads())
     }
 }
 

@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use super::table::{Ports, Table};
 use super::{appliance, capture, dns, DaemonError, Identity, TICK};
 use crate::control::config::Config;
-use crate::port::{self, Epoll};
+use crate::port::{self, Epoll, RxQueue};
 use crate::switch::{DropReason, PortId, Switch, Verdict};
 use crate::wire::{gso, VNET_HDR_LEN};
 
@@ -118,8 +118,7 @@ pub(super) fn give_ports_to_workers(
     for (i, slot) in slots.iter_mut().enumerate() {
         if let Some(p) = slot {
             p.worker = i % n_workers;
-            epolls[p.worker]
-                .add(p.port.fd(), i as u64)
+            port::watch(&epolls[p.worker], &*p.port, i as u16)
                 .map_err(io_err("adding a port to epoll"))?;
         }
     }
@@ -193,8 +192,8 @@ impl Worker {
             };
             let now = self.start.elapsed();
             for i in 0..ready {
-                let id = PortId(events.token(i) as u16);
-                self.process_port_exclusive(id, &mut buf, &mut scratch, now);
+                let (slot, rxq) = RxQueue::from_token(events.token(i));
+                self.process_port_exclusive(PortId(slot), rxq, &mut buf, &mut scratch, now);
             }
             // Replies to what was just written, while this worker is still awake: a few rounds
             // (a reply may go to a third port and be answered in turn), then back to its own
@@ -212,6 +211,7 @@ impl Worker {
     fn process_port_exclusive(
         &self,
         ingress: PortId,
+        rxq: RxQueue,
         buf: &mut [u8],
         scratch: &mut [u8],
         now: Duration,
@@ -223,7 +223,7 @@ impl Worker {
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
         {
-            self.process_port(ingress, buf, scratch, now);
+            self.process_port(ingress, rxq, buf, scratch, now);
             reader.store(false, Ordering::Release);
         }
     }
@@ -244,7 +244,7 @@ impl Worker {
         }
         let now = self.start.elapsed();
         for port in &written {
-            self.process_port_exclusive(*port, buf, scratch, now);
+            self.process_port_exclusive(*port, RxQueue::ANY, buf, scratch, now);
         }
         // Give the allocation back for the next round.
         let mut slot = self.written.borrow_mut();
@@ -266,7 +266,7 @@ impl Worker {
         }
     }
 
-    /// Reads up to `BATCH` frames from `ingress` and carries out each verdict, in order, one
+    /// Reads up to `BATCH` frames from queue `rxq` of `ingress` and carries out each verdict, in order, one
     /// frame behind the reads: frame k+1 is read into the other buffer and its FDB buckets
     /// prefetched before frame k is processed, so that the table's cache misses for a frame
     /// overlap the work on the one before it (the next read's syscall, the previous write)
@@ -274,7 +274,14 @@ impl Worker {
     /// applied after the frame before it is processed and before its own frame, as if read and
     /// process alternated; the read that ends the batch (`WouldBlock`, an error) ends it after
     /// the frame in hand is processed.
-    fn process_port(&self, ingress: PortId, buf: &mut [u8], scratch: &mut [u8], now: Duration) {
+    fn process_port(
+        &self,
+        ingress: PortId,
+        rxq: RxQueue,
+        buf: &mut [u8],
+        scratch: &mut [u8],
+        now: Duration,
+    ) {
         // One read lock for the batch: a port unplugged meanwhile waits for its end.
         let table = self.ports.table();
         let mut spare = self.spare.borrow_mut();
@@ -282,7 +289,7 @@ impl Worker {
         // The length of the frame read into `held_buf` and not yet processed.
         let mut held = None;
         for _ in 0..BATCH {
-            let read = table.recv(ingress, read_buf);
+            let read = table.recv(ingress, rxq, read_buf);
             if let Ok(n) = read {
                 self.switch.prefetch_vnet(&read_buf[..n]);
             }
@@ -304,7 +311,7 @@ impl Worker {
                         "read failed; port goes down");
                     self.switch.set_port_up(ingress, false);
                     if let Some(p) = table.port(ingress) {
-                        let _ = self.epoll.delete(p.fd());
+                        port::unwatch(&self.epoll, &**p);
                     }
                     return;
                 }

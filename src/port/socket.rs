@@ -646,5 +646,6 @@ impl Drop for DgramPort {
     }
 }
 
+mod kinds;
 #[cfg(test)]
 mod tests;
