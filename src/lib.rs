@@ -59,6 +59,7 @@
 
 pub mod control;
 pub mod daemon;
+pub(crate) mod mem;
 pub mod port;
 pub mod service;
 pub mod switch;

@@ -45,6 +45,7 @@ pub use dhcp::{dhcp_params, DhcpConfig, HostMatch};
 pub use dns::{dns_params, DnsConfig};
 pub use guard::Guard;
 pub use host_port::Forward;
+pub use kinds::MAX_PATH_LEN as MAX_SOCKET_PATH_LEN;
 pub use live::{LiveError, NewHost};
 pub use ports::NewPort;
 
