@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::raw::RawFdb;
 use super::{
     q, unicast_mac, ConfigError, Cx, Host, PortConfig, RawSwitch, StaticFdb, SwitchConfig, Unique,
     DEFAULT_AGEING, DEFAULT_MAX_MACS, DEFAULT_MAX_MACS_PER_PORT, DEFAULT_MAX_PORTS,
@@ -49,18 +50,7 @@ pub(super) fn validate_switch(
             static_fdb: Vec::new(),
         });
     };
-    let ageing = match &raw.ageing {
-        None => DEFAULT_AGEING,
-        Some(v) => parse_ageing(v.get_ref()).map_err(|problem| {
-            cx.error(
-                v.span(),
-                format!(
-                    "{e}: ageing {problem} (write a duration like \"300s\", \"5m\" or \"1h\", \
-                     or \"0\" to never learn)"
-                ),
-            )
-        })?,
-    };
+    let ageing = ageing(cx, e, raw.ageing.as_ref())?;
     let max_macs = count(cx, raw.max_macs.as_ref(), e, "max_macs", 1, MAX_MAX_MACS)?
         .unwrap_or(DEFAULT_MAX_MACS);
     let max_macs_per_port = count(
@@ -84,7 +74,49 @@ pub(super) fn validate_switch(
     }
     let workers = count(cx, raw.workers.as_ref(), e, "workers", 0, MAX_WORKERS)?.unwrap_or(0);
     let poll_us = count(cx, raw.poll_us.as_ref(), e, "poll_us", 0, MAX_POLL_US)?.unwrap_or(0);
-    let storm_limit = match &raw.storm_limit {
+    let storm_limit = storm_limit(cx, e, raw.storm_limit.as_ref())?;
+    let static_fdb = validate_static_fdb(cx, &raw.fdb, hosts, ports)?;
+
+    Ok(SwitchConfig {
+        ageing,
+        max_macs,
+        max_macs_per_port,
+        workers,
+        max_ports,
+        storm_limit,
+        loop_detection: raw.loop_detection.unwrap_or(true),
+        poll: Duration::from_micros(poll_us as u64),
+        static_fdb,
+    })
+}
+
+/// `ageing`: a duration, or `"0"` (never learn); the default without one.
+fn ageing(
+    cx: &Cx<'_>,
+    e: &str,
+    raw: Option<&Spanned<toml::Value>>,
+) -> Result<Duration, ConfigError> {
+    Ok(match raw {
+        None => DEFAULT_AGEING,
+        Some(v) => parse_ageing(v.get_ref()).map_err(|problem| {
+            cx.error(
+                v.span(),
+                format!(
+                    "{e}: ageing {problem} (write a duration like \"300s\", \"5m\" or \"1h\", \
+                     or \"0\" to never learn)"
+                ),
+            )
+        })?,
+    })
+}
+
+/// `storm_limit`: broadcast and multicast frames a second per port, or `"off"` (`None`).
+fn storm_limit(
+    cx: &Cx<'_>,
+    e: &str,
+    raw: Option<&Spanned<toml::Value>>,
+) -> Result<Option<u32>, ConfigError> {
+    Ok(match raw {
         None => Some(DEFAULT_STORM_LIMIT),
         Some(v) => match v.get_ref() {
             toml::Value::String(s) if s == "off" => None,
@@ -99,11 +131,20 @@ pub(super) fn validate_switch(
                 ))
             }
         },
-    };
+    })
+}
 
+/// `[[switch.fdb]]`: each MAC once, on a defined port, and never a host's MAC away from the
+/// port the host is plugged into.
+fn validate_static_fdb(
+    cx: &Cx<'_>,
+    raw: &[RawFdb],
+    hosts: &[Host],
+    ports: &[PortConfig],
+) -> Result<Vec<StaticFdb>, ConfigError> {
     let mut macs = Unique::new(cx);
-    let mut static_fdb = Vec::with_capacity(raw.fdb.len());
-    for (i, f) in raw.fdb.iter().enumerate() {
+    let mut static_fdb = Vec::with_capacity(raw.len());
+    for (i, f) in raw.iter().enumerate() {
         let fe = format!("[[switch.fdb]] #{}", i + 1);
         let mac = unicast_mac(cx, &f.mac, &fe)?;
         macs.check(
@@ -144,18 +185,7 @@ pub(super) fn validate_switch(
         }
         static_fdb.push(StaticFdb { mac, port });
     }
-
-    Ok(SwitchConfig {
-        ageing,
-        max_macs,
-        max_macs_per_port,
-        workers,
-        max_ports,
-        storm_limit,
-        loop_detection: raw.loop_detection.unwrap_or(true),
-        poll: Duration::from_micros(poll_us as u64),
-        static_fdb,
-    })
+    Ok(static_fdb)
 }
 
 /// An integer key in `min..=max`.
