@@ -25,23 +25,32 @@
 //!   super-frames taps hand over, for ports that cannot take them. No I/O.
 //! - [`switch`]: the pure data plane. [`switch::Switch::process`] takes a frame, its ingress port
 //!   and `now`, and returns a [`switch::Verdict`]; it makes no syscall and reads no clock, so it
-//!   is tested without root and benchmarked without I/O. The FDB and counters live here.
-//! - [`port`]: the I/O seam: [`port::Port`] over taps, AF_PACKET sockets on existing netdevs and
-//!   QEMU's stream/dgram unix sockets; network namespaces, rtnetlink, epoll and signals.
+//!   is tested without root and benchmarked without I/O. The FDB and counters live here; the
+//!   FDB's two memory helpers (a zeroed atomic table, a prefetch hint) come through `mem`, a
+//!   neutral name for safe wrappers whose `unsafe` bodies sit in `port/sys.rs`.
+//! - [`port`]: the I/O seam: the [`port::PortIo`] trait (fds for epoll, `recv` per queue,
+//!   `send`, offloads, link state, tick; teardown is `Drop`), one file per kind implementing it
+//!   and building itself from its config section: taps, AF_PACKET sockets on existing netdevs,
+//!   QEMU's stream/dgram unix sockets. Also network namespaces, rtnetlink, epoll and signals.
 //!   `port/sys.rs` is the one file that allows `unsafe_code` (each block with a SAFETY comment).
 //! - [`service`]: the appliance's services, sans-IO: the DHCPv4 server (`service::dhcp`), its
 //!   lease table and its journal format; the DNS zone, cache, forwarder and TCP responder
 //!   (`service::dns`). Replies are values; the daemon sends them.
-//! - [`control`]: the configuration (TOML → validated [`control::config::Config`], and the live
-//!   changes to it), the control protocol (typed JSON lines with a version,
+//! - [`control`]: the configuration (TOML → validated [`control::config::Config`]: the serde
+//!   mirror in `config/raw.rs`, `file:line` diagnostics in `config/diag.rs`, one module per
+//!   section's checks; and the live changes to it), the control protocol (typed JSON lines with a version,
 //!   [`control::protocol`], pure) and the client half of the CLI ([`control::cli`]).
 //! - [`daemon`]: threads, epoll loops, signals and the clock: the only module that reads time
-//!   and owns fds. It builds the ports, runs one worker per core over its share of them, serves
+//!   and owns fds. `daemon::run` reads as its phases (bind, build, services, workers, main loop,
+//!   shutdown); `daemon/table.rs` is the port table, `daemon/build.rs` builds ports and switch
+//!   from a config, `daemon/worker.rs` is the epoll loop that calls only the `PortIo` seam. It
+//!   builds the ports, runs one worker per core over their share of them, serves
 //!   the control socket and the metrics endpoint, installs the NAT table of `forward = "nat"`
 //!   (by running `nft`), reloads on SIGHUP, and tears everything down on SIGINT/SIGTERM.
 //!
-//! `switch`, `service` and `wire` import nothing from `port` or `daemon` (the lease journal's file
-//! I/O, plain `std::fs`, is the one exception in `service`).
+//! `switch`, `service`, `wire` and `control` import nothing from `port` or `daemon` (the lease
+//! journal's file I/O, plain `std::fs`, is the one exception in `service`); `port` may read
+//! `control::config`'s plain data types, since each kind builds itself from its section.
 //!
 //! # Threat model (so far)
 //!
@@ -59,6 +68,7 @@
 
 pub mod control;
 pub mod daemon;
+pub(crate) mod mem;
 pub mod port;
 pub mod service;
 pub mod switch;

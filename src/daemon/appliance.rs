@@ -26,7 +26,8 @@ use std::sync::Arc;
 use super::capture::Dir;
 use super::dhcp::{epoch_now, DhcpService, DhcpStats};
 use super::dns::{DnsEvent, DnsService};
-use super::{Ports, TICK};
+use super::table::Ports;
+use super::TICK;
 use crate::control::config::Config;
 use crate::service::dhcp::frame::{
     dhcp_payload, emit_reply_frame, SERVER_PORT as DHCP_SERVER_PORT,

@@ -55,7 +55,7 @@ const APPLIANCE_TIMEOUT: Duration = Duration::from_secs(5);
 pub(super) struct Control {
     pub(super) switch: Arc<Switch>,
     /// The port table, for `port add|del` and reloads (see `hotplug.rs`).
-    pub(super) ports: Arc<super::Ports>,
+    pub(super) ports: Arc<super::table::Ports>,
     /// Each worker's epoll set: a plugged port joins the least loaded one.
     pub(super) epolls: Vec<Arc<Epoll>>,
     /// `[switch] max_ports`: the slots below it take ports; the service port has this one.

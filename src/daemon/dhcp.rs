@@ -30,7 +30,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::appliance::YIELD_EVERY;
 use super::capture::Dir;
 use super::privileges::take_service_nice;
-use super::Ports;
+use super::table::Ports;
 use crate::control::config::{dhcp_params, Config};
 use crate::service::dhcp::leases::write_atomically;
 use crate::service::dhcp::{

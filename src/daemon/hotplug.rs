@@ -24,10 +24,12 @@
 use std::sync::atomic::Ordering;
 use std::sync::PoisonError;
 
+use super::build::port_spec;
 use super::control::{Control, Failure};
-use super::{port_spec, Plugged};
+use super::table::Plugged;
 use crate::control::config::{Config, NewPort};
 use crate::control::protocol::ErrorKind;
+use crate::port;
 use crate::switch::PortId;
 
 impl Control {
@@ -126,7 +128,7 @@ impl Control {
         table.sync_link(&self.switch, id);
         let added = table
             .port(id)
-            .map(|port| self.epolls[worker].add(port.fd(), u64::from(id.0)));
+            .map(|port| port::watch(&self.epolls[worker], &**port, id.0));
         drop(table);
         if let Some(Err(e)) = added {
             self.unplug(&p.name);
@@ -148,7 +150,7 @@ impl Control {
             .unwrap_or_else(PoisonError::into_inner)[id.index()]
         .take();
         if let Some(p) = gone {
-            let _ = self.epolls[p.worker].delete(p.port.fd());
+            port::unwatch(&self.epolls[p.worker], &*p.port);
             // Dropped here, outside the lock: the fd closes, the tap or socket file goes.
             drop(p);
         }

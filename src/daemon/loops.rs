@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::Read;
 use std::time::Duration;
 
-use super::Ports;
+use super::table::Ports;
 use crate::switch::{probe_frame, LoopKey, PortId, Switch};
 use crate::wire::{MacAddr, VNET_HDR_LEN};
 

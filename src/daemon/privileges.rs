@@ -34,7 +34,8 @@
 use crate::control::config::{Config, PortKind};
 use crate::port::{self, CapSets};
 
-use super::{DaemonError, WORKER_NICE};
+use super::worker::WORKER_NICE;
+use super::DaemonError;
 
 const CAP_SETPCAP: u32 = 8;
 const CAP_NET_BIND_SERVICE: u32 = 10;

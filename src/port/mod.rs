@@ -11,8 +11,8 @@
 //!   between namespaces and give it an IPv4 address, in safe code.
 //! - [`packet::PacketPort`] attaches to a netdev someone else owns (a VM's tap, a veth, an
 //!   uplink) with an `AF_PACKET` socket; [`socket::StreamPort`] and [`socket::DgramPort`] serve
-//!   QEMU's `-netdev stream` and `-netdev dgram` on a unix socket. [`Port`] is the one type the
-//!   daemon holds, whatever the kind; [`link::LinkState`] is how a port whose other end comes and
+//!   QEMU's `-netdev stream` and `-netdev dgram` on a unix socket. [`PortIo`] is the seam every
+//!   kind implements and [`Port`] (a boxed one) the one type the daemon holds, whatever the kind; [`link::LinkState`] is how a port whose other end comes and
 //!   goes tells the daemon.
 //! - `sys` (private, except the daemon's event-loop pieces re-exported here: [`Epoll`],
 //!   [`Events`], [`block_signals`], [`wait_signal`], [`set_thread_nice`]) is the one file of the crate that allows `unsafe_code`.
@@ -23,8 +23,8 @@
 //! Ownership rule: what a port creates, it removes when dropped; what it found, it leaves as it
 //! found it (a pre-existing persistent tap is not deleted and is moved back home).
 
-use std::io;
 use std::os::fd::BorrowedFd;
+use std::{fmt, io};
 
 use crate::wire::MacAddr;
 
@@ -47,79 +47,96 @@ pub use sys::{
 };
 pub use tap::TapPort;
 
-/// One port of the switch, whatever its kind. Every kind reads and writes the same bytes: a
-/// 12-byte virtio-net header, then the Ethernet frame. Receiving never blocks (`WouldBlock`
-/// when nothing is waiting); sending never blocks either.
-#[derive(Debug)]
-pub enum Port {
-    Tap(TapPort),
-    Packet(packet::PacketPort),
-    Stream(socket::StreamPort),
-    Dgram(socket::DgramPort),
-}
+/// One port of the switch, whatever its kind: the seam a port kind plugs into.
+///
+/// Every kind reads and writes the same bytes: a 12-byte virtio-net header, then the Ethernet
+/// frame. Receiving never blocks (`WouldBlock` when nothing is waiting); sending never blocks
+/// either. Teardown is `Drop`: what a port created it removes, what it found it leaves.
+///
+/// A kind is one file under `port/` (the struct, its constructor from its config section, and
+/// this impl) plus its `[[port]]` keys in `control/config/kinds.rs`; `daemon/build.rs` calls its
+/// constructor, and nothing else in the daemon knows the kind. A port may expose several fds
+/// (`fds`): a vhost-user port its unix socket and one kick eventfd per queue, a multi-queue tap
+/// one queue fd per worker. Epoll reports which one woke, as the [`RxQueue`] passed to `recv`.
+pub trait PortIo: fmt::Debug + Send + Sync {
+    /// The fds a worker's epoll watches for input, the same for the port's whole life. The
+    /// index of an fd in this list is the [`RxQueue`] a wake-up on it reads from.
+    fn fds(&self) -> Vec<BorrowedFd<'_>>;
 
-impl Port {
-    /// The fd a worker's epoll watches for input; the same for the port's whole life.
-    pub fn fd(&self) -> BorrowedFd<'_> {
-        match self {
-            Port::Tap(p) => p.fd(),
-            Port::Packet(p) => p.fd(),
-            Port::Stream(p) => p.fd(),
-            Port::Dgram(p) => p.fd(),
-        }
-    }
-
-    /// Reads one header + frame into `buf`; `WouldBlock` when none is waiting.
-    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Port::Tap(p) => p.recv(buf),
-            Port::Packet(p) => p.recv(buf),
-            Port::Stream(p) => p.recv(buf),
-            Port::Dgram(p) => p.recv(buf),
-        }
-    }
+    /// Reads one header + frame into `buf` from queue `rxq`; `WouldBlock` when none is waiting.
+    /// [`RxQueue::ANY`] (a read no wake-up asked for: a worker collecting replies) lets the
+    /// port choose. A kind with frames in memory of its own (vhost-user's guest memory) copies
+    /// one into `buf` here; a kind with control messages on one of its fds handles them here
+    /// and returns `WouldBlock` when they carried no frame.
+    fn recv(&self, rxq: RxQueue, buf: &mut [u8]) -> io::Result<usize>;
 
     /// Writes one header + frame. `WouldBlock`: no room now (the frame is not sent);
-    /// `Unsupported`: the frame needs an offload (GSO, checksum) this port cannot take.
-    pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Port::Tap(p) => p.send(buf),
-            Port::Packet(p) => p.send(buf),
-            Port::Stream(p) => p.send(buf),
-            Port::Dgram(p) => p.send(buf),
-        }
-    }
+    /// `Unsupported`: the frame needs an offload (GSO, checksum) this port cannot take;
+    /// `NotConnected`: the peer is gone.
+    fn send(&self, buf: &[u8]) -> io::Result<usize>;
 
     /// Whether the port takes GSO super-frames and partial checksums as they are (the kernel
     /// finishes them: taps that accepted TUNSETOFFLOAD, and packet sockets with
-    /// PACKET_VNET_HDR); socket ports need complete, MTU-sized frames.
-    pub fn offloads(&self) -> bool {
-        match self {
-            Port::Tap(t) => t.accepts_offloads(),
-            Port::Packet(_) => true,
-            Port::Stream(_) | Port::Dgram(_) => false,
-        }
-    }
+    /// PACKET_VNET_HDR); a port that does not gets complete, MTU-sized frames.
+    fn offloads(&self) -> bool;
 
     /// The port's link state: whether its other end is there, and what happened to it. `None`
-    /// for a tap: the switch holds it, it cannot vanish.
-    pub fn link(&self) -> Option<&link::LinkState> {
-        match self {
-            Port::Tap(_) => None,
-            Port::Packet(p) => Some(p.link()),
-            Port::Stream(p) => Some(p.link()),
-            Port::Dgram(p) => Some(p.link()),
-        }
+    /// (the default) for a port whose other end cannot vanish, such as a tap the switch holds.
+    fn link(&self) -> Option<&link::LinkState> {
+        None
     }
 
     /// Once a tick, from the daemon's main thread: a packet port looks for its netdev, a
-    /// stream port listens again after a failed `accept`.
-    pub fn tick(&self) {
-        match self {
-            Port::Packet(p) => p.tick(),
-            Port::Stream(p) => p.tick(),
-            Port::Tap(_) | Port::Dgram(_) => {}
+    /// stream port listens again after a failed `accept`. The default does nothing.
+    fn tick(&self) {}
+
+    /// Frames the kernel dropped on the port's side before the switch read them (a tap's
+    /// netdev `tx_dropped`), for the log at exit; `None` (the default) if the kind cannot tell.
+    fn kernel_tx_dropped(&self) -> Option<io::Result<u64>> {
+        None
+    }
+}
+
+/// One port of the switch, whatever its kind: what the daemon's port table holds.
+pub type Port = Box<dyn PortIo>;
+
+/// Which of a port's fds ([`PortIo::fds`]) a read is for: its index in that list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RxQueue(pub u16);
+
+impl RxQueue {
+    /// A read no wake-up asked for: the port reads whichever queue it likes.
+    pub const ANY: RxQueue = RxQueue(u16::MAX);
+
+    /// The epoll token of fd `self` of the port in slot `slot`.
+    pub fn token(self, slot: u16) -> u64 {
+        u64::from(slot) | (u64::from(self.0) << 16)
+    }
+
+    /// The slot and queue an epoll token of [`RxQueue::token`] names.
+    pub fn from_token(token: u64) -> (u16, RxQueue) {
+        (token as u16, RxQueue((token >> 16) as u16))
+    }
+}
+
+/// Adds every fd of `port` (in slot `slot`) to `epoll`; on failure, none stays added.
+pub fn watch(epoll: &Epoll, port: &dyn PortIo, slot: u16) -> io::Result<()> {
+    let fds = port.fds();
+    for (i, fd) in fds.iter().enumerate() {
+        if let Err(e) = epoll.add(*fd, RxQueue(i as u16).token(slot)) {
+            for fd in &fds[..i] {
+                let _ = epoll.delete(*fd);
+            }
+            return Err(e);
         }
+    }
+    Ok(())
+}
+
+/// Removes every fd of `port` from `epoll` (errors ignored: an fd not there is fine).
+pub fn unwatch(epoll: &Epoll, port: &dyn PortIo) {
+    for fd in port.fds() {
+        let _ = epoll.delete(fd);
     }
 }
 

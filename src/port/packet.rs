@@ -44,7 +44,8 @@ use std::sync::Mutex;
 
 use super::link::LinkState;
 use super::netlink::Netlink;
-use super::{sys, validate_ifname, Netns, PortError};
+use super::{sys, validate_ifname, Netns, PortError, PortIo, RxQueue};
+use crate::control::config::{PacketConfig, PortConfig};
 use crate::wire::VNET_HDR_LEN;
 
 /// The kernel's `struct virtio_net_hdr` on a packet socket: ours without `num_buffers`.
@@ -211,6 +212,46 @@ impl PacketPort {
 
     pub fn ifname(&self) -> &str {
         &self.ifname
+    }
+}
+
+impl PacketPort {
+    /// Opens packet port `p` (`cfg` its section) on its netdev in `netns`.
+    pub fn from_config(
+        p: &PortConfig,
+        cfg: &PacketConfig,
+        netns: Option<&Netns>,
+    ) -> Result<PacketPort, PortError> {
+        let port = PacketPort::open(&cfg.ifname, netns)?;
+        tracing::info!(port = %p.name, ifname = %cfg.ifname,
+            netns = %cfg.netns.as_deref().unwrap_or("-"), "port: packet");
+        Ok(port)
+    }
+}
+
+impl PortIo for PacketPort {
+    fn fds(&self) -> Vec<BorrowedFd<'_>> {
+        vec![self.fd()]
+    }
+
+    fn recv(&self, _rxq: RxQueue, buf: &mut [u8]) -> io::Result<usize> {
+        PacketPort::recv(self, buf)
+    }
+
+    fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        PacketPort::send(self, buf)
+    }
+
+    fn offloads(&self) -> bool {
+        true
+    }
+
+    fn link(&self) -> Option<&LinkState> {
+        Some(PacketPort::link(self))
+    }
+
+    fn tick(&self) {
+        PacketPort::tick(self)
     }
 }
 

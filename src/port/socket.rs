@@ -50,8 +50,8 @@ use crate::wire::{gso, VNET_HDR_LEN};
 
 /// Largest frame QEMU's socket backends send or accept (`NET_BUFSIZE`: 4096 + 65536).
 pub const MAX_FRAME: usize = 69_632;
-/// Longest unix socket path (`sun_path` is 108 bytes with its NUL).
-pub const MAX_PATH_LEN: usize = 107;
+/// Longest unix socket path (`sun_path` is 108 bytes with its NUL): the config checks it first.
+pub use crate::control::config::MAX_SOCKET_PATH_LEN as MAX_PATH_LEN;
 /// Bytes of output a stream port queues for a slow peer before it refuses frames.
 pub const TX_QUEUE_MAX: usize = 256 * 1024;
 
@@ -646,5 +646,6 @@ impl Drop for DgramPort {
     }
 }
 
+mod kinds;
 #[cfg(test)]
 mod tests;

@@ -62,7 +62,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use super::netlink::Netlink;
-use super::{sys, validate_ifname, Netns, PortError};
+use super::{sys, validate_ifname, Netns, PortError, PortIo, RxQueue};
+use crate::control::config::{AddressMode, Config, PortConfig, TapConfig};
 use crate::wire::{MacAddr, VNET_HDR_LEN};
 
 /// Smallest MTU a tap accepts (the IPv4 minimum).
@@ -437,6 +438,82 @@ impl TapPort {
     /// Writes one virtio-net header plus frame.
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
         sys::write(self.fd.as_fd(), buf)
+    }
+}
+
+impl TapPort {
+    /// Opens (or creates) the tap of port `p` of `config` and configures it: plugged into
+    /// `netns` with the host's MAC and address if it lives in one, else brought up with its
+    /// `host_address`. A persistent tap keeps its namespace after the daemon.
+    pub fn from_config(
+        config: &Config,
+        p: &PortConfig,
+        tap_cfg: &TapConfig,
+        netns: Option<&Netns>,
+    ) -> Result<TapPort, PortError> {
+        let host = p.host.map(|h| &config.hosts[h]);
+        // A persistent tap and its namespace outlive the daemon; a restart finds the tap there.
+        let mut tap = if tap_cfg.persist {
+            let tap = TapPort::open_persistent(&tap_cfg.ifname, p.mtu, netns)?;
+            if let Some(ns) = netns {
+                ns.keep();
+            }
+            tap
+        } else {
+            TapPort::open(&tap_cfg.ifname, p.mtu)?
+        };
+        match (&tap_cfg.netns, netns) {
+            (Some(ns_name), Some(ns)) => {
+                let ipv4 = match tap_cfg.address {
+                    AddressMode::Static => host
+                        .and_then(|h| h.ipv4)
+                        .map(|a| (a, config.network.subnet.prefix_len())),
+                    AddressMode::None => None,
+                };
+                tap.plug_into(ns, host.and_then(|h| h.mac), ipv4)?;
+                tracing::info!(
+                    port = %p.name,
+                    ifname = %tap_cfg.ifname,
+                    netns = %ns_name,
+                    mac = %host.and_then(|h| h.mac).map_or_else(|| "-".into(), |m| m.to_string()),
+                    ipv4 = %ipv4.map(|(a, l)| format!("{a}/{l}")).unwrap_or_else(|| "-".into()),
+                    persist = tap.is_persistent(),
+                    "port up: tap plugged into namespace"
+                );
+            }
+            _ => {
+                tap.bring_up()?;
+                if let Some(addr) = tap_cfg.host_address {
+                    tap.add_ipv4(addr, config.network.subnet.prefix_len())?;
+                }
+                tracing::info!(port = %p.name, ifname = %tap_cfg.ifname,
+                    host_address = %tap_cfg.host_address.map_or_else(|| "-".into(), |a| a.to_string()),
+                    persist = tap.is_persistent(), "port up: tap");
+            }
+        }
+        Ok(tap)
+    }
+}
+
+impl PortIo for TapPort {
+    fn fds(&self) -> Vec<BorrowedFd<'_>> {
+        vec![self.fd()]
+    }
+
+    fn recv(&self, _rxq: RxQueue, buf: &mut [u8]) -> io::Result<usize> {
+        TapPort::recv(self, buf)
+    }
+
+    fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        TapPort::send(self, buf)
+    }
+
+    fn offloads(&self) -> bool {
+        self.accepts_offloads()
+    }
+
+    fn kernel_tx_dropped(&self) -> Option<io::Result<u64>> {
+        Some(TapPort::kernel_tx_dropped(self))
     }
 }
 

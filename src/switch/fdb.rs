@@ -87,7 +87,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use super::PortId;
-use crate::port::sys;
+use crate::mem;
 use crate::wire::MacAddr;
 
 /// Slots per bucket: four 16-byte slots fill a 64-byte cache line.
@@ -171,7 +171,7 @@ impl Table {
     fn new(slots: usize, mul: u64) -> Table {
         debug_assert!(slots.is_power_of_two() && slots >= MIN_SLOTS);
         // Seven spare words, to start at a line boundary whatever the allocator returned.
-        let words = sys::zeroed_atomic_u64s(2 * slots + 7);
+        let words = mem::zeroed_atomic_u64s(2 * slots + 7);
         let misalign = (words.as_ptr() as usize / 8) % 8;
         Table {
             base: (8 - misalign) % 8,
@@ -360,7 +360,7 @@ impl Fdb {
     /// Asks the CPU to fetch the bucket `mac` lives in, ahead of a `lookup` or `learn` of it.
     pub fn prefetch(&self, mac: MacAddr) {
         let table = self.table();
-        sys::prefetch(table.word(table.home(mac.to_u64())));
+        mem::prefetch(table.word(table.home(mac.to_u64())));
     }
 
     /// The port `mac` was last seen on, unless unknown or expired.

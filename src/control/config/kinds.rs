@@ -20,7 +20,10 @@ use super::{
     netdev_keys, q, validate_tap, ConfigError, Cx, DgramConfig, Host, PacketConfig, PortKind,
     RawPort, StreamConfig, Unique,
 };
-use crate::port::socket::MAX_PATH_LEN;
+
+/// Longest unix socket path (`sun_path` is 108 bytes with its NUL). The config's rule, which
+/// `port::socket` applies again when it binds.
+pub const MAX_PATH_LEN: usize = 107;
 
 pub(super) fn validate_kind(
     cx: &Cx<'_>,

@@ -1,0 +1,115 @@
+//! Building what a `Config` describes: its ports (with the namespaces they live in) and the
+//! switch over them.
+//!
+//! Theory of operation. [`ports`] opens every configured port into the first slots of the
+//! table; if one fails, what was built is dropped again (each `Netns` and port undoes itself on
+//! drop) and the error names the port, so the daemon never starts half-built. A hotplugged
+//! port is opened by the same [`Ports::open_port`]. [`switch`] makes the switch with one slot
+//! per table slot, the static FDB entries and the appliance's MAC on the service port.
+
+use std::sync::Arc;
+
+use super::table::{Plugged, Ports};
+use super::{default_mac, DaemonError, Identity, SERVICE_PORT_NAME};
+use crate::control::config::{Config, PortConfig, PortKind};
+use crate::port::netns::Netns;
+use crate::port::packet::PacketPort;
+use crate::port::socket::{DgramPort, StreamPort};
+use crate::port::tap::TapPort;
+use crate::port::{Port, PortError};
+use crate::switch::{PortId, PortSpec, Switch, SwitchParams};
+
+/// Builds every namespace and port of `config` into the first slots of a table of
+/// `[switch] max_ports` slots and the service port's, or none. Workers are given later.
+pub(super) fn ports(config: &Config) -> Result<Ports, DaemonError> {
+    let ports = Ports::new(config.switch.max_ports);
+    let mut slots = Vec::with_capacity(config.switch.max_ports + 1);
+    for p in &config.ports {
+        let (port, netns) = ports
+            .open_port(config, p)
+            .map_err(|source| DaemonError::Port {
+                port: p.name.clone(),
+                source,
+            })?;
+        slots.push(Some(Plugged {
+            port,
+            worker: 0,
+            _netns: netns,
+        }));
+    }
+    slots.resize_with(config.switch.max_ports + 1, || None);
+    ports.fill(slots);
+    Ok(ports)
+}
+
+impl Ports {
+    /// Opens port `p` of `config`, with the namespace it lives in: one constructor per kind.
+    pub(super) fn open_port(
+        &self,
+        config: &Config,
+        p: &PortConfig,
+    ) -> Result<(Port, Option<Arc<Netns>>), PortError> {
+        let ns = match p.kind.netns() {
+            Some((name, create)) => Some(self.netns(name, create)?),
+            None => None,
+        };
+        let port: Port = match &p.kind {
+            PortKind::Tap(c) => Box::new(TapPort::from_config(config, p, c, ns.as_deref())?),
+            PortKind::Packet(c) => Box::new(PacketPort::from_config(p, c, ns.as_deref())?),
+            PortKind::Stream(c) => Box::new(StreamPort::from_config(p, c)?),
+            PortKind::Dgram(c) => Box::new(DgramPort::from_config(p, c)?),
+        };
+        Ok((port, ns))
+    }
+}
+
+pub(super) fn switch(config: &Config) -> Switch {
+    let params = SwitchParams {
+        ageing: config.switch.ageing,
+        max_macs: config.switch.max_macs,
+        max_macs_per_port: config.switch.max_macs_per_port,
+        storm_limit: config.switch.storm_limit,
+        loop_key: config.switch.loop_detection.then(super::loops::random_key),
+    };
+    let mut slots: Vec<Option<PortSpec>> = config
+        .ports
+        .iter()
+        .map(|p| Some(port_spec(config, p)))
+        .collect();
+    slots.resize(config.switch.max_ports, None);
+    slots.push(Some(PortSpec {
+        name: SERVICE_PORT_NAME.to_string(),
+        mtu: config.network.mtu,
+        isolated: false,
+        policy: None,
+    }));
+    let sw = Switch::with_slots(&params, slots);
+    for s in &config.switch.static_fdb {
+        sw.add_static(s.mac, PortId(s.port as u16));
+    }
+    sw.add_static(identity(config).mac, service_port(config));
+    sw
+}
+
+/// What the switch needs of port `p` of `config`.
+pub(super) fn port_spec(config: &Config, p: &PortConfig) -> PortSpec {
+    PortSpec {
+        name: p.name.clone(),
+        mtu: p.mtu,
+        isolated: p.isolated,
+        policy: p.policy(config),
+    }
+}
+
+/// The appliance's address and MAC on the segment.
+pub(super) fn identity(config: &Config) -> Identity {
+    Identity {
+        mac: default_mac(&config.network.name),
+        ip: config.network.gateway,
+    }
+}
+
+/// The service port's slot comes after every slot a port may take.
+pub(super) fn service_port(config: &Config) -> PortId {
+    PortId(config.switch.max_ports as u16)
+}

@@ -1,0 +1,442 @@
+//! The data-plane workers: an epoll loop each, reading ports in batches, deciding each frame
+//! with `Switch::process_vnet` and carrying the verdict out, including the hand-off to the
+//! appliance.
+//!
+//! Theory of operation. One worker thread per core (or `[switch] workers`) takes a share of the
+//! ports: it owns an epoll set over their fds, reads each ready port in a batch until EAGAIN (at
+//! most `BATCH` frames per wake-up, so one busy port cannot starve the others), hands each frame
+//! to `Switch::process_vnet`, and writes it straight to the egress fd (run to completion: no
+//! queue between read and write). Any worker may write to any port: a tap write is one atomic
+//! frame. Each worker's epoll set is shared with the control thread, which adds a hotplugged
+//! port to the least loaded worker's set.
+//!
+//! Replies. A host usually answers a frame inside the write that delivered it (the kernel runs
+//! the receiving stack in the writer's context), so after its batch a worker also reads the
+//! other workers' ports it has just written to (`collect_replies`): the reply crosses without
+//! waking the port's owner, which in a VM is a cross-CPU interrupt of several microseconds on
+//! the round trip. One reader at a time per port (`Ports::readers`, a try-lock) keeps each
+//! port's frames in order; epoll is level-triggered, so frames one reader leaves behind still
+//! wake the owner.
+//!
+//! Frames carry their 12-byte virtio-net header end to end: the bytes read from a tap, header
+//! included, are the bytes written to the egress tap. Taps run with TSO and checksum offload, so
+//! a frame may be a 64 KiB GSO super-frame or carry a partial checksum; it crosses to a port that
+//! `accepts_offloads` as it is (one read, one write), and is cut into plain frames and summed by
+//! `wire::gso` on the way to one that does not (the appliance; port kinds without a virtio-net
+//! header). Each worker owns a scratch buffer for that, next to its read buffer.
+//!
+//! The appliance. Frames the appliance wants (`Identity::wants`) go to it on a bounded queue
+//! (`SERVICE_QUEUE`; a full queue is `tx_full` on its port), as plain frames with complete
+//! checksums; a DNS query the memo answers is answered here instead (`dns::WorkerDns`).
+
+use std::cell::RefCell;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::{Arc, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::table::{Ports, Table};
+use super::{appliance, capture, dns, DaemonError, Identity, TICK};
+use crate::control::config::Config;
+use crate::port::{self, Epoll, RxQueue};
+use crate::switch::{DropReason, PortId, Switch, Verdict};
+use crate::wire::{gso, VNET_HDR_LEN};
+
+/// Frames read from one port per wake-up before the worker moves on to the next ready port.
+const BATCH: usize = 64;
+/// Room for the virtio-net header and the largest frame a tap can hand over (64 KiB GSO + L2).
+const FRAME_BUF: usize = VNET_HDR_LEN + 65_550;
+/// Nice value of the data-plane workers, as ovs-ctl gives ovs-vswitchd by default: a woken worker
+/// should not wait a scheduler slice behind batch jobs with a frame in hand (the kernel bridge
+/// forwards in softirq, ahead of every task). The workers sleep in epoll when there is nothing
+/// to move. Without CAP_SYS_NICE they keep the daemon's priority.
+pub(super) const WORKER_NICE: i32 = -10;
+
+/// How many foreign egress ports a worker remembers between looks; frames flooded to more are
+/// left to their owners.
+const WRITTEN_MAX: usize = 8;
+/// Rounds of `collect_replies` after a wake-up's batches, at most.
+const COLLECT_ROUNDS: usize = 4;
+
+/// How a worker reaches the appliance.
+#[derive(Clone)]
+pub(super) struct Service {
+    pub(super) port: PortId,
+    /// The segment's MTU: what frames for the appliance are cut to.
+    pub(super) mtu: usize,
+    pub(super) id: Identity,
+    pub(super) tx: SyncSender<appliance::ApplianceMsg>,
+    /// DNS answers the worker gives itself (`None` without DNS).
+    pub(super) dns: Option<dns::WorkerDns>,
+}
+
+/// One data-plane thread: an epoll set over its ports (shared with the control thread, which
+/// adds and removes hotplugged ports), and a frame buffer.
+pub(super) struct Worker {
+    ports: Arc<Ports>,
+    switch: Arc<Switch>,
+    service: Service,
+    epoll: Arc<Epoll>,
+    start: Instant,
+    /// This worker's index (`Plugged::worker` of the ports its epoll set watches).
+    id: usize,
+    /// `[switch] poll_us`.
+    poll: Duration,
+    /// Ports of other workers that this one wrote frames to since it last looked at them.
+    written: RefCell<Vec<PortId>>,
+    /// The second frame buffer of `process_port`, which reads one frame ahead.
+    spare: RefCell<Vec<u8>>,
+    /// Where a DNS answer from the memo is built (the frame, and a work buffer).
+    dns_out: RefCell<(Vec<u8>, Vec<u8>)>,
+}
+
+pub(super) fn worker_count(config: &Config) -> usize {
+    let cores = thread::available_parallelism().map_or(1, |n| n.get());
+    let wanted = if config.switch.workers == 0 {
+        cores
+    } else {
+        config.switch.workers
+    };
+    // Not capped by the configured ports: ports added later go to these workers too. A worker
+    // without ports sleeps in epoll_wait.
+    wanted.max(1)
+}
+
+/// One epoll set per worker, with the configured ports dealt round-robin into them.
+pub(super) fn give_ports_to_workers(
+    ports: &Ports,
+    n_workers: usize,
+) -> Result<Vec<Arc<Epoll>>, DaemonError> {
+    let io_err = |what| move |source| DaemonError::Io { what, source };
+    let epolls = (0..n_workers)
+        .map(|_| Epoll::new().map(Arc::new))
+        .collect::<io::Result<Vec<_>>>()
+        .map_err(io_err("creating an epoll instance"))?;
+    let mut slots = ports.slots.write().unwrap_or_else(PoisonError::into_inner);
+    for (i, slot) in slots.iter_mut().enumerate() {
+        if let Some(p) = slot {
+            p.worker = i % n_workers;
+            port::watch(&epolls[p.worker], &*p.port, i as u16)
+                .map_err(io_err("adding a port to epoll"))?;
+        }
+    }
+    Ok(epolls)
+}
+
+/// Starts one worker thread per epoll set of `epolls`, each serving the ports dealt to it.
+pub(super) fn spawn(
+    config: &Config,
+    epolls: Vec<Arc<Epoll>>,
+    ports: &Arc<Ports>,
+    switch: &Arc<Switch>,
+    service: &Service,
+    start: Instant,
+    stop: &Arc<AtomicBool>,
+) -> Result<Vec<thread::JoinHandle<()>>, DaemonError> {
+    let mut handles = Vec::with_capacity(epolls.len());
+    for (w, epoll) in epolls.into_iter().enumerate() {
+        let worker = Worker {
+            ports: Arc::clone(ports),
+            switch: Arc::clone(switch),
+            service: service.clone(),
+            epoll,
+            start,
+            id: w,
+            poll: config.switch.poll,
+            written: RefCell::new(Vec::with_capacity(WRITTEN_MAX)),
+            spare: RefCell::new(vec![0u8; FRAME_BUF]),
+            dns_out: RefCell::new((Vec::with_capacity(1600), Vec::with_capacity(1600))),
+        };
+        let stop = Arc::clone(stop);
+        let handle = thread::Builder::new()
+            .name(format!("sy-worker-{w}"))
+            .spawn(move || worker.run(&stop))
+            .map_err(|source| DaemonError::Io {
+                what: "spawning a worker thread",
+                source,
+            })?;
+        handles.push(handle);
+    }
+    Ok(handles)
+}
+
+impl Worker {
+    fn run(self, stop: &AtomicBool) {
+        if let Err(e) = port::set_thread_nice(WORKER_NICE) {
+            tracing::debug!(error = %e, nice = WORKER_NICE, "worker keeps the default priority");
+        }
+        let mut buf = vec![0u8; FRAME_BUF];
+        let mut scratch = vec![0u8; FRAME_BUF];
+        let mut events = port::Events::with_capacity(BATCH);
+        // Busy polling (`[switch] poll_us`): after a wake-up that found frames, look again
+        // without sleeping until `poll` passes with none. On a VM, waking a halted vCPU costs
+        // tens of microseconds per frame; a polling worker pays a core instead.
+        let mut poll_until: Option<Instant> = None;
+        while !stop.load(Ordering::Relaxed) {
+            let timeout = match poll_until {
+                Some(t) if Instant::now() < t => Duration::ZERO,
+                _ => TICK,
+            };
+            let ready = self.epoll.wait(&mut events, timeout);
+            if !self.poll.is_zero() && matches!(ready, Ok(n) if n > 0) {
+                poll_until = Some(Instant::now() + self.poll);
+            }
+            let ready = match ready {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::error!(error = %e, "epoll_wait failed; worker stops");
+                    return;
+                }
+            };
+            let now = self.start.elapsed();
+            for i in 0..ready {
+                let (slot, rxq) = RxQueue::from_token(events.token(i));
+                self.process_port_exclusive(PortId(slot), rxq, &mut buf, &mut scratch, now);
+            }
+            // Replies to what was just written, while this worker is still awake: a few rounds
+            // (a reply may go to a third port and be answered in turn), then back to its own
+            // epoll set, so that traffic between other workers' ports cannot hold it here.
+            for _ in 0..COLLECT_ROUNDS {
+                if !self.collect_replies(&mut buf, &mut scratch) {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// `process_port` if no other worker is reading `ingress` now; else the port is left to it
+    /// (epoll is level-triggered, so frames it leaves behind wake this worker again).
+    fn process_port_exclusive(
+        &self,
+        ingress: PortId,
+        rxq: RxQueue,
+        buf: &mut [u8],
+        scratch: &mut [u8],
+        now: Duration,
+    ) {
+        let Some(reader) = self.ports.readers.get(ingress.index()) else {
+            return;
+        };
+        if reader
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.process_port(ingress, rxq, buf, scratch, now);
+            reader.store(false, Ordering::Release);
+        }
+    }
+
+    /// Reads the ports of other workers that this one has just written to.
+    ///
+    /// A host that answers a frame (a ping, a TCP ACK, a DNS reply) usually does so inside the
+    /// write that delivered it: the kernel runs the receiving stack in the writer's context, so
+    /// by the time `write` returns the reply is queued on the egress tap. Its owner would need a
+    /// wake-up (a cross-CPU IPI, several microseconds in a VM) to forward it; this worker is
+    /// awake and takes it instead. It costs one `read` that finds nothing (EAGAIN) per such port
+    /// when no reply came. Returns whether anything was looked at: frames taken may have been
+    /// written to further ports, whose replies the caller collects in turn.
+    fn collect_replies(&self, buf: &mut [u8], scratch: &mut [u8]) -> bool {
+        let written = std::mem::take(&mut *self.written.borrow_mut());
+        if written.is_empty() {
+            return false;
+        }
+        let now = self.start.elapsed();
+        for port in &written {
+            self.process_port_exclusive(*port, RxQueue::ANY, buf, scratch, now);
+        }
+        // Give the allocation back for the next round.
+        let mut slot = self.written.borrow_mut();
+        if slot.is_empty() {
+            *slot = written;
+            slot.clear();
+        }
+        true
+    }
+
+    /// Notes that a frame went out of `egress`, a port another worker reads.
+    fn note_written(&self, table: &Table<'_>, egress: PortId) {
+        if table.owner(egress).is_none_or(|w| w == self.id) {
+            return;
+        }
+        let mut written = self.written.borrow_mut();
+        if written.len() < WRITTEN_MAX && !written.contains(&egress) {
+            written.push(egress);
+        }
+    }
+
+    /// Reads up to `BATCH` frames from queue `rxq` of `ingress` and carries out each verdict, in order, one
+    /// frame behind the reads: frame k+1 is read into the other buffer and its FDB buckets
+    /// prefetched before frame k is processed, so that the table's cache misses for a frame
+    /// overlap the work on the one before it (the next read's syscall, the previous write)
+    /// instead of stalling its lookup. What a read's link report says (`Table::sync_link`) is
+    /// applied after the frame before it is processed and before its own frame, as if read and
+    /// process alternated; the read that ends the batch (`WouldBlock`, an error) ends it after
+    /// the frame in hand is processed.
+    fn process_port(
+        &self,
+        ingress: PortId,
+        rxq: RxQueue,
+        buf: &mut [u8],
+        scratch: &mut [u8],
+        now: Duration,
+    ) {
+        // One read lock for the batch: a port unplugged meanwhile waits for its end.
+        let table = self.ports.table();
+        let mut spare = self.spare.borrow_mut();
+        let (mut held_buf, mut read_buf): (&mut [u8], &mut [u8]) = (buf, &mut spare[..]);
+        // The length of the frame read into `held_buf` and not yet processed.
+        let mut held = None;
+        for _ in 0..BATCH {
+            let read = table.recv(ingress, rxq, read_buf);
+            if let Ok(n) = read {
+                self.switch.prefetch_vnet(&read_buf[..n]);
+            }
+            if let Some(n) = held.take() {
+                self.handle_frame(&table, ingress, &held_buf[..n], scratch, now);
+            }
+            table.sync_link(&self.switch, ingress);
+            match read {
+                Ok(n) => {
+                    held = Some(n);
+                    std::mem::swap(&mut held_buf, &mut read_buf);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // The netdev went away or the fd broke: take the port out of service rather
+                    // than spin on it. The other ports are unaffected.
+                    tracing::warn!(port = %self.switch.port_spec(ingress).name, error = %e,
+                        "read failed; port goes down");
+                    self.switch.set_port_up(ingress, false);
+                    if let Some(p) = table.port(ingress) {
+                        port::unwatch(&self.epoll, &**p);
+                    }
+                    return;
+                }
+            }
+        }
+        if let Some(n) = held {
+            self.handle_frame(&table, ingress, &held_buf[..n], scratch, now);
+        }
+    }
+
+    /// Mirrors one frame read from `ingress` (virtio-net header + frame) to a running capture,
+    /// decides its fate and carries it out.
+    fn handle_frame(
+        &self,
+        table: &Table<'_>,
+        ingress: PortId,
+        bytes: &[u8],
+        scratch: &mut [u8],
+        now: Duration,
+    ) {
+        table.capture.mirror(
+            ingress,
+            capture::Dir::Rx,
+            &bytes[bytes.len().min(VNET_HDR_LEN)..],
+        );
+        match self.switch.process_vnet(ingress, bytes, now) {
+            Verdict::Forward(egress) => self.dispatch(table, ingress, egress, bytes, scratch),
+            Verdict::Flood => {
+                for egress in self.switch.flood_targets_vnet(ingress, bytes) {
+                    self.dispatch(table, ingress, egress, bytes, scratch);
+                }
+            }
+            Verdict::Drop(_) => {}
+        }
+    }
+
+    /// Writes one frame (virtio-net header included) out of `egress`, never blocking: as it is
+    /// if the port accepts offloads or the frame needs none, else as the plain frames
+    /// `wire::gso` makes of it (a frame it cannot cut is counted `malformed` on the ingress).
+    fn dispatch(
+        &self,
+        table: &Table<'_>,
+        ingress: PortId,
+        egress: PortId,
+        bytes: &[u8],
+        scratch: &mut [u8],
+    ) {
+        if egress == self.service.port {
+            return self.dispatch_to_appliance(table, ingress, bytes, scratch);
+        }
+        self.note_written(table, egress);
+        if table.accepts_offloads(egress) || !gso::needs_software(bytes) {
+            return table.send_counted(&self.switch, egress, bytes);
+        }
+        let mtu = self.switch.port_mtu(egress) as usize;
+        let done = gso::for_each_segment(bytes, mtu, scratch, |seg| {
+            table.send_counted(&self.switch, egress, seg);
+        });
+        if done.is_err() {
+            self.switch.count_drop(ingress, DropReason::Malformed);
+        }
+    }
+}
+
+impl Worker {
+    /// Hands `bytes` (virtio-net header + frame) to the appliance as plain frames with complete
+    /// checksums, if it wants them; never blocks. The appliance verifies checksums, so a partial
+    /// one is completed and a super-frame segmented (at the network's MTU) first.
+    fn dispatch_to_appliance(
+        &self,
+        table: &Table<'_>,
+        ingress: PortId,
+        bytes: &[u8],
+        scratch: &mut [u8],
+    ) {
+        let frame = &bytes[bytes.len().min(VNET_HDR_LEN)..];
+        if !self.service.id.wants(frame) {
+            return;
+        }
+        if !gso::needs_software(bytes) {
+            return self.enqueue_for_appliance(table, ingress, frame);
+        }
+        let done = gso::for_each_segment(bytes, self.service.mtu, scratch, |seg| {
+            self.enqueue_for_appliance(table, ingress, &seg[VNET_HDR_LEN..]);
+        });
+        if done.is_err() {
+            self.switch.count_drop(ingress, DropReason::Malformed);
+        }
+    }
+
+    /// Hands one plain frame to the appliance, unless it is a DNS query the memo answers:
+    /// that one is answered here, out of `ingress` (see `dns::WorkerDns`).
+    fn enqueue_for_appliance(&self, table: &Table<'_>, ingress: PortId, frame: &[u8]) {
+        if let Some(dns) = &self.service.dns {
+            let mut bufs = self.dns_out.borrow_mut();
+            let (out, work) = &mut *bufs;
+            if dns.answer(frame, out, work) {
+                // Counted and mirrored as if the appliance had taken the query and sent this.
+                table
+                    .capture
+                    .mirror(self.service.port, capture::Dir::Tx, frame);
+                self.switch.count_tx(self.service.port, frame.len());
+                table
+                    .capture
+                    .mirror(self.service.port, capture::Dir::Rx, &out[VNET_HDR_LEN..]);
+                return table.send_counted(&self.switch, ingress, out);
+            }
+        }
+        let sf = appliance::ApplianceMsg::Frame(appliance::ServiceFrame {
+            ingress,
+            frame: frame.to_vec(),
+        });
+        match self.service.tx.try_send(sf) {
+            Ok(()) => {
+                self.ports
+                    .capture
+                    .mirror(self.service.port, capture::Dir::Tx, frame);
+                self.switch.count_tx(self.service.port, frame.len());
+            }
+            Err(TrySendError::Full(_)) => self
+                .switch
+                .count_drop(self.service.port, DropReason::TxFull),
+            Err(TrySendError::Disconnected(_)) => self
+                .switch
+                .count_drop(self.service.port, DropReason::TxError),
+        }
+    }
+}
