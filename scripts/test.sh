@@ -33,6 +33,8 @@ declare -A need=(
   [nft]=nftables
   [iperf3]=iperf3
   [perfdhcp]=kea-admin
+  [groff]=groff-base
+  [tmux]=tmux
 )
 extra=()
 # Python modules the tests import, checked with Debian's interpreter (not a pyenv `python3`).

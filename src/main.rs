@@ -141,6 +141,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write the man pages or a shell's completions (for packagers: see docs/install.md).
+    #[command(hide = true)]
+    Gen {
+        #[command(subcommand)]
+        what: GenWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum GenWhat {
+    /// switchyard(8), switchyard-SUBCOMMAND(8) and switchyard.toml(5) under DIR/man8 and
+    /// DIR/man5 (e.g. /usr/local/share/man).
+    Man { dir: PathBuf },
+    /// The completion script of SHELL, on stdout.
+    Completions { shell: clap_complete::Shell },
 }
 
 /// Which daemon a client command talks to.
@@ -349,8 +364,53 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             count,
             target,
         } => capture(&target.socket()?, &port, write.as_deref(), count)?,
+        Command::Gen {
+            what: GenWhat::Man { dir },
+        } => {
+            for path in gen_man(&dir)? {
+                println!("{}", path.display());
+            }
+        }
+        Command::Gen {
+            what: GenWhat::Completions { shell },
+        } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "switchyard", &mut std::io::stdout());
+        }
     }
     Ok(())
+}
+
+/// Writes the man pages under `dir` (`man8/`, `man5/`) and returns their paths: one page for
+/// the command, one for each (visible) subcommand, from the clap definitions above, and
+/// switchyard.toml(5) from the config reference page.
+fn gen_man(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    fn pages(cmd: &clap::Command, dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+        let man = clap_mangen::Man::new(cmd.clone())
+            .section("8")
+            .manual("System Manager's Manual");
+        out.push(man.generate_to(dir)?);
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            pages(sub, dir, out)?;
+        }
+        Ok(())
+    }
+    let (man8, man5) = (dir.join("man8"), dir.join("man5"));
+    for d in [&man8, &man5] {
+        std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+    }
+    let mut cmd = <Cli as clap::CommandFactory>::command().disable_help_subcommand(true);
+    cmd.build();
+    let mut out = Vec::new();
+    pages(&cmd, &man8, &mut out).with_context(|| format!("cannot write in {}", man8.display()))?;
+    let toml = man5.join("switchyard.toml.5");
+    let page = switchyard::control::manpage::config_page(
+        switchyard::control::manpage::CONFIG_MD,
+        env!("CARGO_PKG_VERSION"),
+    );
+    std::fs::write(&toml, page).with_context(|| format!("cannot write {}", toml.display()))?;
+    out.push(toml);
+    Ok(out)
 }
 
 /// The live leases from the journal, read-only, as a table or JSON.
