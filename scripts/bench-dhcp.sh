@@ -4,6 +4,8 @@
 #   sudo ./scripts/bench-dhcp.sh            # 100, 1000 and 10000 clients, median of 3 runs a cell
 #   sudo CLIENTS="1000" RUNS=1 PEERS="dnsmasq kea" ./scripts/bench-dhcp.sh
 #
+# The tables are also drawn as an SVG chart, at $CHART (default target/bench/dhcp.svg).
+#
 # perfdhcp (Debian kea-admin) drives full DORA exchanges in direct mode (-l IFNAME, broadcast)
 # from a client namespace for PERIOD seconds at each rate in RATES, with CLIENTS distinct MACs,
 # and reports completed 4-way exchanges a second (every ACK is a lease granted or extended),
@@ -66,6 +68,7 @@ RUNS=${RUNS:-3}
 PERIOD=${PERIOD:-10}
 RATES=${RATES:-"2000 10000"}
 RENEW=${RENEW-1000}
+CHART=${CHART:-target/bench/dhcp.svg} # the tables as an SVG chart (scripts/chart.py)
 if [ -z "${SWITCHYARD:-}" ]; then
   BUILD=1
   SWITCHYARD=target/release/switchyard
@@ -514,7 +517,7 @@ table() {
   done
 }
 
-table "Completed DORA exchanges per second" RES max "$CLIENTS"
+table "Completed DORA exchanges per second" RES max "$CLIENTS" | tee "$TMP/tables.md"
 renew_rows="" lat_rows=""
 declare -A LAT_ALL
 for n in $CLIENTS; do
@@ -527,9 +530,12 @@ for n in $CLIENTS; do
   for p in switchyard $PEERS; do LAT_ALL[$n-renew.$p]=${LAT_RENEW[$n.$p]}; done
 done
 if [ -n "$renew_rows" ]; then
-  table "Renewal ACKs per second in the renew mix -r R -f R, best R, higher is better" RENEW_RES max "$renew_rows"
+  table "Renewal ACKs per second in the renew mix -r R -f R, best R, higher is better" RENEW_RES max "$renew_rows" |
+    tee -a "$TMP/tables.md"
 fi
-table "Median REQUEST-ACK delay in ms at -r $LAT_RATE, lower is better" LAT_ALL min "$lat_rows"
+table "Median REQUEST-ACK delay in ms at -r $LAT_RATE, lower is better" LAT_ALL min "$lat_rows" |
+  tee -a "$TMP/tables.md"
+write_chart "$TMP/tables.md" "$CHART" "DHCP: switchyard against $PEERS ($(date -u +%F), $what per cell)"
 echo
 echo "Delays: a ratio below 1 means switchyard answers faster than the fastest peer. Rows \"N\": the"
 echo "DORA's REQUEST-ACK (the lease commit); \"N renew\": a renewing client's REQUEST-ACK in the renew"

@@ -5,6 +5,8 @@
 #   sudo ./scripts/bench-dns.sh               # local and cached names, 5 s each, 1 run a cell
 #   sudo PERIOD=3 RUNS=3 ./scripts/bench-dns.sh
 #
+# The tables are also drawn as an SVG chart, at $CHART (default target/bench/dns.svg).
+#
 # dnsperf (Debian dnsperf) sends from a client namespace for PERIOD seconds a cell
 # (-c CLIENTS_DNSPERF sockets, -q OUTSTANDING queries in flight), cycling through a query file:
 #   local:  NAMES reservations vm1.lab.test .. vmN.lab.test (A), 2 PTR (vm1's and vm2's
@@ -60,6 +62,7 @@ OUTSTANDING=${OUTSTANDING:-64}
 PEERS=${PEERS-dnsmasq nsd unbound}
 RATE=${RATE:-}
 PERF_DATA=${PERF_DATA:-}
+CHART=${CHART:-target/bench/dns.svg} # the tables as an SVG chart (scripts/chart.py)
 if [ -z "${SWITCHYARD:-}" ]; then
   BUILD=1
   SWITCHYARD=target/release/switchyard
@@ -437,4 +440,5 @@ for kind in local cached; do
       "$(awk -v a="$sq" -v b="$best_q" 'BEGIN { printf "%.2f", a / b }')" "$best" \
       "$(awk -v a="$sc" -v b="$best_cq" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')" "${best_c:--}"
   fi
-done
+done | tee "$TMP/tables.md"
+write_chart "$TMP/tables.md" "$CHART" "DNS: switchyard against $PEERS ($(date -u +%F), median of $RUNS)" --transpose

@@ -21,6 +21,7 @@
 #   sudo ROUNDS=5 DUR=5 ./scripts/bench-forward.sh
 #   sudo TESTS=latency MTUS=1500 ./scripts/bench-forward.sh   # a part only
 #   sudo SWITCH_CONF="workers = 1" ./scripts/bench-forward.sh  # extra [switch] settings
+# The table is also drawn as an SVG chart, at $CHART (default target/bench/forward.svg).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
@@ -32,6 +33,7 @@ DUR=${DUR:-3}
 TESTS=${TESTS:-"tcp udp latency"} # any of: tcp udp latency
 MTUS=${MTUS:-"1500 9000"}
 SWITCH_CONF=${SWITCH_CONF:-}      # extra lines for switchyard's [switch] table, e.g. "poll_us = 50"
+CHART=${CHART:-target/bench/forward.svg} # the table as an SVG chart (scripts/chart.py)
 
 if [ "$(id -u)" != 0 ]; then
   echo "bench-forward.sh: run as root (it creates taps and network namespaces)" >&2
@@ -315,25 +317,28 @@ row() { # label metric fmt
   printf "| %-38s | %12s | %12s | %6s |\n" "$1" "$(printf "$3" "$s")" "$(printf "$3" "$k")" "$ratio"
 }
 
-echo
-echo "switchyard vs kernel bridge, medians of $ROUNDS runs of ${DUR}s (ratio: switchyard / bridge)"
-echo
-printf "| %-38s | %12s | %12s | %6s |\n" workload switchyard "kernel bridge" ratio
-echo "|----------------------------------------|--------------|--------------|--------|"
-row "TCP 1 stream, MTU 1500 (Gbit/s)" tcp1_1500 "%.2f"
-row "TCP 4 streams, MTU 1500 (Gbit/s)" tcp4_1500 "%.2f"
-row "TCP 1 stream, MTU 9000 (Gbit/s)" tcp1_9000 "%.2f"
-row "TCP 4 streams, MTU 9000 (Gbit/s)" tcp4_9000 "%.2f"
-row "UDP 64 B iperf3, received (kpps)" udp_kpps "%.0f"
-row "UDP 64 B iperf3, loss (%)" udp_loss "%.1f"
-row "UDP 64 B trafgen, offered (kpps)" tg_offered "%.0f"
-row "UDP 64 B trafgen, received (kpps)" tg_kpps "%.0f"
-row "UDP 64 B trafgen, loss (%)" tg_loss "%.1f"
-row "ping p50 (us)" ping_p50 "%.0f"
-row "ping p99 (us)" ping_p99 "%.0f"
-row "CPU s/GB, TCP 1 stream, whole machine" cpu_sys "%.2f"
-printf "| %-38s | %12s | %12s | %6s |\n" "CPU s/GB, TCP 1 stream, switchyard only" \
-  "$(printf "%.2f" "$(median "$WORK/res.cpu_proc.sy")")" "-" "-"
+{
+  echo
+  echo "switchyard vs kernel bridge, medians of $ROUNDS runs of ${DUR}s (ratio: switchyard / bridge)"
+  echo
+  printf "| %-38s | %12s | %12s | %6s |\n" workload switchyard "kernel bridge" ratio
+  echo "|----------------------------------------|--------------|--------------|--------|"
+  row "TCP 1 stream, MTU 1500 (Gbit/s)" tcp1_1500 "%.2f"
+  row "TCP 4 streams, MTU 1500 (Gbit/s)" tcp4_1500 "%.2f"
+  row "TCP 1 stream, MTU 9000 (Gbit/s)" tcp1_9000 "%.2f"
+  row "TCP 4 streams, MTU 9000 (Gbit/s)" tcp4_9000 "%.2f"
+  row "UDP 64 B iperf3, received (kpps)" udp_kpps "%.0f"
+  row "UDP 64 B iperf3, loss (%)" udp_loss "%.1f"
+  row "UDP 64 B trafgen, offered (kpps)" tg_offered "%.0f"
+  row "UDP 64 B trafgen, received (kpps)" tg_kpps "%.0f"
+  row "UDP 64 B trafgen, loss (%)" tg_loss "%.1f"
+  row "ping p50 (us)" ping_p50 "%.0f"
+  row "ping p99 (us)" ping_p99 "%.0f"
+  row "CPU s/GB, TCP 1 stream, whole machine" cpu_sys "%.2f"
+  printf "| %-38s | %12s | %12s | %6s |\n" "CPU s/GB, TCP 1 stream, switchyard only" \
+    "$(printf "%.2f" "$(median "$WORK/res.cpu_proc.sy")")" "-" "-"
+} | tee "$WORK/table.md"
+write_chart "$WORK/table.md" "$CHART" "Forwarding: switchyard against the kernel bridge ($(date -u +%F), $ROUNDS rounds of ${DUR}s)"
 echo
 echo "Kernel drops at the taps' rings (tx_dropped: frames the switch did not read in time), MTU 9000 phase:"
 for h in a b; do

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks every relative markdown link in README.md and docs/: the file it names must exist in
 # the repository, a #fragment must be a heading of that file (GitHub's anchor rules), and every
-# page under docs/ must be linked from README.md or another page.
+# page under docs/ must be linked from README.md or another page. Images (![alt](file)) must exist too.
 # External links (http, https, mailto) are not followed: no network. Exits non-zero on the first
 # run that finds a problem, listing each (file:line: link).
 #
@@ -15,7 +15,7 @@ fi
 exec python3 - "$@" <<'PY'
 import os, re, sys
 
-LINK = re.compile(r'(?<!!)\[(?:[^\]\\]|\\.)*\]\(([^)\s]+)(?:\s+"[^"]*")?\)')
+LINK = re.compile(r'!?\[(?:[^\]\\]|\\.)*\]\(([^)\s]+)(?:\s+"[^"]*")?\)')
 
 def anchors(path):
     out, seen, fence = set(), {}, False

@@ -41,3 +41,17 @@ remove_lab() {
     rm -rf "$dir"
   fi
 }
+
+# write_chart TABLES SVG TITLE [chart.py options]: draws the Markdown tables in the file TABLES
+# (what the benchmark printed) as an SVG chart at SVG (scripts/chart.py, Python's stdlib only),
+# and says where. A chart that cannot be drawn is a warning, never a failed benchmark.
+write_chart() {
+  local tables=$1 svg=$2 title=$3
+  shift 3
+  mkdir -p "$(dirname "$svg")"
+  if python3 scripts/chart.py --title "$title" "$@" -o "$svg" "$tables"; then
+    echo "chart: $svg"
+  else
+    echo "warning: no chart drawn from $tables" >&2
+  fi
+}
