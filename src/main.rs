@@ -79,13 +79,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show every counter of one port (or all): frames, bytes, drops by reason.
+    /// Show the counters of one port (or of all, then the DHCP and DNS servers'), non-zero ones.
+    ///
+    /// Frames, bytes and drops by reason a port; the DHCP server's leases, messages, replies and
+    /// refusals by reason; the DNS server's queries, answers and errors. All read live.
     Stats {
-        /// The port; all ports without it.
+        /// The port; all ports, and the DHCP and DNS servers, without it.
         port: Option<String>,
         #[command(flatten)]
         target: Target,
-        /// Print JSON instead of a table.
+        /// Show every counter, zeros included.
+        #[arg(long)]
+        all: bool,
+        /// Only the DHCP and DNS servers' counters.
+        #[arg(long, conflicts_with = "port")]
+        services: bool,
+        /// Print JSON instead of a table (every counter: the ports, or with --services the
+        /// servers).
         #[arg(long)]
         json: bool,
     },
@@ -306,10 +316,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Fdb { target, json } => {
             print!("{}", cli::run(&target.socket()?, ProtoCommand::Fdb, json)?);
         }
-        Command::Stats { port, target, json } => {
-            let cmd = ProtoCommand::Stats { port };
-            print!("{}", cli::run(&target.socket()?, cmd, json)?);
-        }
+        Command::Stats {
+            port,
+            target,
+            all,
+            services,
+            json,
+        } => print!(
+            "{}",
+            cli::stats(&target.socket()?, port, json, all, services)?
+        ),
         Command::Allow {
             port,
             net,

@@ -84,9 +84,20 @@ fn every_read_command_answers_with_a_table_and_json() {
         "{fj}"
     );
 
+    // Non-zero counters by default, every one with --all.
     let stats = lab.cli_ok(&["stats", "vm1"]);
-    assert!(stats.starts_with("port vm1"), "{stats}");
-    assert!(stats.contains("drop.spoofed_ip"), "{stats}");
+    assert!(stats.starts_with("port vm1\n  rx_frames "), "{stats}");
+    assert!(
+        !stats.contains("drop.spoofed_ip"),
+        "a zero counter shown: {stats}"
+    );
+    assert!(
+        stats.contains("counters at zero; --all shows them"),
+        "{stats}"
+    );
+    assert!(!stats.contains("\ndhcp"), "one port asked for: {stats}");
+    let stats = lab.cli_ok(&["stats", "vm1", "--all"]);
+    assert!(stats.contains("  drop.spoofed_ip "), "{stats}");
     let sj = json(&lab.cli_ok(&["stats", "--json"]));
     let sj = sj.as_array().unwrap();
     assert_eq!(sj.len(), 3);
@@ -108,6 +119,56 @@ fn every_read_command_answers_with_a_table_and_json() {
     let leases = lab.cli_ok(&["leases"]);
     assert_eq!(leases.lines().count(), 2, "{leases}");
     assert_eq!(lab.cli_ok(&["leases", "--json"]).trim(), "[]");
+
+    // A DNS query and a DHCP exchange show up in the servers' sections at once, while the
+    // daemon runs.
+    let dig = lab.exec(
+        "vm1",
+        &[
+            "dig",
+            "+short",
+            "+time=2",
+            "+tries=2",
+            "@10.13.31.1",
+            "vm2.lab.test",
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&dig.stdout).trim(), "10.13.31.12");
+    let script = clients::udhcpc_script(&lab.dir);
+    assert!(clients::udhcpc(&mut lab, "vm1", &script, "3"));
+    let all = lab.cli_ok(&["stats"]);
+    let section = |name: &str| -> String {
+        all.split(&format!("\n{name}\n"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no {name} section:\n{all}"))
+            .lines()
+            .take_while(|l| l.starts_with("  "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let counter = |section: &str, name: &str| -> u64 {
+        section
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{section}"))
+    };
+    let (dhcp, dns) = (section("dhcp"), section("dns"));
+    assert_eq!(counter(&dhcp, "leases"), 1, "{dhcp}");
+    assert!(counter(&dhcp, "acks") >= 1, "{dhcp}");
+    assert!(counter(&dns, "queries") >= 1, "{dns}");
+    assert!(counter(&dns, "local") >= 1, "{dns}");
+    let sj = json(&lab.cli_ok(&["stats", "--services", "--json"]));
+    assert!(
+        sj["dhcp"].as_array().unwrap().len() > 10,
+        "every counter: {sj}"
+    );
+    assert!(sj["dns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|kv| kv[0] == "queries" && kv[1].as_u64() >= Some(1)));
 
     // A second daemon for the same network is refused at its control socket, before any tap.
     let second = sh(&[
@@ -678,6 +739,32 @@ fn metrics_are_scraped_with_curl() {
         0
     );
     assert_eq!(value("switchyard_dhcp_leases"), 1);
+    // The DNS server's counts are exported too, live: a query for a local name.
+    let dig = lab.exec(
+        "vm2",
+        &[
+            "dig",
+            "+short",
+            "+time=2",
+            "+tries=2",
+            "@10.13.31.1",
+            "vm1.lab.test",
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&dig.stdout).trim(), "10.13.31.11");
+    let text = String::from_utf8_lossy(&curl("/metrics").stdout).to_string();
+    assert!(
+        text.contains("# TYPE switchyard_dns_queries_total counter"),
+        "{text}"
+    );
+    let dns = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+    };
+    assert!(dns("switchyard_dns_queries_total") >= 1);
+    assert!(dns("switchyard_dns_local_total") >= 1);
 }
 
 #[test]

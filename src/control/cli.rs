@@ -13,7 +13,7 @@ use crate::control::config::{self, ConfigError};
 pub use crate::control::protocol::SNAPLEN;
 use crate::control::protocol::{
     from_hex, Body, CapturedFrame, Command, ErrorKind, FdbRow, LeaseRow, PortInfo, PortStats,
-    Reply, Request, PROTOCOL_VERSION,
+    Reply, Request, ServiceStats, PROTOCOL_VERSION,
 };
 
 /// Why a client command failed.
@@ -171,6 +171,43 @@ pub fn run(socket: &Path, command: Command, json: bool) -> Result<String, Client
     Ok(render(&body, json))
 }
 
+/// `switchyard stats`: the counters of `port` (or of every port, then the DHCP and DNS
+/// servers'), non-zero ones only unless `all`; only the servers' with `services`. JSON carries
+/// every counter, zeros included (a script's keys do not come and go): the port array, or with
+/// `services` the servers' object.
+pub fn stats(
+    socket: &Path,
+    port: Option<String>,
+    json: bool,
+    all: bool,
+    services: bool,
+) -> Result<String, ClientError> {
+    let mut client = Client::connect(socket)?;
+    if services {
+        return match client.call(Command::Services)? {
+            Body::Services(s) if json => Ok(serde_json::to_string(&s).unwrap_or_default() + "\n"),
+            Body::Services(s) => Ok(services_table(&s, all)),
+            other => Err(unexpected(&other)),
+        };
+    }
+    let whole = port.is_none();
+    let ports = match client.call(Command::Stats { port })? {
+        Body::Stats(v) => v,
+        other => return Err(unexpected(&other)),
+    };
+    if json {
+        return Ok(render(&Body::Stats(ports), true));
+    }
+    let mut out = stats_table(&ports, all);
+    if whole {
+        match client.call(Command::Services)? {
+            Body::Services(s) => out.push_str(&services_table(&s, all)),
+            other => return Err(unexpected(&other)),
+        }
+    }
+    Ok(out)
+}
+
 /// A reply as the CLI prints it.
 pub fn render(body: &Body, json: bool) -> String {
     if json {
@@ -179,6 +216,7 @@ pub fn render(body: &Body, json: bool) -> String {
             Body::Fdb(v) => serde_json::to_string(v),
             Body::Leases(v) => serde_json::to_string(v),
             Body::Stats(v) => serde_json::to_string(v),
+            Body::Services(s) => serde_json::to_string(s),
             Body::Done(m) => {
                 serde_json::to_string(&serde_json::json!({ "ok": true, "message": m }))
             }
@@ -190,7 +228,8 @@ pub fn render(body: &Body, json: bool) -> String {
         Body::Ports(v) => ports_table(v),
         Body::Fdb(v) => fdb_table(v),
         Body::Leases(v) => leases_table(v),
-        Body::Stats(v) => stats_table(v),
+        Body::Stats(v) => stats_table(v, true),
+        Body::Services(s) => services_table(s, true),
         Body::Done(m) => format!("{m}\n"),
         other => format!("{other:?}\n"),
     }
@@ -284,10 +323,10 @@ pub fn fdb_table(rows: &[FdbRow]) -> String {
     table(&["MAC", "PORT", "TYPE", "AGE"], &rows)
 }
 
-pub fn stats_table(stats: &[PortStats]) -> String {
+/// Every port's counters, a section each; zeros left out unless `all`.
+pub fn stats_table(stats: &[PortStats], all: bool) -> String {
     let mut out = String::new();
     for s in stats {
-        out.push_str(&format!("port {}\n", s.port));
         let mut rows = vec![
             ("rx_frames", s.rx_frames),
             ("rx_bytes", s.rx_bytes),
@@ -306,10 +345,35 @@ pub fn stats_table(stats: &[PortStats]) -> String {
                 .iter()
                 .map(|(r, n)| (format!("monitored.{r}"), *n)),
         );
-        let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-        for (k, v) in rows {
-            out.push_str(&format!("  {k:<width$}  {v}\n"));
+        out.push_str(&section(&format!("port {}", s.port), &rows, all));
+    }
+    out
+}
+
+/// The DHCP and DNS servers' counters, a section each (or a line saying it is off).
+pub fn services_table(s: &ServiceStats, all: bool) -> String {
+    let mut out = String::new();
+    for (name, counters) in [("dhcp", &s.dhcp), ("dns", &s.dns)] {
+        match counters {
+            Some(rows) => out.push_str(&section(name, rows, all)),
+            None => out.push_str(&format!("{name}: off\n")),
         }
+    }
+    out
+}
+
+/// `title`, then one indented `name  value` line per row; without `all`, only the non-zero
+/// ones, and a line saying how many zeros were left out.
+fn section(title: &str, rows: &[(String, u64)], all: bool) -> String {
+    let shown: Vec<&(String, u64)> = rows.iter().filter(|(_, v)| all || *v != 0).collect();
+    let width = shown.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let mut out = format!("{title}\n");
+    for (k, v) in &shown {
+        out.push_str(&format!("  {k:<width$}  {v}\n"));
+    }
+    let zeros = rows.len() - shown.len();
+    if zeros > 0 {
+        out.push_str(&format!("  ({zeros} counters at zero; --all shows them)\n"));
     }
     out
 }
@@ -496,6 +560,38 @@ mod tests {
         assert_eq!(&buf[28..32], &123_456u32.to_ne_bytes());
         assert_eq!(&buf[32..36], &42u32.to_ne_bytes());
         assert_eq!(&buf[36..40], &60u32.to_ne_bytes());
+    }
+
+    #[test]
+    fn stats_leave_zeros_out_unless_all() {
+        let port = PortStats {
+            port: "vm1".into(),
+            rx_frames: 3,
+            rx_bytes: 180,
+            tx_frames: 0,
+            tx_bytes: 0,
+            fdb_full: 0,
+            drops: vec![("runt".into(), 0), ("spoofed_ip".into(), 2)],
+            monitored: vec![],
+            fdb_entries: 1,
+            capture_dropped: 0,
+        };
+        let short = stats_table(std::slice::from_ref(&port), false);
+        assert_eq!(
+            short,
+            "port vm1\n  rx_frames        3\n  rx_bytes         180\n  fdb_entries      1\n  \
+             drop.spoofed_ip  2\n  (5 counters at zero; --all shows them)\n"
+        );
+        let all = stats_table(&[port], true);
+        assert!(all.contains("  drop.runt        0\n") && !all.contains("at zero"));
+        let services = ServiceStats {
+            dhcp: Some(vec![("leases".into(), 0), ("acks".into(), 4)]),
+            dns: None,
+        };
+        assert_eq!(
+            services_table(&services, false),
+            "dhcp\n  acks  4\n  (1 counters at zero; --all shows them)\ndns: off\n"
+        );
     }
 
     #[test]

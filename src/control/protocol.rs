@@ -51,6 +51,8 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         port: Option<String>,
     },
+    /// The appliance's DHCP and DNS servers' counters, live.
+    Services,
     /// Declare an extra source address or prefix on a guarded port.
     Allow { port: String, net: String },
     /// Withdraw a declared extra source address or prefix.
@@ -236,6 +238,7 @@ pub enum Body {
     Fdb(Vec<FdbRow>),
     Leases(Vec<LeaseRow>),
     Stats(Vec<PortStats>),
+    Services(ServiceStats),
     /// A change was applied; what happened, in words.
     Done(String),
     CaptureStarted {
@@ -334,6 +337,17 @@ pub struct PortStats {
     pub fdb_entries: u64,
     /// Frames a capture of this port could not keep up with.
     pub capture_dropped: u64,
+}
+
+/// The appliance's servers' counters, as `(name, value)` in each server's own order: a counter
+/// a newer daemon adds reaches every client without a change to it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceStats {
+    /// The DHCP server's: `leases` (live now), messages received, replies by type, drops by
+    /// reason (`drop.<reason>`, every reason, zeros included); `None`: DHCP is off.
+    pub dhcp: Option<Vec<(String, u64)>>,
+    /// The DNS server's: queries, how they were answered, errors, drops; `None`: DNS is off.
+    pub dns: Option<Vec<(String, u64)>>,
 }
 
 /// One mirrored frame.
@@ -442,8 +456,8 @@ pub fn parse_request(line: &[u8]) -> Result<Request, ParseError> {
 
 /// Every `command` this version knows.
 pub const KNOWN_COMMANDS: &[&str] = &[
-    "ports", "fdb", "leases", "stats", "allow", "disallow", "host_add", "host_del", "capture",
-    "reload", "port_add", "port_del",
+    "ports", "fdb", "leases", "stats", "services", "allow", "disallow", "host_add", "host_del",
+    "capture", "reload", "port_add", "port_del",
 ];
 
 /// Lowercase hex of `bytes`.
@@ -506,6 +520,7 @@ mod tests {
                 count: Some(3),
             },
             Command::Reload,
+            Command::Services,
         ];
         for command in reqs {
             let req = Request {
@@ -565,6 +580,10 @@ mod tests {
                 frames: 3,
                 dropped: 1,
             }),
+            Reply::ok(Body::Services(ServiceStats {
+                dhcp: Some(vec![("leases".into(), 2), ("drop.malformed".into(), 0)]),
+                dns: None,
+            })),
         ] {
             let line = reply.to_line();
             assert!(line.ends_with('\n') && !line[..line.len() - 1].contains('\n'));

@@ -74,6 +74,8 @@ pub(super) enum Call {
     Hosts(Box<Config>, SyncSender<Result<(), String>>),
     /// The DHCP server's message counts (`None` without DHCP).
     DhcpStats(SyncSender<Option<DhcpStats>>),
+    /// The DNS server's counts, the workers' memo answers included (`None` without DNS).
+    DnsStats(SyncSender<Option<DnsCounters>>),
 }
 
 /// The appliance's identity on the segment.
@@ -248,6 +250,9 @@ impl Appliance {
             }
             Call::DhcpStats(answer) => {
                 let _ = answer.send(self.dhcp.as_ref().map(DhcpService::stats));
+            }
+            Call::DnsStats(answer) => {
+                let _ = answer.send(self.dns.as_ref().map(DnsService::counters));
             }
             Call::Hosts(config, answer) => {
                 let result = self.apply_hosts(&config);

@@ -16,12 +16,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::control::Control;
+use super::control::{dns_named, Control};
 use super::dhcp::DhcpStats;
 use super::TICK;
 use crate::control::protocol::PortStats;
 use crate::port::{Epoll, Events};
 use crate::service::dhcp::DropReason as DhcpDropReason;
+use crate::service::dns::DnsCounters;
 
 const MAX_HEAD: usize = 8192;
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
@@ -227,6 +228,9 @@ pub(super) fn render(ctl: &Control) -> String {
     if let Ok(Some(d)) = ctl.dhcp_stats() {
         render_dhcp(&mut out, &d);
     }
+    if let Ok(Some(c)) = ctl.dns_stats() {
+        render_dns(&mut out, &c);
+    }
     if let Ok(leases) = ctl.leases() {
         let _ = writeln!(out, "# HELP switchyard_dhcp_leases Live DHCP leases.");
         let _ = writeln!(out, "# TYPE switchyard_dhcp_leases gauge");
@@ -274,4 +278,19 @@ fn render_dhcp(out: &mut String, d: &DhcpStats) {
     );
     let _ = writeln!(out, "# TYPE switchyard_dhcp_unpersisted_total counter");
     let _ = writeln!(out, "switchyard_dhcp_unpersisted_total {}", d.unpersisted);
+}
+
+/// The DNS server's counts, one counter each, named as in `switchyard stats` (so a counter the
+/// server adds is exported too): `switchyard_dns_queries_total` and so on.
+fn render_dns(out: &mut String, c: &DnsCounters) {
+    for (name, n) in dns_named(c) {
+        let metric = format!("switchyard_dns_{name}_total");
+        let _ = writeln!(
+            out,
+            "# HELP {metric} DNS server: {}.",
+            name.replace('_', " ")
+        );
+        let _ = writeln!(out, "# TYPE {metric} counter");
+        let _ = writeln!(out, "{metric} {n}");
+    }
 }
