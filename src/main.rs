@@ -99,6 +99,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A live view of the running daemon: port rates, drops as they happen, DHCP and DNS.
+    ///
+    /// Redraws once a second: each port's frames and bits a second in and out and drops a
+    /// second, the drops of the last second by port and reason, the MAC table's size, the
+    /// leases, and the DHCP and DNS servers' counters a second. `q` quits. When stdout is not a
+    /// terminal (or with --once) it prints one table of two readings a second apart.
+    Top {
+        #[command(flatten)]
+        target: Target,
+        /// Print one table and exit, even on a terminal.
+        #[arg(long)]
+        once: bool,
+    },
     /// Allow an extra source address or prefix on a guarded port, live.
     Allow {
         port: String,
@@ -326,6 +339,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             "{}",
             cli::stats(&target.socket()?, port, json, all, services)?
         ),
+        Command::Top { target, once } => {
+            switchyard::control::top::run(&target.socket()?, once)?;
+        }
         Command::Allow {
             port,
             net,
