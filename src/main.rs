@@ -112,6 +112,18 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// The last frames a port dropped: when, why, and the frame's MACs and addresses.
+    ///
+    /// The daemon remembers the last 16 drops of each port (a ring the data plane fills only
+    /// when it drops a frame); `switchyard stats PORT` has the counts.
+    Why {
+        port: String,
+        #[command(flatten)]
+        target: Target,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Allow an extra source address or prefix on a guarded port, live.
     Allow {
         port: String,
@@ -339,6 +351,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             "{}",
             cli::stats(&target.socket()?, port, json, all, services)?
         ),
+        Command::Why { port, target, json } => {
+            let cmd = ProtoCommand::Why { port };
+            print!("{}", cli::run(&target.socket()?, cmd, json)?);
+        }
         Command::Top { target, once } => {
             switchyard::control::top::run(&target.socket()?, once)?;
         }

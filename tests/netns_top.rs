@@ -1,7 +1,8 @@
-//! `switchyard top` against a daemon in a test namespace: driven in a pseudo-terminal by tmux
-//! (a private tmux server, killed at the end), it shows live rates and the drops of a spoofing
-//! host as they happen, and `q` quits with the terminal restored; with stdout not a terminal it
-//! prints one table.
+//! `switchyard top` and `switchyard why` against a daemon in a test namespace. `top`, driven in
+//! a pseudo-terminal by tmux (a private tmux server, killed at the end), shows live rates and the
+//! drops of a spoofing host as they happen, and `q` quits with the terminal restored; with stdout
+//! not a terminal it prints one table. `why` names the spoofing host's last dropped frames, their
+//! reason and addresses.
 
 mod common;
 
@@ -189,4 +190,80 @@ fn top_shows_rates_and_drops_live_and_q_quits() {
         !once.contains("q quits") && !once.contains('\x1b'),
         "{once:?}"
     );
+}
+
+#[test]
+fn why_shows_the_last_drops_of_a_port_with_their_addresses() {
+    let mut lab = Lab::new();
+    let cfg = lab_config(&mut lab, &[("vm1", 11, false), ("vm2", 12, false)], "");
+    let (if1, if2) = (lab.ifname("vm1"), lab.ifname("vm2"));
+    lab.start(&cfg, &[("vm1", &if1), ("vm2", &if2)]);
+    assert!(lab.ping("vm1", "10.13.31.12", 1));
+    assert_eq!(
+        lab.cli_ok(&["why", "vm1"]),
+        "no drops remembered on this port\n"
+    );
+    let ns1 = lab.ns("vm1");
+    assert!(sh(&[
+        "ip",
+        "-n",
+        &ns1,
+        "addr",
+        "add",
+        "10.13.31.99/24",
+        "dev",
+        &if1
+    ])
+    .status
+    .success());
+    let out = sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &ns1,
+        "ping",
+        "-q",
+        "-c",
+        "3",
+        "-i",
+        "0.2",
+        "-W",
+        "1",
+        "-I",
+        "10.13.31.99",
+        "10.13.31.12",
+    ]);
+    assert!(!out.status.success(), "the guard drops them: no reply");
+
+    let why = lab.cli_ok(&["why", "vm1"]);
+    let lines: Vec<&str> = why.lines().collect();
+    assert!(lines[0].starts_with("AGO "), "{why}");
+    let spoofed: Vec<&&str> = lines
+        .iter()
+        .filter(|l| {
+            l.contains(" spoofed_ip ") && l.ends_with("IPv4 10.13.31.99 > 10.13.31.12 icmp")
+        })
+        .collect();
+    assert_eq!(spoofed.len(), 3, "one line per echo request:\n{why}");
+    assert!(
+        spoofed[0].contains("52:54:00:31:00:0b"),
+        "vm1's MAC:\n{why}"
+    );
+    let rows: serde_json::Value =
+        serde_json::from_str(&lab.cli_ok(&["why", "vm1", "--json"])).unwrap();
+    let first = &rows.as_array().unwrap()[0];
+    assert_eq!(first["reason"], "spoofed_ip");
+    assert_eq!(first["src_ip"], "10.13.31.99");
+    assert_eq!(first["protocol"], "icmp");
+    assert_eq!(first["ethertype"], "0x0800");
+    assert!(first["ago_ms"].as_u64().unwrap() < 10_000, "{first}");
+    // The counts agree, and the other port has nothing to explain.
+    assert!(lab.cli_ok(&["stats", "vm1"]).contains("drop.spoofed_ip  3"));
+    assert_eq!(
+        lab.cli_ok(&["why", "vm2"]),
+        "no drops remembered on this port\n"
+    );
+    let out = lab.cli(&["why", "nosuch"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no port 'nosuch'"));
 }

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use crate::control::config::{self, ConfigError};
 pub use crate::control::protocol::SNAPLEN;
 use crate::control::protocol::{
-    from_hex, Body, CapturedFrame, Command, ErrorKind, FdbRow, LeaseRow, PortInfo, PortStats,
-    Reply, Request, ServiceStats, PROTOCOL_VERSION,
+    from_hex, Body, CapturedFrame, Command, DropRow, ErrorKind, FdbRow, LeaseRow, PortInfo,
+    PortStats, Reply, Request, ServiceStats, PROTOCOL_VERSION,
 };
 
 /// Why a client command failed.
@@ -217,6 +217,7 @@ pub fn render(body: &Body, json: bool) -> String {
             Body::Leases(v) => serde_json::to_string(v),
             Body::Stats(v) => serde_json::to_string(v),
             Body::Services(s) => serde_json::to_string(s),
+            Body::Why(v) => serde_json::to_string(v),
             Body::Done(m) => {
                 serde_json::to_string(&serde_json::json!({ "ok": true, "message": m }))
             }
@@ -230,6 +231,7 @@ pub fn render(body: &Body, json: bool) -> String {
         Body::Leases(v) => leases_table(v),
         Body::Stats(v) => stats_table(v, true),
         Body::Services(s) => services_table(s, true),
+        Body::Why(v) => why_table(v),
         Body::Done(m) => format!("{m}\n"),
         other => format!("{other:?}\n"),
     }
@@ -376,6 +378,40 @@ fn section(title: &str, rows: &[(String, u64)], all: bool) -> String {
         out.push_str(&format!("  ({zeros} counters at zero; --all shows them)\n"));
     }
     out
+}
+
+/// `switchyard why`: one line per dropped frame, newest first.
+pub fn why_table(rows: &[DropRow]) -> String {
+    if rows.is_empty() {
+        return "no drops remembered on this port\n".into();
+    }
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let what = match (&r.src_ip, &r.dst_ip, r.ethertype.as_str()) {
+                (Some(s), Some(d), "0x0806") => format!("ARP {s} > {d}"),
+                (Some(s), Some(d), _) => format!(
+                    "IPv4 {s} > {d} {}",
+                    r.protocol.as_deref().unwrap_or_default()
+                ),
+                (_, _, "0x86dd") => "IPv6".into(),
+                (_, _, "0x0000") => "-".into(),
+                (_, _, t) => format!("ethertype {t}"),
+            };
+            vec![
+                format!("{:.1}s", r.ago_ms as f64 / 1000.0),
+                r.reason.clone(),
+                r.len.to_string(),
+                r.src_mac.clone(),
+                r.dst_mac.clone(),
+                what.trim_end().to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &["AGO", "REASON", "LEN", "SRC MAC", "DST MAC", "FRAME"],
+        &rows,
+    )
 }
 
 /// `virsh net-dhcp-leases`'s columns, one row per lease.
@@ -592,6 +628,33 @@ mod tests {
             services_table(&services, false),
             "dhcp\n  acks  4\n  (1 counters at zero; --all shows them)\ndns: off\n"
         );
+    }
+
+    #[test]
+    fn why_lines_say_what_the_frame_was() {
+        let row = |ethertype: &str, ips: Option<(&str, &str)>, protocol: Option<&str>| DropRow {
+            ago_ms: 1500,
+            reason: "spoofed_ip".into(),
+            len: 98,
+            src_mac: "52:54:00:00:00:02".into(),
+            dst_mac: "52:54:00:00:00:01".into(),
+            ethertype: ethertype.into(),
+            src_ip: ips.map(|i| i.0.into()),
+            dst_ip: ips.map(|i| i.1.into()),
+            protocol: protocol.map(str::to_string),
+        };
+        let t = why_table(&[
+            row("0x0800", Some(("10.0.0.9", "10.0.0.1")), Some("icmp")),
+            row("0x0806", Some(("10.0.0.9", "10.0.0.1")), None),
+            row("0x0000", None, None),
+        ]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].starts_with("AGO   REASON"), "{t}");
+        assert!(lines[1].starts_with("1.5s  spoofed_ip  98"), "{t}");
+        assert!(lines[1].ends_with("IPv4 10.0.0.9 > 10.0.0.1 icmp"), "{t}");
+        assert!(lines[2].ends_with("ARP 10.0.0.9 > 10.0.0.1"), "{t}");
+        assert!(lines[3].ends_with(" -"), "{t}");
+        assert_eq!(why_table(&[]), "no drops remembered on this port\n");
     }
 
     #[test]

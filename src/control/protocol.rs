@@ -53,6 +53,8 @@ pub enum Command {
     },
     /// The appliance's DHCP and DNS servers' counters, live.
     Services,
+    /// The last frames one port dropped, with why and their addresses.
+    Why { port: String },
     /// Declare an extra source address or prefix on a guarded port.
     Allow { port: String, net: String },
     /// Withdraw a declared extra source address or prefix.
@@ -239,6 +241,8 @@ pub enum Body {
     Leases(Vec<LeaseRow>),
     Stats(Vec<PortStats>),
     Services(ServiceStats),
+    /// Newest first.
+    Why(Vec<DropRow>),
     /// A change was applied; what happened, in words.
     Done(String),
     CaptureStarted {
@@ -350,6 +354,29 @@ pub struct ServiceStats {
     pub dns: Option<Vec<(String, u64)>>,
 }
 
+/// One frame a port dropped (`switchyard why`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DropRow {
+    /// How long ago, in milliseconds.
+    pub ago_ms: u64,
+    /// The drop reason's name, as in `switchyard stats` (`spoofed_ip`).
+    pub reason: String,
+    /// The frame's length in bytes.
+    pub len: u32,
+    pub src_mac: String,
+    pub dst_mac: String,
+    /// The EtherType, `0x0800` style (`0x0000`: the frame was too short to have one).
+    pub ethertype: String,
+    /// IPv4: the source and destination; ARP: the sender and target addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src_ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst_ip: Option<String>,
+    /// IPv4's protocol: `icmp`, `tcp`, `udp` or its number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+}
+
 /// One mirrored frame.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CapturedFrame {
@@ -456,8 +483,8 @@ pub fn parse_request(line: &[u8]) -> Result<Request, ParseError> {
 
 /// Every `command` this version knows.
 pub const KNOWN_COMMANDS: &[&str] = &[
-    "ports", "fdb", "leases", "stats", "services", "allow", "disallow", "host_add", "host_del",
-    "capture", "reload", "port_add", "port_del",
+    "ports", "fdb", "leases", "stats", "services", "why", "allow", "disallow", "host_add",
+    "host_del", "capture", "reload", "port_add", "port_del",
 ];
 
 /// Lowercase hex of `bytes`.
@@ -521,6 +548,7 @@ mod tests {
             },
             Command::Reload,
             Command::Services,
+            Command::Why { port: "vm1".into() },
         ];
         for command in reqs {
             let req = Request {

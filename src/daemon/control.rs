@@ -38,7 +38,7 @@ use super::dhcp::DhcpStats;
 use super::notify;
 use crate::control::config::{self, Config, NewHost};
 use crate::control::protocol::{
-    Body, Command, ErrorKind, FdbRow, HostAdd, LeaseRow, PortInfo, PortStats, ServiceStats,
+    Body, Command, DropRow, ErrorKind, FdbRow, HostAdd, LeaseRow, PortInfo, PortStats, ServiceStats,
 };
 use crate::port::Epoll;
 use crate::service::dhcp::DropReason as DhcpDropReason;
@@ -96,6 +96,7 @@ impl Control {
             Command::Leases => self.leases().map(Body::Leases),
             Command::Stats { port } => self.stats(port.as_deref()).map(Body::Stats),
             Command::Services => self.services().map(Body::Services),
+            Command::Why { port } => self.why(&port).map(Body::Why),
             Command::Allow { port, net } => {
                 let net = parse_net(&net)?;
                 self.change(|c| c.allow_extra(&port, net).map(Some))
@@ -291,6 +292,34 @@ impl Control {
                     fdb_entries: self.switch.fdb().port_len(id) as u64,
                     capture_dropped: self.capture.dropped_on(id),
                 }
+            })
+            .collect())
+    }
+
+    /// `switchyard why PORT`: the port's remembered drops, newest first.
+    fn why(&self, port: &str) -> Result<Vec<DropRow>, Failure> {
+        let id = self.port_id(port)?;
+        let now = self.start.elapsed();
+        Ok(self
+            .ports
+            .drops
+            .recent(id)
+            .into_iter()
+            .map(|r| DropRow {
+                ago_ms: u64::try_from(now.saturating_sub(r.at).as_millis()).unwrap_or(u64::MAX),
+                reason: r.reason.name().to_string(),
+                len: r.len,
+                src_mac: r.src.to_string(),
+                dst_mac: r.dst.to_string(),
+                ethertype: format!("0x{:04x}", r.ethertype),
+                src_ip: r.ipv4.map(|(s, _)| s.to_string()),
+                dst_ip: r.ipv4.map(|(_, d)| d.to_string()),
+                protocol: r.protocol.map(|p| match p {
+                    1 => "icmp".to_string(),
+                    6 => "tcp".to_string(),
+                    17 => "udp".to_string(),
+                    n => n.to_string(),
+                }),
             })
             .collect())
     }

@@ -104,6 +104,8 @@ impl Control {
             .ports
             .open_port(cfg, p)
             .map_err(|e| format!("port {}: {e}", p.name))?;
+        // The slot's last drops were another port's.
+        self.ports.drops.clear(id);
         let worker = {
             let mut slots = self
                 .ports

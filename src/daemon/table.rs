@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, Weak};
 use super::capture;
 use crate::port::netns::Netns;
 use crate::port::{Port, PortError, RxQueue};
-use crate::switch::{DropReason, PortId, Switch};
+use crate::switch::{DropLog, DropReason, PortId, Switch};
 use crate::wire::VNET_HDR_LEN;
 
 /// One port in its slot, and what it needs to live.
@@ -36,6 +36,8 @@ pub(super) struct Ports {
     pub(super) slots: RwLock<Vec<Option<Plugged>>>,
     /// `switchyard capture`'s mirror: one atomic load per frame while no capture runs.
     pub(super) capture: Arc<capture::Capture>,
+    /// `switchyard why`'s rings: the last drops of each port, filled only when one drops.
+    pub(super) drops: DropLog,
     /// One reader at a time per port, by slot: its owner woken by epoll, or another worker
     /// collecting the reply to a frame it has just written there (see `Worker::collect_replies`).
     /// Whoever holds it reads and forwards a batch, so a port's frames keep their order.
@@ -48,6 +50,7 @@ pub(super) struct Ports {
 pub(super) struct Table<'a> {
     pub(super) slots: RwLockReadGuard<'a, Vec<Option<Plugged>>>,
     pub(super) capture: &'a capture::Capture,
+    pub(super) drops: &'a DropLog,
 }
 
 impl Ports {
@@ -56,6 +59,7 @@ impl Ports {
         Ports {
             slots: RwLock::new(Vec::new()),
             capture: Arc::new(capture::Capture::new(max_ports + 1)),
+            drops: DropLog::new(max_ports + 1),
             readers: (0..=max_ports).map(|_| AtomicBool::new(false)).collect(),
             namespaces: Mutex::new(Vec::new()),
         }
@@ -71,6 +75,7 @@ impl Ports {
         Table {
             slots: self.slots.read().unwrap_or_else(PoisonError::into_inner),
             capture: &self.capture,
+            drops: &self.drops,
         }
     }
 

@@ -323,7 +323,7 @@ impl Worker {
     }
 
     /// Mirrors one frame read from `ingress` (virtio-net header + frame) to a running capture,
-    /// decides its fate and carries it out.
+    /// decides its fate and carries it out; a drop is remembered for `switchyard why`.
     fn handle_frame(
         &self,
         table: &Table<'_>,
@@ -344,7 +344,10 @@ impl Worker {
                     self.dispatch(table, ingress, egress, bytes, scratch);
                 }
             }
-            Verdict::Drop(_) => {}
+            Verdict::Drop(reason) => {
+                let frame = &bytes[bytes.len().min(VNET_HDR_LEN)..];
+                table.drops.record(ingress, reason, frame, now);
+            }
         }
     }
 

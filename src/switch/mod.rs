@@ -6,12 +6,14 @@
 //! without I/O.
 
 mod counters;
+mod droplog;
 mod fdb;
 mod forward;
 mod guard;
 mod loops;
 
 pub use counters::{CounterSnapshot, DropReason, PortCounters};
+pub use droplog::{DropLog, DropRecord, RING as DROP_RING};
 pub use fdb::{Fdb, FdbEntry, Learn};
 pub use forward::{PortSpec, Switch, SwitchParams, Verdict, STORM_WINDOW};
 pub use guard::{check, eui64_link_local, AllowedIps, GuardMode, PortPolicy, Prefix};
