@@ -39,7 +39,9 @@
 //! - [`control`]: the configuration (TOML → validated [`control::config::Config`]: the serde
 //!   mirror in `config/raw.rs`, `file:line` diagnostics in `config/diag.rs`, one module per
 //!   section's checks; and the live changes to it), the control protocol (typed JSON lines with a version,
-//!   [`control::protocol`], pure) and the client half of the CLI ([`control::cli`]).
+//!   [`control::protocol`], pure) and the client half of the CLI ([`control::cli`]; and
+//!   [`control::top`], whose live view reads the client's own clock for its rates: the one
+//!   clock outside `daemon`, and no part of the data path).
 //! - [`daemon`]: threads, epoll loops, signals and the clock: the only module that reads time
 //!   and owns fds. `daemon::run` reads as its phases (bind, build, services, workers, main loop,
 //!   shutdown); `daemon/table.rs` is the port table, `daemon/build.rs` builds ports and switch

@@ -1,5 +1,6 @@
 //! The control side: the configuration file (TOML → validated `Config`), the control protocol
-//! (typed JSON requests and replies), and the client half of the CLI commands that use it.
+//! (typed JSON requests and replies), the client half of the CLI commands that use it (`cli`,
+//! and `top`'s live view), and `switchyard.toml(5)` made from the config reference (`manpage`).
 
 pub mod cli;
 pub mod config;

@@ -1,5 +1,5 @@
-//! The pure data plane: the forwarding decision, the per-port guard, the MAC table and the
-//! counters.
+//! The pure data plane: the forwarding decision, the per-port guard, the MAC table, the
+//! counters, and the rings of each port's last drops that the caller fills (`droplog`).
 //!
 //! Nothing in here makes a syscall or reads the clock: the caller passes `now`, and gets back a
 //! `Verdict` it carries out. That keeps the decision unit-testable without root and benchmarkable
