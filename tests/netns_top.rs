@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::{lab_config, sh, Lab};
 
 /// A tmux server of our own (`tmux -L NAME`): no other session on the machine is touched, and
-/// Drop kills it.
+/// Drop kills it and removes its socket file.
 struct Tmux {
     name: String,
 }
@@ -35,7 +35,12 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
+        let socket = self.run(&["display-message", "-p", "#{socket_path}"]);
         let _ = self.run(&["kill-server"]);
+        let path = String::from_utf8_lossy(&socket.stdout).trim().to_string();
+        if path.ends_with(&self.name) {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
