@@ -114,6 +114,8 @@ pub fn run(config: &Config) -> Result<(), DaemonError> {
 struct Bound {
     gid: u32,
     listener: UnixListener,
+    /// The entry in the running networks' registry (`switchyard list`), if it could be written.
+    registration: Option<control::Registration>,
     socket_file: RemoveOnDrop,
 }
 
@@ -128,6 +130,7 @@ fn bind(config: &Config) -> Result<Bound, DaemonError> {
     Ok(Bound {
         gid,
         listener,
+        registration: control::Registration::write(config),
         socket_file: RemoveOnDrop(config.control.socket.clone()),
     })
 }
@@ -247,6 +250,7 @@ struct Running {
     stop: Arc<AtomicBool>,
     start: Instant,
     built: Built,
+    _bound_registration: Option<control::Registration>,
     _bound_socket_file: RemoveOnDrop,
 }
 
@@ -326,6 +330,7 @@ fn start_threads(
         stop,
         start,
         built,
+        _bound_registration: bound.registration,
         _bound_socket_file: bound.socket_file,
     })
 }

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use switchyard::control::protocol::{Body, Command as ProtoCommand, HostAdd, LeaseRow, NewPort};
-use switchyard::control::{cli, config};
+use switchyard::control::{cli, config, locate};
 use switchyard::service::dhcp::journal;
 use switchyard::service::dhcp::Lease;
 
@@ -49,14 +49,24 @@ enum Command {
     },
     /// Print the embedded default config (a starting point for your own).
     DefaultConfig,
+    /// Show the running networks: name, state, control socket, ports, leases, uptime, config.
+    ///
+    /// Every daemon registers itself in /run/switchyard/networks ($SWITCHYARD_RUN_DIR); one
+    /// that was killed without cleaning up shows as "not running".
+    List {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the network's live DHCP leases (like `virsh net-dhcp-leases`).
     ///
-    /// Asks the running daemon. If none runs for this network (no socket, or nobody accepting),
-    /// or with --offline, reads the lease journal in `[dhcp] state_dir` instead, read-only.
+    /// Asks the running daemon; if it does not answer, that is an error (the table would be
+    /// stale). With --offline, reads the lease journal in the config's `[dhcp] state_dir`
+    /// instead, read-only: the leases as the daemon last wrote them.
     Leases {
         #[command(flatten)]
         target: Target,
-        /// Read the journal, never the daemon.
+        /// Read the journal (of --config FILE, or --network NAME's config), never the daemon.
         #[arg(long)]
         offline: bool,
         /// Print a JSON array instead of a table.
@@ -193,20 +203,33 @@ enum GenWhat {
     Completions { shell: clap_complete::Shell },
 }
 
-/// Which daemon a client command talks to.
+/// Which daemon a client command talks to. With none of these: the one network that runs
+/// (`switchyard list`); when none or several run, the command says so.
 #[derive(Args)]
 struct Target {
-    /// The daemon's control socket. Default: the config's `[switch] control_socket`.
+    /// The daemon's control socket.
     #[arg(long)]
     socket: Option<PathBuf>,
-    /// The network's config file (for its control socket). Default: the embedded lab config.
-    #[arg(short, long)]
+    /// The network's config file (for its `[switch] control_socket`).
+    #[arg(short, long, conflicts_with = "network")]
     config: Option<PathBuf>,
+    /// The network's name: a running daemon's, or /etc/switchyard/NAME.toml's
+    /// ($SWITCHYARD_CONFIG_DIR for another directory).
+    #[arg(short, long)]
+    network: Option<String>,
 }
 
 impl Target {
+    fn find(&self) -> Result<cli::Found, cli::ClientError> {
+        cli::find(&cli::Target {
+            socket: self.socket.clone(),
+            config: self.config.clone(),
+            network: self.network.clone(),
+        })
+    }
+
     fn socket(&self) -> Result<PathBuf, cli::ClientError> {
-        cli::socket_path(self.socket.as_deref(), self.config.as_deref())
+        Ok(self.find()?.socket)
     }
 }
 
@@ -317,21 +340,34 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             json,
         } => {
             if !offline {
-                match cli::run(&target.socket()?, ProtoCommand::Leases, json) {
-                    Ok(out) => {
-                        print!("{out}");
-                        return Ok(());
-                    }
-                    Err(e) if e.is_not_running() => {}
+                let found = target.find()?;
+                match cli::run(&found.socket, ProtoCommand::Leases, json) {
+                    Ok(out) => print!("{out}"),
+                    Err(e) if e.is_not_running() => anyhow::bail!(
+                        "{e}\nThe lease table is the running daemon's; `switchyard leases \
+                         --offline` with --config FILE or --network NAME reads the lease journal \
+                         it left, as it was when it stopped"
+                    ),
                     Err(e) => return Err(e.into()),
                 }
+                return Ok(());
             }
-            let cfg = match &target.config {
-                Some(path) => config::load(path)?,
-                None => config::load_default()?,
+            let path = match target.find() {
+                Ok(cli::Found {
+                    config: Some(path), ..
+                }) => path,
+                Ok(_)
+                | Err(cli::ClientError::NoNetwork { .. } | cli::ClientError::Several { .. }) => {
+                    anyhow::bail!(
+                        "--offline reads the lease journal that the network's config names: \
+                         pass --config FILE or --network NAME"
+                    )
+                }
+                Err(e) => return Err(e.into()),
             };
-            print!("{}", offline_leases(&cfg, json)?);
+            print!("{}", offline_leases(&config::load(&path)?, json)?);
         }
+        Command::List { json } => print!("{}", cli::list(&locate::run_dir(), json)),
         Command::Ports { target, json } => {
             print!(
                 "{}",

@@ -1,4 +1,5 @@
-//! `switchyard leases`: reads a journal written through the `Journal` API, read-only.
+//! `switchyard leases --offline`: reads a journal written through the `Journal` API, read-only;
+//! without --offline and no daemon, an error rather than a stale table.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -33,8 +34,9 @@ fn write_config(dir: &Path, state: &Path) -> PathBuf {
         format!(
             "[network]\nname = \"t\"\nsubnet = \"10.0.0.0/24\"\ngateway = \"10.0.0.1\"\n\
              domain = \"t.test\"\n[dhcp]\npool = [\"10.0.0.100\", \"10.0.0.199\"]\n\
-             state_dir = \"{}\"\n",
-            state.display()
+             state_dir = \"{}\"\n[switch]\ncontrol_socket = \"{}\"\n",
+            state.display(),
+            dir.join("t.sock").display()
         ),
     )
     .unwrap();
@@ -43,7 +45,10 @@ fn write_config(dir: &Path, state: &Path) -> PathBuf {
 
 fn leases(config: &Path, json: bool) -> String {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
-    cmd.arg("leases").arg("--config").arg(config);
+    cmd.arg("leases")
+        .arg("--offline")
+        .arg("--config")
+        .arg(config);
     if json {
         cmd.arg("--json");
     }
@@ -185,6 +190,36 @@ fn lists_live_leases_from_the_journal_without_touching_it() {
         .append(&LeaseChange::Upsert(lease(120, None)))
         .unwrap();
     assert!(leases(&cfg, false).contains("10.0.0.120/24"));
+}
+
+#[test]
+fn no_daemon_is_an_error_not_the_journal() {
+    let tmp = TempDir::new("nodaemon");
+    let state = tmp.0.join("state");
+    let cfg = write_config(&tmp.0, &state);
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .arg("leases")
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "no table printed");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot reach the daemon at"), "{err}");
+    assert!(err.contains("--offline"), "{err}");
+    // With nothing to say which network, --offline asks for one.
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["leases", "--offline"])
+        .env("SWITCHYARD_RUN_DIR", tmp.0.join("run"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("pass --config FILE or --network NAME"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -1,19 +1,20 @@
 //! The client half of the CLI: finds the daemon's control socket, sends one request, and renders
 //! the reply as a table (the default) or JSON (`--json`). `capture` writes pcap by hand.
 //!
-//! Finding the daemon: `--socket PATH` if given, else the `control_socket` of `--config FILE`,
-//! else the default config's (`/run/switchyard/lab.sock` for the embedded lab). Every error
-//! says which socket was tried and what to do.
+//! Finding the daemon ([`find`], see `control::locate`): `--socket PATH` if given, else the
+//! `control_socket` of `--config FILE`, else `--network NAME`'s, else the one network that runs.
+//! Every error says which socket was tried, or which networks run, and what to do.
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use crate::control::config::{self, ConfigError};
+use crate::control::locate::{self, Entry};
 pub use crate::control::protocol::SNAPLEN;
 use crate::control::protocol::{
-    from_hex, Body, CapturedFrame, Command, ErrorKind, FdbRow, LeaseRow, PortInfo, Reply, Request,
-    PROTOCOL_VERSION,
+    from_hex, Body, CapturedFrame, Command, ErrorKind, FdbRow, LeaseRow, NetworkStatus, PortInfo,
+    Reply, Request, PROTOCOL_VERSION,
 };
 
 mod counters;
@@ -27,9 +28,28 @@ pub enum ClientError {
     Config(#[from] ConfigError),
     #[error(
         "cannot reach the daemon at {path}: {source} (is `switchyard run` running for this \
-         network? Pass --socket or --config to pick another)"
+         network? `switchyard list` shows the running ones; pick one with --network NAME, \
+         --config FILE or --socket PATH)"
     )]
     Connect { path: PathBuf, source: io::Error },
+    #[error(
+        "no switchyard network is running (no daemon registered in {}/networks answers): start \
+         one (`systemctl start switchyard@NAME`), or name one with --network NAME, --config FILE \
+         or --socket PATH", run_dir.display()
+    )]
+    NoNetwork { run_dir: PathBuf },
+    #[error("{} networks are running ({names}): pick one with --network NAME", names.split(", ").count())]
+    Several { names: String },
+    #[error(
+        "no network '{name}': none of that name is registered in {}/networks and there is no \
+         {} (running: {running})", run_dir.display(), config.display()
+    )]
+    UnknownNetwork {
+        name: String,
+        run_dir: PathBuf,
+        config: PathBuf,
+        running: String,
+    },
     #[error("talking to the daemon: {0}")]
     Io(#[from] io::Error),
     #[error("the daemon refused ({kind}): {message}")]
@@ -46,16 +66,171 @@ impl ClientError {
     }
 }
 
-/// The socket a client command talks to (see the module documentation).
-pub fn socket_path(socket: Option<&Path>, config: Option<&Path>) -> Result<PathBuf, ClientError> {
-    if let Some(s) = socket {
-        return Ok(s.to_path_buf());
-    }
-    let cfg = match config {
-        Some(path) => config::load(path)?,
-        None => config::load_default()?,
+/// What a client command was told about its daemon (`--socket`, `--config`, `--network`).
+#[derive(Debug, Clone, Default)]
+pub struct Target {
+    pub socket: Option<PathBuf>,
+    pub config: Option<PathBuf>,
+    pub network: Option<String>,
+}
+
+/// The daemon a client command talks to, and the network's config file where one is known
+/// (`leases --offline` reads the journal it names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub socket: PathBuf,
+    pub config: Option<PathBuf>,
+}
+
+/// Finds the daemon for `target` (see the module documentation), looking for registered
+/// daemons in `run_dir` and for `NAME.toml` in `config_dir`.
+pub fn find_in(target: &Target, run_dir: &Path, config_dir: &Path) -> Result<Found, ClientError> {
+    let with_config = |socket: PathBuf| Found {
+        socket,
+        config: target.config.clone(),
     };
-    Ok(cfg.control.socket)
+    if let Some(s) = &target.socket {
+        return Ok(with_config(s.clone()));
+    }
+    if let Some(path) = &target.config {
+        return Ok(with_config(config::load(path)?.control.socket));
+    }
+    let entries = locate::entries(run_dir);
+    let running: Vec<&Entry> = entries.iter().filter(|e| e.is_running()).collect();
+    let names = |list: &[&Entry]| {
+        list.iter()
+            .map(|e| e.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if let Some(name) = &target.network {
+        let file = config_dir.join(format!("{name}.toml"));
+        // A running daemon of that name first, then a stale entry, then the config file.
+        let entry = running
+            .iter()
+            .find(|e| &e.name == name)
+            .copied()
+            .or_else(|| entries.iter().find(|e| &e.name == name));
+        if let Some(e) = entry {
+            let config = e.config_path().or_else(|| file.exists().then_some(file));
+            return Ok(Found {
+                socket: e.socket.clone(),
+                config,
+            });
+        }
+        if file.exists() {
+            let socket = config::load(&file)?.control.socket;
+            return Ok(Found {
+                socket,
+                config: Some(file),
+            });
+        }
+        return Err(ClientError::UnknownNetwork {
+            name: name.clone(),
+            run_dir: run_dir.to_path_buf(),
+            config: file,
+            running: if running.is_empty() {
+                "none".into()
+            } else {
+                names(&running)
+            },
+        });
+    }
+    match running.as_slice() {
+        [] => Err(ClientError::NoNetwork {
+            run_dir: run_dir.to_path_buf(),
+        }),
+        [one] => Ok(Found {
+            socket: one.socket.clone(),
+            config: one.config_path(),
+        }),
+        several => Err(ClientError::Several {
+            names: names(several),
+        }),
+    }
+}
+
+/// [`find_in`] with the run and config directories of `control::locate`.
+pub fn find(target: &Target) -> Result<Found, ClientError> {
+    find_in(target, &locate::run_dir(), &locate::config_dir())
+}
+
+/// `switchyard list`: every registered network, asked for its status.
+pub fn list(run_dir: &Path, json: bool) -> String {
+    let rows: Vec<(Entry, Result<NetworkStatus, String>)> = locate::entries(run_dir)
+        .into_iter()
+        .map(|e| {
+            let status = Client::connect(&e.socket)
+                .and_then(|mut c| c.call(Command::Status))
+                .map_err(|err| match err {
+                    ClientError::Connect { .. } => "not running".to_string(),
+                    ClientError::Daemon { kind, .. } => kind.to_string(),
+                    other => format!("error: {other}"),
+                })
+                .and_then(|body| match body {
+                    Body::Status(s) => Ok(s),
+                    other => Err(format!("error: {}", unexpected(&other))),
+                });
+            (e, status)
+        })
+        .collect();
+    if json {
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(e, st)| match st {
+                Ok(s) => serde_json::json!({
+                    "name": s.name, "state": "running", "socket": s.socket, "config": s.config,
+                    "pid": s.pid, "ports": s.ports, "leases": s.leases,
+                    "uptime_secs": s.uptime_secs,
+                }),
+                Err(why) => serde_json::json!({
+                    "name": e.name, "state": why, "socket": e.socket, "config": e.config,
+                    "pid": e.pid,
+                }),
+            })
+            .collect();
+        return serde_json::to_string(&v).unwrap_or_default() + "\n";
+    }
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|(e, st)| match st {
+            Ok(s) => vec![
+                s.name.clone(),
+                "running".into(),
+                s.socket.clone(),
+                s.ports.to_string(),
+                s.leases.to_string(),
+                duration(s.uptime_secs),
+                s.config.clone(),
+            ],
+            Err(why) => vec![
+                e.name.clone(),
+                why.clone(),
+                e.socket.display().to_string(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                e.config.clone(),
+            ],
+        })
+        .collect();
+    table(
+        &[
+            "NAME", "STATE", "SOCKET", "PORTS", "LEASES", "UPTIME", "CONFIG",
+        ],
+        &rows,
+    )
+}
+
+/// `45s`, `12m05s`, `3h02m`, `2d04h`.
+pub fn duration(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m{s:02}s"),
+        (0, _, _) => format!("{h}h{m:02}m"),
+        _ => format!("{d}d{h:02}h"),
+    }
 }
 
 /// One connection to the daemon.
@@ -474,6 +649,14 @@ mod tests {
         assert_eq!(&buf[28..32], &123_456u32.to_ne_bytes());
         assert_eq!(&buf[32..36], &42u32.to_ne_bytes());
         assert_eq!(&buf[36..40], &60u32.to_ne_bytes());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration(45), "45s");
+        assert_eq!(duration(725), "12m05s");
+        assert_eq!(duration(3 * 3600 + 120), "3h02m");
+        assert_eq!(duration(2 * 86_400 + 4 * 3600 + 59), "2d04h");
     }
 
     #[test]

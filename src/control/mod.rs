@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod locate;
 pub mod manpage;
 pub mod protocol;
 pub mod top;

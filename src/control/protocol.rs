@@ -76,6 +76,8 @@ pub enum Command {
     PortAdd(NewPort),
     /// Unplug a port and close it.
     PortDel { name: String },
+    /// Who this daemon is: network, socket, config, ports, leases, uptime (`switchyard list`).
+    Status,
 }
 
 /// `host add`: a reservation as the command line gives it (the daemon parses and checks it).
@@ -254,6 +256,25 @@ pub enum Body {
         frames: u64,
         dropped: u64,
     },
+    Status(NetworkStatus),
+}
+
+/// One running network, as `switchyard list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkStatus {
+    /// `[network] name`.
+    pub name: String,
+    /// The control socket the daemon listens on.
+    pub socket: String,
+    /// The config file it runs (or `<embedded default>`).
+    pub config: String,
+    pub pid: u32,
+    /// Ports plugged in now, the appliance's service port not counted.
+    pub ports: u64,
+    /// Live DHCP leases (0 without DHCP).
+    pub leases: u64,
+    /// Whole seconds since the daemon started.
+    pub uptime_secs: u64,
 }
 
 /// One row of `switchyard ports`.
@@ -484,7 +505,7 @@ pub fn parse_request(line: &[u8]) -> Result<Request, ParseError> {
 /// Every `command` this version knows.
 pub const KNOWN_COMMANDS: &[&str] = &[
     "ports", "fdb", "leases", "stats", "services", "why", "allow", "disallow", "host_add",
-    "host_del", "capture", "reload", "port_add", "port_del",
+    "host_del", "capture", "reload", "port_add", "port_del", "status",
 ];
 
 /// Lowercase hex of `bytes`.

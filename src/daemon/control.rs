@@ -38,7 +38,8 @@ use super::dhcp::DhcpStats;
 use super::notify;
 use crate::control::config::{self, Config, NewHost};
 use crate::control::protocol::{
-    Body, Command, DropRow, ErrorKind, FdbRow, HostAdd, LeaseRow, PortInfo, PortStats, ServiceStats,
+    Body, Command, DropRow, ErrorKind, FdbRow, HostAdd, LeaseRow, NetworkStatus, PortInfo,
+    PortStats, ServiceStats,
 };
 use crate::port::Epoll;
 use crate::service::dhcp::DropReason as DhcpDropReason;
@@ -85,7 +86,7 @@ fn fail<T>(kind: ErrorKind, message: impl Into<String>) -> Result<T, Failure> {
 
 mod server;
 
-pub(super) use server::{bind_socket, resolve_group};
+pub(super) use server::{bind_socket, resolve_group, Registration};
 
 impl Control {
     /// Answers one (non-streaming) command.
@@ -152,6 +153,7 @@ impl Control {
                 .reload()
                 .map(Body::Done)
                 .map_err(|m| (ErrorKind::Refused, m)),
+            Command::Status => self.status().map(Body::Status),
             Command::Capture { .. } => fail(
                 ErrorKind::BadArgument,
                 "capture streams: send it on a connection of its own",
@@ -381,6 +383,26 @@ impl Control {
                 LeaseRow::from_lease(l, prefix, port)
             })
             .collect())
+    }
+
+    /// `switchyard list`'s row for this daemon.
+    fn status(&self) -> Result<NetworkStatus, Failure> {
+        let leases = self.ask(Call::Leases)?.len() as u64;
+        let cfg = self.live();
+        let ports = self
+            .switch
+            .present_ports()
+            .filter(|id| *id != self.service_port)
+            .count() as u64;
+        Ok(NetworkStatus {
+            name: cfg.network.name.clone(),
+            socket: cfg.control.socket.display().to_string(),
+            config: cfg.source.clone(),
+            pid: std::process::id(),
+            ports,
+            leases,
+            uptime_secs: self.start.elapsed().as_secs(),
+        })
     }
 
     // ---- changes ----

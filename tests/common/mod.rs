@@ -105,12 +105,15 @@ impl Lab {
         let dir = std::env::temp_dir().join(format!("switchyard-test-{tag}"));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
+        // The daemon registers itself (`switchyard list`) in the lab's own run directory, never
+        // in the machine's /run/switchyard.
+        let run_dir = dir.join("run").display().to_string();
         let lab = Lab {
             tag,
             dir,
             daemon: None,
             namespaces: Vec::new(),
-            env: Vec::new(),
+            env: vec![("SWITCHYARD_RUN_DIR".into(), run_dir)],
         };
         let sw = lab.switch_ns();
         let out = sh(&["ip", "netns", "add", &sw]);

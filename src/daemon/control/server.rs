@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::thread;
 
 use super::{Control, IO_TIMEOUT, MAX_CONNECTIONS};
+use crate::control::locate;
 use crate::control::protocol::{
     parse_request, to_hex, Body, CapturedFrame, Command, ErrorKind, Reply, MAX_REQUEST,
 };
@@ -44,6 +45,48 @@ pub(in crate::daemon) fn resolve_group(group: Option<&str>) -> Result<u32, Daemo
                  {group}`, or remove the key for root only)"
             ),
         })
+}
+
+/// The daemon's entry in the registry of running networks (`control::locate`): written once
+/// the control socket is bound, removed when the daemon stops. A daemon that cannot write it
+/// (an unprivileged one without /run/switchyard) still runs; `switchyard list` just does not
+/// show it, and clients find it by --config or --socket.
+pub(in crate::daemon) struct Registration {
+    dir: std::path::PathBuf,
+    name: String,
+}
+
+impl Registration {
+    pub(in crate::daemon) fn write(config: &crate::control::config::Config) -> Option<Self> {
+        let dir = locate::run_dir();
+        let entry = locate::Entry {
+            name: config.network.name.clone(),
+            socket: config.control.socket.clone(),
+            config: config.source.clone(),
+            pid: std::process::id(),
+        };
+        match locate::write_entry(&dir, &entry) {
+            Ok(path) => {
+                tracing::debug!(entry = %path.display(), "registered in the running networks");
+                Some(Registration {
+                    dir,
+                    name: entry.name,
+                })
+            }
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(),
+                    "cannot register in the running networks ({e}): `switchyard list` will not \
+                     show this network");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        locate::remove_entry(&self.dir, &self.name, std::process::id());
+    }
 }
 
 /// Binds the control socket at `path`: parent directory created (0755) if missing, a stale
