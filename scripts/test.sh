@@ -35,6 +35,8 @@ declare -A need=(
   [perfdhcp]=kea-admin
   [groff]=groff-base
   [tmux]=tmux
+  [systemd-analyze]=systemd
+  [capsh]=libcap2-bin
 )
 extra=()
 # Python modules the tests import, checked with Debian's interpreter (not a pyenv `python3`).

@@ -38,6 +38,7 @@ mod privileges;
 mod report;
 mod table;
 mod worker;
+pub use privileges::needed_at_start as capabilities_at_start;
 
 use std::io;
 use std::net::TcpListener;

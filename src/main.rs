@@ -47,6 +47,18 @@ enum Command {
         /// The config file to validate.
         file: PathBuf,
     },
+    /// Print the capabilities `switchyard run` needs for a config (derived from its ports,
+    /// namespaces, listen addresses and control group).
+    ///
+    /// With --unit, as a drop-in for `systemctl edit switchyard@NAME` that narrows the unit's
+    /// bounding set to exactly these.
+    Capabilities {
+        /// The config file.
+        file: PathBuf,
+        /// Print a systemd drop-in ([Service] CapabilityBoundingSet=...).
+        #[arg(long)]
+        unit: bool,
+    },
     /// Print the embedded default config (a starting point for your own).
     DefaultConfig,
     /// Show the running networks: name, state, control socket, ports, leases, uptime, config.
@@ -332,6 +344,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 cfg.hosts.len(),
                 cfg.ports.len()
             );
+        }
+        Command::Capabilities { file, unit } => {
+            let caps = switchyard::daemon::capabilities_at_start(&config::load(&file)?);
+            if unit {
+                let upper: Vec<String> = caps.iter().map(|c| c.to_uppercase()).collect();
+                println!(
+                    "# {}: the capabilities switchyard needs for this network\n[Service]\n\
+                     CapabilityBoundingSet=\nCapabilityBoundingSet={}",
+                    file.display(),
+                    upper.join(" ")
+                );
+            } else {
+                println!("{}", caps.join(" "));
+            }
         }
         Command::DefaultConfig => print!("{}", config::DEFAULT_CONFIG),
         Command::Leases {

@@ -2,7 +2,9 @@
 //! in each. Before a start, the example's names are rewritten to the lab's unique ones (network
 //! name, namespaces, netdevs, socket paths, state directory, control socket, DNS upstreams), so
 //! the tests run in parallel and never collide with a real install; everything else (subnets,
-//! addresses, MACs, keys) is the example as a user reads it.
+//! addresses, MACs, keys) is the example as a user reads it. Each daemon runs as the shipped
+//! systemd unit runs it: under exactly the unit's `CapabilityBoundingSet=`, with
+//! `NoNewPrivileges=` (`common::unit::unit_wrapper`), so a capability the unit lacks fails here.
 
 mod common;
 
@@ -10,7 +12,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{sh, Lab};
+use common::{sh, unit, Lab};
 
 /// The example's names after the rewrite: for each port, its netdev and namespace.
 struct Rewritten {
@@ -100,6 +102,13 @@ fn rewrite(lab: &mut Lab, name: &str) -> Rewritten {
     }
 }
 
+/// Starts the daemon as `lab.start` does, under the unit's bounding set.
+fn start_as_unit(lab: &mut Lab, config: &str, hosts: &[(&str, &str)]) {
+    let wrapper = unit::unit_wrapper();
+    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+    lab.start_with(config, hosts, &wrapper);
+}
+
 fn ok(out: std::process::Output, what: &str) -> String {
     assert!(out.status.success(), "{what}: {out:?}");
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -163,7 +172,7 @@ fn three_hosts_ping_each_other() {
         .iter()
         .map(|(h, i)| (h.as_str(), i.as_str()))
         .collect();
-    lab.start(&ex.text, &waits);
+    start_as_unit(&mut lab, &ex.text, &waits);
     let (a, c) = (ex.host(&lab, "a"), ex.host(&lab, "c"));
     assert!(lab.ping(&a, "10.13.33.12", 3), "a cannot ping b");
     assert!(lab.ping(&c, "10.13.33.11", 3), "c cannot ping a");
@@ -183,7 +192,7 @@ fn vm_host_reaches_its_vm_and_resolves_its_name() {
         "52:54:00:00:34:11",
         "10.13.34.11/24",
     );
-    lab.spawn(&ex.text);
+    start_as_unit(&mut lab, &ex.text, &[]);
     let (sw, leg) = (lab.switch_ns(), ex.ifname("host").to_string());
     lab.wait_for("the host leg's address", Duration::from_secs(15), || {
         let out = sh(&["ip", "-n", &sw, "-br", "addr", "show", "dev", &leg]);
@@ -225,7 +234,7 @@ fn lan_uplink_bridges_the_lan_to_a_vm() {
         "10.13.35.50/24",
     );
     let vm1 = ex.host(&lab, "vm1");
-    lab.start(&ex.text, &[(&vm1, ex.ifname("vm1"))]);
+    start_as_unit(&mut lab, &ex.text, &[(&vm1, ex.ifname("vm1"))]);
     wait_ping(&mut lab, "the LAN pinging vm1", |lab| {
         lab.ping("lan", "10.13.35.11", 2)
     });
@@ -246,7 +255,7 @@ fn isolated_clients_reach_the_server_not_each_other() {
         .iter()
         .map(|(h, i)| (h.as_str(), i.as_str()))
         .collect();
-    lab.start(&ex.text, &waits);
+    start_as_unit(&mut lab, &ex.text, &waits);
     let client1 = ex.host(&lab, "client1");
     assert!(
         lab.ping(&client1, "10.13.32.10", 3),
@@ -257,4 +266,24 @@ fn isolated_clients_reach_the_server_not_each_other() {
         "client1 reached client2 across isolation"
     );
     stop_cleanly(&mut lab);
+}
+
+/// The harness itself: the same start without one capability the config needs fails, so the
+/// examples above really ran under the set they were given.
+#[test]
+fn without_cap_sys_admin_an_example_with_namespaces_does_not_start() {
+    let mut lab = Lab::new();
+    let ex = rewrite(&mut lab, "isolated.toml");
+    let mut wrapper = unit::unit_wrapper();
+    assert!(wrapper[2].contains(",+sys_admin"), "{wrapper:?}");
+    wrapper[2] = wrapper[2].replace(",+sys_admin", "");
+    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+    lab.spawn_with(&ex.text, &wrapper);
+    let exit = lab.wait_exit(Duration::from_secs(20));
+    assert_ne!(exit.code, Some(0), "{exit:?}");
+    assert!(
+        exit.stderr.contains("netns") && exit.stderr.contains("CAP_SYS_ADMIN"),
+        "the error names the namespace and the capability: {}",
+        exit.stderr
+    );
 }

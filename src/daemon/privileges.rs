@@ -61,6 +61,48 @@ pub(super) fn kept(config: &Config) -> Vec<(u32, &'static str)> {
     keep
 }
 
+/// The capabilities `switchyard run` needs for `config` while it sets up, before it narrows
+/// them to [`kept`]: what a systemd unit's `CapabilityBoundingSet=` must hold for this network
+/// (`switchyard capabilities FILE`). Lower-case names as `capsh` and `setpriv` print them.
+///
+/// - `cap_net_admin`: taps, moving netdevs, addresses, the NAT table and `ip_forward`;
+/// - `cap_net_raw`: a packet port's `AF_PACKET` socket;
+/// - `cap_net_bind_service`: `[dns] listen` or a `[metrics] listen` port below 1024;
+/// - `cap_sys_admin`: a port with a `netns` (creating, mounting and entering namespaces);
+/// - `cap_chown`: `[switch] control_group` (the socket's group is given away);
+/// - `cap_setpcap`: narrowing its own bounding set, so nothing it runs gets the rest back;
+/// - `cap_sys_resource`: raising `RLIMIT_NICE` for the workers' priority (without it they still
+///   get it, through the main thread's own nice value).
+///
+/// Each is needed only as far as its reason goes: a daemon without one of the optional two
+/// still runs, and says so in its log.
+pub fn needed_at_start(config: &Config) -> Vec<&'static str> {
+    let netdevs = config
+        .ports
+        .iter()
+        .any(|p| matches!(p.kind, PortKind::Tap(_) | PortKind::Packet(_)));
+    let packet = config
+        .ports
+        .iter()
+        .any(|p| matches!(p.kind, PortKind::Packet(_)));
+    let has_netns = kept(config).iter().any(|(c, _)| *c == CAP_SYS_ADMIN);
+    let low_port =
+        !config.dns.listen.is_empty() || config.control.metrics.is_some_and(|a| a.port() < 1024);
+    let forward = config.network.forward != crate::control::config::Forward::None;
+    [
+        (netdevs || forward, "cap_net_admin"),
+        (packet, "cap_net_raw"),
+        (low_port, "cap_net_bind_service"),
+        (has_netns, "cap_sys_admin"),
+        (config.control.group.is_some(), "cap_chown"),
+        (true, "cap_setpcap"),
+        (true, "cap_sys_resource"),
+    ]
+    .into_iter()
+    .filter_map(|(needed, name)| needed.then_some(name))
+    .collect()
+}
+
 /// What [`drop_privileges`] arranged for the workers' priority.
 #[must_use]
 pub(super) struct Dropped {

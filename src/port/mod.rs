@@ -205,7 +205,7 @@ pub enum PortError {
         err: io::Error,
     },
 
-    #[error("netns '{name}': cannot {action}: {}{}", errno_text(.err), hint(.err))]
+    #[error("netns '{name}': cannot {action}: {}{}", errno_text(.err), netns_hint(.err))]
     Netns {
         name: String,
         action: String,
@@ -266,6 +266,17 @@ fn hint(err: &io::Error) -> &'static str {
         Some(libc::EPERM | libc::EACCES) => " (run as root or with CAP_NET_ADMIN)",
         Some(libc::ENODEV) => " (the device is gone: was it deleted, or moved to another netns?)",
         _ => "",
+    }
+}
+
+/// Namespaces are created, mounted and entered with CAP_SYS_ADMIN besides CAP_NET_ADMIN.
+fn netns_hint(err: &io::Error) -> &'static str {
+    match err.raw_os_error() {
+        Some(libc::EPERM | libc::EACCES) => {
+            " (run as root, or with CAP_SYS_ADMIN and CAP_NET_ADMIN: a systemd unit's \
+             CapabilityBoundingSet= needs both; see `switchyard capabilities FILE`)"
+        }
+        _ => hint(err),
     }
 }
 
@@ -369,8 +380,9 @@ mod tests {
         };
         assert_eq!(
             e.to_string(),
-            "netns 'lab': cannot create it: Operation not permitted \
-             (run as root or with CAP_NET_ADMIN)"
+            "netns 'lab': cannot create it: Operation not permitted (run as root, or with \
+             CAP_SYS_ADMIN and CAP_NET_ADMIN: a systemd unit's CapabilityBoundingSet= needs both; \
+             see `switchyard capabilities FILE`)"
         );
         let e = PortError::Tap {
             ifname: "t".into(),

@@ -5,6 +5,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod clients;
+pub mod unit;
 
 use std::fs;
 use std::io::Read;
@@ -175,7 +176,12 @@ impl Lab {
 
     /// Starts the daemon and waits until `ifname` is up inside each host namespace.
     pub fn start(&mut self, config: &str, hosts: &[(&str, &str)]) {
-        self.spawn(config);
+        self.start_with(config, hosts, &[]);
+    }
+
+    /// Like `start`, through `wrapper` (see `spawn_with`).
+    pub fn start_with(&mut self, config: &str, hosts: &[(&str, &str)], wrapper: &[&str]) {
+        self.spawn_with(config, wrapper);
         for (host, ifname) in hosts {
             let ns = self.ns(host);
             self.wait_for(
