@@ -31,6 +31,7 @@ declare -A need=(
   [curl]=curl
   [setpriv]=util-linux
   [nft]=nftables
+  [iptables]=iptables
   [iperf3]=iperf3
   [perfdhcp]=kea-admin
   [groff]=groff-base

@@ -330,8 +330,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     "; host port '{}' at {addr}{}",
                     cfg.ports[i].name,
                     match cfg.network.forward {
-                        config::Forward::Nat => ", NAT on (router for DHCP)",
-                        config::Forward::None => "",
+                        config::Forward::None => String::new(),
+                        mode => format!(", forward = \"{}\" (router for DHCP)", mode.name()),
                     }
                 ),
                 None => String::new(),

@@ -357,7 +357,8 @@ fn params_map_the_config() {
     let p = dhcp_params(&c);
     assert_eq!(p.server_id, ip("10.0.0.1"));
     assert_eq!(p.subnet, "10.0.0.0/24".parse().unwrap());
-    assert_eq!(p.router, Some(ip("10.0.0.1")));
+    // No forward mode: an isolated network, no router option (libvirt sends none either).
+    assert_eq!(p.router, None);
     assert_eq!(p.dns, [ip("10.0.0.1")]);
     assert_eq!(p.domain.as_deref(), Some("t.test"));
     assert_eq!(p.search, ["a.test"]);

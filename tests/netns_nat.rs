@@ -246,7 +246,7 @@ fn a_stale_table_is_replaced_and_a_failed_start_removes_it() {
     assert_ne!(exit.code, Some(0), "{exit:?}");
     assert!(exit.stderr.contains("metrics"), "{}", exit.stderr);
     assert!(
-        exit.stderr.contains("nat: masquerading the subnet"),
+        exit.stderr.contains("nat: forwarding the subnet"),
         "NAT was not installed (the stale table must be replaced): {}",
         exit.stderr
     );
@@ -280,4 +280,220 @@ fn without_nft_the_start_fails_and_names_the_package() {
     );
     // Nothing of the lab is left in the daemon's namespace: the taps went with the daemon.
     assert!(lab.switch_links().is_empty(), "{:?}", lab.switch_links());
+}
+
+fn iptables_forward(lab: &Lab) -> String {
+    ok(
+        in_switch(lab, &["iptables", "-w", "-S", "FORWARD"]),
+        "iptables -S FORWARD",
+    )
+}
+
+/// Waits until the daemon's table is loaded and forwarding is on.
+fn wait_forwarding(lab: &mut Lab, table: &str) {
+    let (sw, t) = (lab.switch_ns(), format!("table ip {table}"));
+    lab.wait_for(
+        "the daemon's table and ip_forward",
+        Duration::from_secs(15),
+        || {
+            let tables = sh(&["ip", "netns", "exec", &sw, "nft", "list", "tables"]);
+            let fwd = sh(&[
+                "ip",
+                "netns",
+                "exec",
+                &sw,
+                "cat",
+                "/proc/sys/net/ipv4/ip_forward",
+            ]);
+            String::from_utf8_lossy(&tables.stdout).contains(&t)
+                && String::from_utf8_lossy(&fwd.stdout).trim() == "1"
+        },
+    );
+}
+
+#[test]
+fn nat_passes_a_drop_forward_policy_and_takes_its_iptables_rules_away() {
+    let mut lab = Lab::new();
+    make_outside(&mut lab);
+    // What ufw or Docker leave on a VM host: iptables' FORWARD chain dropping by default.
+    ok(
+        in_switch(&lab, &["iptables", "-w", "-P", "FORWARD", "DROP"]),
+        "iptables -P FORWARD DROP",
+    );
+    let cfg = nat_config(&mut lab, "");
+    let (vm_if, dh_if) = (lab.ifname("vm"), lab.ifname("dh"));
+    lab.start(&cfg, &[("vm", &vm_if), ("dh", &dh_if)]);
+    wait_host_leg(&mut lab);
+    let table = format!("switchyard_{}", lab.tag);
+    wait_forwarding(&mut lab, &table);
+    let rules = iptables_forward(&lab);
+    assert_eq!(
+        rules.matches(&format!("--comment {table}")).count(),
+        2,
+        "{rules}"
+    );
+    ok(
+        lab.exec("vm", &["ip", "route", "add", "default", "via", HOST_LEG]),
+        "default route",
+    );
+    assert!(lab.ping("vm", OUTSIDE, 3), "the DROP policy stopped the VM");
+    // Only replies come in: the outside, given a route to the subnet, cannot open a flow.
+    let route = format!("10.13.31.0/24 via {DAEMON_SIDE}");
+    let mut args = vec!["ip", "route", "add"];
+    args.extend(route.split(' '));
+    ok(lab.exec("out", &args), "route to the subnet");
+    assert!(
+        !lab.ping("out", VM, 2),
+        "NAT let a new flow in from outside"
+    );
+
+    let exit = lab.stop_with("TERM");
+    assert_eq!(exit.code, Some(0), "{exit:?}");
+    let rules = iptables_forward(&lab);
+    assert!(!rules.contains("switchyard"), "rules left behind:\n{rules}");
+    assert!(
+        rules.contains("-P FORWARD DROP"),
+        "the policy is the host's: {rules}"
+    );
+    assert_eq!(ip_forward(&lab), "0", "ip_forward not restored");
+}
+
+/// A second daemon started by hand in the lab's switch namespace; killed if still running.
+struct Neighbour(Option<std::process::Child>);
+
+impl Neighbour {
+    fn stop(&mut self) {
+        let mut child = self.0.take().expect("running");
+        sh(&["kill", "-TERM", &child.id().to_string()]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while child.try_wait().unwrap().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "neighbour did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Neighbour {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[test]
+fn route_routes_unchanged_and_ip_forward_waits_for_the_last_network() {
+    let mut lab = Lab::new();
+    make_outside(&mut lab);
+    let cfg = nat_config(&mut lab, "").replacen("forward = \"nat\"", "forward = \"route\"", 1);
+    let (vm_if, dh_if) = (lab.ifname("vm"), lab.ifname("dh"));
+    lab.start(&cfg, &[("vm", &vm_if), ("dh", &dh_if)]);
+    wait_host_leg(&mut lab);
+    let table = format!("switchyard_{}", lab.tag);
+    wait_forwarding(&mut lab, &table);
+    let listing = ok(
+        in_switch(&lab, &["nft", "list", "table", "ip", &table]),
+        "nft list table",
+    );
+    assert!(!listing.contains("masquerade"), "{listing}");
+    assert!(listing.contains("ip_forward_was=0"), "{listing}");
+    // Routed both ways, addresses unchanged: the outside reaches the VM by its own address.
+    ok(
+        lab.exec("vm", &["ip", "route", "add", "default", "via", HOST_LEG]),
+        "default route",
+    );
+    ok(
+        lab.exec(
+            "out",
+            &["ip", "route", "add", "10.13.31.0/24", "via", DAEMON_SIDE],
+        ),
+        "route to the subnet",
+    );
+    assert!(
+        lab.ping("out", VM, 3),
+        "the outside cannot reach the routed VM"
+    );
+    assert!(
+        lab.ping("vm", OUTSIDE, 2),
+        "the VM cannot reach the outside"
+    );
+
+    // A second network in the same namespace, open mode: forwarding is already on.
+    let name = format!("{}b", lab.tag);
+    let b_cfg = lab.dir.join("b.toml");
+    std::fs::write(
+        &b_cfg,
+        format!(
+            "[network]\nname = \"{name}\"\nsubnet = \"10.13.41.0/24\"\ngateway = \"10.13.41.1\"\n\
+             domain = \"b.test\"\nforward = \"open\"\n[dhcp]\nstate_dir = \"{}\"\n\
+             [switch]\ncontrol_socket = \"{}\"\n[[port]]\nname = \"host\"\nkind = \"tap\"\n\
+             ifname = \"{}\"\nhost_address = \"10.13.41.2/24\"\n",
+            lab.dir.join("b-state").display(),
+            lab.dir.join("b.sock").display(),
+            lab.ifname("hb"),
+        ),
+    )
+    .unwrap();
+    let mut b = Neighbour(Some(
+        Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", lab.switch_ns()))
+            .arg(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["run", "--config"])
+            .arg(&b_cfg)
+            .env("SWITCHYARD_RUN_DIR", lab.dir.join("run"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ));
+    let b_table = format!("switchyard_{name}");
+    wait_forwarding(&mut lab, &b_table);
+    let b_listing = ok(
+        in_switch(&lab, &["nft", "list", "table", "ip", &b_table]),
+        "nft list table",
+    );
+    assert!(
+        !b_listing.contains("chain"),
+        "open adds no rules: {b_listing}"
+    );
+    assert!(
+        b_listing.contains("ip_forward_was=0"),
+        "the original value is handed on: {b_listing}"
+    );
+
+    // The first stops: the second still forwards, so ip_forward stays on.
+    let exit = lab.stop_with("TERM");
+    assert_eq!(exit.code, Some(0), "{exit:?}");
+    assert!(
+        exit.stderr.contains("ip_forward stays on"),
+        "{}",
+        exit.stderr
+    );
+    let t = format!("table ip {table}");
+    assert!(
+        !nft_tables(&lab).lines().any(|l| l.trim() == t),
+        "{}",
+        nft_tables(&lab)
+    );
+    assert_eq!(
+        ip_forward(&lab),
+        "1",
+        "ip_forward reset under a running network"
+    );
+    // The last one stops: the value from before either is back.
+    b.stop();
+    assert!(
+        !nft_tables(&lab).contains("switchyard_"),
+        "{}",
+        nft_tables(&lab)
+    );
+    assert_eq!(
+        ip_forward(&lab),
+        "0",
+        "ip_forward not restored by the last network"
+    );
 }

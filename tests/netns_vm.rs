@@ -264,7 +264,7 @@ fn vm_gets_its_address(
     let mut vm = boot(&lab.dir, netdev, netns);
     let log = vm.wait();
     assert!(
-        log.contains(&format!("SY-LEASE {VM_IP} router=10.13.31.1")),
+        log.contains(&format!("SY-LEASE {VM_IP} router= ")),
         "the VM did not get {VM_IP}; console:\n{log}"
     );
     let dns = log

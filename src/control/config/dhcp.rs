@@ -3,7 +3,8 @@
 //!
 //! The section is optional: without it the server runs with the defaults of issue 3 (enabled,
 //! reservations only, lease 1 h, MAC keying, 4 leases per port, state in
-//! `/var/lib/switchyard/<network name>`, DNS and router the gateway (the router is the host port with NAT), search list the domain).
+//! `/var/lib/switchyard/<network name>`, DNS the gateway, router the host port with a forward
+//! mode (none on an isolated network), search list the domain).
 //! Every address is checked against `[network]` here, so [`DhcpParams::validate`] cannot fail on
 //! a config that loaded.
 
@@ -614,7 +615,7 @@ fn too_long(cx: &Cx<'_>, e: &str, key: &str, list: &[Spanned<String>]) -> Result
 }
 
 /// The DHCP server's parameters for `config`: server id and default DNS the gateway, router
-/// [`Config::router`] (the gateway, or the host port with `forward = "nat"`),
+/// [`Config::router`] (the host port with a `forward` mode, none without),
 /// option 15 the domain, option 26 the network MTU, and a reservation for every `[[host]]` with
 /// an `ipv4`. The per-port rate limit is `rate_limit` a second with a burst of twice that
 /// (the default, 10, is [`DhcpParams::new`]'s 10/s, burst 20).
@@ -622,8 +623,9 @@ pub fn dhcp_params(config: &Config) -> DhcpParams {
     let net = &config.network;
     let d = &config.dhcp;
     let mut p = DhcpParams::new(net.gateway, net.subnet);
-    // With NAT the host port routes the subnet out; the appliance is no router.
-    p.router = Some(config.router());
+    // With a forward mode the host port routes the subnet out; the appliance is no router,
+    // and an isolated network has none.
+    p.router = config.router();
     p.dns = d.dns.clone();
     p.domain = Some(net.domain.clone());
     p.search = d.search.clone();

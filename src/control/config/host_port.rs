@@ -8,10 +8,14 @@
 //! in the DHCP pool, with the subnet's prefix length. A network has at most one host port (two
 //! legs on one subnet in one namespace would leave the host's routing to chance).
 //!
-//! `forward = "nat"` makes the host the subnet's way out: the daemon masquerades traffic from
-//! the subnet that leaves the host through any other interface. The appliance is not a router,
-//! so with NAT the DHCP router (option 3) is the host port's address ([`Config::router`]), and
-//! NAT needs a host port.
+//! `forward` makes the host the subnet's way out, as libvirt's forward modes do: `"nat"`
+//! masquerades traffic from the subnet that leaves the host through any other interface;
+//! `"route"` routes it unchanged (the outside needs a route back to the subnet); `"open"`
+//! routes it with no firewall rules of the daemon's at all. The appliance is not a router, so
+//! with any of them the DHCP router (option 3) is the host port's address
+//! ([`Config::router`]), and each needs a host port. Without `forward` the network is isolated,
+//! like libvirt's isolated networks: DHCP sends no router at all, so a guest keeps its default
+//! route (if any) elsewhere rather than one through a gateway that routes nothing.
 //!
 //! Both checks need the whole file (the pool, the reservations, every port), so they run after
 //! the sections are validated, with the raw spans kept for `file:line` errors.
@@ -36,6 +40,22 @@ pub enum Forward {
     /// Masquerade the subnet behind the host's own addresses (an nftables table of the
     /// daemon's), with the host port as the VMs' router.
     Nat,
+    /// Route the subnet unchanged through the host port (forwarding rules, no masquerade).
+    Route,
+    /// Route it with no firewall rules of the daemon's (libvirt's `open`).
+    Open,
+}
+
+impl Forward {
+    /// The config file's word for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Forward::None => "none",
+            Forward::Nat => "nat",
+            Forward::Route => "route",
+            Forward::Open => "open",
+        }
+    }
 }
 
 impl Config {
@@ -50,17 +70,19 @@ impl Config {
             })
     }
 
-    /// The router DHCP hands out (option 3): the host port's address with `forward = "nat"`
-    /// (the host routes the subnet out), else the gateway.
-    pub fn router(&self) -> Ipv4Addr {
+    /// The router DHCP hands out (option 3): the host port's address with a `forward` mode
+    /// (the host routes the subnet out); none on an isolated network.
+    pub fn router(&self) -> Option<Ipv4Addr> {
         match (self.network.forward, self.host_port()) {
-            (Forward::Nat, Some((_, _, addr))) => addr,
-            _ => self.network.gateway,
+            (Forward::None, _) => None,
+            (_, Some((_, _, addr))) => Some(addr),
+            // Validation requires a host port with a forward mode.
+            (_, None) => None,
         }
     }
 }
 
-/// `forward = "none" | "nat"` (default "none").
+/// `forward = "none" | "nat" | "route" | "open"` (default "none").
 pub(super) fn parse_forward(
     cx: &Cx<'_>,
     raw: Option<&Spanned<String>>,
@@ -68,11 +90,14 @@ pub(super) fn parse_forward(
     match raw.map(|r| (r.get_ref().as_str(), r.span())) {
         None | Some(("none", _)) => Ok(Forward::None),
         Some(("nat", _)) => Ok(Forward::Nat),
+        Some(("route", _)) => Ok(Forward::Route),
+        Some(("open", _)) => Ok(Forward::Open),
         Some((other, span)) => Err(cx.error(
             span,
             format!(
                 "[network]: forward {} is not known (use \"nat\" to masquerade the subnet \
-                 behind the host, or \"none\")",
+                 behind the host, \"route\" to route it, \"open\" to route it with no \
+                 firewall rules, or \"none\")",
                 q(other)
             ),
         )),
@@ -111,12 +136,14 @@ pub(super) fn validate_host_ports(
             t.host_address = Some(addr);
         }
     }
-    if let (Forward::Nat, None) = (network.forward, &first) {
+    if network.forward != Forward::None && first.is_none() {
         return Err(cx.error(
             forward_span.unwrap_or(0..0),
-            "[network]: forward = \"nat\" needs a host port, the VMs' router (add a tap port \
-             with host_address = \"<a free address>/<prefix>\"), or use forward = \"none\""
-                .into(),
+            format!(
+                "[network]: forward = \"{}\" needs a host port, the VMs' router (add a tap port \
+                 with host_address = \"<a free address>/<prefix>\"), or use forward = \"none\"",
+                network.forward.name()
+            ),
         ));
     }
     Ok(())
@@ -236,15 +263,28 @@ mod tests {
             cfg.host_port(),
             Some((0, "sy-host", Ipv4Addr::new(10, 13, 31, 2)))
         );
-        assert_eq!(cfg.router(), Ipv4Addr::new(10, 13, 31, 2));
+        assert_eq!(cfg.router(), Some(Ipv4Addr::new(10, 13, 31, 2)));
         assert_eq!(
             super::super::dhcp_params(&cfg).router,
             Some(Ipv4Addr::new(10, 13, 31, 2))
         );
-        // Without NAT the router stays the gateway, host port or not.
+        // route and open: the host leg is the router too.
+        for (word, mode) in [("route", Forward::Route), ("open", Forward::Open)] {
+            let text = format!("{NET}forward = \"{word}\"\n{}", host_port("10.13.31.2/24"));
+            let cfg = parse(&text, "t.toml").unwrap();
+            assert_eq!(cfg.network.forward, mode);
+            assert_eq!(cfg.router(), Some(Ipv4Addr::new(10, 13, 31, 2)));
+            let e = parse(&format!("{NET}forward = \"{word}\"\n"), "t.toml").unwrap_err();
+            assert!(e
+                .to_string()
+                .contains(&format!("forward = \"{word}\" needs a host port")));
+        }
+        // Isolated (no forward): no router at all, host port or not, as libvirt's isolated
+        // networks send none.
         let cfg = parse(&format!("{NET}{}", host_port("10.13.31.2/24")), "t").unwrap();
         assert_eq!(cfg.network.forward, Forward::None);
-        assert_eq!(cfg.router(), Ipv4Addr::new(10, 13, 31, 1));
+        assert_eq!(cfg.router(), None);
+        assert_eq!(super::super::dhcp_params(&cfg).router, None);
         let cfg = parse(NET, "t").unwrap();
         assert_eq!(
             (cfg.host_port(), cfg.network.forward),
@@ -308,9 +348,14 @@ mod tests {
             &["forward = \"nat\" needs a host port", "host_address"],
         );
         error_at(
-            &format!("{NET}forward = \"route\"\n"),
+            &format!("{NET}forward = \"bridge\"\n"),
             6,
-            &["forward 'route' is not known", "\"nat\""],
+            &[
+                "forward 'bridge' is not known",
+                "\"nat\"",
+                "\"route\"",
+                "\"open\"",
+            ],
         );
         let cfg = parse(&format!("{NET}forward = \"none\"\n"), "t").unwrap();
         assert_eq!(cfg.network.forward, Forward::None);
