@@ -29,6 +29,8 @@ mod control;
 mod dhcp;
 mod dns;
 mod hotplug;
+mod live_state;
+pub use live_state::restore as restore_live_state;
 mod log_json;
 mod loops;
 mod metrics;

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use switchyard::control::protocol::{Body, Command as ProtoCommand, HostAdd, LeaseRow, NewPort};
-use switchyard::control::{cli, config, locate};
+use switchyard::control::{cli, config, live_state, locate};
 use switchyard::service::dhcp::journal;
 use switchyard::service::dhcp::Lease;
 
@@ -61,6 +61,22 @@ enum Command {
     },
     /// Print the embedded default config (a starting point for your own).
     DefaultConfig,
+    /// Show the live changes: what `port add|del`, `host add|del`, `allow` and `disallow`
+    /// changed that the config file does not say (kept in `[dhcp] state_dir`/live.json, brought
+    /// back at restart and merged at reload), as the commands that made them.
+    ///
+    /// With --save, writes them into the config file (comments and layout kept), checks the
+    /// result, and empties the live state: the file then says it all.
+    State {
+        #[command(flatten)]
+        target: Target,
+        /// Write the live changes into the network's config file.
+        #[arg(long)]
+        save: bool,
+        /// Print a JSON array of the changes (control protocol requests) instead.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the running networks: name, state, control socket, ports, leases, uptime, config.
     ///
     /// Every daemon registers itself in /run/switchyard/networks ($SWITCHYARD_RUN_DIR); one
@@ -191,9 +207,16 @@ enum Command {
         action: PortAction,
     },
     /// Re-read the config file and apply host, guard and port changes (as SIGHUP does).
+    ///
+    /// The changes made through the control socket (`switchyard state`) are merged over the
+    /// file: a port plugged or a host added live stays. With --prune they are forgotten, and
+    /// the file alone is applied (live ports it lacks are unplugged).
     Reload {
         #[command(flatten)]
         target: Target,
+        /// Apply the file alone: forget the live changes.
+        #[arg(long)]
+        prune: bool,
         /// Print JSON instead of a sentence.
         #[arg(long)]
         json: bool,
@@ -321,6 +344,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(path) => config::load(path)?,
                 None => config::load_default()?,
             };
+            // What was changed live before a restart comes back.
+            let cfg = switchyard::daemon::restore_live_state(cfg).map_err(anyhow::Error::msg)?;
             switchyard::daemon::run(&cfg).context("the switch stopped with an error")?;
         }
         Command::Check { file } => {
@@ -462,12 +487,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let cmd = ProtoCommand::PortDel { name };
             print!("{}", cli::run(&target.socket()?, cmd, json)?);
         }
-        Command::Reload { target, json } => {
-            print!(
-                "{}",
-                cli::run(&target.socket()?, ProtoCommand::Reload, json)?
-            );
+        Command::Reload {
+            target,
+            prune,
+            json,
+        } => {
+            let cmd = ProtoCommand::Reload { prune };
+            print!("{}", cli::run(&target.socket()?, cmd, json)?);
         }
+        Command::State { target, save, json } => state(&target, save, json)?,
         Command::Capture {
             port,
             write,
@@ -521,6 +549,46 @@ fn gen_man(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::write(&toml, page).with_context(|| format!("cannot write {}", toml.display()))?;
     out.push(toml);
     Ok(out)
+}
+
+/// `switchyard state [--save]`: the live state of the network's config.
+fn state(target: &Target, save: bool, json: bool) -> anyhow::Result<()> {
+    let path = match target.find() {
+        Ok(cli::Found {
+            config: Some(path), ..
+        }) => path,
+        Ok(_) => anyhow::bail!(
+            "the live state is kept in the state directory the network's config names: pass \
+             --config FILE or --network NAME"
+        ),
+        Err(e) => return Err(e.into()),
+    };
+    let cfg = config::load(&path)?;
+    let file = live_state::path(&cfg.dhcp.state_dir);
+    let st = live_state::LiveState::load(&file)?;
+    if save {
+        let n = st.changes.len();
+        if n == 0 {
+            println!("no live changes: {} says it all", path.display());
+            return Ok(());
+        }
+        live_state::save_into_config(&path, &st).map_err(anyhow::Error::msg)?;
+        live_state::LiveState::default().save(&file)?;
+        println!(
+            "{n} live changes written into {}; the live state is empty (the running daemon \
+             already has them)",
+            path.display()
+        );
+    } else if json {
+        println!("{}", serde_json::to_string(&st.changes)?);
+    } else if st.changes.is_empty() {
+        println!("no live changes ({} says it all)", path.display());
+    } else {
+        for line in st.commands() {
+            println!("{line}");
+        }
+    }
+    Ok(())
 }
 
 /// The live leases from the journal, read-only, as a table or JSON.

@@ -25,6 +25,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::cli::{table, unexpected, Client, ClientError};
+use super::config;
+use super::protocol::{Body, Command, NetworkStatus};
+
 /// The run directory without `$SWITCHYARD_RUN_DIR`.
 pub const RUN_DIR: &str = "/run/switchyard";
 /// Where `switchyard@NAME.service` reads `NAME.toml`, without `$SWITCHYARD_CONFIG_DIR`.
@@ -67,7 +71,7 @@ impl Entry {
 
     /// The config file, unless the daemon runs the embedded default.
     pub fn config_path(&self) -> Option<PathBuf> {
-        (self.config != super::config::DEFAULT_SOURCE).then(|| PathBuf::from(&self.config))
+        (self.config != config::DEFAULT_SOURCE).then(|| PathBuf::from(&self.config))
     }
 }
 
@@ -128,6 +132,175 @@ pub fn entry(dir: &Path, name: &str) -> Option<Entry> {
     read_entry(&entry_path(dir, name))
 }
 
+// ---- the client's side: which daemon a command talks to, and `switchyard list` ----
+
+/// What a client command was told about its daemon (`--socket`, `--config`, `--network`).
+#[derive(Debug, Clone, Default)]
+pub struct Target {
+    pub socket: Option<PathBuf>,
+    pub config: Option<PathBuf>,
+    pub network: Option<String>,
+}
+
+/// The daemon a client command talks to, and the network's config file where one is known
+/// (`leases --offline` reads the journal it names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub socket: PathBuf,
+    pub config: Option<PathBuf>,
+}
+
+/// Finds the daemon for `target` (see the module documentation), looking for registered
+/// daemons in `run_dir` and for `NAME.toml` in `config_dir`.
+pub fn find_in(target: &Target, run_dir: &Path, config_dir: &Path) -> Result<Found, ClientError> {
+    let with_config = |socket: PathBuf| Found {
+        socket,
+        config: target.config.clone(),
+    };
+    if let Some(s) = &target.socket {
+        return Ok(with_config(s.clone()));
+    }
+    if let Some(path) = &target.config {
+        return Ok(with_config(config::load(path)?.control.socket));
+    }
+    let entries = entries(run_dir);
+    let running: Vec<&Entry> = entries.iter().filter(|e| e.is_running()).collect();
+    let names = |list: &[&Entry]| {
+        list.iter()
+            .map(|e| e.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if let Some(name) = &target.network {
+        let file = config_dir.join(format!("{name}.toml"));
+        // A running daemon of that name first, then a stale entry, then the config file.
+        let entry = running
+            .iter()
+            .find(|e| &e.name == name)
+            .copied()
+            .or_else(|| entries.iter().find(|e| &e.name == name));
+        if let Some(e) = entry {
+            let config = e.config_path().or_else(|| file.exists().then_some(file));
+            return Ok(Found {
+                socket: e.socket.clone(),
+                config,
+            });
+        }
+        if file.exists() {
+            let socket = config::load(&file)?.control.socket;
+            return Ok(Found {
+                socket,
+                config: Some(file),
+            });
+        }
+        return Err(ClientError::UnknownNetwork {
+            name: name.clone(),
+            run_dir: run_dir.to_path_buf(),
+            config: file,
+            running: if running.is_empty() {
+                "none".into()
+            } else {
+                names(&running)
+            },
+        });
+    }
+    match running.as_slice() {
+        [] => Err(ClientError::NoNetwork {
+            run_dir: run_dir.to_path_buf(),
+        }),
+        [one] => Ok(Found {
+            socket: one.socket.clone(),
+            config: one.config_path(),
+        }),
+        several => Err(ClientError::Several {
+            names: names(several),
+        }),
+    }
+}
+
+/// [`find_in`] with the run and config directories of `control::locate`.
+pub fn find(target: &Target) -> Result<Found, ClientError> {
+    find_in(target, &run_dir(), &config_dir())
+}
+
+/// `switchyard list`: every registered network, asked for its status.
+pub fn list(run_dir: &Path, json: bool) -> String {
+    let rows: Vec<(Entry, Result<NetworkStatus, String>)> = entries(run_dir)
+        .into_iter()
+        .map(|e| {
+            let status = Client::connect(&e.socket)
+                .and_then(|mut c| c.call(Command::Status))
+                .map_err(|err| match err {
+                    ClientError::Connect { .. } => "not running".to_string(),
+                    ClientError::Daemon { kind, .. } => kind.to_string(),
+                    other => format!("error: {other}"),
+                })
+                .and_then(|body| match body {
+                    Body::Status(s) => Ok(s),
+                    other => Err(format!("error: {}", unexpected(&other))),
+                });
+            (e, status)
+        })
+        .collect();
+    if json {
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(e, st)| match st {
+                Ok(s) => serde_json::json!({
+                    "name": s.name, "state": "running", "socket": s.socket, "config": s.config,
+                    "pid": s.pid, "ports": s.ports, "leases": s.leases,
+                    "uptime_secs": s.uptime_secs,
+                }),
+                Err(why) => serde_json::json!({
+                    "name": e.name, "state": why, "socket": e.socket, "config": e.config,
+                    "pid": e.pid,
+                }),
+            })
+            .collect();
+        return serde_json::to_string(&v).unwrap_or_default() + "\n";
+    }
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|(e, st)| match st {
+            Ok(s) => vec![
+                s.name.clone(),
+                "running".into(),
+                s.socket.clone(),
+                s.ports.to_string(),
+                s.leases.to_string(),
+                duration(s.uptime_secs),
+                s.config.clone(),
+            ],
+            Err(why) => vec![
+                e.name.clone(),
+                why.clone(),
+                e.socket.display().to_string(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                e.config.clone(),
+            ],
+        })
+        .collect();
+    table(
+        &[
+            "NAME", "STATE", "SOCKET", "PORTS", "LEASES", "UPTIME", "CONFIG",
+        ],
+        &rows,
+    )
+}
+
+/// `45s`, `12m05s`, `3h02m`, `2d04h`.
+pub fn duration(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m{s:02}s"),
+        (0, _, _) => format!("{h}h{m:02}m"),
+        _ => format!("{d}d{h:02}h"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +337,14 @@ mod tests {
         remove_entry(&dir, "vmnet", 4242);
         assert!(!path.exists());
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration(45), "45s");
+        assert_eq!(duration(725), "12m05s");
+        assert_eq!(duration(3 * 3600 + 120), "3h02m");
+        assert_eq!(duration(2 * 86_400 + 4 * 3600 + 59), "2d04h");
     }
 
     #[test]

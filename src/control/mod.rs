@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod live_state;
 pub mod locate;
 pub mod manpage;
 pub mod protocol;

@@ -70,8 +70,13 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         count: Option<u64>,
     },
-    /// Re-read the config file and apply what changed (as SIGHUP does).
-    Reload,
+    /// Re-read the config file and apply what changed (as SIGHUP does). The live changes
+    /// (`control::live_state`) are merged over the file's contents, unless `prune`: then the
+    /// file alone is applied and the live changes are forgotten.
+    Reload {
+        #[serde(default)]
+        prune: bool,
+    },
     /// Plug a new port into the running switch (the keys of a `[[port]]` table).
     PortAdd(NewPort),
     /// Unplug a port and close it.

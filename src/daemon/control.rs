@@ -89,8 +89,24 @@ mod server;
 pub(super) use server::{bind_socket, resolve_group, Registration};
 
 impl Control {
-    /// Answers one (non-streaming) command.
+    /// Answers one (non-streaming) command; a change that succeeded is also written to the
+    /// live state (`live_state::persist`), so it survives a reload and a restart.
     pub(super) fn handle(&self, command: Command) -> Result<Body, Failure> {
+        let lasting = crate::control::live_state::is_change(&command).then(|| command.clone());
+        let result = self.handle_now(command);
+        if let (Some(cmd), Ok(Body::Done(message))) = (lasting, &result) {
+            let state_dir = self.live().dhcp.state_dir.clone();
+            if let Err(e) = super::live_state::persist(&state_dir, cmd) {
+                tracing::error!(error = %e, "a live change is applied but not saved");
+                return Ok(Body::Done(format!(
+                    "{message} (applied, but not saved: {e}; a restart will not bring it back)"
+                )));
+            }
+        }
+        result
+    }
+
+    fn handle_now(&self, command: Command) -> Result<Body, Failure> {
         match command {
             Command::Ports => Ok(Body::Ports(self.ports())),
             Command::Fdb => Ok(Body::Fdb(self.fdb())),
@@ -108,49 +124,18 @@ impl Control {
                 self.change(|c| c.disallow_extra(&port, net).map(Some))
                     .map(|()| Body::Done(format!("{net} no longer allowed on port {port}")))
             }
-            Command::HostAdd(HostAdd {
-                name,
-                mac,
-                ipv4,
-                extra_ipv4,
-                port,
-            }) => {
-                let new = NewHost {
-                    name: name.clone(),
-                    mac: mac.parse::<MacAddr>().map_err(|_| {
-                        (
-                            ErrorKind::BadArgument,
-                            format!("mac {mac:?} is not a MAC address (write 52:54:00:12:34:56)"),
-                        )
-                    })?,
-                    ipv4: ipv4.parse::<Ipv4Addr>().map_err(|_| {
-                        (
-                            ErrorKind::BadArgument,
-                            format!("ipv4 {ipv4:?} is not an IPv4 address"),
-                        )
-                    })?,
-                    extra_ipv4: extra_ipv4
-                        .iter()
-                        .map(|s| match parse_net(s)? {
-                            IpNet::V4(n) => Ok(n),
-                            IpNet::V6(_) => fail(
-                                ErrorKind::BadArgument,
-                                format!("extra-ipv4 {s:?} is an IPv6 prefix"),
-                            ),
-                        })
-                        .collect::<Result<_, _>>()?,
-                    port,
-                };
+            Command::HostAdd(add) => {
+                let new = new_host(&add)?;
                 self.change(|c| c.add_host(new))
-                    .map(|()| Body::Done(format!("host {name} added")))
+                    .map(|()| Body::Done(format!("host {} added", add.name)))
             }
             Command::HostDel { name } => self
                 .change(|c| c.remove_host(&name).map(|()| None))
                 .map(|()| Body::Done(format!("host {name} removed"))),
             Command::PortAdd(new) => self.port_add(new).map(Body::Done),
             Command::PortDel { name } => self.port_del(&name).map(Body::Done),
-            Command::Reload => self
-                .reload()
+            Command::Reload { prune } => self
+                .reload_with(prune)
                 .map(Body::Done)
                 .map_err(|m| (ErrorKind::Refused, m)),
             Command::Status => self.status().map(Body::Status),
@@ -469,8 +454,13 @@ impl Control {
     /// netdev, path, MTU or isolation changed is removed and added again; the others are not
     /// touched); otherwise the running config stays, and the error says why.
     pub(super) fn reload(&self) -> Result<String, String> {
+        self.reload_with(false)
+    }
+
+    /// [`Control::reload`]; with `prune`, the live changes are not merged but forgotten.
+    pub(super) fn reload_with(&self, prune: bool) -> Result<String, String> {
         notify::notify("RELOADING=1");
-        let result = self.reload_now();
+        let result = self.reload_now(prune);
         match &result {
             Ok(m) => tracing::info!("{m}"),
             Err(m) => tracing::error!("{m}"),
@@ -479,14 +469,16 @@ impl Control {
         result
     }
 
-    fn reload_now(&self) -> Result<String, String> {
+    fn reload_now(&self, prune: bool) -> Result<String, String> {
         let mut live = self.live();
-        let new = if live.source == config::DEFAULT_SOURCE {
+        let mut new = if live.source == config::DEFAULT_SOURCE {
             config::load_default()
         } else {
             config::load(Path::new(&live.source))
         }
         .map_err(|e| format!("reload refused, the running config stays: {e}"))?;
+        let state = super::live_state::merge(&mut new, prune)
+            .map_err(|e| format!("reload refused, the running config stays: {e}"))?;
         live.live_difference(&new)
             .map_err(|e| format!("reload refused, the running config stays: {e}"))?;
         let (added, removed) = self
@@ -500,11 +492,22 @@ impl Control {
             }
             return Err(format!("reload refused, the running config stays: {m}"));
         }
+        let kept = state.changes.len();
+        let saved = super::live_state::save(&new.dhcp.state_dir, &state);
         let message = format!(
-            "reloaded {}: {} hosts, {} ports ({added} added, {removed} removed)",
+            "reloaded {}: {} hosts, {} ports ({added} added, {removed} removed); {}{}",
             new.source,
             new.hosts.len(),
-            new.ports.len()
+            new.ports.len(),
+            match (prune, kept) {
+                (true, _) => "live changes pruned".to_string(),
+                (false, 0) => "no live changes".to_string(),
+                (false, n) => format!("{n} live changes kept (`switchyard state`)"),
+            },
+            match saved {
+                Ok(()) => String::new(),
+                Err(e) => format!(" (the live state file was not updated: {e})"),
+            }
         );
         *live = new;
         Ok(message)
@@ -545,8 +548,45 @@ pub(super) fn dns_named(c: &DnsCounters) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// `host add`'s arguments, parsed.
+pub(super) fn new_host(add: &HostAdd) -> Result<NewHost, Failure> {
+    let HostAdd {
+        name,
+        mac,
+        ipv4,
+        extra_ipv4,
+        port,
+    } = add;
+    Ok(NewHost {
+        name: name.clone(),
+        mac: mac.parse::<MacAddr>().map_err(|_| {
+            (
+                ErrorKind::BadArgument,
+                format!("mac {mac:?} is not a MAC address (write 52:54:00:12:34:56)"),
+            )
+        })?,
+        ipv4: ipv4.parse::<Ipv4Addr>().map_err(|_| {
+            (
+                ErrorKind::BadArgument,
+                format!("ipv4 {ipv4:?} is not an IPv4 address"),
+            )
+        })?,
+        extra_ipv4: extra_ipv4
+            .iter()
+            .map(|s| match parse_net(s)? {
+                IpNet::V4(n) => Ok(n),
+                IpNet::V6(_) => fail(
+                    ErrorKind::BadArgument,
+                    format!("extra-ipv4 {s:?} is an IPv6 prefix"),
+                ),
+            })
+            .collect::<Result<_, _>>()?,
+        port: port.clone(),
+    })
+}
+
 /// `ADDR` or `ADDR/LEN`, IPv4 or IPv6.
-fn parse_net(text: &str) -> Result<IpNet, Failure> {
+pub(super) fn parse_net(text: &str) -> Result<IpNet, Failure> {
     if let Ok(addr) = text.parse::<std::net::IpAddr>() {
         return Ok(IpNet::from(addr));
     }

@@ -184,7 +184,7 @@ impl Control {
 }
 
 /// Removes port `i` from `cfg`, keeping the static FDB entries' port indices right.
-fn remove_port(cfg: &mut Config, i: usize) {
+pub(super) fn remove_port(cfg: &mut Config, i: usize) {
     cfg.ports.remove(i);
     for s in &mut cfg.switch.static_fdb {
         if s.port > i {

@@ -30,7 +30,8 @@ fn request_round_trips() {
             port: "vm1".into(),
             count: Some(3),
         },
-        Command::Reload,
+        Command::Reload { prune: false },
+        Command::Reload { prune: true },
         Command::Services,
         Command::Why { port: "vm1".into() },
     ];
@@ -44,6 +45,11 @@ fn request_round_trips() {
     }
     let line = br#"{"version":1,"command":"ports"}"#;
     assert_eq!(parse_request(line).unwrap().command, Command::Ports);
+    let line = br#"{"version":1,"command":"reload"}"#;
+    assert_eq!(
+        parse_request(line).unwrap().command,
+        Command::Reload { prune: false }
+    );
 }
 
 #[test]
