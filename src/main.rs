@@ -5,6 +5,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod hook;
+
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use switchyard::control::protocol::{Body, Command as ProtoCommand, HostAdd, LeaseRow, NewPort};
@@ -76,6 +78,24 @@ enum Command {
         /// Print a JSON array of the changes (control protocol requests) instead.
         #[arg(long)]
         json: bool,
+    },
+    /// libvirt's qemu hook (`contrib/libvirt-qemu-hook`, installed as /etc/libvirt/hooks/qemu,
+    /// runs this with libvirt's arguments and the domain XML on stdin).
+    ///
+    /// On `prepare`, each `<interface type='ethernet'>` whose target dev starts with the tap
+    /// prefix gets a persistent tap and a packet port, guarded by the [[host]] with its MAC;
+    /// on `release` both go. Any failure on `prepare` exits non-zero, so libvirt does not start
+    /// the guest without its network.
+    LibvirtHook {
+        guest: String,
+        operation: String,
+        sub_operation: Option<String>,
+        extra: Option<String>,
+        /// Only interfaces whose tap name starts with this are switchyard's.
+        #[arg(long, default_value = "sy-")]
+        tap_prefix: String,
+        #[command(flatten)]
+        target: Target,
     },
     /// Show the running networks: name, state, control socket, ports, leases, uptime, config.
     ///
@@ -255,12 +275,16 @@ struct Target {
 }
 
 impl Target {
-    fn find(&self) -> Result<cli::Found, cli::ClientError> {
-        cli::find(&cli::Target {
+    fn cli(&self) -> cli::Target {
+        cli::Target {
             socket: self.socket.clone(),
             config: self.config.clone(),
             network: self.network.clone(),
-        })
+        }
+    }
+
+    fn find(&self) -> Result<cli::Found, cli::ClientError> {
+        cli::find(&self.cli())
     }
 
     fn socket(&self) -> Result<PathBuf, cli::ClientError> {
@@ -418,6 +442,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             print!("{}", offline_leases(&config::load(&path)?, json)?);
         }
+        Command::LibvirtHook {
+            guest,
+            operation,
+            tap_prefix,
+            target,
+            ..
+        } => hook::Hook {
+            guest,
+            operation,
+            tap_prefix,
+            target: target.cli(),
+        }
+        .run()?,
         Command::List { json } => print!("{}", cli::list(&locate::run_dir(), json)),
         Command::Ports { target, json } => {
             print!(

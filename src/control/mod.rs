@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod libvirt;
 pub mod live_state;
 pub mod locate;
 pub mod manpage;
