@@ -97,6 +97,12 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Turn a libvirt network (`virsh net-dumpxml NAME > FILE`) into a switchyard config,
+    /// printed on stdout; what cannot be mapped is an error that names it.
+    ImportLibvirt {
+        /// The network XML.
+        file: PathBuf,
+    },
     /// Show the running networks: name, state, control socket, ports, leases, uptime, config.
     ///
     /// Every daemon registers itself in /run/switchyard/networks ($SWITCHYARD_RUN_DIR); one
@@ -455,6 +461,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             target: target.cli(),
         }
         .run()?,
+        Command::ImportLibvirt { file } => {
+            let xml = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let text =
+                switchyard::control::libvirt_import::convert(&xml, &file.display().to_string())
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            print!("{text}");
+        }
         Command::List { json } => print!("{}", cli::list(&locate::run_dir(), json)),
         Command::Ports { target, json } => {
             print!(

@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod config;
 pub mod libvirt;
+pub mod libvirt_import;
 pub mod live_state;
 pub mod locate;
 pub mod manpage;
