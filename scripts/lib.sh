@@ -1,5 +1,9 @@
 # Shared by the scripts in this directory: sourced, never run.
 
+# A daemon started by a script never takes the machine's resolvers as its DNS upstreams (a
+# config without `upstreams` would: src/control/resolv.rs): no query leaves the lab.
+export SWITCHYARD_RESOLV_CONF=
+
 # install_missing [PACKAGE...]: installs, in one apt-get run, the Debian package of every command
 # in the caller's associative array `need` (command -> package) that is not on PATH, plus the
 # PACKAGEs given. Does nothing (and needs no network) when everything is there.

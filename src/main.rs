@@ -10,7 +10,7 @@ mod hook;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use switchyard::control::protocol::{Body, Command as ProtoCommand, HostAdd, LeaseRow, NewPort};
-use switchyard::control::{cli, config, live_state, locate};
+use switchyard::control::{cli, config, live_state, locate, resolv};
 use switchyard::service::dhcp::journal;
 use switchyard::service::dhcp::Lease;
 
@@ -374,6 +374,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(path) => config::load(path)?,
                 None => config::load_default()?,
             };
+            let mut cfg = cfg;
+            let file = resolv::fill_upstreams(&mut cfg);
+            log_host_upstreams(file, &cfg);
             // What was changed live before a restart comes back.
             let cfg = switchyard::daemon::restore_live_state(cfg).map_err(anyhow::Error::msg)?;
             switchyard::daemon::run(&cfg).context("the switch stopped with an error")?;
@@ -600,6 +603,23 @@ fn gen_man(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::write(&toml, page).with_context(|| format!("cannot write {}", toml.display()))?;
     out.push(toml);
     Ok(out)
+}
+
+/// Says where a network without `upstreams` sends outside names.
+fn log_host_upstreams(file: Option<PathBuf>, cfg: &config::Config) {
+    let network = cfg.network.name.as_str();
+    if !cfg.dns.enabled || !cfg.dns.upstreams_from_host {
+        return;
+    }
+    match file {
+        Some(f) => tracing::info!(network, file = %f.display(),
+            upstreams = ?cfg.dns.upstreams, "dns: the host's resolvers are the upstreams"),
+        None => tracing::warn!(
+            network,
+            "dns: no [dns] upstreams and no usable nameserver in the host's resolv.conf: \
+             outside names get REFUSED"
+        ),
+    }
 }
 
 /// `switchyard state [--save]`: the live state of the network's config.

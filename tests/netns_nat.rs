@@ -445,6 +445,7 @@ fn route_routes_unchanged_and_ip_forward_waits_for_the_last_network() {
             .args(["run", "--config"])
             .arg(&b_cfg)
             .env("SWITCHYARD_RUN_DIR", lab.dir.join("run"))
+            .env("SWITCHYARD_RESOLV_CONF", "")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -10,4 +10,5 @@ pub mod live_state;
 pub mod locate;
 pub mod manpage;
 pub mod protocol;
+pub mod resolv;
 pub mod top;

@@ -477,6 +477,11 @@ impl Control {
             config::load(Path::new(&live.source))
         }
         .map_err(|e| format!("reload refused, the running config stays: {e}"))?;
+        // Upstreams taken from the host's resolv.conf stay the ones the DNS server started
+        // with (a reload does not change the server's upstreams).
+        if new.dns.upstreams_from_host {
+            new.dns.upstreams.clone_from(&live.dns.upstreams);
+        }
         let state = super::live_state::merge(&mut new, prune)
             .map_err(|e| format!("reload refused, the running config stays: {e}"))?;
         live.live_difference(&new)

@@ -114,7 +114,12 @@ impl Lab {
             dir,
             daemon: None,
             namespaces: Vec::new(),
-            env: vec![("SWITCHYARD_RUN_DIR".into(), run_dir)],
+            // Never the machine's resolvers: a network without upstreams gets none
+            // (`control::resolv`); a test that wants some gives its own file.
+            env: vec![
+                ("SWITCHYARD_RUN_DIR".into(), run_dir),
+                ("SWITCHYARD_RESOLV_CONF".into(), String::new()),
+            ],
         };
         let sw = lab.switch_ns();
         let out = sh(&["ip", "netns", "add", &sw]);

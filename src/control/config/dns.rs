@@ -32,6 +32,9 @@ pub struct DnsConfig {
     pub enabled: bool,
     /// Where other names go; empty: they get REFUSED.
     pub upstreams: Vec<SocketAddr>,
+    /// No `upstreams` key: the daemon takes the host's resolvers (`control::resolv`), as
+    /// dnsmasq and libvirt do. `upstreams = []` says "none" and keeps this false.
+    pub upstreams_from_host: bool,
     /// TTL of local answers (default 0).
     pub local_ttl: u32,
     /// Cached upstream answers (default 10,000; 0: no cache).
@@ -49,6 +52,7 @@ impl Default for DnsConfig {
         DnsConfig {
             enabled: true,
             upstreams: Vec::new(),
+            upstreams_from_host: true,
             local_ttl: 0,
             cache_size: DEFAULT_CACHE_SIZE,
             timeout: DEFAULT_TIMEOUT,
@@ -101,6 +105,7 @@ pub(super) fn validate_dns(
         return Ok(DnsConfig::default());
     };
     let e = "[dns]";
+    let upstreams_from_host = raw.upstreams.is_none();
     let upstreams = match &raw.upstreams {
         None => Vec::new(),
         Some(list) => addresses(cx, network, e, "upstreams", list, true)?,
@@ -179,6 +184,7 @@ pub(super) fn validate_dns(
     Ok(DnsConfig {
         enabled: raw.enabled.unwrap_or(true),
         upstreams,
+        upstreams_from_host,
         local_ttl,
         cache_size,
         timeout,
