@@ -38,6 +38,8 @@ declare -A need=(
   [tmux]=tmux
   [systemd-analyze]=systemd
   [capsh]=libcap2-bin
+  [virsh]=libvirt-clients
+  [libvirtd]=libvirt-daemon
 )
 extra=()
 # Python modules the tests import, checked with Debian's interpreter (not a pyenv `python3`).
@@ -50,7 +52,14 @@ done
 # The VM test boots Debian's kernel (with its virtio modules) and a static busybox initramfs.
 compgen -G '/lib/modules/*/kernel/drivers/net/virtio_net.ko' >/dev/null || extra+=(linux-image-amd64)
 dpkg -s busybox-static >/dev/null 2>&1 || extra+=(busybox-static)
+# tests/libvirt_vm.rs runs Debian's libvirtd (in a private mount namespace of its own) with its
+# QEMU driver. Without recommends: no libvirt-daemon-system, so no system libvirtd or virbr0.
+dpkg -s libvirt-daemon-driver-qemu >/dev/null 2>&1 || extra+=(libvirt-daemon-driver-qemu)
 install_missing "${extra[@]}"
+# libvirt's QEMU driver looks its default user up even when qemu.conf says root; the user comes
+# with libvirt-daemon-system, which the tests do not install.
+getent passwd libvirt-qemu >/dev/null ||
+  useradd --system --no-create-home --shell /usr/sbin/nologin --user-group libvirt-qemu
 modprobe tun 2>/dev/null || true
 [ -c /dev/net/tun ] || { echo "scripts/test.sh: /dev/net/tun is missing" >&2; exit 1; }
 

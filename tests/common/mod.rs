@@ -6,6 +6,7 @@
 
 pub mod clients;
 pub mod unit;
+pub mod vm;
 
 use std::fs;
 use std::io::Read;
