@@ -41,14 +41,20 @@
 //!   section's checks; and the live changes to it), the control protocol (typed JSON lines with a version,
 //!   [`control::protocol`], pure) and the client half of the CLI ([`control::cli`]; and
 //!   [`control::top`], whose live view reads the client's own clock for its rates: the one
-//!   clock outside `daemon`, and no part of the data path).
+//!   clock outside `daemon`, and no part of the data path); finding a running network
+//!   ([`control::locate`]: the registry daemons write in /run/switchyard), the live changes
+//!   that last ([`control::live_state`]: the list in the state directory), the host's
+//!   resolvers ([`control::resolv`]), and libvirt's side ([`control::libvirt`]: the qemu hook's
+//!   XML; [`control::libvirt_import`]: `virsh net-dumpxml` to a config).
 //! - [`daemon`]: threads, epoll loops, signals and the clock: the only module that reads time
 //!   and owns fds. `daemon::run` reads as its phases (bind, build, services, workers, main loop,
 //!   shutdown); `daemon/table.rs` is the port table, `daemon/build.rs` builds ports and switch
 //!   from a config, `daemon/worker.rs` is the epoll loop that calls only the `PortIo` seam. It
 //!   builds the ports, runs one worker per core over their share of them, serves
-//!   the control socket and the metrics endpoint, installs the NAT table of `forward = "nat"`
-//!   (by running `nft`), reloads on SIGHUP, and tears everything down on SIGINT/SIGTERM.
+//!   the control socket and the metrics endpoint, installs the table of a `forward` mode (by
+//!   running `nft`, and `iptables` where its FORWARD chain exists), replays the live state at
+//!   start and reload (`daemon/live_state.rs`), reloads on SIGHUP, and tears everything down
+//!   on SIGINT/SIGTERM.
 //!
 //! `switch`, `service`, `wire` and `control` import nothing from `port` or `daemon` (the lease
 //! journal's file I/O, plain `std::fs`, is the one exception in `service`); `port` may read
