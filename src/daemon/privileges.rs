@@ -62,7 +62,7 @@ pub(super) fn kept(config: &Config) -> Vec<(u32, &'static str)> {
 }
 
 /// The capabilities `switchyard run` needs for `config` while it sets up, before it narrows
-/// them to [`kept`]: what a systemd unit's `CapabilityBoundingSet=` must hold for this network
+/// them to `kept`: what a systemd unit's `CapabilityBoundingSet=` must hold for this network
 /// (`switchyard capabilities FILE`). Lower-case names as `capsh` and `setpriv` print them.
 ///
 /// - `cap_net_admin`: taps, moving netdevs, addresses, the NAT table and `ip_forward`;
