@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod hook;
+mod state_cmd;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use switchyard::control::protocol::{Body, Command as ProtoCommand, HostAdd, LeaseRow, NewPort};
-use switchyard::control::{cli, config, live_state, locate, resolv};
+use switchyard::control::{cli, config, locate, resolv};
 use switchyard::service::dhcp::journal;
 use switchyard::service::dhcp::Lease;
 
@@ -549,7 +550,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let cmd = ProtoCommand::Reload { prune };
             print!("{}", cli::run(&target.socket()?, cmd, json)?);
         }
-        Command::State { target, save, json } => state(&target, save, json)?,
+        Command::State { target, save, json } => state_cmd::state(&target.cli(), save, json)?,
         Command::Capture {
             port,
             write,
@@ -620,46 +621,6 @@ fn log_host_upstreams(file: Option<PathBuf>, cfg: &config::Config) {
              outside names get REFUSED"
         ),
     }
-}
-
-/// `switchyard state [--save]`: the live state of the network's config.
-fn state(target: &Target, save: bool, json: bool) -> anyhow::Result<()> {
-    let path = match target.find() {
-        Ok(cli::Found {
-            config: Some(path), ..
-        }) => path,
-        Ok(_) => anyhow::bail!(
-            "the live state is kept in the state directory the network's config names: pass \
-             --config FILE or --network NAME"
-        ),
-        Err(e) => return Err(e.into()),
-    };
-    let cfg = config::load(&path)?;
-    let file = live_state::path(&cfg.dhcp.state_dir);
-    let st = live_state::LiveState::load(&file)?;
-    if save {
-        let n = st.changes.len();
-        if n == 0 {
-            println!("no live changes: {} says it all", path.display());
-            return Ok(());
-        }
-        live_state::save_into_config(&path, &st).map_err(anyhow::Error::msg)?;
-        live_state::LiveState::default().save(&file)?;
-        println!(
-            "{n} live changes written into {}; the live state is empty (the running daemon \
-             already has them)",
-            path.display()
-        );
-    } else if json {
-        println!("{}", serde_json::to_string(&st.changes)?);
-    } else if st.changes.is_empty() {
-        println!("no live changes ({} says it all)", path.display());
-    } else {
-        for line in st.commands() {
-            println!("{line}");
-        }
-    }
-    Ok(())
 }
 
 /// The live leases from the journal, read-only, as a table or JSON.
