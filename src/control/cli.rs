@@ -13,8 +13,8 @@ use crate::control::config::ConfigError;
 pub use crate::control::locate::{duration, find, find_in, list, Found, Target};
 pub use crate::control::protocol::SNAPLEN;
 use crate::control::protocol::{
-    from_hex, Body, CapturedFrame, Command, ErrorKind, FdbRow, LeaseRow, PortInfo,
-    Reply, Request, PROTOCOL_VERSION,
+    from_hex, Body, CapturedFrame, Command, ErrorKind, FdbRow, LeaseRow, PortInfo, Reply, Request,
+    PROTOCOL_VERSION,
 };
 
 mod counters;
