@@ -5,15 +5,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod commands;
 mod hook;
 mod state_cmd;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use switchyard::control::protocol::{Body, Command as ProtoCommand, HostAdd, LeaseRow, NewPort};
+use switchyard::control::protocol::{Command as ProtoCommand, HostAdd, NewPort};
 use switchyard::control::{cli, config, locate, resolv};
-use switchyard::service::dhcp::journal;
-use switchyard::service::dhcp::Lease;
 
 /// A userspace virtual switch with a DHCP/DNS appliance built in.
 #[derive(Parser)]
@@ -377,7 +376,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let mut cfg = cfg;
             let file = resolv::fill_upstreams(&mut cfg);
-            log_host_upstreams(file, &cfg);
+            commands::log_host_upstreams(file, &cfg);
             // What was changed live before a restart comes back.
             let cfg = switchyard::daemon::restore_live_state(cfg).map_err(anyhow::Error::msg)?;
             switchyard::daemon::run(&cfg).context("the switch stopped with an error")?;
@@ -404,54 +403,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 cfg.ports.len()
             );
         }
-        Command::Capabilities { file, unit } => {
-            let caps = switchyard::daemon::capabilities_at_start(&config::load(&file)?);
-            if unit {
-                let upper: Vec<String> = caps.iter().map(|c| c.to_uppercase()).collect();
-                println!(
-                    "# {}: the capabilities switchyard needs for this network\n[Service]\n\
-                     CapabilityBoundingSet=\nCapabilityBoundingSet={}",
-                    file.display(),
-                    upper.join(" ")
-                );
-            } else {
-                println!("{}", caps.join(" "));
-            }
-        }
+        Command::Capabilities { file, unit } => commands::capabilities(&file, unit)?,
         Command::DefaultConfig => print!("{}", config::DEFAULT_CONFIG),
         Command::Leases {
             target,
             offline,
             json,
-        } => {
-            if !offline {
-                let found = target.find()?;
-                match cli::run(&found.socket, ProtoCommand::Leases, json) {
-                    Ok(out) => print!("{out}"),
-                    Err(e) if e.is_not_running() => anyhow::bail!(
-                        "{e}\nThe lease table is the running daemon's; `switchyard leases \
-                         --offline` with --config FILE or --network NAME reads the lease journal \
-                         it left, as it was when it stopped"
-                    ),
-                    Err(e) => return Err(e.into()),
-                }
-                return Ok(());
-            }
-            let path = match target.find() {
-                Ok(cli::Found {
-                    config: Some(path), ..
-                }) => path,
-                Ok(_)
-                | Err(cli::ClientError::NoNetwork { .. } | cli::ClientError::Several { .. }) => {
-                    anyhow::bail!(
-                        "--offline reads the lease journal that the network's config names: \
-                         pass --config FILE or --network NAME"
-                    )
-                }
-                Err(e) => return Err(e.into()),
-            };
-            print!("{}", offline_leases(&config::load(&path)?, json)?);
-        }
+        } => commands::leases(&target.cli(), offline, json)?,
         Command::LibvirtHook {
             guest,
             operation,
@@ -465,14 +423,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             target: target.cli(),
         }
         .run()?,
-        Command::ImportLibvirt { file } => {
-            let xml = std::fs::read_to_string(&file)
-                .with_context(|| format!("cannot read {}", file.display()))?;
-            let text =
-                switchyard::control::libvirt_import::convert(&xml, &file.display().to_string())
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            print!("{text}");
-        }
+        Command::ImportLibvirt { file } => commands::import_libvirt(&file)?,
         Command::List { json } => print!("{}", cli::list(&locate::run_dir(), json)),
         Command::Ports { target, json } => {
             print!(
@@ -604,48 +555,6 @@ fn gen_man(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::write(&toml, page).with_context(|| format!("cannot write {}", toml.display()))?;
     out.push(toml);
     Ok(out)
-}
-
-/// Says where a network without `upstreams` sends outside names.
-fn log_host_upstreams(file: Option<PathBuf>, cfg: &config::Config) {
-    let network = cfg.network.name.as_str();
-    if !cfg.dns.enabled || !cfg.dns.upstreams_from_host {
-        return;
-    }
-    match file {
-        Some(f) => tracing::info!(network, file = %f.display(),
-            upstreams = ?cfg.dns.upstreams, "dns: the host's resolvers are the upstreams"),
-        None => tracing::warn!(
-            network,
-            "dns: no [dns] upstreams and no usable nameserver in the host's resolv.conf: \
-             outside names get REFUSED"
-        ),
-    }
-}
-
-/// The live leases from the journal, read-only, as a table or JSON.
-fn offline_leases(cfg: &config::Config, json: bool) -> anyhow::Result<String> {
-    let path = cfg.dhcp.journal_path();
-    let (table, stats) = journal::read(&path)
-        .with_context(|| format!("cannot read the lease journal {}", path.display()))?;
-    if stats.corrupt > 0 {
-        eprintln!(
-            "switchyard: warning: skipped {} corrupt record(s) in {}",
-            stats.corrupt,
-            path.display()
-        );
-    }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let mut live: Vec<&Lease> = table.iter().filter(|l| !l.has_expired(now)).collect();
-    live.sort_by_key(|l| l.ip);
-    let prefix = cfg.network.subnet.prefix_len();
-    let rows: Vec<LeaseRow> = live
-        .iter()
-        .map(|l| LeaseRow::from_lease(l, prefix, None))
-        .collect();
-    Ok(cli::render(&Body::Leases(rows), json))
 }
 
 /// `switchyard capture`: a pcap file with -w, else one line per frame on stdout.

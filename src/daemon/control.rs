@@ -22,7 +22,6 @@
 //! Layout: this file is the state side (what each command reads or changes); `control/server.rs`
 //! is the socket side (binding, the peer check, connections, capture streaming).
 
-use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
@@ -36,16 +35,15 @@ use super::appliance::{ApplianceMsg, Call, Identity};
 use super::capture::Capture;
 use super::dhcp::DhcpStats;
 use super::notify;
-use crate::control::config::{self, Config, NewHost};
+use crate::control::config::{self, Config};
 use crate::control::protocol::{
-    Body, Command, DropRow, ErrorKind, FdbRow, HostAdd, LeaseRow, NetworkStatus, PortInfo,
-    PortStats, ServiceStats,
+    Body, Command, DropRow, ErrorKind, FdbRow, LeaseRow, NetworkStatus, PortInfo, PortStats,
+    ServiceStats,
 };
 use crate::port::Epoll;
 use crate::service::dhcp::DropReason as DhcpDropReason;
 use crate::service::dns::DnsCounters;
 use crate::switch::{DropReason, GuardMode, PortId, Switch};
-use crate::wire::MacAddr;
 
 /// Connections served at once; one more gets a `busy` reply.
 const MAX_CONNECTIONS: usize = 16;
@@ -84,7 +82,10 @@ fn fail<T>(kind: ErrorKind, message: impl Into<String>) -> Result<T, Failure> {
     Err((kind, message.into()))
 }
 
+mod args;
 mod server;
+
+pub(super) use args::{new_host, parse_net};
 
 pub(super) use server::{bind_socket, resolve_group, Registration};
 
@@ -551,56 +552,6 @@ pub(super) fn dns_named(c: &DnsCounters) -> Vec<(String, u64)> {
             Some((k.to_string(), v.parse().ok()?))
         })
         .collect()
-}
-
-/// `host add`'s arguments, parsed.
-pub(super) fn new_host(add: &HostAdd) -> Result<NewHost, Failure> {
-    let HostAdd {
-        name,
-        mac,
-        ipv4,
-        extra_ipv4,
-        port,
-    } = add;
-    Ok(NewHost {
-        name: name.clone(),
-        mac: mac.parse::<MacAddr>().map_err(|_| {
-            (
-                ErrorKind::BadArgument,
-                format!("mac {mac:?} is not a MAC address (write 52:54:00:12:34:56)"),
-            )
-        })?,
-        ipv4: ipv4.parse::<Ipv4Addr>().map_err(|_| {
-            (
-                ErrorKind::BadArgument,
-                format!("ipv4 {ipv4:?} is not an IPv4 address"),
-            )
-        })?,
-        extra_ipv4: extra_ipv4
-            .iter()
-            .map(|s| match parse_net(s)? {
-                IpNet::V4(n) => Ok(n),
-                IpNet::V6(_) => fail(
-                    ErrorKind::BadArgument,
-                    format!("extra-ipv4 {s:?} is an IPv6 prefix"),
-                ),
-            })
-            .collect::<Result<_, _>>()?,
-        port: port.clone(),
-    })
-}
-
-/// `ADDR` or `ADDR/LEN`, IPv4 or IPv6.
-pub(super) fn parse_net(text: &str) -> Result<IpNet, Failure> {
-    if let Ok(addr) = text.parse::<std::net::IpAddr>() {
-        return Ok(IpNet::from(addr));
-    }
-    text.parse::<IpNet>().map_err(|_| {
-        (
-            ErrorKind::BadArgument,
-            format!("{text:?} is neither an address nor a prefix (write ADDR or ADDR/LEN)"),
-        )
-    })
 }
 
 /// `10.0.0.5` for a /32 (or /128), else `10.0.0.64/28`.
