@@ -60,7 +60,8 @@ pub mod features {
     pub const GUEST_OFFLOADS: u64 = GUEST_CSUM | GUEST_TSO4 | GUEST_TSO6;
 }
 
-/// Everything we offer: the offloads in both directions, mergeable RX buffers, EVENT_IDX.
+/// Everything we offer: the offloads in both directions, mergeable RX buffers, EVENT_IDX, and
+/// the vhost-user protocol features (just REPLY_ACK).
 pub(super) fn offered_features() -> u64 {
     use features::*;
     CSUM | GUEST_CSUM
@@ -96,7 +97,11 @@ impl Vring {
             queue: Queue::new(MAX_QUEUE_SIZE).expect("MAX_QUEUE_SIZE is a power of two"),
             kick: None,
             call: None,
-            enabled: false,
+            // Enabled until the frontend disables it. The spec has rings start disabled once
+            // PROTOCOL_FEATURES is acked, but QEMU 7.2 sends its first SET_VRING_ENABLE(1)
+            // before SET_FEATURES, which `vhost`'s handler refuses (seen here), so a ring that
+            // waited for it would never run. A started ring is one QEMU means to use.
+            enabled: true,
             started: false,
             notify_on: true,
         }
@@ -272,11 +277,6 @@ impl VhostUserBackendReqHandlerMut for Device {
             return Err(VuError::InvalidParam);
         }
         self.acked = features;
-        // Without the protocol features, rings are enabled from the start (vhost-user spec,
-        // "Ring states").
-        if features & VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits() == 0 {
-            self.vrings.iter_mut().for_each(|v| v.enabled = true);
-        }
         let event_idx = features & features::RING_EVENT_IDX != 0;
         for v in &mut self.vrings {
             v.queue.set_event_idx(event_idx);

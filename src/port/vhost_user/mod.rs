@@ -47,8 +47,10 @@ use vhost::vhost_user::{BackendReqHandler, Error as VuError, Listener};
 
 use self::device::{Device, Shared};
 use self::ring::RingError;
+use crate::control::config::{PortConfig, VhostUserConfig, VhostUserMode};
 use crate::port::link::LinkState;
 use crate::port::sys::Epoll;
+use crate::port::{PortError, PortIo, RxQueue};
 
 pub use self::device::features;
 
@@ -86,12 +88,20 @@ struct Control {
 
 impl VhostUserPort {
     /// Listens on (server) or connects to (client) `path` and serves the vhost-user protocol
-    /// there on a thread named after `name`. A server's socket file is replaced if stale and
-    /// removed when the port is dropped.
-    pub fn open(name: &str, path: &Path, mode: Mode) -> io::Result<VhostUserPort> {
+    /// there on a thread named after `name`. A server's socket file is replaced if stale (a
+    /// live one, or another file, is refused) and removed when the port is dropped.
+    pub fn open(name: &str, path: &Path, mode: Mode) -> Result<VhostUserPort, PortError> {
+        let err = |action: &str, err: io::Error| PortError::Socket {
+            path: path.to_path_buf(),
+            action: action.to_string(),
+            err,
+        };
+        if mode == Mode::Server {
+            crate::port::socket::prepare_path(path)?;
+        }
         let shared = Arc::new(Shared {
             link: LinkState::new(false),
-            kicks: Epoll::new()?,
+            kicks: Epoll::new().map_err(|e| err("create its epoll set", e))?,
             bad_chains: Default::default(),
             rx_full: Default::default(),
             name: name.to_string(),
@@ -100,8 +110,9 @@ impl VhostUserPort {
         let control = Arc::new(Control::default());
         let listener = match mode {
             Mode::Server => {
-                let l = Listener::new(path, true).map_err(vu_io)?;
-                l.set_nonblocking(true).map_err(vu_io)?;
+                let l = Listener::new(path, false).map_err(|e| err("listen on it", vu_io(e)))?;
+                l.set_nonblocking(true)
+                    .map_err(|e| err("make it non-blocking", vu_io(e)))?;
                 Some(l)
             }
             Mode::Client => None,
@@ -109,7 +120,8 @@ impl VhostUserPort {
         let (d, c, p) = (dev.clone(), control.clone(), path.to_path_buf());
         let thread = std::thread::Builder::new()
             .name(format!("vu-{name}"))
-            .spawn(move || serve(&d, &c, listener, &p))?;
+            .spawn(move || serve(&d, &c, listener, &p))
+            .map_err(|e| err("start its thread", e))?;
         Ok(VhostUserPort {
             dev,
             shared,
@@ -273,4 +285,41 @@ fn is_connection_error(e: &VuError) -> bool {
             | VuError::InactiveOperation(_)
             | VuError::ReqHandlerError(_)
     )
+}
+
+impl VhostUserPort {
+    /// Opens vhost-user port `p` (`cfg` its section).
+    pub fn from_config(p: &PortConfig, cfg: &VhostUserConfig) -> Result<VhostUserPort, PortError> {
+        let mode = match cfg.mode {
+            VhostUserMode::Server => Mode::Server,
+            VhostUserMode::Client => Mode::Client,
+        };
+        let port = VhostUserPort::open(&p.name, &cfg.path, mode)?;
+        tracing::info!(port = %p.name, path = %cfg.path.display(), mode = ?mode, "port: vhost-user");
+        Ok(port)
+    }
+}
+
+/// One fd for the worker's epoll, for the port's whole life: the port's own epoll set, in
+/// which each connection's TX kick eventfd comes and goes.
+impl PortIo for VhostUserPort {
+    fn fds(&self) -> Vec<BorrowedFd<'_>> {
+        vec![self.fd()]
+    }
+
+    fn recv(&self, _rxq: RxQueue, buf: &mut [u8]) -> io::Result<usize> {
+        VhostUserPort::recv(self, buf)
+    }
+
+    fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        VhostUserPort::send(self, buf)
+    }
+
+    fn offloads(&self) -> bool {
+        self.accepts_offloads()
+    }
+
+    fn link(&self) -> Option<&LinkState> {
+        Some(&self.shared.link)
+    }
 }
