@@ -229,6 +229,62 @@ mod tests {
     }
 
     #[test]
+    fn vhost_user_ports_take_a_path_and_a_mode() {
+        use crate::port::vhost_user::Mode;
+        let cfg = with(
+            &[
+                port("a", "vhost-user", "path = \"/run/sy/a.vhost\"\n"),
+                port(
+                    "b",
+                    "vhost-user",
+                    "path = \"/run/sy/b.vhost\"\nmode = \"client\"\n",
+                ),
+            ]
+            .concat(),
+        )
+        .unwrap();
+        let modes: Vec<_> = cfg
+            .ports
+            .iter()
+            .map(|p| match &p.kind {
+                PortKind::VhostUser(v) => (v.path.display().to_string(), v.mode),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            modes,
+            [
+                ("/run/sy/a.vhost".to_string(), Mode::Server),
+                ("/run/sy/b.vhost".to_string(), Mode::Client)
+            ]
+        );
+        assert_eq!(cfg.ports[0].kind.name(), "vhost-user");
+        assert_err(
+            with(&port(
+                "a",
+                "vhost-user",
+                "path = \"/x.sock\"\nmode = \"both\"\n",
+            )),
+            10,
+            &["mode 'both'", "\"server\"", "\"client\""],
+        );
+        assert_err(
+            with(&port("a", "vhost-user", "")),
+            6,
+            &["missing key 'path'"],
+        );
+        assert_err(
+            with(&port(
+                "a",
+                "stream",
+                "path = \"/x.sock\"\nmode = \"client\"\n",
+            )),
+            10,
+            &["key 'mode' does not apply to a stream port"],
+        );
+    }
+
+    #[test]
     fn persist_is_a_tap_key_and_defaults_to_false() {
         let cfg = with(
             &[
