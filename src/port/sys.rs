@@ -1206,7 +1206,7 @@ pub fn memfd(name: &str, size: u64) -> io::Result<File> {
 
 /// Waits up to `timeout` for `fd` to be readable (`poll`); whether it is. For fds held by types
 /// that expose only `AsRawFd` (vmm-sys-util's `EventFd`).
-pub(crate) fn wait_readable(fd: &impl AsRawFd, timeout: Duration) -> io::Result<bool> {
+pub fn wait_readable(fd: &impl AsRawFd, timeout: Duration) -> io::Result<bool> {
     let mut pfd = libc::pollfd {
         fd: fd.as_raw_fd(),
         events: libc::POLLIN,

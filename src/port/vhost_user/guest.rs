@@ -377,6 +377,72 @@ impl GuestNic {
         self.publish(TX, &heads)
     }
 
+    /// Writes `bytes` into every TX buffer once, for [`send_prefilled`](Self::send_prefilled): a
+    /// benchmark sender that, like a guest stack, has its frames in memory already.
+    pub fn prefill_tx(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if bytes.len() > self.buf_size as usize {
+            return Err(io::ErrorKind::InvalidInput.into());
+        }
+        for i in 0..self.rings[TX].size {
+            let addr = self.rings[TX].at.bufs + u64::from(i) * u64::from(self.buf_size);
+            Self::g(self.mem.write_slice(bytes, GuestAddress(addr)))?;
+        }
+        Ok(())
+    }
+
+    /// Sends `n` frames of `len` bytes already in the TX buffers (`prefill_tx`), with one
+    /// avail-index update; how many went (0 when the TX ring is full).
+    pub fn send_prefilled(&mut self, n: usize, len: u32) -> io::Result<usize> {
+        self.reclaim_tx()?;
+        let n = n.min(self.rings[TX].free.len());
+        let mut heads = Vec::with_capacity(n);
+        for _ in 0..n {
+            let i = self.rings[TX].free.pop().expect("counted above");
+            self.write_desc(TX, i, len, 0)?;
+            heads.push(i);
+        }
+        if n > 0 {
+            self.publish(TX, &heads)?;
+        }
+        Ok(n)
+    }
+
+    /// Takes the next received frame without copying it out (as a guest stack that reads it in
+    /// place would): its length (header included) and destination MAC; `None` when nothing
+    /// is waiting.
+    pub fn recv_in_place(&mut self) -> io::Result<Option<(usize, [u8; 6])>> {
+        let Some((id, len)) = self.next_used(RX)? else {
+            return Ok(None);
+        };
+        if id >= self.rings[RX].size || len > self.buf_size {
+            return Err(io::Error::other("backend used a bad RX descriptor"));
+        }
+        let addr = self.rings[RX].at.bufs + u64::from(id) * u64::from(self.buf_size);
+        let mut head = [0u8; VNET_HDR_LEN + 6];
+        let n = head.len().min(len as usize);
+        Self::g(self.mem.read_slice(&mut head[..n], GuestAddress(addr)))?;
+        let mut heads = vec![id];
+        let mut total = len as usize;
+        let count = u16::from_le_bytes([head[10], head[11]]).max(1);
+        for _ in 1..count {
+            let (id, len) = loop {
+                if let Some(u) = self.next_used(RX)? {
+                    break u;
+                }
+                std::hint::spin_loop();
+            };
+            total += len as usize;
+            heads.push(id);
+        }
+        for &h in &heads {
+            self.write_desc(RX, h, self.buf_size, DESC_F_WRITE)?;
+        }
+        self.publish(RX, &heads)?;
+        let mut dst = [0u8; 6];
+        dst.copy_from_slice(&head[VNET_HDR_LEN..]);
+        Ok(Some((total, dst)))
+    }
+
     /// Writes raw descriptors into the TX ring and publishes `head`: for tests of bad chains.
     /// Each entry is (guest address, length, flags, next).
     pub fn send_raw_chain(
