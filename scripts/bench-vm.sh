@@ -127,7 +127,7 @@ one_stream() {
   sy0=$(sy_cpu)
   guest "$world" b "$MAC_B" $((DUR + 4)) sink --idle-ms 700 >"$WORK/sink.out" &
   local sink_pid=$!
-  for _ in $(seq 50); do grep -q ready "$WORK/sink.out" 2>/dev/null && break; sleep 0.1; done
+  for _ in $(seq 80); do grep -q ready "$WORK/sink.out" 2>/dev/null && break; sleep 0.1; done
   tx=$(guest "$world" a "$MAC_A" "$DUR" blast --to "$MAC_B" --size "$size" $gso)
   wait "$sink_pid" || true
   rx=$(tail -1 "$WORK/sink.out")

@@ -215,14 +215,18 @@ fn main() {
     let limit = Instant::now() + Duration::from_secs_f64(args.seconds);
     let mut nic = match (&args.vhost_user, &args.tap) {
         (Some(path), _) => {
-            let buf_size = match &args.role {
+            // Senders of super-frames get buffers that hold one; everyone else the 4 KiB
+            // mergeable buffers a Linux guest posts, in a ring of 1024 (QEMU's rx_queue_size
+            // maximum) so that a receiver has about as much room as a tap's 1000-frame queue.
+            let (buf_size, queue_size) = match &args.role {
                 Role::Blast {
                     gso: true, size, ..
-                } => (*size + VNET_HDR_LEN) as u32,
-                _ => 4096,
+                } => ((*size + VNET_HDR_LEN) as u32, 256),
+                _ => (4096, 1024),
             };
             let cfg = GuestConfig {
                 buf_size,
+                queue_size,
                 ..GuestConfig::default()
             };
             Nic::Vu(Box::new(
@@ -239,8 +243,11 @@ fn main() {
     let mut buf = Vec::with_capacity(70_000);
     match args.role {
         Role::Sink { idle_ms } => {
+            // Announce our MAC once the port is surely up, so that the switch or bridge learns
+            // it and the stream is unicast, not flooded.
             let hello = frame(mac, [0xff; 6], 64, false);
             for _ in 0..3 {
+                std::thread::sleep(Duration::from_millis(100));
                 nic.send(&[&hello]);
             }
             println!("ready=1");

@@ -38,6 +38,8 @@ const DESC_F_WRITE: u16 = 2;
 /// A fake offset between guest-physical and "frontend virtual" addresses, so that the backend's
 /// translation of ring addresses is exercised.
 const VMM_OFFSET: u64 = 0x7f00_0000_0000;
+/// RX buffers `recv_in_place` reads before it posts them again in one avail-index update.
+const RX_REPOST_BATCH: usize = 32;
 
 /// Addresses of one split ring and its buffers in guest memory.
 #[derive(Debug, Clone, Copy)]
@@ -92,6 +94,8 @@ pub struct GuestNic {
     rings: [DriverRing; 2],
     buf_size: u32,
     features: u64,
+    /// RX buffers read in place and not yet posted again (`recv_in_place` batches them).
+    rx_pending: Vec<u16>,
 }
 
 /// What the guest negotiates.
@@ -193,6 +197,7 @@ impl GuestNic {
             rings: [ring(rx)?, ring(tx)?],
             buf_size: cfg.buf_size,
             features,
+            rx_pending: Vec::new(),
         };
         for q in [RX, TX] {
             nic.start_ring(q)?;
@@ -333,13 +338,6 @@ impl GuestNic {
         let id: u32 = Self::g(self.mem.read_obj(e))?;
         let len: u32 = Self::g(self.mem.read_obj(GuestAddress(e.0 + 4)))?;
         self.rings[q].last_used += Wrapping(1);
-        // used_event: ask for a call after this entry (EVENT_IDX).
-        let at = self.rings[q].at;
-        let ue = GuestAddress(at.avail + 4 + 2 * u64::from(self.rings[q].size));
-        Self::g(
-            self.mem
-                .store(self.rings[q].last_used.0.to_le(), ue, Ordering::Release),
-        )?;
         Ok(Some((u32::from_le(id) as u16, u32::from_le(len))))
     }
 
@@ -434,13 +432,27 @@ impl GuestNic {
             total += len as usize;
             heads.push(id);
         }
-        for &h in &heads {
-            self.write_desc(RX, h, self.buf_size, DESC_F_WRITE)?;
+        self.rx_pending.extend_from_slice(&heads);
+        if self.rx_pending.len() >= RX_REPOST_BATCH {
+            self.flush_rx()?;
         }
-        self.publish(RX, &heads)?;
         let mut dst = [0u8; 6];
         dst.copy_from_slice(&head[VNET_HDR_LEN..]);
         Ok(Some((total, dst)))
+    }
+
+    /// Posts again the RX buffers `recv_in_place` has read.
+    pub fn flush_rx(&mut self) -> io::Result<()> {
+        let heads = std::mem::take(&mut self.rx_pending);
+        for &h in &heads {
+            self.write_desc(RX, h, self.buf_size, DESC_F_WRITE)?;
+        }
+        if !heads.is_empty() {
+            self.publish(RX, &heads)?;
+        }
+        self.rx_pending = heads;
+        self.rx_pending.clear();
+        Ok(())
     }
 
     /// Writes raw descriptors into the TX ring and publishes `head`: for tests of bad chains.
@@ -518,7 +530,25 @@ impl GuestNic {
     }
 
     /// Waits up to `timeout` for the backend to call on the RX ring; drains the call.
-    pub fn wait_rx(&self, timeout: std::time::Duration) -> io::Result<bool> {
+    ///
+    /// Like a guest driver's NAPI poll, the RX ring asks for calls only here, when the guest
+    /// is about to sleep: EVENT_IDX's `used_event` is set to the next entry it will read, and
+    /// it looks once more before sleeping. While it is busy reading it asks for none (and the
+    /// TX ring never asks: this driver reclaims TX buffers when it sends), so a busy switch
+    /// writes no eventfd per frame.
+    pub fn wait_rx(&mut self, timeout: std::time::Duration) -> io::Result<bool> {
+        self.flush_rx()?;
+        let r = &self.rings[RX];
+        let ue = GuestAddress(r.at.avail + 4 + 2 * u64::from(r.size));
+        Self::g(self.mem.store(r.last_used.0.to_le(), ue, Ordering::Release))?;
+        std::sync::atomic::fence(Ordering::SeqCst);
+        let used: u16 = Self::g(
+            self.mem
+                .load(GuestAddress(r.at.used + 2), Ordering::Acquire),
+        )?;
+        if Wrapping(u16::from_le(used)) != r.last_used {
+            return Ok(true);
+        }
         let ready = sys::wait_readable(&self.rings[RX].call, timeout)?;
         let _ = self.rings[RX].call.read();
         Ok(ready)
