@@ -230,7 +230,7 @@ mod tests {
 
     #[test]
     fn vhost_user_ports_take_a_path_and_a_mode() {
-        use crate::port::vhost_user::Mode;
+        use super::super::VhostUserMode as Mode;
         let cfg = with(
             &[
                 port("a", "vhost-user", "path = \"/run/sy/a.vhost\"\n"),
