@@ -29,6 +29,8 @@
 //! in-flight tracking, no `CONFIGURE_MEM_SLOTS` (QEMU then sends whole memory tables).
 
 mod device;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod guest;
 mod ring;
 #[cfg(test)]
