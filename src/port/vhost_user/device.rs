@@ -131,6 +131,9 @@ pub(super) struct Shared {
     pub(super) bad_chains: AtomicU64,
     /// Frames dropped because the guest's RX ring had no room.
     pub(super) rx_full: AtomicU64,
+    /// Whether the connected guest takes offloads ([`Device::takes_offloads`]), read without
+    /// the mutex on every dispatch to the port.
+    pub(super) offloads: std::sync::atomic::AtomicBool,
     /// The port's name for logs.
     pub(super) name: String,
 }
@@ -188,6 +191,7 @@ impl Device {
     pub(super) fn disconnect(&mut self) {
         self.set_kick(TX, None);
         *self = Device::new(self.shared.clone());
+        self.shared.offloads.store(false, Relaxed);
         self.sync_link();
     }
 
@@ -281,6 +285,7 @@ impl VhostUserBackendReqHandlerMut for Device {
         for v in &mut self.vrings {
             v.queue.set_event_idx(event_idx);
         }
+        self.shared.offloads.store(self.takes_offloads(), Relaxed);
         tracing::info!(port = %self.shared.name, features = format_args!("{features:#x}"),
             offloads = self.takes_offloads(), "vhost-user features negotiated");
         self.sync_link();

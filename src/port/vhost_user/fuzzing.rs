@@ -63,6 +63,7 @@ pub fn run(data: &[u8]) -> Outcome {
         kicks: Epoll::new().expect("an epoll set"),
         bad_chains: Default::default(),
         rx_full: Default::default(),
+        offloads: Default::default(),
         name: "fuzz".into(),
     });
     let mut dev = Device::new(shared);

@@ -106,6 +106,7 @@ impl VhostUserPort {
             kicks: Epoll::new().map_err(|e| err("create its epoll set", e))?,
             bad_chains: Default::default(),
             rx_full: Default::default(),
+            offloads: Default::default(),
             name: name.to_string(),
         });
         let dev = Arc::new(Mutex::new(Device::new(shared.clone())));
@@ -183,7 +184,7 @@ impl VhostUserPort {
     /// Whether the guest negotiated GUEST_CSUM and GUEST_TSO4/6 (else it gets complete,
     /// MTU-sized frames).
     pub fn accepts_offloads(&self) -> bool {
-        self.device().takes_offloads()
+        self.shared.offloads.load(Ordering::Relaxed)
     }
 
     pub fn link(&self) -> &LinkState {
