@@ -180,6 +180,8 @@ pub enum PortKind {
     Stream(StreamConfig),
     /// QEMU `-netdev dgram` on a unix datagram socket the switch binds.
     Dgram(DgramConfig),
+    /// QEMU `-netdev vhost-user`: the switch is the VM's virtio-net device.
+    VhostUser(VhostUserConfig),
 }
 
 impl PortKind {
@@ -188,7 +190,7 @@ impl PortKind {
         match self {
             PortKind::Tap(t) => Some(&t.ifname),
             PortKind::Packet(p) => Some(&p.ifname),
-            PortKind::Stream(_) | PortKind::Dgram(_) => None,
+            PortKind::Stream(_) | PortKind::Dgram(_) | PortKind::VhostUser(_) => None,
         }
     }
 
@@ -198,17 +200,18 @@ impl PortKind {
         match self {
             PortKind::Tap(t) => t.netns.as_deref().map(|n| (n, true)),
             PortKind::Packet(p) => p.netns.as_deref().map(|n| (n, false)),
-            PortKind::Stream(_) | PortKind::Dgram(_) => None,
+            PortKind::Stream(_) | PortKind::Dgram(_) | PortKind::VhostUser(_) => None,
         }
     }
 
-    /// `"tap"`, `"packet"`, `"stream"` or `"dgram"`, as in the config.
+    /// `"tap"`, `"packet"`, `"stream"`, `"dgram"` or `"vhost-user"`, as in the config.
     pub fn name(&self) -> &'static str {
         match self {
             PortKind::Tap(_) => "tap",
             PortKind::Packet(_) => "packet",
             PortKind::Stream(_) => "stream",
             PortKind::Dgram(_) => "dgram",
+            PortKind::VhostUser(_) => "vhost-user",
         }
     }
 
@@ -219,6 +222,7 @@ impl PortKind {
             PortKind::Packet(p) => p.ifname.clone(),
             PortKind::Stream(s) => s.path.display().to_string(),
             PortKind::Dgram(d) => d.path.display().to_string(),
+            PortKind::VhostUser(v) => v.path.display().to_string(),
         }
     }
 }
@@ -235,6 +239,25 @@ pub struct PacketConfig {
 pub struct StreamConfig {
     /// Where the switch listens (absolute, at most 107 bytes).
     pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct VhostUserConfig {
+    /// The vhost-user socket (absolute, at most 107 bytes).
+    pub path: PathBuf,
+    /// Who connects to whom.
+    pub mode: VhostUserMode,
+}
+
+/// `mode` of a vhost-user port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VhostUserMode {
+    /// `"server"` (default): the switch listens on `path` and QEMU connects (QEMU's
+    /// `-chardev socket,path=...,reconnect=1`, libvirt's `mode='client'`).
+    Server,
+    /// `"client"`: QEMU listens (`server=on`, libvirt's `mode='server'`) and the switch
+    /// connects, retrying until it is there.
+    Client,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -306,7 +329,7 @@ const MAX_MAX_PORTS: i64 = 4096;
 const DEFAULT_STORM_LIMIT: u32 = 10_000;
 const MAX_STORM_LIMIT: i64 = 100_000_000;
 /// The port kinds this version knows (`kind = "..."`).
-const KNOWN_KINDS: &[&str] = &["tap", "packet", "stream", "dgram"];
+const KNOWN_KINDS: &[&str] = &["tap", "packet", "stream", "dgram", "vhost-user"];
 /// IFNAMSIZ - 1: the kernel's limit on a netdev name.
 const MAX_IFNAME_LEN: usize = 15;
 const MAX_NETNS_LEN: usize = 64;

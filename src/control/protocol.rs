@@ -114,14 +114,15 @@ pub struct HostAdd {
 pub struct NewPort {
     /// The port's name: 1 to 32 of A-Z, a-z, 0-9, '_', '.', '-'.
     pub name: String,
-    /// tap, packet, stream or dgram.
+    /// tap, packet, stream, dgram or vhost-user.
     #[arg(long)]
     pub kind: String,
     /// The netdev: the tap to create, or the existing one a packet port attaches to.
     #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ifname: Option<String>,
-    /// The unix socket a stream or dgram port listens on.
+    /// The unix socket a stream, dgram or vhost-user port listens on (or, for a vhost-user port
+    /// with `--mode client`, connects to).
     #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
@@ -129,6 +130,10 @@ pub struct NewPort {
     #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,
+    /// A vhost-user port's side: server (the switch listens; the default) or client.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
     /// The [[host]] plugged into the port (its guard and DHCP reservation).
     #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -16,6 +16,7 @@ use crate::port::netns::Netns;
 use crate::port::packet::PacketPort;
 use crate::port::socket::{DgramPort, StreamPort};
 use crate::port::tap::TapPort;
+use crate::port::vhost_user::VhostUserPort;
 use crate::port::{Port, PortError};
 use crate::switch::{PortId, PortSpec, Switch, SwitchParams};
 
@@ -58,6 +59,7 @@ impl Ports {
             PortKind::Packet(c) => Box::new(PacketPort::from_config(p, c, ns.as_deref())?),
             PortKind::Stream(c) => Box::new(StreamPort::from_config(p, c)?),
             PortKind::Dgram(c) => Box::new(DgramPort::from_config(p, c)?),
+            PortKind::VhostUser(c) => Box::new(VhostUserPort::from_config(p, c)?),
         };
         Ok((port, ns))
     }

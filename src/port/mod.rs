@@ -33,6 +33,7 @@ pub mod netns;
 pub mod packet;
 pub mod socket;
 pub mod tap;
+pub mod vhost_user;
 
 mod netlink;
 pub(crate) mod sys;
@@ -43,7 +44,8 @@ mod io_tests;
 pub use netns::Netns;
 pub use sys::{
     allow_nice, block_signals, cap_ambient_clear, cap_bound_drop, cap_get, cap_last_cap, cap_set,
-    peer_cred, set_thread_nice, wait_signal, CapSets, Epoll, EpollEvent, Events, PeerCred,
+    memfd, peer_cred, set_thread_nice, wait_readable, wait_signal, CapSets, Epoll, EpollEvent,
+    Events, PeerCred,
 };
 pub use tap::TapPort;
 

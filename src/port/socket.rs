@@ -99,7 +99,7 @@ fn for_each_plain_frame(
 
 /// Validates `path` and makes room for a socket there: creates the parent directory, removes
 /// a stale socket file, refuses a live one or any other file.
-fn prepare_path(path: &Path) -> Result<(), PortError> {
+pub(crate) fn prepare_path(path: &Path) -> Result<(), PortError> {
     let err = |action: &str, err: io::Error| PortError::Socket {
         path: path.to_path_buf(),
         action: action.to_string(),

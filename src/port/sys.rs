@@ -1179,3 +1179,42 @@ pub(crate) fn prefetch<T>(p: &T) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;
 }
+
+// vhost-user ports (src/port/vhost_user) and the benchmark guest: the guest memory and the
+// eventfds. Every access to guest memory itself goes through vm-memory's checked copies.
+
+/// Sets `O_NONBLOCK` on `fd` (an eventfd the frontend sent us may be blocking).
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: F_GETFL/F_SETFL take an int, no pointers; `fd` is open for the borrow.
+    let flags = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
+    // SAFETY: as above.
+    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) })?;
+    Ok(())
+}
+
+/// `memfd_create(name, MFD_CLOEXEC)` sized to `size` bytes: the shared memory a guest (QEMU's
+/// `memory-backend-memfd,share=on`, or `sy-vmguest`) hands to a vhost-user backend.
+pub fn memfd(name: &str, size: u64) -> io::Result<File> {
+    let name = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `name` is a valid NUL-terminated string for the call's duration.
+    let fd = cvt(unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) })?;
+    // SAFETY: `fd` was just returned by the kernel and nothing else owns it.
+    let file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    file.set_len(size)?;
+    Ok(file)
+}
+
+/// Waits up to `timeout` for `fd` to be readable (`poll`); whether it is. For fds held by types
+/// that expose only `AsRawFd` (vmm-sys-util's `EventFd`).
+pub fn wait_readable(fd: &impl AsRawFd, timeout: Duration) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = c_int::try_from(timeout.as_millis()).unwrap_or(c_int::MAX);
+    // SAFETY: `pfd` is one valid pollfd for the call's duration; the fd is kept open by the
+    // borrowed owner, and poll never takes ownership of it.
+    let n = cvt(unsafe { libc::poll(&mut pfd, 1, ms) })?;
+    Ok(n > 0)
+}

@@ -6,6 +6,7 @@
 //! | `packet` | `ifname` (required: an existing netdev), `netns` (where it lives) |
 //! | `stream` | `path` (required) |
 //! | `dgram` | `path` (required), `peer` |
+//! | `vhost-user` | `path` (required), `mode` (`"server"`, the default, or `"client"`) |
 //!
 //! A key of another kind is an error naming it, so a config meant for one kind never half-works
 //! as another. Socket paths are absolute, fit `sun_path`, and are unique across the file
@@ -18,7 +19,7 @@ use toml::Spanned;
 
 use super::{
     netdev_keys, q, validate_tap, ConfigError, Cx, DgramConfig, Host, PacketConfig, PortKind,
-    RawPort, StreamConfig, Unique,
+    RawPort, StreamConfig, Unique, VhostUserConfig, VhostUserMode,
 };
 
 /// Longest unix socket path (`sun_path` is 108 bytes with its NUL). The config's rule, which
@@ -34,7 +35,7 @@ pub(super) fn validate_kind(
     paths: &mut Unique<'_>,
 ) -> Result<PortKind, ConfigError> {
     let kind = p.kind.get_ref().as_str();
-    let keys: [(&str, Option<Range<usize>>); 7] = [
+    let keys: [(&str, Option<Range<usize>>); 8] = [
         ("ifname", p.ifname.as_ref().map(Spanned::span)),
         ("netns", p.netns.as_ref().map(Spanned::span)),
         ("address", p.address.as_ref().map(Spanned::span)),
@@ -42,11 +43,13 @@ pub(super) fn validate_kind(
         ("persist", p.persist.as_ref().map(Spanned::span)),
         ("path", p.path.as_ref().map(Spanned::span)),
         ("peer", p.peer.as_ref().map(Spanned::span)),
+        ("mode", p.mode.as_ref().map(Spanned::span)),
     ];
     let allowed: &[&str] = match kind {
         "tap" => &["ifname", "netns", "address", "host_address", "persist"],
         "packet" => &["ifname", "netns"],
         "stream" => &["path"],
+        "vhost-user" => &["path", "mode"],
         _ => &["path", "peer"],
     };
     for (key, span) in keys {
@@ -71,6 +74,24 @@ pub(super) fn validate_kind(
         "stream" => {
             let path = socket_path(cx, e, "path", p.path.as_ref(), &table, paths)?;
             Ok(PortKind::Stream(StreamConfig { path }))
+        }
+        "vhost-user" => {
+            let path = socket_path(cx, e, "path", p.path.as_ref(), &table, paths)?;
+            let mode = match p.mode.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
+                None | Some(("server", _)) => VhostUserMode::Server,
+                Some(("client", _)) => VhostUserMode::Client,
+                Some((other, span)) => {
+                    return Err(cx.error(
+                        span,
+                        format!(
+                            "{e}: mode {} is neither \"server\" (the switch listens, QEMU \
+                             connects) nor \"client\" (QEMU listens with server=on)",
+                            q(other)
+                        ),
+                    ))
+                }
+            };
+            Ok(PortKind::VhostUser(VhostUserConfig { path, mode }))
         }
         _ => {
             let path = socket_path(cx, e, "path", p.path.as_ref(), &table, paths)?;
@@ -205,6 +226,62 @@ mod tests {
             })
         );
         assert!(matches!(kinds[4], PortKind::Dgram(d) if d.peer.is_none()));
+    }
+
+    #[test]
+    fn vhost_user_ports_take_a_path_and_a_mode() {
+        use super::super::VhostUserMode as Mode;
+        let cfg = with(
+            &[
+                port("a", "vhost-user", "path = \"/run/sy/a.vhost\"\n"),
+                port(
+                    "b",
+                    "vhost-user",
+                    "path = \"/run/sy/b.vhost\"\nmode = \"client\"\n",
+                ),
+            ]
+            .concat(),
+        )
+        .unwrap();
+        let modes: Vec<_> = cfg
+            .ports
+            .iter()
+            .map(|p| match &p.kind {
+                PortKind::VhostUser(v) => (v.path.display().to_string(), v.mode),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            modes,
+            [
+                ("/run/sy/a.vhost".to_string(), Mode::Server),
+                ("/run/sy/b.vhost".to_string(), Mode::Client)
+            ]
+        );
+        assert_eq!(cfg.ports[0].kind.name(), "vhost-user");
+        assert_err(
+            with(&port(
+                "a",
+                "vhost-user",
+                "path = \"/x.sock\"\nmode = \"both\"\n",
+            )),
+            10,
+            &["mode 'both'", "\"server\"", "\"client\""],
+        );
+        assert_err(
+            with(&port("a", "vhost-user", "")),
+            6,
+            &["missing key 'path'"],
+        );
+        assert_err(
+            with(&port(
+                "a",
+                "stream",
+                "path = \"/x.sock\"\nmode = \"client\"\n",
+            )),
+            10,
+            &["key 'mode' does not apply to a stream port"],
+        );
     }
 
     #[test]

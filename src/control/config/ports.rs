@@ -29,6 +29,7 @@ impl NewPort {
             ("ifname", &self.ifname),
             ("path", &self.path),
             ("peer", &self.peer),
+            ("mode", &self.mode),
             ("host", &self.host),
             ("netns", &self.netns),
         ] {
@@ -161,6 +162,7 @@ fn tap_netns(kind: &PortKind) -> Option<&str> {
 fn socket_paths(kind: &PortKind) -> Vec<PathBuf> {
     match kind {
         PortKind::Stream(s) => vec![s.path.clone()],
+        PortKind::VhostUser(v) => vec![v.path.clone()],
         PortKind::Dgram(d) => std::iter::once(d.path.clone())
             .chain(d.peer.clone())
             .collect(),

@@ -87,6 +87,8 @@ pub(super) struct RawPort {
     pub(super) persist: Option<Spanned<bool>>,
     pub(super) path: Option<Spanned<String>>,
     pub(super) peer: Option<Spanned<String>>,
+    /// vhost-user: `"server"` or `"client"`.
+    pub(super) mode: Option<Spanned<String>>,
     pub(super) isolated: Option<bool>,
     pub(super) mtu: Option<Spanned<i64>>,
     /// `true`, `false` or `"monitor"`.
