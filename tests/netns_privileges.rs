@@ -79,7 +79,26 @@ fn thread_nices(pid: u32) -> Vec<(String, i32)> {
 /// own priority (the main thread's, once the workers are started), whether the workers got
 /// their -10 from a raised `RLIMIT_NICE` or lent by the main thread.
 fn assert_priorities(pid: u32) {
-    let nices = thread_nices(pid);
+    // A thread just spawned carries the spawner's name and nice value until its first
+    // instructions rename it and take its priority back; on a loaded machine the test can look
+    // in that window, so it waits (up to 10 s) until every service thread has its name.
+    let named = |n: &[(String, i32)]| {
+        [
+            "sy-worker-",
+            "sy-appliance",
+            "sy-dhcp-commit",
+            "sy-lease-file",
+        ]
+        .iter()
+        .all(|p| n.iter().any(|(name, _)| name.starts_with(p)))
+            && n.iter().skip(1).all(|(name, _)| name != "switchyard")
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut nices = thread_nices(pid);
+    while !named(&nices) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        nices = thread_nices(pid);
+    }
     eprintln!("nice values: {nices:?}");
     let own = nices[0].1;
     assert_ne!(
