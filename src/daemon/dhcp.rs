@@ -27,6 +27,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+mod ratelog;
+pub(super) use ratelog::RateLog;
+
 use super::appliance::YIELD_EVERY;
 use super::capture::Dir;
 use super::privileges::take_service_nice;
@@ -324,6 +327,8 @@ pub(super) struct DhcpService {
     /// Lease changes not yet taken by the DNS zone ([`DhcpService::take_changes`]).
     changes: Vec<LeaseChange>,
     stats: DhcpStats,
+    /// Refusals logged at info, rate-limited per port and reason.
+    refusals: RateLog,
 }
 
 /// The dnsmasq-format lease file, written off the appliance thread. Each write is a new file,
@@ -429,6 +434,7 @@ impl DhcpService {
             lease_file_dirty: false,
             changes: Vec::new(),
             stats: DhcpStats::default(),
+            refusals: RateLog::default(),
         };
         svc.sync_bindings(epoch_now());
         Ok(svc)
@@ -446,11 +452,7 @@ impl DhcpService {
                 if let Some(i) = DhcpDropReason::ALL.iter().position(|r| *r == reason) {
                     self.stats.drops[i] += 1;
                 }
-                tracing::debug!(
-                    port = ingress.0,
-                    reason = reason.as_str(),
-                    "DHCP message dropped"
-                );
+                self.log_refusal(ingress, reason, now);
                 return None;
             }
         };
@@ -470,6 +472,34 @@ impl DhcpService {
         self.batch.changes.push(change);
         self.lease_file_dirty = true;
         outcome.reply.map(|r| (r, true))
+    }
+
+    /// Refusals an operator must see (the client gets nothing) at info, rate-limited per port
+    /// and reason, with the port's name; the rest (malformed, not for us) at debug.
+    fn log_refusal(&mut self, ingress: PortId, reason: DhcpDropReason, now: u64) {
+        let port = self.switch.port_spec(ingress).name.clone();
+        let loud = matches!(
+            reason,
+            DhcpDropReason::NoAddress
+                | DhcpDropReason::PortLeaseLimit
+                | DhcpDropReason::OffersFull
+                | DhcpDropReason::RateLimited
+                | DhcpDropReason::Impersonation
+                | DhcpDropReason::NotOwner
+                | DhcpDropReason::Relayed
+        );
+        if !loud {
+            tracing::debug!(port = %port, reason = reason.as_str(), "DHCP message dropped");
+            return;
+        }
+        if let Some(n) = self.refusals.note(ingress.0, reason.as_str(), now) {
+            tracing::info!(
+                port = %port,
+                reason = reason.as_str(),
+                count = n,
+                "DHCP message refused (no reply sent)"
+            );
+        }
     }
 
     /// Holds the frame of a reply that `handle` said must wait, until its batch is durable.
@@ -500,8 +530,9 @@ impl DhcpService {
     /// Replaces the reservations with `config`'s hosts, then re-binds every live lease in the
     /// guard (a port's policy may just have been rebuilt from the same config).
     pub(super) fn set_hosts(&mut self, config: &Config, now: u64) -> Result<(), String> {
+        let params = dhcp_params(config);
         self.server
-            .set_reservations(dhcp_params(config).reservations)
+            .set_reservations(params.reservations)
             .map_err(|e| e.to_string())?;
         // Trusted ports by the slot each has now (ports come and go: `port add|del`, reload).
         let trusted = config
@@ -512,6 +543,16 @@ impl DhcpService {
             .map(|id| id.0)
             .collect();
         self.server.set_trusted_ports(trusted);
+        // The same for every port's host and guard: `dhcp_params` keys them by config index.
+        let ports = params
+            .ports
+            .into_iter()
+            .filter_map(|(i, binding)| {
+                let port = config.ports.get(usize::from(i))?;
+                Some((self.switch.port_by_name(&port.name)?.0, binding))
+            })
+            .collect();
+        self.server.set_ports(ports);
         self.bound.clear();
         self.sync_bindings(now);
         Ok(())

@@ -38,6 +38,8 @@ use super::params::{DhcpParams, Reservation, MIN_LEASE};
 use super::reply::{self, Client};
 use super::validate::check_options;
 
+mod ownership;
+
 pub use super::reply::{Destination, LeaseTerm, Reply};
 
 /// A declined address is not offered to anyone for this long (dnsmasq's DECLINE_BACKOFF).
@@ -69,6 +71,14 @@ pub enum DropReason {
     OffersFull,
     /// REQUEST/RELEASE/DECLINE for another server, or RELEASE/DECLINE without a server id.
     NotForUs,
+    /// The message claims an identity its port may not use: on an enforcing port a `chaddr`
+    /// that is not the port's host's; from any untrusted port the MAC of a host guarded on
+    /// another port, or only reservations (MAC, client id, hostname) of another port's host.
+    Impersonation,
+    /// The lease, offer or address the message acts on belongs to another port or client:
+    /// a REQUEST/RELEASE/DECLINE for a lease live on another port, a DECLINE of an address
+    /// never offered to or held by the client, an INFORM naming another's address.
+    NotOwner,
     /// RELEASE of a lease we do not hold, INFORM without ciaddr, REQUEST without any address.
     Ignored,
     /// dhcproto could not encode the reply (a configured option it cannot write).
@@ -77,7 +87,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, for counter tables.
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 13] = [
         DropReason::Malformed,
         DropReason::NotClientMessage,
         DropReason::Relayed,
@@ -87,6 +97,8 @@ impl DropReason {
         DropReason::NoAddress,
         DropReason::OffersFull,
         DropReason::NotForUs,
+        DropReason::Impersonation,
+        DropReason::NotOwner,
         DropReason::Ignored,
         DropReason::Unencodable,
     ];
@@ -103,6 +115,8 @@ impl DropReason {
             DropReason::NoAddress => "no_address",
             DropReason::OffersFull => "offers_full",
             DropReason::NotForUs => "not_for_us",
+            DropReason::Impersonation => "impersonation",
+            DropReason::NotOwner => "not_owner",
             DropReason::Ignored => "ignored",
             DropReason::Unencodable => "unencodable",
         }
@@ -146,6 +160,8 @@ pub struct DhcpServer {
     quarantine: HashMap<Ipv4Addr, u64>,
     reserved: HashSet<Ipv4Addr>,
     buckets: HashMap<u16, Bucket>,
+    /// Which port owns which host and guarded MAC (from `params.ports`).
+    owners: ownership::Owners,
 }
 
 impl DhcpServer {
@@ -153,6 +169,7 @@ impl DhcpServer {
     pub fn new(params: DhcpParams) -> Result<DhcpServer, super::ParamsError> {
         let search = params.validate()?;
         let reserved = params.reservations.iter().map(|r| r.ipv4).collect();
+        let owners = ownership::Owners::build(&params.ports);
         let mut server = DhcpServer {
             params,
             search,
@@ -164,6 +181,7 @@ impl DhcpServer {
             quarantine: HashMap::new(),
             reserved,
             buckets: HashMap::new(),
+            owners,
         };
         server.index_unleased();
         Ok(server)
@@ -232,6 +250,13 @@ impl DhcpServer {
         self.params.trusted_ports = ports;
     }
 
+    /// Replaces what the server knows of the switch's ports (their hosts and guards), e.g.
+    /// after a port was plugged or unplugged or a host changed: see [`ownership`].
+    pub fn set_ports(&mut self, ports: std::collections::BTreeMap<u16, super::PortBinding>) {
+        self.owners = ownership::Owners::build(&ports);
+        self.params.ports = ports;
+    }
+
     pub fn set_reservations(
         &mut self,
         reservations: Vec<Reservation>,
@@ -260,12 +285,13 @@ impl DhcpServer {
         }
         let ty = msg.opts().msg_type().ok_or(DropReason::NotClientMessage)?;
         let client = Client::parse(&msg, port, self.params.key_mode);
+        self.check_identity(&client)?;
         match ty {
             MessageType::Discover => self.process_discover(&msg, &client, now),
             MessageType::Request => self.process_request(&msg, &client, now),
             MessageType::Release => self.process_release(&msg, &client),
             MessageType::Decline => self.process_decline(&msg, &client, now),
-            MessageType::Inform => self.process_inform(&msg, &client),
+            MessageType::Inform => self.process_inform(&msg, &client, now),
             _ => Err(DropReason::UnexpectedType),
         }
     }
@@ -280,6 +306,9 @@ impl DhcpServer {
         // chaddrs from one port would hold the whole pool in offers (60 s each).
         if self.port_is_full(c, now) || self.port_offers_full(c, now) {
             return Err(DropReason::PortLeaseLimit);
+        }
+        if self.lease_elsewhere(c, now) {
+            return Err(DropReason::NotOwner);
         }
         let ip = self
             .pick_address(c, requested_ip(msg), now)
@@ -339,6 +368,10 @@ impl DhcpServer {
             (_, None) if !ciaddr.is_unspecified() => ciaddr,
             _ => return Err(DropReason::Ignored),
         };
+        // A live lease of this client on another port is not this port's to renew or move.
+        if self.lease_elsewhere(c, now) {
+            return Err(DropReason::NotOwner);
+        }
         if !self.may_have(c, ip, now) || self.port_is_full(c, now) {
             return self.nak(msg, c);
         }
@@ -378,6 +411,9 @@ impl DhcpServer {
             return Err(DropReason::NotForUs);
         }
         match self.leases.get(&c.key) {
+            Some(l) if l.ip == msg.ciaddr() && !self.port_owns(c, l.port) => {
+                Err(DropReason::NotOwner)
+            }
             Some(l) if l.ip == msg.ciaddr() => {
                 self.remove_lease(&c.key);
                 Ok(Outcome {
@@ -389,8 +425,8 @@ impl DhcpServer {
         }
     }
 
-    /// DECLINE: the client found the address in use (ARP). Quarantine it for everyone, and
-    /// forget the client's lease on it.
+    /// DECLINE: the client found the address in use (ARP). Quarantine it for everyone (if it
+    /// was offered to or held by this client on this port), and forget the client's lease on it.
     fn process_decline(
         &mut self,
         msg: &Message,
@@ -403,6 +439,11 @@ impl DhcpServer {
         let ip = requested_ip(msg).ok_or(DropReason::Ignored)?;
         if !self.params.is_host_addr(ip) {
             return Err(DropReason::Ignored);
+        }
+        // Threat: a DECLINE for an address the guest never had would lock its rightful holder
+        // out for 600 s. Only what was offered to this client here, or is its lease, counts.
+        if !self.offered_or_held(c, ip, now) {
+            return Err(DropReason::NotOwner);
         }
         self.quarantine.retain(|_, until| *until > now);
         self.quarantine
@@ -422,9 +463,17 @@ impl DhcpServer {
     }
 
     /// INFORM: configuration only, no lease time, unicast to ciaddr.
-    fn process_inform(&mut self, msg: &Message, c: &Client) -> Result<Outcome, DropReason> {
+    fn process_inform(
+        &mut self,
+        msg: &Message,
+        c: &Client,
+        now: u64,
+    ) -> Result<Outcome, DropReason> {
         if msg.ciaddr().is_unspecified() {
             return Err(DropReason::Ignored);
+        }
+        if !self.may_inform(c, msg.ciaddr(), now) {
+            return Err(DropReason::NotOwner);
         }
         let reply = reply::build(self, msg, MessageType::Ack, Ipv4Addr::UNSPECIFIED, c, None)?;
         Ok(Outcome {
@@ -433,20 +482,25 @@ impl DhcpServer {
         })
     }
 
-    /// The reservation that matches `c`: by client id if it names one, by hostname if it asks
-    /// for that, else by MAC.
+    /// The reservation that matches `c` and that its port may claim (see [`ownership`]).
     pub(super) fn reservation_for(&self, c: &Client) -> Option<&Reservation> {
         self.params
             .reservations
             .iter()
-            .find(|r| match (&r.client_id, r.match_hostname) {
-                (Some(id), _) => c.client_id.as_deref() == Some(id.as_slice()),
-                (None, true) => c
-                    .hostname
-                    .as_deref()
-                    .is_some_and(|h| h.eq_ignore_ascii_case(&r.name)),
-                (None, false) => r.mac == Some(c.mac),
-            })
+            .find(|r| Self::matches(r, c) && self.may_claim(c, r))
+    }
+
+    /// Does `r` name `c`: by client id if it holds one, by hostname if it asks for that, else
+    /// by MAC.
+    fn matches(r: &Reservation, c: &Client) -> bool {
+        match (&r.client_id, r.match_hostname) {
+            (Some(id), _) => c.client_id.as_deref() == Some(id.as_slice()),
+            (None, true) => c
+                .hostname
+                .as_deref()
+                .is_some_and(|h| h.eq_ignore_ascii_case(&r.name)),
+            (None, false) => r.mac == Some(c.mac),
+        }
     }
 
     fn in_pool(&self, ip: Ipv4Addr) -> bool {
