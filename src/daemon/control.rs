@@ -279,6 +279,11 @@ impl Control {
                         .collect(),
                     fdb_entries: self.switch.fdb().port_len(id) as u64,
                     capture_dropped: self.capture.dropped_on(id),
+                    problems: if id == self.service_port {
+                        self.appliance_problems()
+                    } else {
+                        Vec::new()
+                    },
                 }
             })
             .collect())
@@ -310,6 +315,18 @@ impl Control {
                 }),
             })
             .collect())
+    }
+
+    /// What is wrong with the appliance's services (asked of it; a busy appliance says so).
+    fn appliance_problems(&self) -> Vec<String> {
+        match self.dhcp_stats() {
+            Ok(Some(DhcpStats {
+                journal_error: Some(e),
+                ..
+            })) => vec![format!("DHCP acknowledges no lease: {e}")],
+            Ok(_) => Vec::new(),
+            Err((_, e)) => vec![e],
+        }
     }
 
     /// Asks the appliance thread; it answers between two frame batches.

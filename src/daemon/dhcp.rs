@@ -59,6 +59,24 @@ pub(super) fn epoch_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// What the replay of the journal found; a corrupt line (a bad CRC) is said loudly, since it
+/// is a lease the server may have acknowledged and no longer knows.
+fn log_replay(path: &std::path::Path, stats: &crate::service::dhcp::ReplayStats, leases: usize) {
+    if stats.corrupt > 0 {
+        tracing::error!(
+            journal = %path.display(),
+            corrupt = stats.corrupt,
+            "lease journal lines with a bad CRC were skipped: the leases they held are \
+             forgotten (their clients get a NAK or a new address at their next REQUEST); \
+             check the disk"
+        );
+    }
+    if stats.truncated_tail {
+        tracing::warn!(journal = %path.display(), "the lease journal ended in a torn line (a crash mid-write): dropped");
+    }
+    tracing::info!(journal = %path.display(), ?stats, leases, "leases restored");
+}
+
 fn log_unpersisted(e: &io::Error) {
     tracing::error!(error = %e, "cannot persist a lease change: the reply is withheld \
         (free space or fix permissions in the state directory)");
@@ -78,6 +96,8 @@ pub(super) struct DhcpStats {
     pub(super) drops: [u64; DhcpDropReason::ALL.len()],
     /// Replies withheld because the lease change could not be written to the journal.
     pub(super) unpersisted: u64,
+    /// Why the lease journal is not open (DHCP then acknowledges nothing); `None`: it is.
+    pub(super) journal_error: Option<String>,
 }
 
 /// The DHCP message type (option 53) of an encoded reply; `None` if it has none.
@@ -308,11 +328,25 @@ fn persist(journal: &mut Journal, group: &Batch, broken: bool) -> io::Result<()>
     Ok(())
 }
 
+/// How often a journal that could not be opened is tried again (seconds).
+const JOURNAL_RETRY_SECS: u64 = 10;
+
+/// A lease journal that could not be opened at start, tried again now and then.
+struct Missing {
+    path: PathBuf,
+    sink: ReplySink,
+    nice: Option<i32>,
+    error: String,
+    next_try: u64,
+}
+
 /// The DHCP server with its persistence and its guard bindings.
 pub(super) struct DhcpService {
     server: DhcpServer,
-    /// Owns the journal, on its own thread.
-    committer: Committer,
+    /// Owns the journal, on its own thread; `None` while the journal could not be opened
+    /// (`missing` says why): the server then acknowledges nothing.
+    committer: Option<Committer>,
+    missing: Option<Missing>,
     /// The changes and waiting replies since the last `commit`.
     batch: Batch,
     /// Records handed to the committer since the last snapshot (compaction).
@@ -409,14 +443,40 @@ impl DhcpService {
         sink: ReplySink,
         nice: Option<i32>,
     ) -> Result<DhcpService, String> {
-        let (journal, table, stats) = Journal::open(&journal_path)
-            .map_err(|e| format!("lease journal {}: {e}", journal_path.display()))?;
-        tracing::info!(journal = %journal_path.display(), ?stats, leases = table.len(), "leases restored");
-        let server = DhcpServer::new(params)
-            .map_err(|e| format!("DHCP settings: {e}"))?
-            .with_leases(table);
-        let committer = Committer::start(journal, sink, nice)
-            .map_err(|e| format!("starting the lease journal's thread: {e}"))?;
+        let mut server = DhcpServer::new(params).map_err(|e| format!("DHCP settings: {e}"))?;
+        let (committer, missing) = match Journal::open(&journal_path) {
+            Ok((journal, table, stats)) => {
+                log_replay(&journal_path, &stats, table.len());
+                server = server.with_leases(table);
+                let c = Committer::start(journal, sink, nice)
+                    .map_err(|e| format!("starting the lease journal's thread: {e}"))?;
+                (Some(c), None)
+            }
+            Err(e) => {
+                // Degrade, don't die: the switch and the rest of the appliance run; DHCP
+                // offers but acknowledges nothing it could not keep, until the journal opens.
+                let error = format!("lease journal {}: {e}", journal_path.display());
+                tracing::error!(
+                    error = %error,
+                    "DHCP acknowledges no lease until the lease journal can be opened \
+                     (tried again every {JOURNAL_RETRY_SECS} s; check the state directory's \
+                     space and permissions)"
+                );
+                // What can still be read keeps the guard bindings of the leases it holds.
+                if let Ok((table, _)) = crate::service::dhcp::journal::read(&journal_path) {
+                    server = server.with_leases(table);
+                }
+                server.set_can_persist(false);
+                let missing = Missing {
+                    path: journal_path,
+                    sink,
+                    nice,
+                    error,
+                    next_try: epoch_now() + JOURNAL_RETRY_SECS,
+                };
+                (None, Some(missing))
+            }
+        };
         // The first file is written here, before anyone reads it; later ones off this thread.
         if let Err(e) = server.leases().write_dnsmasq(&lease_file, epoch_now()) {
             tracing::warn!(file = %lease_file.display(), error = %e, "cannot write the lease file");
@@ -426,6 +486,7 @@ impl DhcpService {
         let mut svc = DhcpService {
             server,
             committer,
+            missing,
             batch: Batch::default(),
             since_snapshot: 0,
             lease_file,
@@ -509,7 +570,11 @@ impl DhcpService {
 
     pub(super) fn stats(&self) -> DhcpStats {
         DhcpStats {
-            unpersisted: self.committer.shared.unpersisted.load(Ordering::Relaxed),
+            unpersisted: self
+                .committer
+                .as_ref()
+                .map_or(0, |c| c.shared.unpersisted.load(Ordering::Relaxed)),
+            journal_error: self.missing.as_ref().map(|m| m.error.clone()),
             ..self.stats.clone()
         }
     }
@@ -566,17 +631,22 @@ impl DhcpService {
         if self.batch.changes.is_empty() && self.batch.replies.is_empty() {
             return;
         }
+        let Some(committer) = self.committer.as_ref() else {
+            // No journal: the server made no change, so nothing waits; drop what is there.
+            self.batch = Batch::default();
+            return;
+        };
         let mut batch = std::mem::take(&mut self.batch);
         self.since_snapshot += batch.changes.len();
         if self.since_snapshot >= COMPACT_AFTER.max(4 * self.server.leases().len())
-            || self.committer.shared.broken.load(Ordering::Relaxed)
+            || committer.shared.broken.load(Ordering::Relaxed)
         {
             // The table already holds this batch's changes: they need no record of their own.
             self.since_snapshot = 0;
             batch.snapshot = Some(self.server.leases().clone());
             batch.changes.clear();
         }
-        self.committer.submit(batch);
+        committer.submit(batch);
     }
 
     /// Updates the guard for one lease change: O(1), so the cost per message does not grow with
@@ -607,6 +677,7 @@ impl DhcpService {
     /// lease file if anything changed. Debounced so a burst of ACKs costs one O(leases) rewrite,
     /// not one per ACK (the journal, not this file, is what makes a lease durable).
     pub(super) fn tick(&mut self, now: u64) {
+        self.retry_journal(now);
         self.sync_bindings(now);
         if self.lease_file_dirty {
             // Busy with the last one: this tick's text waits for the next tick.
@@ -614,6 +685,39 @@ impl DhcpService {
                 .lease_file
                 .offer(self.server.leases().format_dnsmasq(now));
         }
+    }
+
+    /// Tries again to open a journal that could not be opened; once it opens, its replay is
+    /// the lease table (nothing was granted meanwhile) and DHCP acknowledges leases again.
+    fn retry_journal(&mut self, now: u64) {
+        let Some(m) = self.missing.as_mut().filter(|m| now >= m.next_try) else {
+            return;
+        };
+        m.next_try = now + JOURNAL_RETRY_SECS;
+        let (journal, table, stats) = match Journal::open(&m.path) {
+            Ok(opened) => opened,
+            Err(e) => {
+                let error = format!("lease journal {}: {e}", m.path.display());
+                if error != m.error {
+                    tracing::error!(error = %error, "the lease journal still cannot be opened");
+                    m.error = error;
+                }
+                return;
+            }
+        };
+        let Some(m) = self.missing.take() else { return };
+        log_replay(&m.path, &stats, table.len());
+        match Committer::start(journal, m.sink, m.nice) {
+            Ok(c) => self.committer = Some(c),
+            Err(e) => {
+                tracing::error!(error = %e, "starting the lease journal's thread failed");
+                return;
+            }
+        }
+        self.server.replace_leases(table);
+        self.server.set_can_persist(true);
+        self.bound.clear();
+        tracing::info!(journal = %m.path.display(), "lease journal open: DHCP acknowledges leases again");
     }
 
     /// The last `tick`, when the daemon stops: the lease file gets the final state even if

@@ -66,6 +66,9 @@ pub fn stats_table(stats: &[PortStats], all: bool) -> String {
                 .map(|(r, n)| (format!("monitored.{r}"), *n)),
         );
         out.push_str(&section(&format!("port {}", s.port), &rows, all));
+        for p in &s.problems {
+            out.push_str(&format!("  problem: {p}\n"));
+        }
     }
     out
 }

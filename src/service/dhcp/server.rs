@@ -81,13 +81,16 @@ pub enum DropReason {
     NotOwner,
     /// RELEASE of a lease we do not hold, INFORM without ciaddr, REQUEST without any address.
     Ignored,
+    /// A REQUEST, RELEASE or DECLINE while the lease journal cannot be written
+    /// ([`DhcpServer::set_can_persist`]): nothing is acknowledged that could not be kept.
+    NoJournal,
     /// dhcproto could not encode the reply (a configured option it cannot write).
     Unencodable,
 }
 
 impl DropReason {
     /// Every reason, for counter tables.
-    pub const ALL: [DropReason; 13] = [
+    pub const ALL: [DropReason; 14] = [
         DropReason::Malformed,
         DropReason::NotClientMessage,
         DropReason::Relayed,
@@ -100,6 +103,7 @@ impl DropReason {
         DropReason::Impersonation,
         DropReason::NotOwner,
         DropReason::Ignored,
+        DropReason::NoJournal,
         DropReason::Unencodable,
     ];
 
@@ -118,6 +122,7 @@ impl DropReason {
             DropReason::Impersonation => "impersonation",
             DropReason::NotOwner => "not_owner",
             DropReason::Ignored => "ignored",
+            DropReason::NoJournal => "no_journal",
             DropReason::Unencodable => "unencodable",
         }
     }
@@ -162,6 +167,8 @@ pub struct DhcpServer {
     buckets: HashMap<u16, Bucket>,
     /// Which port owns which host and guarded MAC (from `params.ports`).
     owners: ownership::Owners,
+    /// False while the caller cannot persist lease changes: no lease is granted or removed.
+    can_persist: bool,
 }
 
 impl DhcpServer {
@@ -182,6 +189,7 @@ impl DhcpServer {
             reserved,
             buckets: HashMap::new(),
             owners,
+            can_persist: true,
         };
         server.index_unleased();
         Ok(server)
@@ -192,6 +200,19 @@ impl DhcpServer {
         self.leases = leases;
         self.index_unleased();
         self
+    }
+
+    /// Replaces the lease table in place (the journal opened late: its replay is the truth).
+    pub fn replace_leases(&mut self, leases: LeaseTable) {
+        self.leases = leases;
+        self.index_unleased();
+    }
+
+    /// Whether lease changes can be made durable. While not, REQUESTs get no ACK and
+    /// RELEASE/DECLINE change nothing (counted [`DropReason::NoJournal`]); DISCOVER, INFORM
+    /// and the NAKs that fix a client's wrong address still work.
+    pub fn set_can_persist(&mut self, can: bool) {
+        self.can_persist = can;
     }
 
     /// Rebuilds [`DhcpServer::unleased`] from the pool and the table: O(pool), at start only.
@@ -375,6 +396,9 @@ impl DhcpServer {
         if !self.may_have(c, ip, now) || self.port_is_full(c, now) {
             return self.nak(msg, c);
         }
+        if !self.can_persist {
+            return Err(DropReason::NoJournal);
+        }
         let term = self.lease_term(msg);
         let reply = reply::build(self, msg, MessageType::Ack, ip, c, Some(term))?;
         self.withdraw_offer(&c.key);
@@ -410,6 +434,9 @@ impl DhcpServer {
         if server_id(msg) != Some(self.params.server_id) {
             return Err(DropReason::NotForUs);
         }
+        if !self.can_persist {
+            return Err(DropReason::NoJournal);
+        }
         match self.leases.get(&c.key) {
             Some(l) if l.ip == msg.ciaddr() && !self.port_owns(c, l.port) => {
                 Err(DropReason::NotOwner)
@@ -444,6 +471,9 @@ impl DhcpServer {
         // out for 600 s. Only what was offered to this client here, or is its lease, counts.
         if !self.offered_or_held(c, ip, now) {
             return Err(DropReason::NotOwner);
+        }
+        if !self.can_persist {
+            return Err(DropReason::NoJournal);
         }
         self.quarantine.retain(|_, until| *until > now);
         self.quarantine
