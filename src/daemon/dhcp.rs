@@ -229,7 +229,7 @@ impl Committer {
             let shared = Arc::clone(&shared);
             std::thread::Builder::new()
                 .name("sy-dhcp-commit".into())
-                .spawn(move || commit_loop(journal, &sink, &shared, nice))?
+                .spawn(move || commit_loop(journal, &sink, &shared, nice, fault_delay()))?
         };
         Ok(Committer {
             thread: Some(thread),
@@ -270,10 +270,29 @@ impl Drop for Committer {
     }
 }
 
+/// Fault injection for the crash tests (`SWITCHYARD_FAULT_JOURNAL_DELAY_MS`): the committer
+/// waits this long before each write and fsync, as a slow disk would. It widens the window in
+/// which a server that acknowledged before its fsync would lose an acknowledged lease to a
+/// `kill -9`, so that a test can see such a bug; it never changes what is acknowledged.
+fn fault_delay() -> Option<std::time::Duration> {
+    let ms: u64 = std::env::var("SWITCHYARD_FAULT_JOURNAL_DELAY_MS")
+        .ok()?
+        .parse()
+        .ok()?;
+    tracing::warn!(ms, "fault injection: every lease journal commit is delayed");
+    Some(std::time::Duration::from_millis(ms.min(10_000)))
+}
+
 /// The committer thread: takes everything handed over since its last fsync as one group,
 /// writes it with one `write`, makes it durable with one `fdatasync`, and only then sends the
 /// group's replies. While it waits for the disk, the next group collects.
-fn commit_loop(mut journal: Journal, sink: &ReplySink, shared: &CommitShared, nice: Option<i32>) {
+fn commit_loop(
+    mut journal: Journal,
+    sink: &ReplySink,
+    shared: &CommitShared,
+    nice: Option<i32>,
+    delay: Option<std::time::Duration>,
+) {
     // The daemon's own priority, as the appliance's (see `Appliance::run`).
     take_service_nice(nice, "the lease journal's thread");
     loop {
@@ -292,6 +311,9 @@ fn commit_loop(mut journal: Journal, sink: &ReplySink, shared: &CommitShared, ni
         };
         // The appliance may be waiting for room (`Committer::submit`).
         shared.changed.notify_all();
+        if let Some(d) = delay {
+            std::thread::sleep(d);
+        }
         match persist(&mut journal, &group, shared.broken.load(Ordering::Relaxed)) {
             Ok(()) => {
                 shared.broken.store(false, Ordering::Relaxed);
