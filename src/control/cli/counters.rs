@@ -152,6 +152,7 @@ mod tests {
             monitored: vec![],
             fdb_entries: 1,
             capture_dropped: 0,
+            problems: Vec::new(),
         };
         let short = stats_table(std::slice::from_ref(&port), false);
         assert_eq!(
