@@ -275,6 +275,7 @@ fn start_threads(
     } = services;
     let (ports, switch) = (&built.ports, &built.switch);
     let epolls = worker::give_ports_to_workers(ports, worker::worker_count(config))?;
+    let calls = Arc::new(appliance::CallLane::new(service.tx.clone()));
     let control = Arc::new(control::Control {
         switch: Arc::clone(switch),
         ports: Arc::clone(ports),
@@ -282,7 +283,7 @@ fn start_threads(
         max_ports: config.switch.max_ports,
         next_slot: AtomicUsize::new(config.ports.len()),
         capture: Arc::clone(&ports.capture),
-        appliance: service.tx.clone(),
+        appliance: Arc::clone(&calls),
         live: Mutex::new(config.clone()),
         identity: service.id,
         service_port: service.port,
@@ -295,6 +296,7 @@ fn start_threads(
         id: service.id,
         port: service.port,
         rx,
+        calls,
         ports: Arc::clone(ports),
         switch: Arc::clone(switch),
         dhcp,

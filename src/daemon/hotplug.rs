@@ -126,6 +126,7 @@ impl Control {
         };
         self.next_slot.store(id.index() + 1, Ordering::Relaxed);
         self.switch.attach(id, port_spec(cfg, p));
+        self.switch.set_service_exempt(id, p.trusted);
         let table = self.ports.table();
         table.sync_link(&self.switch, id);
         let added = table

@@ -391,8 +391,12 @@ impl Worker {
         scratch: &mut [u8],
     ) {
         let frame = &bytes[bytes.len().min(VNET_HDR_LEN)..];
-        if !self.service.id.wants(frame) {
-            return;
+        match self.service.id.classify(frame) {
+            appliance::Want::Serve => {}
+            appliance::Want::NotServed => {
+                return self.switch.count_drop(ingress, DropReason::NotServed)
+            }
+            appliance::Want::Ignore => return,
         }
         if !gso::needs_software(bytes) {
             return self.enqueue_for_appliance(table, ingress, frame);
@@ -422,6 +426,10 @@ impl Worker {
                     .mirror(self.service.port, capture::Dir::Rx, &out[VNET_HDR_LEN..]);
                 return table.send_counted(&self.switch, ingress, out);
             }
+        }
+        // The ingress port's share of the appliance (trusted ports are exempt).
+        if !self.switch.admit_to_service(ingress, self.start.elapsed()) {
+            return self.switch.count_drop(ingress, DropReason::ServiceLimit);
         }
         let sf = appliance::ApplianceMsg::Frame(appliance::ServiceFrame {
             ingress,
