@@ -37,6 +37,7 @@ mod metrics;
 mod nat;
 mod notify;
 mod privileges;
+mod ratelog;
 mod report;
 mod table;
 mod worker;
@@ -342,10 +343,12 @@ fn start_threads(
 
 impl Running {
     /// Phase 5: until SIGINT or SIGTERM, SIGHUP reloads; once a tick, the FDB ages, the ports
-    /// tick, the loop prober probes and monitor-mode guards report.
+    /// tick, the loop prober probes, monitor-mode guards report and enforced guard drops are
+    /// logged.
     fn main_loop(&self, config: &Config) {
         let switch = &self.built.switch;
         let mut monitored_seen = vec![0u64; switch.port_count()];
+        let mut guard_log = ratelog::GuardDropLog::default();
         let mut prober =
             loops::LoopProber::new(switch, build::identity(config).mac, config.switch.max_ports);
         loop {
@@ -368,6 +371,7 @@ impl Running {
             self.built.ports.tick(switch);
             prober.tick(switch, &self.built.ports, self.start.elapsed());
             report::log_monitored(switch, &mut monitored_seen);
+            guard_log.tick(switch, dhcp::epoch_now());
         }
     }
 

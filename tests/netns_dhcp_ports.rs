@@ -334,6 +334,15 @@ fn forged_dhcp_from_other_ports_gets_nothing_and_the_victim_keeps_its_address() 
     assert!(owner >= 8, "not_owner drops: {owner}");
     let exit = lab.stop_with("TERM");
     let log = plain(&exit.stderr);
+    // The guard's enforced drops are logged too (at info, rate-limited per port and reason).
+    for reason in ["spoofed_arp", "spoofed_ip"] {
+        assert!(
+            log.lines().any(|l| l.contains("guard dropped frames")
+                && l.contains("port=a ")
+                && l.contains(&format!("reason=\"{reason}\""))),
+            "no guard drop logged for a/{reason}:\n{log}"
+        );
+    }
     for (port, reason) in [("a", "impersonation"), ("u", "not_owner")] {
         assert!(
             log.lines().any(|l| l.contains("DHCP message refused")

@@ -27,12 +27,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-mod ratelog;
-pub(super) use ratelog::RateLog;
-
 use super::appliance::YIELD_EVERY;
 use super::capture::Dir;
 use super::privileges::take_service_nice;
+use super::ratelog::RateLog;
 use super::table::Ports;
 use crate::control::config::{dhcp_params, Config};
 use crate::service::dhcp::leases::write_atomically;
