@@ -39,6 +39,7 @@ mod notify;
 mod privileges;
 mod ratelog;
 mod report;
+mod retry;
 mod table;
 mod worker;
 pub use privileges::needed_at_start as capabilities_at_start;
@@ -372,6 +373,9 @@ impl Running {
             prober.tick(switch, &self.built.ports, self.start.elapsed());
             report::log_monitored(switch, &mut monitored_seen);
             guard_log.tick(switch, dhcp::epoch_now());
+            self.built
+                .ports
+                .retry_failed(switch, &self.control.epolls, self.start.elapsed());
         }
     }
 

@@ -32,7 +32,7 @@ pub(super) fn ports(config: &Config) -> Result<Ports, DaemonError> {
                 source,
             })?;
         slots.push(Some(Plugged {
-            port,
+            port: Arc::from(port),
             worker: 0,
             _netns: netns,
         }));

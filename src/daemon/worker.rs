@@ -306,13 +306,20 @@ impl Worker {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     // The netdev went away or the fd broke: take the port out of service rather
-                    // than spin on it. The other ports are unaffected.
-                    tracing::warn!(port = %self.switch.port_spec(ingress).name, error = %e,
-                        "read failed; port goes down");
+                    // than spin on it, and try it again after a backoff (`retry.rs`). The other
+                    // ports are unaffected.
                     self.switch.set_port_up(ingress, false);
                     if let Some(p) = table.port(ingress) {
                         port::unwatch(&self.epoll, &**p);
                     }
+                    let wait = self
+                        .ports
+                        .retries
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .failed(ingress, self.id, now);
+                    tracing::warn!(port = %self.switch.port_spec(ingress).name, error = %e,
+                        retry_in = ?wait, "read failed; port down until it is tried again");
                     return;
                 }
             }
