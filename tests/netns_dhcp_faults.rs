@@ -156,3 +156,28 @@ fn a_journal_that_cannot_be_opened_degrades_dhcp_and_recovers() {
         );
     }
 }
+
+/// A journal line with a bad CRC (disk corruption: a lease the server may have acknowledged)
+/// is skipped at start and said loudly, at error level, not only counted.
+#[test]
+fn a_journal_line_with_a_bad_crc_is_logged_as_an_error() {
+    let mut lab = Lab::new();
+    let state = lab.dir.join("state");
+    fs::create_dir_all(&state).unwrap();
+    fs::write(
+        state.join("leases.journal"),
+        "U - 52:54:00:31:00:51 10.13.31.51 0 m:52:54:00:31:00:51 h1 * deadbeef\n",
+    )
+    .unwrap();
+    let cfg = common::lab_config(&mut lab, &[("h1", 51, false)], "");
+    let i1 = lab.ifname("h1");
+    lab.start(&cfg, &[("h1", &i1)]);
+    let exit = lab.stop_with("TERM");
+    assert_eq!(exit.code, Some(0), "{exit:?}");
+    let line = exit
+        .stderr
+        .lines()
+        .find(|l| l.contains("lease journal lines with a bad CRC were skipped"))
+        .unwrap_or_else(|| panic!("the corrupt line was not logged:\n{}", exit.stderr));
+    assert!(line.contains("ERROR"), "not at error level: {line}");
+}
