@@ -21,25 +21,25 @@ use std::collections::HashMap;
 use std::io;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, SyncSender};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::appliance::YIELD_EVERY;
-use super::capture::Dir;
+mod commit;
+
 use super::privileges::take_service_nice;
 use super::ratelog::RateLog;
-use super::table::Ports;
 use crate::control::config::{dhcp_params, Config};
 use crate::service::dhcp::leases::write_atomically;
 use crate::service::dhcp::{
     ClientKey, DhcpParams, DhcpServer, DropReason as DhcpDropReason, Journal, Lease, LeaseChange,
-    LeaseTable, Reply,
+    Reply,
 };
 use crate::switch::{PortId, Switch};
-use crate::wire::VNET_HDR_LEN;
+pub(super) use commit::ReplySink;
+use commit::{Batch, Committer};
 
 /// Compact the journal after this many records, or four times the leases if that is more: a
 /// compaction rewrites the whole table (a new file, its fsync and a rename, whose metadata
@@ -73,11 +73,6 @@ fn log_replay(path: &std::path::Path, stats: &crate::service::dhcp::ReplayStats,
         tracing::warn!(journal = %path.display(), "the lease journal ended in a torn line (a crash mid-write): dropped");
     }
     tracing::info!(journal = %path.display(), ?stats, leases, "leases restored");
-}
-
-fn log_unpersisted(e: &io::Error) {
-    tracing::error!(error = %e, "cannot persist a lease change: the reply is withheld \
-        (free space or fix permissions in the state directory)");
 }
 
 /// What the DHCP server did with the messages it got, for metrics.
@@ -117,235 +112,6 @@ fn message_type(payload: &[u8]) -> Option<u8> {
         }
     }
     None
-}
-
-/// Where the committer sends the replies a commit released: out of their ports, mirrored as
-/// the appliance's output, as the appliance's own `send` does.
-pub(super) struct ReplySink {
-    ports: Arc<Ports>,
-    switch: Arc<Switch>,
-    service_port: PortId,
-}
-
-impl ReplySink {
-    pub(super) fn new(ports: Arc<Ports>, switch: Arc<Switch>, service_port: PortId) -> ReplySink {
-        ReplySink {
-            ports,
-            switch,
-            service_port,
-        }
-    }
-
-    /// Writes each frame (no virtio-net header) out of its port, under one look at the port
-    /// table, yielding the CPU every [`YIELD_EVERY`] frames (a group released by one fsync can
-    /// hold hundreds of ACKs).
-    fn send_all(&self, replies: impl Iterator<Item = (PortId, Vec<u8>)>) {
-        let table = self.ports.table();
-        let mut out = Vec::with_capacity(1600);
-        for (i, (port, frame)) in replies.enumerate() {
-            if i > 0 && i % YIELD_EVERY == 0 {
-                std::thread::yield_now();
-            }
-            out.clear();
-            out.resize(VNET_HDR_LEN, 0);
-            out.extend_from_slice(&frame);
-            self.ports
-                .capture
-                .mirror(self.service_port, Dir::Rx, &frame);
-            table.send_counted(&self.switch, port, &out);
-        }
-    }
-}
-
-/// Lease changes and the replies that acknowledge them: one batch of the appliance, or the
-/// group the committer makes durable at once (every batch handed over since its last fsync).
-#[derive(Default)]
-struct Batch {
-    /// The whole table as it was before `changes`: the journal is rewritten from it
-    /// (compaction, or the recovery after a failed write) before `changes` are appended.
-    snapshot: Option<LeaseTable>,
-    changes: Vec<LeaseChange>,
-    replies: Vec<(PortId, Vec<u8>)>,
-}
-
-impl Batch {
-    fn is_empty(&self) -> bool {
-        self.snapshot.is_none() && self.changes.is_empty() && self.replies.is_empty()
-    }
-
-    /// Adds the next batch to this group. A snapshot in it is the table after every change
-    /// so far (its own batch's included), so it replaces them.
-    fn absorb(&mut self, next: Batch) {
-        if next.snapshot.is_some() {
-            self.snapshot = next.snapshot;
-            self.changes.clear();
-        }
-        self.changes.extend(next.changes);
-        self.replies.extend(next.replies);
-    }
-}
-
-/// The group that collects while the committer fsyncs the previous one.
-#[derive(Default)]
-struct NextGroup {
-    group: Batch,
-    /// The service is closing: commit what is there, then stop.
-    closing: bool,
-}
-
-/// What the committer thread shares with the appliance.
-#[derive(Default)]
-struct CommitShared {
-    next: Mutex<NextGroup>,
-    /// Signalled when a batch joins the next group, and when the committer takes a group.
-    changed: Condvar,
-    /// Replies withheld because their group could not be made durable.
-    unpersisted: AtomicU64,
-    /// The last commit failed: the next batch carries a snapshot to rewrite the journal from.
-    broken: AtomicBool,
-    /// Groups made durable (one fsync, or a compaction, each).
-    groups: AtomicU64,
-}
-
-impl CommitShared {
-    fn lock(&self) -> MutexGuard<'_, NextGroup> {
-        self.next.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// The thread that owns the journal: appends, fsyncs, then releases replies.
-struct Committer {
-    thread: Option<JoinHandle<()>>,
-    shared: Arc<CommitShared>,
-}
-
-impl Committer {
-    /// `nice`: the nice value to take back if the thread inherits the workers'.
-    fn start(journal: Journal, sink: ReplySink, nice: Option<i32>) -> io::Result<Committer> {
-        let shared = Arc::new(CommitShared::default());
-        let thread = {
-            let shared = Arc::clone(&shared);
-            std::thread::Builder::new()
-                .name("sy-dhcp-commit".into())
-                .spawn(move || commit_loop(journal, &sink, &shared, nice, fault_delay()))?
-        };
-        Ok(Committer {
-            thread: Some(thread),
-            shared,
-        })
-    }
-
-    /// Adds a batch to the group that the committer makes durable next. Never waits for the
-    /// disk; waits only while that group already holds [`MAX_WAITING`] replies (the disk is
-    /// far behind: backpressure instead of unbounded memory).
-    fn submit(&self, batch: Batch) {
-        let mut next = self.shared.lock();
-        while next.group.replies.len() >= MAX_WAITING && !next.closing {
-            next = self
-                .shared
-                .changed
-                .wait(next)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
-        next.group.absorb(batch);
-        drop(next);
-        self.shared.changed.notify_all();
-    }
-}
-
-impl Drop for Committer {
-    /// Commits what is waiting, then stops the thread.
-    fn drop(&mut self) {
-        self.shared.lock().closing = true;
-        self.shared.changed.notify_all();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        tracing::debug!(
-            groups = self.shared.groups.load(Ordering::Relaxed),
-            "lease journal closed"
-        );
-    }
-}
-
-/// Fault injection for the crash tests (`SWITCHYARD_FAULT_JOURNAL_DELAY_MS`): the committer
-/// waits this long before each write and fsync, as a slow disk would. It widens the window in
-/// which a server that acknowledged before its fsync would lose an acknowledged lease to a
-/// `kill -9`, so that a test can see such a bug; it never changes what is acknowledged.
-fn fault_delay() -> Option<std::time::Duration> {
-    let ms: u64 = std::env::var("SWITCHYARD_FAULT_JOURNAL_DELAY_MS")
-        .ok()?
-        .parse()
-        .ok()?;
-    tracing::warn!(ms, "fault injection: every lease journal commit is delayed");
-    Some(std::time::Duration::from_millis(ms.min(10_000)))
-}
-
-/// The committer thread: takes everything handed over since its last fsync as one group,
-/// writes it with one `write`, makes it durable with one `fdatasync`, and only then sends the
-/// group's replies. While it waits for the disk, the next group collects.
-fn commit_loop(
-    mut journal: Journal,
-    sink: &ReplySink,
-    shared: &CommitShared,
-    nice: Option<i32>,
-    delay: Option<std::time::Duration>,
-) {
-    // The daemon's own priority, as the appliance's (see `Appliance::run`).
-    take_service_nice(nice, "the lease journal's thread");
-    loop {
-        let group = {
-            let mut next = shared.lock();
-            while next.group.is_empty() && !next.closing {
-                next = shared
-                    .changed
-                    .wait(next)
-                    .unwrap_or_else(PoisonError::into_inner);
-            }
-            if next.group.is_empty() {
-                return;
-            }
-            std::mem::take(&mut next.group)
-        };
-        // The appliance may be waiting for room (`Committer::submit`).
-        shared.changed.notify_all();
-        if let Some(d) = delay {
-            std::thread::sleep(d);
-        }
-        match persist(&mut journal, &group, shared.broken.load(Ordering::Relaxed)) {
-            Ok(()) => {
-                shared.broken.store(false, Ordering::Relaxed);
-                shared.groups.fetch_add(1, Ordering::Relaxed);
-                sink.send_all(group.replies.into_iter());
-            }
-            Err(e) => {
-                shared.broken.store(true, Ordering::Relaxed);
-                let withheld = group.replies.len() as u64;
-                shared.unpersisted.fetch_add(withheld, Ordering::Relaxed);
-                log_unpersisted(&e);
-            }
-        }
-    }
-}
-
-/// Makes a group durable: rewrites the journal from its snapshot if it has one, appends its
-/// changes, and fsyncs. After a failed commit (`broken`) the file may end in a torn line, so
-/// nothing is appended until a snapshot has rewritten it.
-fn persist(journal: &mut Journal, group: &Batch, broken: bool) -> io::Result<()> {
-    match &group.snapshot {
-        Some(table) => journal.compact(table)?,
-        None if broken => {
-            return Err(io::Error::other(
-                "an earlier write failed; the journal is rewritten whole at the next change",
-            ))
-        }
-        None => {}
-    }
-    if !group.changes.is_empty() {
-        journal.write_many(&group.changes)?;
-        journal.sync()?;
-    }
-    Ok(())
 }
 
 /// How often a journal that could not be opened is tried again (seconds).
@@ -790,7 +556,8 @@ impl DhcpService {
 
 #[cfg(test)]
 mod tests {
-    use super::{message_type, persist, Batch, LeaseFileWriter};
+    use super::commit::{persist, Batch};
+    use super::{message_type, LeaseFileWriter};
     use crate::service::dhcp::journal;
     use crate::service::dhcp::{ClientKey, Journal, Lease, LeaseChange, LeaseTable};
     use crate::test_dir::TempDir;
