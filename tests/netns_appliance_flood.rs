@@ -48,16 +48,7 @@ fn flood(lab: &mut Lab, gw_mac: &str, secs: u32) -> Bg {
          print(n)\n"
     );
     let child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &ns,
-            "timeout",
-            "30",
-            "/usr/bin/python3",
-            "-c",
-            &script,
-        ])
+        .args(["netns", "exec", &ns, "/usr/bin/python3", "-c", &script])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
