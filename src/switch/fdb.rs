@@ -887,11 +887,17 @@ mod tests {
         };
         let clock = AtomicU64::new(1_000);
         let stop = AtomicBool::new(false);
+        // Thread 3 adds the other 180 statics one every 256 of its operations; on a loaded
+        // machine it may need longer than the stress's 1.5 s, so the stress goes on until it
+        // has (at most 60 s).
+        let statics_added = AtomicU64::new(20);
         let deadline = Instant::now() + Duration::from_millis(1_500);
+        let hard_deadline = Instant::now() + Duration::from_secs(60);
         let learned_on = std::thread::scope(|scope| {
             let workers: Vec<_> = (0..4u64)
                 .map(|t| {
-                    let (f, clock, stop, statics) = (&f, &clock, &stop, &statics);
+                    let (f, clock, stop, statics, statics_added) =
+                        (&f, &clock, &stop, &statics, &statics_added);
                     scope.spawn(move || {
                         let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ ((t + 1) * 0x1234_5678));
                         let mut learned = HashSet::new();
@@ -930,6 +936,7 @@ mod tests {
                             if t == 3 && ops % 256 == 0 {
                                 if let Some(&m) = statics.get(19 + (ops / 256) as usize) {
                                     f.add_static(mac(m), static_port(m));
+                                    statics_added.fetch_add(1, Relaxed);
                                 }
                             }
                             assert!(f.learned_len() <= 1_000);
@@ -944,7 +951,10 @@ mod tests {
                     })
                 })
                 .collect();
-            while Instant::now() < deadline {
+            while Instant::now() < deadline
+                || (statics_added.load(Relaxed) < statics.len() as u64
+                    && Instant::now() < hard_deadline)
+            {
                 std::thread::sleep(Duration::from_millis(10));
             }
             stop.store(true, Relaxed);
