@@ -201,7 +201,7 @@ fn vm_gets_its_address(
     let log = vm.wait();
     assert!(
         log.contains(&format!("SY-LEASE {VM_IP} router= ")),
-        "the VM did not get {VM_IP}; console:\n{log}"
+        "the VM did not get {VM_IP} (and no router: the lab has no forward); console:\n{log}"
     );
     let dns = log
         .lines()
@@ -327,8 +327,8 @@ fn vm_on_a_vhost_user_port_gets_its_address_pings_and_survives_a_switch_restart(
     );
     let log = vm.wait_marker("SY-READY", 0, Duration::from_secs(120));
     assert!(
-        log.contains(&format!("SY-LEASE {VM_IP} router=10.13.31.1")),
-        "the VM did not get {VM_IP}; console:\n{log}"
+        log.contains(&format!("SY-LEASE {VM_IP} router= ")),
+        "the VM did not get {VM_IP} (and no router: the lab has no forward); console:\n{log}"
     );
     let dns = log
         .lines()
