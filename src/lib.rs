@@ -27,7 +27,7 @@
 //!   and `now`, and returns a [`switch::Verdict`]; it makes no syscall and reads no clock, so it
 //!   is tested without root and benchmarked without I/O. The FDB and counters live here; the
 //!   FDB's two memory helpers (a zeroed atomic table, a prefetch hint) come through `mem`, a
-//!   neutral name for safe wrappers whose `unsafe` bodies sit in `port/sys.rs`.
+//!   neutral name for safe wrappers whose unchecked bodies sit in `port/sys.rs`.
 //! - [`port`]: the I/O seam: the [`port::PortIo`] trait (fds for epoll, `recv` per queue,
 //!   `send`, offloads, link state, tick; teardown is `Drop`), one file per kind implementing it
 //!   and building itself from its config section: taps, AF_PACKET sockets on existing netdevs,

@@ -1,8 +1,8 @@
 //! Memory helpers for the data plane: a zeroed atomic table and a cache prefetch hint. No I/O.
 //!
-//! Both need `unsafe` inside (an allocation from the zeroed allocator turned into a boxed
-//! slice; the x86_64 prefetch intrinsic), and by the crate's rule every `unsafe` block lives in
-//! `port/sys.rs`, with its SAFETY comment. Their interfaces are safe; this module is their
+//! Both need unchecked code inside (an allocation from the zeroed allocator turned into a
+//! boxed slice; the x86_64 prefetch intrinsic), and by the crate's rule all such code lives in
+//! `port/sys.rs`, each block with its SAFETY comment. Their interfaces are safe; this module is their
 //! neutral name, so that `switch` reaches them without importing anything from `port`, whose
 //! other contents are system calls.
 

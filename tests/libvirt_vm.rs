@@ -22,30 +22,25 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::vm::{build_initramfs, debian_kernel};
+use common::vm::{build_initramfs, debian_kernel, guest_init};
 use common::{lab_config, sh, Lab};
 
 const VM_MAC: &str = "52:54:00:31:00:29";
 const VM_IP: &str = "10.13.31.41";
 
 /// The VM: a lease, then a ping of the gateway every second, forever.
-const INIT: &str = r#"#!/bin/busybox sh
-/bin/busybox --install -s
-mount -t proc proc /proc
-mount -t sysfs sys /sys
-for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net; do
-  insmod /lib/modules/$m.ko || echo "SY-ERROR insmod $m"
-done
-ip link set lo up
-ip link set eth0 up || echo "SY-ERROR no eth0"
-udhcpc -i eth0 -f -q -n -t 20 -T 2 -s /udhcpc.sh || echo "SY-ERROR udhcpc failed"
-n=0
+fn init() -> String {
+    guest_init(
+        20,
+        r#"n=0
 while true; do
   n=$((n+1))
   if ping -c 1 -W 1 10.13.31.1 >/dev/null 2>&1; then echo "SY-PING $n ok"; else echo "SY-PING $n lost"; fi
   sleep 1
 done
-"#;
+"#,
+    )
+}
 
 const UDHCPC: &str = r#"#!/bin/sh
 case "$1" in
@@ -244,7 +239,7 @@ fn a_libvirt_domain_gets_its_reservation_and_stays_on_across_reload_and_restart(
 
     let (kernel, modules) = debian_kernel();
     let initrd = lab.dir.join("initramfs.cpio");
-    build_initramfs(&initrd, &modules, INIT, UDHCPC);
+    build_initramfs(&initrd, &modules, &init(), UDHCPC);
     let name = format!("{}-vm", lab.tag);
     let tap = format!("sy-{}", lab.tag);
     assert!(tap.len() <= 15, "{tap}");

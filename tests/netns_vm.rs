@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::vm::{build_initramfs, debian_kernel};
+use common::vm::{build_initramfs, debian_kernel, guest_init};
 use common::{lab_config, Lab};
 
 const VM_MAC: &str = "52:54:00:31:00:28";
@@ -29,35 +29,23 @@ const VM_IP: &str = "10.13.31.40";
 /// How long the VM may take from QEMU's start to its power-off.
 const BOOT_LIMIT: Duration = Duration::from_secs(90);
 
-const INIT: &str = r#"#!/bin/busybox sh
-/bin/busybox --install -s
-mount -t proc proc /proc
-mount -t sysfs sys /sys
-for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net; do
-  insmod /lib/modules/$m.ko || echo "SY-ERROR insmod $m"
-done
-ip link set lo up
-ip link set eth0 up || echo "SY-ERROR no eth0"
-udhcpc -i eth0 -f -q -n -t 8 -T 2 -s /udhcpc.sh || echo "SY-ERROR udhcpc failed"
-echo "SY-ADDR $(ip -4 -o addr show dev eth0)"
+fn init() -> String {
+    guest_init(
+        8,
+        r#"echo "SY-ADDR $(ip -4 -o addr show dev eth0)"
 echo "SY-DNS $(nslookup vm.lab.test 10.13.31.1 2>&1 | tr '\n' ' ')"
 echo "SY-DONE"
 poweroff -f
-"#;
+"#,
+    )
+}
 
 /// The vhost-user VM's init: address, name, a ping to h1, then a ping every 0.3 s (for the
 /// switch restart), each line marked, for up to about three minutes.
-const INIT_PINGING: &str = r#"#!/bin/busybox sh
-/bin/busybox --install -s
-mount -t proc proc /proc
-mount -t sysfs sys /sys
-for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net; do
-  insmod /lib/modules/$m.ko || echo "SY-ERROR insmod $m"
-done
-ip link set lo up
-ip link set eth0 up || echo "SY-ERROR no eth0"
-udhcpc -i eth0 -f -q -n -t 8 -T 2 -s /udhcpc.sh || echo "SY-ERROR udhcpc failed"
-echo "SY-DNS $(nslookup vm.lab.test 10.13.31.1 2>&1 | tr '\n' ' ')"
+fn init_pinging() -> String {
+    guest_init(
+        8,
+        r#"echo "SY-DNS $(nslookup vm.lab.test 10.13.31.1 2>&1 | tr '\n' ' ')"
 ping -c 3 -W 2 10.13.31.11 >/dev/null 2>&1 && echo "SY-PING ok" || echo "SY-PING fail"
 echo "SY-READY"
 i=0
@@ -68,7 +56,9 @@ while [ $i -lt 600 ]; do
 done
 echo "SY-DONE"
 poweroff -f
-"#;
+"#,
+    )
+}
 
 /// udhcpc's hook: on a lease, configure it and say what it was.
 const UDHCPC_SCRIPT: &str = r#"#!/bin/sh
@@ -126,7 +116,7 @@ impl Drop for Vm {
 
 /// Boots the VM with `-netdev NETDEV`; `netns`: run QEMU inside that namespace.
 fn boot(dir: &Path, netdev: &str, netns: Option<&str>) -> Vm {
-    boot_with(dir, &["-netdev", netdev], "", netns, INIT)
+    boot_with(dir, &["-netdev", netdev], "", netns, &init())
 }
 
 /// Boots the VM with `net_args` (which define netdev `n0`), `nic_opts` appended to its
@@ -323,7 +313,7 @@ fn vm_on_a_vhost_user_port_gets_its_address_pings_and_survives_a_switch_restart(
         // vhost-user device starts (docs/vhost-user.md); legacy INTx works.
         ",vectors=0",
         None,
-        INIT_PINGING,
+        &init_pinging(),
     );
     let log = vm.wait_marker("SY-READY", 0, Duration::from_secs(120));
     assert!(

@@ -16,6 +16,25 @@ pub const MODULES: [&str; 8] = [
     "kernel/drivers/net/virtio_net.ko",
 ];
 
+/// A guest's `/init`: busybox's applets, /proc and /sys, the virtio modules in load order
+/// (`SY-ERROR` lines for what fails), `lo` and `eth0` up, a DHCP lease through `/udhcpc.sh`
+/// with `udhcpc_tries` discovers, then `body`.
+pub fn guest_init(udhcpc_tries: u32, body: &str) -> String {
+    format!(
+        r#"#!/bin/busybox sh
+/bin/busybox --install -s
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net; do
+  insmod /lib/modules/$m.ko || echo "SY-ERROR insmod $m"
+done
+ip link set lo up
+ip link set eth0 up || echo "SY-ERROR no eth0"
+udhcpc -i eth0 -f -q -n -t {udhcpc_tries} -T 2 -s /udhcpc.sh || echo "SY-ERROR udhcpc failed"
+{body}"#
+    )
+}
+
 /// One entry of a `newc` cpio archive (what the kernel unpacks as an initramfs).
 pub fn cpio_entry(
     out: &mut Vec<u8>,
