@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use switchyard::port::vhost_user::guest::{GuestConfig, GuestNic};
 use switchyard::port::TapPort;
-use switchyard::wire::VNET_HDR_LEN;
+use switchyard::wire::ipv4::checksum as ipv4_checksum;
+use switchyard::wire::{MacAddr, VNET_HDR_LEN};
 
 #[derive(Parser)]
 #[command(about = "A pretend VM NIC for the vhost-user vs kernel bridge benchmark")]
@@ -132,22 +133,9 @@ impl Nic {
 }
 
 fn parse_mac(s: &str) -> [u8; 6] {
-    let v: Vec<u8> = s
-        .split(':')
-        .map(|b| u8::from_str_radix(b, 16).expect("MAC like 52:54:00:00:00:01"))
-        .collect();
-    v.try_into().expect("six bytes")
-}
-
-fn ip_checksum(b: &[u8]) -> u16 {
-    let mut sum: u32 = b
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
+    s.parse::<MacAddr>()
+        .unwrap_or_else(|e| panic!("--mac/--to {s:?}: {e}"))
+        .octets()
 }
 
 /// Header + Ethernet/IPv4 frame of `size` bytes: UDP, or with `gso` a TCP super-frame whose
@@ -168,7 +156,7 @@ fn frame(src: [u8; 6], dst: [u8; 6], size: usize, gso: bool) -> Vec<u8> {
     ip[9] = proto;
     ip[12..16].copy_from_slice(&[10, 99, 0, 1]);
     ip[16..20].copy_from_slice(&[10, 99, 0, 2]);
-    let c = ip_checksum(ip);
+    let c = ipv4_checksum(ip, 0);
     ip[10..12].copy_from_slice(&c.to_be_bytes());
     if gso {
         let tcp = &mut e[34..54];
@@ -183,7 +171,7 @@ fn frame(src: [u8; 6], dst: [u8; 6], size: usize, gso: bool) -> Vec<u8> {
         ph[4..8].copy_from_slice(&[10, 99, 0, 2]);
         ph[9] = 6;
         ph[10..12].copy_from_slice(&(ip_len - 20).to_be_bytes());
-        let partial = !ip_checksum(&ph);
+        let partial = !ipv4_checksum(&ph, 0);
         tcp[16..18].copy_from_slice(&partial.to_be_bytes());
         h[0] = 1; // NEEDS_CSUM
         h[1] = 1; // GSO TCPV4
