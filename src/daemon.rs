@@ -37,7 +37,9 @@ mod metrics;
 mod nat;
 mod notify;
 mod privileges;
+mod ratelog;
 mod report;
+mod retry;
 mod table;
 mod worker;
 pub use privileges::needed_at_start as capabilities_at_start;
@@ -275,6 +277,7 @@ fn start_threads(
     } = services;
     let (ports, switch) = (&built.ports, &built.switch);
     let epolls = worker::give_ports_to_workers(ports, worker::worker_count(config))?;
+    let calls = Arc::new(appliance::CallLane::new(service.tx.clone()));
     let control = Arc::new(control::Control {
         switch: Arc::clone(switch),
         ports: Arc::clone(ports),
@@ -282,7 +285,7 @@ fn start_threads(
         max_ports: config.switch.max_ports,
         next_slot: AtomicUsize::new(config.ports.len()),
         capture: Arc::clone(&ports.capture),
-        appliance: service.tx.clone(),
+        appliance: Arc::clone(&calls),
         live: Mutex::new(config.clone()),
         identity: service.id,
         service_port: service.port,
@@ -295,6 +298,7 @@ fn start_threads(
         id: service.id,
         port: service.port,
         rx,
+        calls,
         ports: Arc::clone(ports),
         switch: Arc::clone(switch),
         dhcp,
@@ -340,10 +344,12 @@ fn start_threads(
 
 impl Running {
     /// Phase 5: until SIGINT or SIGTERM, SIGHUP reloads; once a tick, the FDB ages, the ports
-    /// tick, the loop prober probes and monitor-mode guards report.
+    /// tick, the loop prober probes, monitor-mode guards report and enforced guard drops are
+    /// logged.
     fn main_loop(&self, config: &Config) {
         let switch = &self.built.switch;
         let mut monitored_seen = vec![0u64; switch.port_count()];
+        let mut guard_log = ratelog::GuardDropLog::default();
         let mut prober =
             loops::LoopProber::new(switch, build::identity(config).mac, config.switch.max_ports);
         loop {
@@ -366,6 +372,10 @@ impl Running {
             self.built.ports.tick(switch);
             prober.tick(switch, &self.built.ports, self.start.elapsed());
             report::log_monitored(switch, &mut monitored_seen);
+            guard_log.tick(switch, dhcp::epoch_now());
+            self.built
+                .ports
+                .retry_failed(switch, &self.control.epolls, self.start.elapsed());
         }
     }
 

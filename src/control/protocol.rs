@@ -372,6 +372,10 @@ pub struct PortStats {
     pub fdb_entries: u64,
     /// Frames a capture of this port could not keep up with.
     pub capture_dropped: u64,
+    /// What is wrong with the port's service, in words (the appliance's row: a lease journal
+    /// that cannot be opened); empty when nothing is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }
 
 /// The appliance's servers' counters, as `(name, value)` in each server's own order: a counter

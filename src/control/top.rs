@@ -371,6 +371,7 @@ mod tests {
             monitored: vec![],
             fdb_entries: 1,
             capture_dropped: 0,
+            problems: Vec::new(),
         }
     }
 

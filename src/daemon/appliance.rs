@@ -18,14 +18,15 @@
 //! The queue also carries [`DnsEvent`]s from the DNS reader threads (upstream replies, queries on
 //! `[dns] listen` sockets), so the DNS zone, cache and pending table live in this one thread.
 
+use std::collections::VecDeque;
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::capture::Dir;
 use super::dhcp::{epoch_now, DhcpService, DhcpStats};
-use super::dns::{DnsEvent, DnsService};
+use super::dns::{DnsEvent, DnsService, DNS_PORT};
 use super::table::Ports;
 use super::TICK;
 use crate::control::config::Config;
@@ -36,6 +37,7 @@ use crate::service::dhcp::Lease;
 use crate::service::dns::DnsCounters;
 use crate::switch::{PortId, Switch};
 use crate::wire::ipv4::{arp_reply, icmp_echo_reply};
+use crate::wire::tcp::PROTO_TCP;
 use crate::wire::{EtherType, EthernetFrame, MacAddr, VNET_HDR_LEN};
 
 /// Frames the appliance answers before one group commit of the lease journal.
@@ -63,7 +65,77 @@ pub(super) struct ServiceFrame {
 pub(super) enum ApplianceMsg {
     Frame(ServiceFrame),
     Dns(DnsEvent),
-    Call(Call),
+    /// A control call waits in the [`CallLane`]: look there now.
+    Wake,
+}
+
+/// A control call's ticket: the control plane and the appliance each try to move it out of
+/// "pending"; only one can. The appliance takes it before it acts, the control plane abandons
+/// it when it gives up waiting, so a call that timed out is never applied later.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Ticket(Arc<AtomicU8>);
+
+const PENDING: u8 = 0;
+const TAKEN: u8 = 1;
+const ABANDONED: u8 = 2;
+
+impl Ticket {
+    /// The appliance's side: true if it may act on the call.
+    pub(super) fn take(&self) -> bool {
+        self.0
+            .compare_exchange(PENDING, TAKEN, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// The control plane's side: true if the call will now never be acted on; false if the
+    /// appliance already took it (its answer is on the way).
+    pub(super) fn abandon(&self) -> bool {
+        self.0
+            .compare_exchange(PENDING, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+}
+
+/// Most control calls waiting at once (a control connection waits for each of its own).
+const MAX_CALLS: usize = 64;
+
+/// Control calls' own path to the appliance: a short queue of their own, so a flood that fills
+/// the frame queue cannot delay them, and a wake-up in the frame queue (if that is full the
+/// appliance is busy and looks here between every few frames anyway).
+pub(super) struct CallLane {
+    calls: Mutex<VecDeque<(Call, Ticket)>>,
+    wake: SyncSender<ApplianceMsg>,
+}
+
+impl CallLane {
+    pub(super) fn new(wake: SyncSender<ApplianceMsg>) -> CallLane {
+        CallLane {
+            calls: Mutex::new(VecDeque::new()),
+            wake,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(Call, Ticket)>> {
+        self.calls.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues `call`; false if too many wait already.
+    pub(super) fn push(&self, call: Call, ticket: Ticket) -> bool {
+        {
+            let mut calls = self.lock();
+            if calls.len() >= MAX_CALLS {
+                return false;
+            }
+            calls.push_back((call, ticket));
+        }
+        // Full: the appliance is draining frames and checks the lane between them.
+        let _ = self.wake.try_send(ApplianceMsg::Wake);
+        true
+    }
+
+    fn pop(&self) -> Option<(Call, Ticket)> {
+        self.lock().pop_front()
+    }
 }
 
 /// A control-plane request to the appliance, with where to send the answer.
@@ -85,28 +157,90 @@ pub struct Identity {
     pub ip: Ipv4Addr,
 }
 
+/// What the appliance makes of a frame the switch delivered to it (see [`Identity::classify`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    /// Something it answers: its queue gets it (within the ingress port's share).
+    Serve,
+    /// Addressed to it (its MAC or the gateway address) but nothing it serves: a counted
+    /// `not_served` drop, never a place in its queue.
+    NotServed,
+    /// Not for it at all (a flood it sees as every port does): ignored, not counted.
+    Ignore,
+}
+
+/// IP protocol numbers and ports the appliance answers.
+const PROTO_ICMP: u8 = 1;
+const PROTO_UDP: u8 = 17;
+const ICMP_ECHO_REQUEST: u8 = 8;
+const ARP_OP_REQUEST: u16 = 1;
+
 impl Identity {
-    /// Whether the appliance has anything to do with `frame` (a cheap classification on the
-    /// worker, so floods the appliance ignores are never copied).
+    /// Whether the appliance has anything to do with `frame`.
     pub fn wants(&self, frame: &[u8]) -> bool {
+        self.classify(frame) == Want::Serve
+    }
+
+    /// The worker's cheap classification, so floods the appliance ignores are never copied
+    /// and what it does not serve never takes a place in its queue. Threat: a guest flooding
+    /// the gateway address with anything (UDP to a closed port, TCP SYNs, fragments) to fill
+    /// the one queue that every port's DHCP and DNS share. Only what the appliance answers
+    /// passes: ARP requests for its address, ICMP echo requests to it, DHCP to it or to
+    /// broadcast, UDP and TCP to its port 53 (a fragment has no ports to check: not served).
+    pub fn classify(&self, frame: &[u8]) -> Want {
         let Some(eth) = EthernetFrame::new_checked(frame) else {
-            return false;
+            return Want::Ignore;
         };
+        let to_us = eth.dst_addr() == self.mac;
+        let refused = if to_us { Want::NotServed } else { Want::Ignore };
         match eth.ethertype() {
-            // ARP: the target protocol address is at 14 + 24.
-            EtherType::Arp => frame.get(38..42) == Some(&self.ip.octets()[..]),
-            EtherType::Ipv4 => {
-                let ip = &frame[14..];
-                if ip.len() < 20 {
-                    return false;
+            // ARP: the operation at 14 + 6, the target protocol address at 14 + 24.
+            EtherType::Arp => {
+                if frame.get(38..42) != Some(&self.ip.octets()[..]) {
+                    return refused;
                 }
-                let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
-                let ihl = usize::from(ip[0] & 0x0f) * 4;
-                let is_dhcp = ip[9] == 17
-                    && ip.get(ihl + 2..ihl + 4) == Some(&DHCP_SERVER_PORT.to_be_bytes()[..]);
-                dst == self.ip || (is_dhcp && dst == Ipv4Addr::BROADCAST)
+                let op = frame.get(20..22).map(|b| u16::from_be_bytes([b[0], b[1]]));
+                if op == Some(ARP_OP_REQUEST) {
+                    Want::Serve
+                } else {
+                    Want::NotServed
+                }
             }
+            EtherType::Ipv4 => self.classify_ipv4(&frame[14..], refused),
+            _ => refused,
+        }
+    }
+
+    fn classify_ipv4(&self, ip: &[u8], refused: Want) -> Want {
+        if ip.len() < 20 {
+            return refused;
+        }
+        let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+        let ihl = usize::from(ip[0] & 0x0f) * 4;
+        let first_fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff == 0;
+        let l4 = ip.get(ihl..).filter(|_| first_fragment).unwrap_or(&[]);
+        let dst_port = l4.get(2..4).map(|p| u16::from_be_bytes([p[0], p[1]]));
+        let proto = ip[9];
+        if dst == Ipv4Addr::BROADCAST {
+            return if proto == PROTO_UDP && dst_port == Some(DHCP_SERVER_PORT) {
+                Want::Serve
+            } else {
+                refused
+            };
+        }
+        if dst != self.ip {
+            return refused;
+        }
+        let served = match proto {
+            PROTO_ICMP => l4.first() == Some(&ICMP_ECHO_REQUEST),
+            PROTO_UDP => matches!(dst_port, Some(DHCP_SERVER_PORT | DNS_PORT)),
+            PROTO_TCP => dst_port == Some(DNS_PORT),
             _ => false,
+        };
+        if served {
+            Want::Serve
+        } else {
+            Want::NotServed
         }
     }
 }
@@ -129,6 +263,8 @@ pub(super) struct Appliance {
     /// The service port's id (for mirroring what the appliance sends).
     pub(super) port: PortId,
     pub(super) rx: Receiver<ApplianceMsg>,
+    /// Control calls, on their own path.
+    pub(super) calls: Arc<CallLane>,
     pub(super) ports: Arc<Ports>,
     pub(super) switch: Arc<Switch>,
     pub(super) dhcp: Option<DhcpService>,
@@ -160,8 +296,12 @@ impl Appliance {
                     let mut next = Some(first);
                     let mut handled = 0;
                     while let Some(msg) = next {
-                        if handled > 0 && handled % YIELD_EVERY == 0 {
-                            std::thread::yield_now();
+                        if handled % YIELD_EVERY == 0 {
+                            // Control calls first, whatever the frames queued before them.
+                            self.answer_calls();
+                            if handled > 0 {
+                                std::thread::yield_now();
+                            }
                         }
                         match msg {
                             ApplianceMsg::Frame(sf) => {
@@ -175,7 +315,7 @@ impl Appliance {
                                 let frames = self.dns.as_mut().map(|d| d.process_event(event));
                                 self.send_all(frames.unwrap_or_default(), &mut out);
                             }
-                            ApplianceMsg::Call(call) => self.call(call),
+                            ApplianceMsg::Wake => self.answer_calls(),
                         }
                         handled += 1;
                         next = (handled < BATCH).then(|| self.rx.try_recv().ok()).flatten();
@@ -234,6 +374,16 @@ impl Appliance {
     fn send_all(&self, frames: Vec<(PortId, Vec<u8>)>, out: &mut Vec<u8>) {
         for (port, frame) in frames {
             self.send(port, &frame, out);
+        }
+    }
+
+    /// Answers every waiting control call whose caller still waits (a call that timed out
+    /// is dropped unanswered and unapplied: see [`Ticket`]).
+    fn answer_calls(&mut self) {
+        while let Some((call, ticket)) = self.calls.pop() {
+            if ticket.take() {
+                self.call(call);
+            }
         }
     }
 
@@ -321,6 +471,90 @@ impl Appliance {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn id() -> Identity {
+        Identity {
+            mac: MacAddr([2, 0, 0, 0, 0, 1]),
+            ip: Ipv4Addr::new(10, 0, 0, 1),
+        }
+    }
+
+    /// An IPv4 frame from a guest to `dst_mac`/`dst`, protocol `proto`, L4 bytes `l4`.
+    fn ipv4(dst_mac: [u8; 6], dst: [u8; 4], proto: u8, l4: &[u8]) -> Vec<u8> {
+        let mut f = dst_mac.to_vec();
+        f.extend_from_slice(&[0x52, 0x54, 0, 0, 0, 9, 0x08, 0x00]);
+        f.extend_from_slice(&[0x45, 0, 0, 0, 0, 0, 0, 0, 64, proto, 0, 0, 10, 0, 0, 9]);
+        f.extend_from_slice(&dst);
+        f.extend_from_slice(l4);
+        f
+    }
+
+    #[test]
+    fn only_what_the_appliance_answers_is_served() {
+        let me = [2, 0, 0, 0, 0, 1];
+        let gw = [10, 0, 0, 1];
+        let udp = |port: u16| {
+            let mut l4 = vec![0, 68];
+            l4.extend_from_slice(&port.to_be_bytes());
+            l4.extend_from_slice(&[0, 8, 0, 0]);
+            l4
+        };
+        let tcp = |port: u16| {
+            let mut l4 = vec![0x30, 0x39];
+            l4.extend_from_slice(&port.to_be_bytes());
+            l4.extend_from_slice(&[0; 16]);
+            l4
+        };
+        let cases: Vec<(Vec<u8>, Want)> = vec![
+            (ipv4(me, gw, PROTO_UDP, &udp(53)), Want::Serve),
+            (ipv4(me, gw, PROTO_UDP, &udp(67)), Want::Serve),
+            (ipv4([0xff; 6], [255; 4], PROTO_UDP, &udp(67)), Want::Serve),
+            (ipv4(me, gw, PROTO_TCP, &tcp(53)), Want::Serve),
+            (ipv4(me, gw, PROTO_ICMP, &[8, 0, 0, 0]), Want::Serve),
+            (ipv4(me, gw, PROTO_UDP, &udp(9)), Want::NotServed),
+            (ipv4(me, gw, PROTO_TCP, &tcp(22)), Want::NotServed),
+            (ipv4(me, gw, PROTO_ICMP, &[0, 0, 0, 0]), Want::NotServed),
+            (ipv4(me, gw, 47, &[0; 8]), Want::NotServed),
+            // To the appliance's MAC, another address: not served, counted.
+            (
+                ipv4(me, [10, 0, 0, 7], PROTO_UDP, &udp(53)),
+                Want::NotServed,
+            ),
+            // A flood the appliance sees: ignored.
+            (ipv4([0xff; 6], [255; 4], PROTO_UDP, &udp(9)), Want::Ignore),
+            (
+                ipv4([2, 0, 0, 0, 0, 7], [10, 0, 0, 7], PROTO_UDP, &udp(53)),
+                Want::Ignore,
+            ),
+        ];
+        for (i, (frame, want)) in cases.iter().enumerate() {
+            assert_eq!(id().classify(frame), *want, "case {i}");
+        }
+        // A non-first fragment to port 53 has no ports: not served.
+        let mut frag = ipv4(me, gw, PROTO_UDP, &udp(53));
+        frag[14 + 7] = 0x10;
+        assert_eq!(id().classify(&frag), Want::NotServed);
+        // ARP: requests for the gateway are served, replies to it and requests for others not.
+        let mut arp = vec![0xff; 6];
+        arp.extend_from_slice(&[
+            0x52, 0x54, 0, 0, 0, 9, 0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1,
+        ]);
+        arp.extend_from_slice(&[0x52, 0x54, 0, 0, 0, 9, 10, 0, 0, 9, 0, 0, 0, 0, 0, 0]);
+        arp.extend_from_slice(&gw);
+        assert_eq!(id().classify(&arp), Want::Serve);
+        arp[21] = 2;
+        assert_eq!(id().classify(&arp), Want::NotServed);
+    }
+
+    #[test]
+    fn a_ticket_goes_to_whoever_moves_first() {
+        let t = Ticket::default();
+        assert!(t.abandon(), "the caller gave up first");
+        assert!(!t.take(), "so the call is never applied");
+        let t = Ticket::default();
+        assert!(t.take(), "the appliance took it first");
+        assert!(!t.abandon(), "so the caller waits for its answer");
+    }
 
     #[test]
     fn default_mac_is_stable_local_unicast_and_per_network() {

@@ -33,7 +33,7 @@ pub(super) fn ports(config: &Config) -> Result<Ports, DaemonError> {
                 source,
             })?;
         slots.push(Some(Plugged {
-            port,
+            port: Arc::from(port),
             worker: 0,
             _netns: netns,
         }));
@@ -90,6 +90,9 @@ pub(super) fn switch(config: &Config) -> Switch {
         sw.add_static(s.mac, PortId(s.port as u16));
     }
     sw.add_static(identity(config).mac, service_port(config));
+    for (i, p) in config.ports.iter().enumerate() {
+        sw.set_service_exempt(PortId(i as u16), p.trusted);
+    }
     sw
 }
 

@@ -24,14 +24,13 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 
-use super::appliance::{ApplianceMsg, Call, Identity};
+use super::appliance::{Call, CallLane, Identity, Ticket};
 use super::capture::Capture;
 use super::dhcp::DhcpStats;
 use super::notify;
@@ -64,7 +63,8 @@ pub(super) struct Control {
     /// Where the next free slot is looked for.
     pub(super) next_slot: AtomicUsize,
     pub(super) capture: Arc<Capture>,
-    pub(super) appliance: SyncSender<ApplianceMsg>,
+    /// Calls to the appliance, on their own path (see [`CallLane`]).
+    pub(super) appliance: Arc<CallLane>,
     pub(super) live: Mutex<Config>,
     pub(super) identity: Identity,
     pub(super) service_port: PortId,
@@ -279,6 +279,11 @@ impl Control {
                         .collect(),
                     fdb_entries: self.switch.fdb().port_len(id) as u64,
                     capture_dropped: self.capture.dropped_on(id),
+                    problems: if id == self.service_port {
+                        self.appliance_problems()
+                    } else {
+                        Vec::new()
+                    },
                 }
             })
             .collect())
@@ -312,24 +317,41 @@ impl Control {
             .collect())
     }
 
-    /// Asks the appliance thread; it answers between two frame batches.
+    /// What is wrong with the appliance's services (asked of it; a busy appliance says so).
+    fn appliance_problems(&self) -> Vec<String> {
+        match self.dhcp_stats() {
+            Ok(Some(DhcpStats {
+                journal_error: Some(e),
+                ..
+            })) => vec![format!("DHCP acknowledges no lease: {e}")],
+            Ok(_) => Vec::new(),
+            Err((_, e)) => vec![e],
+        }
+    }
+
+    /// Asks the appliance thread, on the calls' own path; it answers before the frames queued
+    /// ahead (at most a few frames later). A call not taken in time is abandoned: never
+    /// applied later. One the appliance took is waited for (it is being applied).
     fn ask<T>(&self, make: impl FnOnce(SyncSender<T>) -> Call) -> Result<T, Failure> {
         let (tx, rx) = sync_channel(1);
-        let mut msg = ApplianceMsg::Call(make(tx));
-        let deadline = Instant::now() + APPLIANCE_TIMEOUT;
-        loop {
-            match self.appliance.try_send(msg) {
-                Ok(()) => break,
-                Err(TrySendError::Full(m)) if Instant::now() < deadline => {
-                    msg = m;
-                    thread::sleep(Duration::from_millis(5));
-                }
-                Err(_) => return fail(ErrorKind::Internal, "the appliance is not answering"),
-            }
+        let ticket = Ticket::default();
+        if !self.appliance.push(make(tx), ticket.clone()) {
+            return fail(
+                ErrorKind::Internal,
+                "the appliance has too many calls waiting",
+            );
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        rx.recv_timeout(left)
-            .or_else(|_| fail(ErrorKind::Internal, "the appliance did not answer in time"))
+        match rx.recv_timeout(APPLIANCE_TIMEOUT) {
+            Ok(answer) => Ok(answer),
+            Err(_) if ticket.abandon() => fail(
+                ErrorKind::Internal,
+                "the appliance did not answer in time; nothing was changed",
+            ),
+            // Taken just now: the answer follows once the change is applied.
+            Err(_) => rx
+                .recv()
+                .or_else(|_| fail(ErrorKind::Internal, "the appliance stopped")),
+        }
     }
 
     /// The DHCP server's message counts; `None` without DHCP.
@@ -572,11 +594,13 @@ mod tests {
         let c = DnsCounters {
             queries: 7,
             dropped: 3,
+            answers_refused: 2,
             ..DnsCounters::default()
         };
         let named = dns_named(&c);
         assert_eq!(named.first(), Some(&("queries".to_string(), 7)));
-        assert_eq!(named.last(), Some(&("dropped".to_string(), 3)));
+        assert!(named.contains(&("dropped".to_string(), 3)), "{named:?}");
+        assert_eq!(named.last(), Some(&("answers_refused".to_string(), 2)));
         // Every field of the struct is in the line (its Debug form names them all).
         let fields = format!("{c:?}").matches(": ").count();
         assert_eq!(named.len(), fields, "{named:?}");

@@ -21,24 +21,25 @@ use std::collections::HashMap;
 use std::io;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, SyncSender};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::appliance::YIELD_EVERY;
-use super::capture::Dir;
+mod commit;
+
 use super::privileges::take_service_nice;
-use super::table::Ports;
+use super::ratelog::RateLog;
 use crate::control::config::{dhcp_params, Config};
 use crate::service::dhcp::leases::write_atomically;
 use crate::service::dhcp::{
     ClientKey, DhcpParams, DhcpServer, DropReason as DhcpDropReason, Journal, Lease, LeaseChange,
-    LeaseTable, Reply,
+    Reply,
 };
 use crate::switch::{PortId, Switch};
-use crate::wire::VNET_HDR_LEN;
+pub(super) use commit::ReplySink;
+use commit::{Batch, Committer};
 
 /// Compact the journal after this many records, or four times the leases if that is more: a
 /// compaction rewrites the whole table (a new file, its fsync and a rename, whose metadata
@@ -56,9 +57,22 @@ pub(super) fn epoch_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn log_unpersisted(e: &io::Error) {
-    tracing::error!(error = %e, "cannot persist a lease change: the reply is withheld \
-        (free space or fix permissions in the state directory)");
+/// What the replay of the journal found; a corrupt line (a bad CRC) is said loudly, since it
+/// is a lease the server may have acknowledged and no longer knows.
+fn log_replay(path: &std::path::Path, stats: &crate::service::dhcp::ReplayStats, leases: usize) {
+    if stats.corrupt > 0 {
+        tracing::error!(
+            journal = %path.display(),
+            corrupt = stats.corrupt,
+            "lease journal lines with a bad CRC were skipped: the leases they held are \
+             forgotten (their clients get a NAK or a new address at their next REQUEST); \
+             check the disk"
+        );
+    }
+    if stats.truncated_tail {
+        tracing::warn!(journal = %path.display(), "the lease journal ended in a torn line (a crash mid-write): dropped");
+    }
+    tracing::info!(journal = %path.display(), ?stats, leases, "leases restored");
 }
 
 /// What the DHCP server did with the messages it got, for metrics.
@@ -75,6 +89,8 @@ pub(super) struct DhcpStats {
     pub(super) drops: [u64; DhcpDropReason::ALL.len()],
     /// Replies withheld because the lease change could not be written to the journal.
     pub(super) unpersisted: u64,
+    /// Why the lease journal is not open (DHCP then acknowledges nothing); `None`: it is.
+    pub(super) journal_error: Option<String>,
 }
 
 /// The DHCP message type (option 53) of an encoded reply; `None` if it has none.
@@ -98,218 +114,25 @@ fn message_type(payload: &[u8]) -> Option<u8> {
     None
 }
 
-/// Where the committer sends the replies a commit released: out of their ports, mirrored as
-/// the appliance's output, as the appliance's own `send` does.
-pub(super) struct ReplySink {
-    ports: Arc<Ports>,
-    switch: Arc<Switch>,
-    service_port: PortId,
-}
+/// How often a journal that could not be opened is tried again (seconds).
+const JOURNAL_RETRY_SECS: u64 = 10;
 
-impl ReplySink {
-    pub(super) fn new(ports: Arc<Ports>, switch: Arc<Switch>, service_port: PortId) -> ReplySink {
-        ReplySink {
-            ports,
-            switch,
-            service_port,
-        }
-    }
-
-    /// Writes each frame (no virtio-net header) out of its port, under one look at the port
-    /// table, yielding the CPU every [`YIELD_EVERY`] frames (a group released by one fsync can
-    /// hold hundreds of ACKs).
-    fn send_all(&self, replies: impl Iterator<Item = (PortId, Vec<u8>)>) {
-        let table = self.ports.table();
-        let mut out = Vec::with_capacity(1600);
-        for (i, (port, frame)) in replies.enumerate() {
-            if i > 0 && i % YIELD_EVERY == 0 {
-                std::thread::yield_now();
-            }
-            out.clear();
-            out.resize(VNET_HDR_LEN, 0);
-            out.extend_from_slice(&frame);
-            self.ports
-                .capture
-                .mirror(self.service_port, Dir::Rx, &frame);
-            table.send_counted(&self.switch, port, &out);
-        }
-    }
-}
-
-/// Lease changes and the replies that acknowledge them: one batch of the appliance, or the
-/// group the committer makes durable at once (every batch handed over since its last fsync).
-#[derive(Default)]
-struct Batch {
-    /// The whole table as it was before `changes`: the journal is rewritten from it
-    /// (compaction, or the recovery after a failed write) before `changes` are appended.
-    snapshot: Option<LeaseTable>,
-    changes: Vec<LeaseChange>,
-    replies: Vec<(PortId, Vec<u8>)>,
-}
-
-impl Batch {
-    fn is_empty(&self) -> bool {
-        self.snapshot.is_none() && self.changes.is_empty() && self.replies.is_empty()
-    }
-
-    /// Adds the next batch to this group. A snapshot in it is the table after every change
-    /// so far (its own batch's included), so it replaces them.
-    fn absorb(&mut self, next: Batch) {
-        if next.snapshot.is_some() {
-            self.snapshot = next.snapshot;
-            self.changes.clear();
-        }
-        self.changes.extend(next.changes);
-        self.replies.extend(next.replies);
-    }
-}
-
-/// The group that collects while the committer fsyncs the previous one.
-#[derive(Default)]
-struct NextGroup {
-    group: Batch,
-    /// The service is closing: commit what is there, then stop.
-    closing: bool,
-}
-
-/// What the committer thread shares with the appliance.
-#[derive(Default)]
-struct CommitShared {
-    next: Mutex<NextGroup>,
-    /// Signalled when a batch joins the next group, and when the committer takes a group.
-    changed: Condvar,
-    /// Replies withheld because their group could not be made durable.
-    unpersisted: AtomicU64,
-    /// The last commit failed: the next batch carries a snapshot to rewrite the journal from.
-    broken: AtomicBool,
-    /// Groups made durable (one fsync, or a compaction, each).
-    groups: AtomicU64,
-}
-
-impl CommitShared {
-    fn lock(&self) -> MutexGuard<'_, NextGroup> {
-        self.next.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// The thread that owns the journal: appends, fsyncs, then releases replies.
-struct Committer {
-    thread: Option<JoinHandle<()>>,
-    shared: Arc<CommitShared>,
-}
-
-impl Committer {
-    /// `nice`: the nice value to take back if the thread inherits the workers'.
-    fn start(journal: Journal, sink: ReplySink, nice: Option<i32>) -> io::Result<Committer> {
-        let shared = Arc::new(CommitShared::default());
-        let thread = {
-            let shared = Arc::clone(&shared);
-            std::thread::Builder::new()
-                .name("sy-dhcp-commit".into())
-                .spawn(move || commit_loop(journal, &sink, &shared, nice))?
-        };
-        Ok(Committer {
-            thread: Some(thread),
-            shared,
-        })
-    }
-
-    /// Adds a batch to the group that the committer makes durable next. Never waits for the
-    /// disk; waits only while that group already holds [`MAX_WAITING`] replies (the disk is
-    /// far behind: backpressure instead of unbounded memory).
-    fn submit(&self, batch: Batch) {
-        let mut next = self.shared.lock();
-        while next.group.replies.len() >= MAX_WAITING && !next.closing {
-            next = self
-                .shared
-                .changed
-                .wait(next)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
-        next.group.absorb(batch);
-        drop(next);
-        self.shared.changed.notify_all();
-    }
-}
-
-impl Drop for Committer {
-    /// Commits what is waiting, then stops the thread.
-    fn drop(&mut self) {
-        self.shared.lock().closing = true;
-        self.shared.changed.notify_all();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        tracing::debug!(
-            groups = self.shared.groups.load(Ordering::Relaxed),
-            "lease journal closed"
-        );
-    }
-}
-
-/// The committer thread: takes everything handed over since its last fsync as one group,
-/// writes it with one `write`, makes it durable with one `fdatasync`, and only then sends the
-/// group's replies. While it waits for the disk, the next group collects.
-fn commit_loop(mut journal: Journal, sink: &ReplySink, shared: &CommitShared, nice: Option<i32>) {
-    // The daemon's own priority, as the appliance's (see `Appliance::run`).
-    take_service_nice(nice, "the lease journal's thread");
-    loop {
-        let group = {
-            let mut next = shared.lock();
-            while next.group.is_empty() && !next.closing {
-                next = shared
-                    .changed
-                    .wait(next)
-                    .unwrap_or_else(PoisonError::into_inner);
-            }
-            if next.group.is_empty() {
-                return;
-            }
-            std::mem::take(&mut next.group)
-        };
-        // The appliance may be waiting for room (`Committer::submit`).
-        shared.changed.notify_all();
-        match persist(&mut journal, &group, shared.broken.load(Ordering::Relaxed)) {
-            Ok(()) => {
-                shared.broken.store(false, Ordering::Relaxed);
-                shared.groups.fetch_add(1, Ordering::Relaxed);
-                sink.send_all(group.replies.into_iter());
-            }
-            Err(e) => {
-                shared.broken.store(true, Ordering::Relaxed);
-                let withheld = group.replies.len() as u64;
-                shared.unpersisted.fetch_add(withheld, Ordering::Relaxed);
-                log_unpersisted(&e);
-            }
-        }
-    }
-}
-
-/// Makes a group durable: rewrites the journal from its snapshot if it has one, appends its
-/// changes, and fsyncs. After a failed commit (`broken`) the file may end in a torn line, so
-/// nothing is appended until a snapshot has rewritten it.
-fn persist(journal: &mut Journal, group: &Batch, broken: bool) -> io::Result<()> {
-    match &group.snapshot {
-        Some(table) => journal.compact(table)?,
-        None if broken => {
-            return Err(io::Error::other(
-                "an earlier write failed; the journal is rewritten whole at the next change",
-            ))
-        }
-        None => {}
-    }
-    if !group.changes.is_empty() {
-        journal.write_many(&group.changes)?;
-        journal.sync()?;
-    }
-    Ok(())
+/// A lease journal that could not be opened at start, tried again now and then.
+struct Missing {
+    path: PathBuf,
+    sink: ReplySink,
+    nice: Option<i32>,
+    error: String,
+    next_try: u64,
 }
 
 /// The DHCP server with its persistence and its guard bindings.
 pub(super) struct DhcpService {
     server: DhcpServer,
-    /// Owns the journal, on its own thread.
-    committer: Committer,
+    /// Owns the journal, on its own thread; `None` while the journal could not be opened
+    /// (`missing` says why): the server then acknowledges nothing.
+    committer: Option<Committer>,
+    missing: Option<Missing>,
     /// The changes and waiting replies since the last `commit`.
     batch: Batch,
     /// Records handed to the committer since the last snapshot (compaction).
@@ -324,6 +147,8 @@ pub(super) struct DhcpService {
     /// Lease changes not yet taken by the DNS zone ([`DhcpService::take_changes`]).
     changes: Vec<LeaseChange>,
     stats: DhcpStats,
+    /// Refusals logged at info, rate-limited per port and reason.
+    refusals: RateLog,
 }
 
 /// The dnsmasq-format lease file, written off the appliance thread. Each write is a new file,
@@ -404,14 +229,40 @@ impl DhcpService {
         sink: ReplySink,
         nice: Option<i32>,
     ) -> Result<DhcpService, String> {
-        let (journal, table, stats) = Journal::open(&journal_path)
-            .map_err(|e| format!("lease journal {}: {e}", journal_path.display()))?;
-        tracing::info!(journal = %journal_path.display(), ?stats, leases = table.len(), "leases restored");
-        let server = DhcpServer::new(params)
-            .map_err(|e| format!("DHCP settings: {e}"))?
-            .with_leases(table);
-        let committer = Committer::start(journal, sink, nice)
-            .map_err(|e| format!("starting the lease journal's thread: {e}"))?;
+        let mut server = DhcpServer::new(params).map_err(|e| format!("DHCP settings: {e}"))?;
+        let (committer, missing) = match Journal::open(&journal_path) {
+            Ok((journal, table, stats)) => {
+                log_replay(&journal_path, &stats, table.len());
+                server = server.with_leases(table);
+                let c = Committer::start(journal, sink, nice)
+                    .map_err(|e| format!("starting the lease journal's thread: {e}"))?;
+                (Some(c), None)
+            }
+            Err(e) => {
+                // Degrade, don't die: the switch and the rest of the appliance run; DHCP
+                // offers but acknowledges nothing it could not keep, until the journal opens.
+                let error = format!("lease journal {}: {e}", journal_path.display());
+                tracing::error!(
+                    error = %error,
+                    "DHCP acknowledges no lease until the lease journal can be opened \
+                     (tried again every {JOURNAL_RETRY_SECS} s; check the state directory's \
+                     space and permissions)"
+                );
+                // What can still be read keeps the guard bindings of the leases it holds.
+                if let Ok((table, _)) = crate::service::dhcp::journal::read(&journal_path) {
+                    server = server.with_leases(table);
+                }
+                server.set_can_persist(false);
+                let missing = Missing {
+                    path: journal_path,
+                    sink,
+                    nice,
+                    error,
+                    next_try: epoch_now() + JOURNAL_RETRY_SECS,
+                };
+                (None, Some(missing))
+            }
+        };
         // The first file is written here, before anyone reads it; later ones off this thread.
         if let Err(e) = server.leases().write_dnsmasq(&lease_file, epoch_now()) {
             tracing::warn!(file = %lease_file.display(), error = %e, "cannot write the lease file");
@@ -421,6 +272,7 @@ impl DhcpService {
         let mut svc = DhcpService {
             server,
             committer,
+            missing,
             batch: Batch::default(),
             since_snapshot: 0,
             lease_file,
@@ -429,6 +281,7 @@ impl DhcpService {
             lease_file_dirty: false,
             changes: Vec::new(),
             stats: DhcpStats::default(),
+            refusals: RateLog::default(),
         };
         svc.sync_bindings(epoch_now());
         Ok(svc)
@@ -446,11 +299,7 @@ impl DhcpService {
                 if let Some(i) = DhcpDropReason::ALL.iter().position(|r| *r == reason) {
                     self.stats.drops[i] += 1;
                 }
-                tracing::debug!(
-                    port = ingress.0,
-                    reason = reason.as_str(),
-                    "DHCP message dropped"
-                );
+                self.log_refusal(ingress, reason, now);
                 return None;
             }
         };
@@ -472,6 +321,34 @@ impl DhcpService {
         outcome.reply.map(|r| (r, true))
     }
 
+    /// Refusals an operator must see (the client gets nothing) at info, rate-limited per port
+    /// and reason, with the port's name; the rest (malformed, not for us) at debug.
+    fn log_refusal(&mut self, ingress: PortId, reason: DhcpDropReason, now: u64) {
+        let port = self.switch.port_spec(ingress).name.clone();
+        let loud = matches!(
+            reason,
+            DhcpDropReason::NoAddress
+                | DhcpDropReason::PortLeaseLimit
+                | DhcpDropReason::OffersFull
+                | DhcpDropReason::RateLimited
+                | DhcpDropReason::Impersonation
+                | DhcpDropReason::NotOwner
+                | DhcpDropReason::Relayed
+        );
+        if !loud {
+            tracing::debug!(port = %port, reason = reason.as_str(), "DHCP message dropped");
+            return;
+        }
+        if let Some(n) = self.refusals.note(ingress.0, reason.as_str(), now) {
+            tracing::info!(
+                port = %port,
+                reason = reason.as_str(),
+                count = n,
+                "DHCP message refused (no reply sent)"
+            );
+        }
+    }
+
     /// Holds the frame of a reply that `handle` said must wait, until its batch is durable.
     pub(super) fn wait(&mut self, port: PortId, frame: Vec<u8>) {
         self.batch.replies.push((port, frame));
@@ -479,7 +356,11 @@ impl DhcpService {
 
     pub(super) fn stats(&self) -> DhcpStats {
         DhcpStats {
-            unpersisted: self.committer.shared.unpersisted.load(Ordering::Relaxed),
+            unpersisted: self
+                .committer
+                .as_ref()
+                .map_or(0, |c| c.shared.unpersisted.load(Ordering::Relaxed)),
+            journal_error: self.missing.as_ref().map(|m| m.error.clone()),
             ..self.stats.clone()
         }
     }
@@ -500,8 +381,9 @@ impl DhcpService {
     /// Replaces the reservations with `config`'s hosts, then re-binds every live lease in the
     /// guard (a port's policy may just have been rebuilt from the same config).
     pub(super) fn set_hosts(&mut self, config: &Config, now: u64) -> Result<(), String> {
+        let params = dhcp_params(config);
         self.server
-            .set_reservations(dhcp_params(config).reservations)
+            .set_reservations(params.reservations)
             .map_err(|e| e.to_string())?;
         // Trusted ports by the slot each has now (ports come and go: `port add|del`, reload).
         let trusted = config
@@ -512,6 +394,16 @@ impl DhcpService {
             .map(|id| id.0)
             .collect();
         self.server.set_trusted_ports(trusted);
+        // The same for every port's host and guard: `dhcp_params` keys them by config index.
+        let ports = params
+            .ports
+            .into_iter()
+            .filter_map(|(i, binding)| {
+                let port = config.ports.get(usize::from(i))?;
+                Some((self.switch.port_by_name(&port.name)?.0, binding))
+            })
+            .collect();
+        self.server.set_ports(ports);
         self.bound.clear();
         self.sync_bindings(now);
         Ok(())
@@ -525,17 +417,22 @@ impl DhcpService {
         if self.batch.changes.is_empty() && self.batch.replies.is_empty() {
             return;
         }
+        let Some(committer) = self.committer.as_ref() else {
+            // No journal: the server made no change, so nothing waits; drop what is there.
+            self.batch = Batch::default();
+            return;
+        };
         let mut batch = std::mem::take(&mut self.batch);
         self.since_snapshot += batch.changes.len();
         if self.since_snapshot >= COMPACT_AFTER.max(4 * self.server.leases().len())
-            || self.committer.shared.broken.load(Ordering::Relaxed)
+            || committer.shared.broken.load(Ordering::Relaxed)
         {
             // The table already holds this batch's changes: they need no record of their own.
             self.since_snapshot = 0;
             batch.snapshot = Some(self.server.leases().clone());
             batch.changes.clear();
         }
-        self.committer.submit(batch);
+        committer.submit(batch);
     }
 
     /// Updates the guard for one lease change: O(1), so the cost per message does not grow with
@@ -566,6 +463,7 @@ impl DhcpService {
     /// lease file if anything changed. Debounced so a burst of ACKs costs one O(leases) rewrite,
     /// not one per ACK (the journal, not this file, is what makes a lease durable).
     pub(super) fn tick(&mut self, now: u64) {
+        self.retry_journal(now);
         self.sync_bindings(now);
         if self.lease_file_dirty {
             // Busy with the last one: this tick's text waits for the next tick.
@@ -573,6 +471,39 @@ impl DhcpService {
                 .lease_file
                 .offer(self.server.leases().format_dnsmasq(now));
         }
+    }
+
+    /// Tries again to open a journal that could not be opened; once it opens, its replay is
+    /// the lease table (nothing was granted meanwhile) and DHCP acknowledges leases again.
+    fn retry_journal(&mut self, now: u64) {
+        let Some(m) = self.missing.as_mut().filter(|m| now >= m.next_try) else {
+            return;
+        };
+        m.next_try = now + JOURNAL_RETRY_SECS;
+        let (journal, table, stats) = match Journal::open(&m.path) {
+            Ok(opened) => opened,
+            Err(e) => {
+                let error = format!("lease journal {}: {e}", m.path.display());
+                if error != m.error {
+                    tracing::error!(error = %error, "the lease journal still cannot be opened");
+                    m.error = error;
+                }
+                return;
+            }
+        };
+        let Some(m) = self.missing.take() else { return };
+        log_replay(&m.path, &stats, table.len());
+        match Committer::start(journal, m.sink, m.nice) {
+            Ok(c) => self.committer = Some(c),
+            Err(e) => {
+                tracing::error!(error = %e, "starting the lease journal's thread failed");
+                return;
+            }
+        }
+        self.server.replace_leases(table);
+        self.server.set_can_persist(true);
+        self.bound.clear();
+        tracing::info!(journal = %m.path.display(), "lease journal open: DHCP acknowledges leases again");
     }
 
     /// The last `tick`, when the daemon stops: the lease file gets the final state even if
@@ -625,7 +556,8 @@ impl DhcpService {
 
 #[cfg(test)]
 mod tests {
-    use super::{message_type, persist, Batch, LeaseFileWriter};
+    use super::commit::{persist, Batch};
+    use super::{message_type, LeaseFileWriter};
     use crate::service::dhcp::journal;
     use crate::service::dhcp::{ClientKey, Journal, Lease, LeaseChange, LeaseTable};
     use crate::test_dir::TempDir;

@@ -4,10 +4,11 @@
 //! Life of a query. A worker hands the appliance a frame to gateway:53. A UDP query goes to
 //! the sans-IO [`DnsServer`]; a TCP segment goes to the [`TcpResponder`] first, which hands out
 //! each complete query. A local or cached answer is built into a frame at once and leaves
-//! through the ingress port. A query to forward is sent from a `std::net::UdpSocket` opened in
-//! the daemon's own network namespace (never the lab's). A reader thread per socket takes the
-//! upstream's replies and pushes them into the appliance's queue as [`DnsEvent`]s, so the zone,
-//! the cache and the pending table stay in the appliance thread without locks. A forwarded
+//! through the ingress port. A query to forward is sent from a socket of its own on a random
+//! port, opened in the daemon's own network namespace (never the lab's), and its id is random
+//! too (RFC 5452, see [`upstream`]). A reader thread takes the upstreams' replies and pushes
+//! them into the appliance's queue as [`DnsEvent`]s, tagged with the socket, so the zone, the
+//! cache and the pending table stay in the appliance thread without locks. A forwarded
 //! query with no reply within `timeout_ms` gets SERVFAIL. `[dns] listen` sockets work the same
 //! way: a reader thread each, answers sent from the appliance thread.
 //!
@@ -37,6 +38,10 @@ use crate::wire::ipv4::{build_udp, Ipv4View, UdpEndpoints, IPV4_HEADER_LEN, UDP_
 use crate::wire::tcp::{build_tcp, TcpSegment, PROTO_TCP, TCP_HEADER_LEN};
 use crate::wire::{MacAddr, VNET_HDR_LEN};
 
+mod upstream;
+
+use upstream::{OsRandom, UpstreamPool};
+
 pub(super) const DNS_PORT: u16 = 53;
 /// TCP connections at once, and how long one may stay silent.
 const MAX_TCP_CONNS: usize = 256;
@@ -48,8 +53,12 @@ const MAX_DATAGRAM: usize = 65_535;
 
 /// Something for the DNS server that did not come through the switch.
 pub(super) enum DnsEvent {
-    /// A datagram from an upstream resolver.
-    Upstream { from: SocketAddr, bytes: Vec<u8> },
+    /// A datagram from `from` on upstream socket `via`.
+    Upstream {
+        from: SocketAddr,
+        via: u64,
+        bytes: Vec<u8>,
+    },
     /// A query on `[dns] listen` socket number `socket`.
     Listen {
         socket: usize,
@@ -138,8 +147,8 @@ pub(super) struct DnsService {
     server: DnsServer<Client>,
     tcp: TcpResponder<TcpPeer>,
     id: Identity,
-    /// One socket per address family of the upstreams (index 0 IPv4, 1 IPv6).
-    upstream: [Option<Arc<UdpSocket>>; 2],
+    /// The forwarder's sockets, one per query in flight, on random ports.
+    upstream: UpstreamPool,
     listeners: Vec<Arc<UdpSocket>>,
     threads: Vec<JoinHandle<()>>,
     start: Instant,
@@ -169,30 +178,9 @@ impl DnsService {
         stop: &Arc<AtomicBool>,
     ) -> Result<DnsService, DaemonError> {
         let params = dns_params(config);
-        let mut all: Vec<SocketAddr> = params.upstreams.clone();
-        all.extend(
-            params
-                .forwards
-                .iter()
-                .flat_map(|f| f.upstreams.iter().copied()),
-        );
-        let mut upstream: [Option<Arc<UdpSocket>>; 2] = [None, None];
-        let mut threads = Vec::new();
-        for (i, bind) in ["0.0.0.0:0", "[::]:0"].into_iter().enumerate() {
-            if !all.iter().any(|a| a.is_ipv4() == (i == 0)) {
-                continue;
-            }
-            let sock =
-                Arc::new(UdpSocket::bind(bind).map_err(io_err("opening the DNS upstream socket"))?);
-            let s = Arc::clone(&sock);
-            threads.push(spawn_reader(
-                sock,
-                tx.clone(),
-                Arc::clone(stop),
-                move |from, bytes| DnsEvent::Upstream { from, bytes },
-            )?);
-            upstream[i] = Some(s);
-        }
+        let (upstream, reader) = UpstreamPool::start(tx.clone(), Arc::clone(stop))?;
+        let mut threads = vec![reader];
+        let ids = OsRandom::new().map_err(io_err("reading the kernel's random generator"))?;
         let mut listeners = Vec::new();
         for (socket, addr) in config.dns.listen.iter().enumerate() {
             let sock =
@@ -215,7 +203,7 @@ impl DnsService {
             .unwrap_or(u16::MAX)
             .max(536);
         Ok(DnsService {
-            server: DnsServer::new(&params, seed()),
+            server: DnsServer::new(&params, seed()).with_ids(Box::new(ids)),
             tcp: TcpResponder::new(MAX_TCP_CONNS, TCP_IDLE, our_mss, seed().rotate_left(17)),
             id,
             upstream,
@@ -331,7 +319,7 @@ impl DnsService {
                             }
                             Outcome::Drop(_) => next.extend(self.tcp.answer(key, None, now)),
                             Outcome::Forward { upstream, query } => {
-                                self.send_upstream(upstream, &query)
+                                self.send_upstream(upstream, &query, None)
                             }
                         }
                     }
@@ -395,29 +383,33 @@ impl DnsService {
                 )
             }
             Outcome::Forward { upstream, query } => {
-                self.send_upstream(upstream, &query);
+                self.send_upstream(upstream, &query, None);
                 Vec::new()
             }
             Outcome::Drop(_) => Vec::new(),
         }
     }
 
-    /// Sends a forwarded query; a failure is left to the timeout (SERVFAIL).
-    fn send_upstream(&self, upstream: SocketAddr, query: &[u8]) {
-        let family = usize::from(!upstream.is_ipv4());
-        if let Some(s) = &self.upstream[family] {
-            if let Err(e) = s.send_to(query, upstream) {
-                tracing::debug!(%upstream, error = %e, "DNS query to upstream not sent");
-            }
-        }
+    /// Sends a forwarded query from socket `via` (a retry: the socket its first copy left
+    /// from), else from a fresh one, and tells the server which; a failure is left to the
+    /// timeout (SERVFAIL).
+    fn send_upstream(&mut self, upstream: SocketAddr, query: &[u8], via: Option<u64>) {
+        let Some(via) = via.or_else(|| self.upstream.socket_for(upstream)) else {
+            return;
+        };
+        self.server.sent_via(query, via);
+        self.upstream.send(via, upstream, query);
     }
 
     /// Handles an event from a reader thread.
     pub(super) fn process_event(&mut self, event: DnsEvent) -> Vec<OutFrame> {
         let now = self.now();
         match event {
-            DnsEvent::Upstream { from, bytes } => {
-                match self.server.process_upstream(&bytes, from, now) {
+            DnsEvent::Upstream { from, via, bytes } => {
+                match self
+                    .server
+                    .process_upstream_via(&bytes, from, Some(via), now)
+                {
                     Some(reply) => self.deliver(reply, now),
                     None => Vec::new(),
                 }
@@ -449,12 +441,14 @@ impl DnsService {
         }
         self.last_poll = now;
         for (upstream, query) in self.server.poll_retries(now) {
-            self.send_upstream(upstream, &query);
+            let via = self.server.via_of(&query);
+            self.send_upstream(upstream, &query, via);
         }
         let mut frames = Vec::new();
         for reply in self.server.poll_timeouts(now) {
             frames.extend(self.deliver(reply, now));
         }
+        self.upstream.retire(&self.server.sockets_in_use());
         let outputs = self.tcp.poll(now);
         frames.extend(self.tcp_outputs(outputs, now));
         frames

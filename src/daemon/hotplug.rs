@@ -22,7 +22,7 @@
 //! and stay: a VM that comes back gets its address again.
 
 use std::sync::atomic::Ordering;
-use std::sync::PoisonError;
+use std::sync::{Arc, PoisonError};
 
 use super::build::port_spec;
 use super::control::{Control, Failure};
@@ -118,7 +118,7 @@ impl Control {
             }
             let worker = (0..load.len()).min_by_key(|&w| load[w]).unwrap_or(0);
             slots[id.index()] = Some(Plugged {
-                port,
+                port: Arc::from(port),
                 worker,
                 _netns: netns,
             });
@@ -126,6 +126,7 @@ impl Control {
         };
         self.next_slot.store(id.index() + 1, Ordering::Relaxed);
         self.switch.attach(id, port_spec(cfg, p));
+        self.switch.set_service_exempt(id, p.trusted);
         let table = self.ports.table();
         table.sync_link(&self.switch, id);
         let added = table
@@ -145,6 +146,11 @@ impl Control {
             return;
         };
         self.switch.detach(id);
+        self.ports
+            .retries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .forget(id);
         let gone = self
             .ports
             .slots

@@ -278,6 +278,17 @@ fn render_dhcp(out: &mut String, d: &DhcpStats) {
     );
     let _ = writeln!(out, "# TYPE switchyard_dhcp_unpersisted_total counter");
     let _ = writeln!(out, "switchyard_dhcp_unpersisted_total {}", d.unpersisted);
+    let _ = writeln!(
+        out,
+        "# HELP switchyard_dhcp_journal_up 1 if the lease journal is open; 0: DHCP acknowledges \
+         no lease (see the log)."
+    );
+    let _ = writeln!(out, "# TYPE switchyard_dhcp_journal_up gauge");
+    let _ = writeln!(
+        out,
+        "switchyard_dhcp_journal_up {}",
+        u8::from(d.journal_error.is_none())
+    );
 }
 
 /// The DNS server's counts, one counter each, named as in `switchyard stats` (so a counter the

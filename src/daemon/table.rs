@@ -11,10 +11,11 @@
 use std::io;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, Weak};
+use std::time::Duration;
 
 use super::capture;
 use crate::port::netns::Netns;
-use crate::port::{Port, PortError, RxQueue};
+use crate::port::{Epoll, PortError, PortIo, RxQueue};
 use crate::switch::{DropLog, DropReason, PortId, Switch};
 use crate::wire::VNET_HDR_LEN;
 
@@ -24,7 +25,10 @@ use crate::wire::VNET_HDR_LEN;
 /// removed) before its namespace handle goes (and with the last handle, a namespace the daemon
 /// created).
 pub(super) struct Plugged {
-    pub(super) port: Port,
+    /// Shared so that the main thread's tick can run a port's slow link checks (a packet
+    /// port's netlink lookup) without holding the table's lock; the slot holds the other
+    /// reference, so an unplugged port closes once a tick running then is done with it.
+    pub(super) port: Arc<dyn PortIo>,
     /// The worker whose epoll set watches `port`.
     pub(super) worker: usize,
     pub(super) _netns: Option<Arc<Netns>>,
@@ -44,6 +48,8 @@ pub(super) struct Ports {
     pub(super) readers: Box<[AtomicBool]>,
     /// Every namespace a port lives in, shared by the ports there.
     namespaces: Mutex<Vec<Weak<Netns>>>,
+    /// Ports whose read failed, to be watched again after a backoff (`retry.rs`).
+    pub(super) retries: Mutex<super::retry::Retries>,
 }
 
 /// The port table as one batch of a worker (or one appliance send) sees it.
@@ -62,6 +68,7 @@ impl Ports {
             drops: DropLog::new(max_ports + 1),
             readers: (0..=max_ports).map(|_| AtomicBool::new(false)).collect(),
             namespaces: Mutex::new(Vec::new()),
+            retries: Mutex::default(),
         }
     }
 
@@ -84,20 +91,60 @@ impl Ports {
         self.table().send_counted(switch, port, bytes);
     }
 
-    /// Once a tick: packet ports look for their netdev; every link's news reaches the switch.
+    /// Once a tick: packet ports look for their netdev (netlink, outside the table's lock:
+    /// a slow answer never holds up a `port add` or, behind it, the workers' next batch);
+    /// then every link's news reaches the switch.
     pub(super) fn tick(&self, switch: &Switch) {
+        let ports: Vec<(PortId, Arc<dyn PortIo>)> = {
+            let table = self.table();
+            table
+                .slots
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| Some((PortId(i as u16), Arc::clone(&p.as_ref()?.port))))
+                .collect()
+        };
+        for (_, port) in &ports {
+            port.tick();
+        }
+        drop(ports);
         let table = self.table();
-        for (i, p) in table.slots.iter().enumerate() {
-            if let Some(p) = p {
-                p.port.tick();
-                table.sync_link(switch, PortId(i as u16));
+        for i in 0..table.slots.len() {
+            table.sync_link(switch, PortId(i as u16));
+        }
+    }
+
+    /// Watches again, in its worker's epoll set, every port whose read failed and whose
+    /// backoff has passed (`retry.rs`); the next read tells whether it recovered.
+    pub(super) fn retry_failed(&self, switch: &Switch, epolls: &[Arc<Epoll>], now: Duration) {
+        let due = self
+            .retries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .due(now);
+        if due.is_empty() {
+            return;
+        }
+        let table = self.table();
+        for (id, worker) in due {
+            let (Some(p), Some(epoll)) = (table.port(id), epolls.get(worker)) else {
+                continue;
+            };
+            match crate::port::watch(epoll, &**p, id.0) {
+                Ok(()) => {
+                    switch.set_port_up(id, true);
+                    tracing::info!(port = %switch.port_spec(id).name,
+                        "port watched again after a read error");
+                }
+                Err(e) => tracing::warn!(port = %switch.port_spec(id).name, error = %e,
+                    "cannot watch the port again"),
             }
         }
     }
 }
 
 impl Table<'_> {
-    pub(super) fn port(&self, port: PortId) -> Option<&Port> {
+    pub(super) fn port(&self, port: PortId) -> Option<&Arc<dyn PortIo>> {
         self.slots
             .get(port.index())
             .and_then(Option::as_ref)

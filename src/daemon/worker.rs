@@ -306,13 +306,20 @@ impl Worker {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     // The netdev went away or the fd broke: take the port out of service rather
-                    // than spin on it. The other ports are unaffected.
-                    tracing::warn!(port = %self.switch.port_spec(ingress).name, error = %e,
-                        "read failed; port goes down");
+                    // than spin on it, and try it again after a backoff (`retry.rs`). The other
+                    // ports are unaffected.
                     self.switch.set_port_up(ingress, false);
                     if let Some(p) = table.port(ingress) {
                         port::unwatch(&self.epoll, &**p);
                     }
+                    let wait = self
+                        .ports
+                        .retries
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .failed(ingress, self.id, now);
+                    tracing::warn!(port = %self.switch.port_spec(ingress).name, error = %e,
+                        retry_in = ?wait, "read failed; port down until it is tried again");
                     return;
                 }
             }
@@ -391,8 +398,12 @@ impl Worker {
         scratch: &mut [u8],
     ) {
         let frame = &bytes[bytes.len().min(VNET_HDR_LEN)..];
-        if !self.service.id.wants(frame) {
-            return;
+        match self.service.id.classify(frame) {
+            appliance::Want::Serve => {}
+            appliance::Want::NotServed => {
+                return self.switch.count_drop(ingress, DropReason::NotServed)
+            }
+            appliance::Want::Ignore => return,
         }
         if !gso::needs_software(bytes) {
             return self.enqueue_for_appliance(table, ingress, frame);
@@ -422,6 +433,10 @@ impl Worker {
                     .mirror(self.service.port, capture::Dir::Rx, &out[VNET_HDR_LEN..]);
                 return table.send_counted(&self.switch, ingress, out);
             }
+        }
+        // The ingress port's share of the appliance (trusted ports are exempt).
+        if !self.switch.admit_to_service(ingress, self.start.elapsed()) {
+            return self.switch.count_drop(ingress, DropReason::ServiceLimit);
         }
         let sf = appliance::ApplianceMsg::Frame(appliance::ServiceFrame {
             ingress,

@@ -44,8 +44,8 @@ mod io_tests;
 pub use netns::Netns;
 pub use sys::{
     allow_nice, block_signals, cap_ambient_clear, cap_bound_drop, cap_get, cap_last_cap, cap_set,
-    memfd, peer_cred, set_thread_nice, wait_readable, wait_signal, CapSets, Epoll, EpollEvent,
-    Events, PeerCred,
+    fill_random, memfd, peer_cred, set_thread_nice, wait_readable, wait_signal, CapSets, Epoll,
+    EpollEvent, Events, PeerCred,
 };
 pub use tap::TapPort;
 

@@ -1218,3 +1218,25 @@ pub fn wait_readable(fd: &impl AsRawFd, timeout: Duration) -> io::Result<bool> {
     let n = cvt(unsafe { libc::poll(&mut pfd, 1, ms) })?;
     Ok(n > 0)
 }
+
+// ---------------------------------------------------------------------------------------------
+// Randomness
+// ---------------------------------------------------------------------------------------------
+
+/// Fills `buf` from the kernel's CSPRNG (`getrandom(2)`, flags 0: blocks only until the pool is
+/// first seeded at boot). For what an off-path attacker must not guess: DNS query ids and
+/// source ports (RFC 5452).
+pub fn fill_random(buf: &mut [u8]) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        let rest = &mut buf[done..];
+        // SAFETY: getrandom writes at most `rest.len()` bytes into the mutably borrowed buffer.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        match cvt_len(n) {
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

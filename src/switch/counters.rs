@@ -64,10 +64,16 @@ pub enum DropReason {
     LoopDetected,
     /// The port is blocked for a while because it closed a loop.
     LoopBlocked,
+    /// Addressed to the appliance (its MAC or the gateway address) but nothing it serves:
+    /// only ARP for its address, ICMP echo, DHCP, DNS and the TCP it answers reach its queue.
+    NotServed,
+    /// Beyond the port's share of the appliance ([`SERVICE_PER_SEC`](super::SERVICE_PER_SEC)
+    /// frames a second): one guest's flood cannot crowd out another's DHCP and DNS.
+    ServiceLimit,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 22;
+    pub const COUNT: usize = 24;
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Runt,
         DropReason::BadSrcMac,
@@ -91,6 +97,8 @@ impl DropReason {
         DropReason::BadLength,
         DropReason::LoopDetected,
         DropReason::LoopBlocked,
+        DropReason::NotServed,
+        DropReason::ServiceLimit,
     ];
 
     /// The snake_case name shown to users and used in JSON.
@@ -118,6 +126,8 @@ impl DropReason {
             DropReason::BadLength => "bad_length",
             DropReason::LoopDetected => "loop_detected",
             DropReason::LoopBlocked => "loop_blocked",
+            DropReason::NotServed => "not_served",
+            DropReason::ServiceLimit => "service_limit",
         }
     }
 

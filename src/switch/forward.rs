@@ -127,6 +127,14 @@ impl StormMeter {
     }
 }
 
+/// Frames a second each port may hand to the appliance's queue (DHCP, DNS not answered from
+/// the memo, ARP and ping for the gateway), unless it is exempt ([`Switch::set_service_exempt`]:
+/// trusted ports, which carry a relay's or an uplink's many clients). Measured in
+/// [`STORM_WINDOW`]s like storm control. A guest's resolver or DHCP client needs a few a
+/// second; the appliance answers tens of thousands, so a handful of flooding ports cannot fill
+/// its queue (4,096) for the others.
+pub const SERVICE_PER_SEC: u32 = 1_000;
+
 #[derive(Debug)]
 struct PortState {
     /// The port plugged into this slot (the last one, for an absent slot).
@@ -140,6 +148,9 @@ struct PortState {
     counters: PortCounters,
     policy: RwLock<Option<Arc<PortPolicy>>>,
     storm: StormMeter,
+    /// The port's share of the appliance's queue (see [`SERVICE_PER_SEC`]).
+    service: StormMeter,
+    service_exempt: AtomicBool,
     /// Blocked for closing a loop until this many milliseconds of `now` (0: not blocked).
     blocked_until_ms: AtomicU64,
     /// The port the loop probe that blocked this one left through, plus one (0: none yet).
@@ -198,6 +209,8 @@ impl Switch {
                         up: AtomicBool::new(present),
                         counters: PortCounters::default(),
                         storm: StormMeter::default(),
+                        service: StormMeter::default(),
+                        service_exempt: AtomicBool::new(false),
                         blocked_until_ms: AtomicU64::new(0),
                         looped_with: AtomicU32::new(0),
                     }
@@ -575,6 +588,9 @@ impl Switch {
         p.counters.reset();
         p.storm.window.store(0, Relaxed);
         p.storm.seen.store(0, Relaxed);
+        p.service.window.store(0, Relaxed);
+        p.service.seen.store(0, Relaxed);
+        p.service_exempt.store(false, Relaxed);
         p.blocked_until_ms.store(0, Relaxed);
         p.looped_with.store(0, Relaxed);
         p.mtu.store(spec.mtu, Relaxed);
@@ -594,6 +610,26 @@ impl Switch {
         p.up.store(false, Relaxed);
         self.fdb.flush_port(port);
         *p.policy.write().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    /// Whether `port` may hand the appliance one more frame at `now` (its share: see
+    /// [`SERVICE_PER_SEC`]); a refusal is the caller's `service_limit` drop. Pure: the caller
+    /// passes `now`, the worker that owns the port is the only writer.
+    pub fn admit_to_service(&self, port: PortId, now: Duration) -> bool {
+        let p = &self.ports[port.index()];
+        p.service_exempt.load(Relaxed)
+            || p.service.admit(
+                now,
+                SERVICE_PER_SEC * STORM_WINDOW.as_millis() as u32 / 1000,
+            )
+    }
+
+    /// Exempts `port` from the appliance share (a trusted port: a relay agent or an uplink
+    /// speaks for many clients). Reset when a port is attached to the slot.
+    pub fn set_service_exempt(&self, port: PortId, exempt: bool) {
+        self.ports[port.index()]
+            .service_exempt
+            .store(exempt, Relaxed);
     }
 
     /// Replaces `port`'s guard policy (`None`: unguarded) from the next frame on.

@@ -66,6 +66,9 @@ pub fn stats_table(stats: &[PortStats], all: bool) -> String {
                 .map(|(r, n)| (format!("monitored.{r}"), *n)),
         );
         out.push_str(&section(&format!("port {}", s.port), &rows, all));
+        for p in &s.problems {
+            out.push_str(&format!("  problem: {p}\n"));
+        }
     }
     out
 }
@@ -149,6 +152,7 @@ mod tests {
             monitored: vec![],
             fdb_entries: 1,
             capture_dropped: 0,
+            problems: Vec::new(),
         };
         let short = stats_table(std::slice::from_ref(&port), false);
         assert_eq!(

@@ -20,7 +20,8 @@ use super::{
     Network, RawHost,
 };
 use crate::service::dhcp::params::{MANAGED_OPTIONS, MIN_LEASE};
-use crate::service::dhcp::{DhcpParams, ExtraOption, KeyMode, RateLimit, Reservation};
+use crate::service::dhcp::{DhcpParams, ExtraOption, KeyMode, PortBinding, RateLimit, Reservation};
+use crate::switch::GuardMode;
 use crate::wire::MacAddr;
 
 /// Where state lives without `[dhcp] state_dir`: this, then the network's name.
@@ -647,7 +648,31 @@ pub fn dhcp_params(config: &Config) -> DhcpParams {
         .filter(|(_, port)| port.trusted)
         .filter_map(|(i, _)| u16::try_from(i).ok())
         .collect();
+    p.ports = dhcp_port_bindings(config, |i, _| u16::try_from(i).ok());
     p
+}
+
+/// What the DHCP server must know of every port of `config` to bind messages to ports (issue
+/// 17): the host bound to it and, when its guard enforces, the host's MACs and addresses.
+/// `id_of` gives a port's id (at start its index; later the switch's slot for its name).
+fn dhcp_port_bindings(
+    config: &Config,
+    id_of: impl Fn(usize, &super::PortConfig) -> Option<u16>,
+) -> std::collections::BTreeMap<u16, PortBinding> {
+    let mut ports = std::collections::BTreeMap::new();
+    for (i, port) in config.ports.iter().enumerate() {
+        let Some(id) = id_of(i, port) else { continue };
+        let mut b = PortBinding {
+            host: port.host.map(|h| config.hosts[h].name.clone()),
+            ..PortBinding::default()
+        };
+        if let Some(policy) = port.policy(config).filter(|p| p.mode == GuardMode::Enforce) {
+            b.ipv4 = policy.ipv4.iter().copied().collect();
+            b.guard_macs = Some(policy.macs);
+        }
+        ports.insert(id, b);
+    }
+    ports
 }
 
 fn reservation(h: &Host) -> Option<Reservation> {

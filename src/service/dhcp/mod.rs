@@ -32,5 +32,7 @@ pub mod validate;
 
 pub use journal::{Journal, ReplayStats};
 pub use leases::{ClientKey, Lease, LeaseChange, LeaseTable};
-pub use params::{DhcpParams, ExtraOption, KeyMode, ParamsError, RateLimit, Reservation};
+pub use params::{
+    DhcpParams, ExtraOption, KeyMode, ParamsError, PortBinding, RateLimit, Reservation,
+};
 pub use server::{Destination, DhcpServer, DropReason, LeaseTerm, Outcome, Reply};

@@ -7,7 +7,7 @@
 //! checks what the state machine relies on (addresses inside the subnet, the lease minimum, a
 //! sane pool) so the server never has to handle an impossible configuration at run time.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -58,6 +58,20 @@ pub struct ExtraOption {
 /// Codes the server manages itself: `[[dhcp.option]]` may not set them.
 pub const MANAGED_OPTIONS: &[u8] = &[0, 50, 51, 52, 53, 54, 55, 57, 58, 59, 61, 82, 255];
 
+/// What the server knows of one switch port: which host it is bound to and, on a port whose
+/// guard enforces, the MACs and addresses that host may use. The daemon declares every port
+/// ([`DhcpParams::ports`]); a lease recorded on a declared port belongs to that port.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PortBinding {
+    /// The `[[host]]` bound to the port (its reservation's name), if any.
+    pub host: Option<String>,
+    /// `Some` on a port whose guard enforces: `chaddr` must be one of these MACs.
+    pub guard_macs: Option<Vec<MacAddr>>,
+    /// On an enforcing port, the declared addresses (reservation, `extra_ipv4`) an INFORM's
+    /// `ciaddr` may name besides the port's own leases.
+    pub ipv4: Vec<Ipv4Net>,
+}
+
 /// A per-port token bucket: `burst` messages at once, refilled at `per_sec`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
@@ -97,6 +111,10 @@ pub struct DhcpParams {
     /// Ports whose messages may be relayed (giaddr set) and that have no per-port lease cap:
     /// the `trusted` ports (uplinks, relay agents).
     pub trusted_ports: Vec<u16>,
+    /// Every port of the switch by id, with its host and guard (see [`PortBinding`]). Empty:
+    /// nothing is known of ports, and no message is checked against its port (a sans-IO user
+    /// that does not care; the daemon always fills it).
+    pub ports: BTreeMap<u16, PortBinding>,
 }
 
 /// A configuration the server cannot run with.
@@ -148,6 +166,7 @@ impl DhcpParams {
             reservations: Vec::new(),
             extra_options: Vec::new(),
             trusted_ports: Vec::new(),
+            ports: BTreeMap::new(),
         }
     }
 

@@ -38,6 +38,11 @@ use super::params::{DhcpParams, Reservation, MIN_LEASE};
 use super::reply::{self, Client};
 use super::validate::check_options;
 
+mod ownership;
+mod reason;
+
+pub use reason::DropReason;
+
 pub use super::reply::{Destination, LeaseTerm, Reply};
 
 /// A declined address is not offered to anyone for this long (dnsmasq's DECLINE_BACKOFF).
@@ -46,68 +51,6 @@ pub const DECLINE_QUARANTINE_SECS: u64 = 600;
 pub const OFFER_SECS: u64 = 60;
 /// At most this many outstanding offers (expired ones are purged when full).
 pub const MAX_OFFERS: usize = 4096;
-
-/// Why a message got no reply. Each is a counted drop for the caller, never an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DropReason {
-    /// Truncated, bad cookie, an option length dhcproto would assert on, or dhcproto refused it.
-    Malformed,
-    /// A BOOTREPLY, a non-Ethernet chaddr, or no message type: not a client message for us.
-    NotClientMessage,
-    /// giaddr set on a port that is not `trusted`, or giaddr outside the subnet: only a relay
-    /// agent on an uplink or relay port may relay, and only for this network.
-    Relayed,
-    /// OFFER, ACK, NAK, LEASEQUERY and the like arriving at a server.
-    UnexpectedType,
-    /// The port's token bucket is empty.
-    RateLimited,
-    /// The port already holds its maximum of live leases.
-    PortLeaseLimit,
-    /// No address can be offered: no reservation, pool exhausted or absent.
-    NoAddress,
-    /// Too many outstanding offers.
-    OffersFull,
-    /// REQUEST/RELEASE/DECLINE for another server, or RELEASE/DECLINE without a server id.
-    NotForUs,
-    /// RELEASE of a lease we do not hold, INFORM without ciaddr, REQUEST without any address.
-    Ignored,
-    /// dhcproto could not encode the reply (a configured option it cannot write).
-    Unencodable,
-}
-
-impl DropReason {
-    /// Every reason, for counter tables.
-    pub const ALL: [DropReason; 11] = [
-        DropReason::Malformed,
-        DropReason::NotClientMessage,
-        DropReason::Relayed,
-        DropReason::UnexpectedType,
-        DropReason::RateLimited,
-        DropReason::PortLeaseLimit,
-        DropReason::NoAddress,
-        DropReason::OffersFull,
-        DropReason::NotForUs,
-        DropReason::Ignored,
-        DropReason::Unencodable,
-    ];
-
-    /// A stable snake_case name for counters and logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DropReason::Malformed => "malformed",
-            DropReason::NotClientMessage => "not_client_message",
-            DropReason::Relayed => "relayed",
-            DropReason::UnexpectedType => "unexpected_type",
-            DropReason::RateLimited => "rate_limited",
-            DropReason::PortLeaseLimit => "port_lease_limit",
-            DropReason::NoAddress => "no_address",
-            DropReason::OffersFull => "offers_full",
-            DropReason::NotForUs => "not_for_us",
-            DropReason::Ignored => "ignored",
-            DropReason::Unencodable => "unencodable",
-        }
-    }
-}
 
 /// What to do after one message.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -146,6 +89,10 @@ pub struct DhcpServer {
     quarantine: HashMap<Ipv4Addr, u64>,
     reserved: HashSet<Ipv4Addr>,
     buckets: HashMap<u16, Bucket>,
+    /// Which port owns which host and guarded MAC (from `params.ports`).
+    owners: ownership::Owners,
+    /// False while the caller cannot persist lease changes: no lease is granted or removed.
+    can_persist: bool,
 }
 
 impl DhcpServer {
@@ -153,6 +100,7 @@ impl DhcpServer {
     pub fn new(params: DhcpParams) -> Result<DhcpServer, super::ParamsError> {
         let search = params.validate()?;
         let reserved = params.reservations.iter().map(|r| r.ipv4).collect();
+        let owners = ownership::Owners::build(&params.ports);
         let mut server = DhcpServer {
             params,
             search,
@@ -164,6 +112,8 @@ impl DhcpServer {
             quarantine: HashMap::new(),
             reserved,
             buckets: HashMap::new(),
+            owners,
+            can_persist: true,
         };
         server.index_unleased();
         Ok(server)
@@ -174,6 +124,19 @@ impl DhcpServer {
         self.leases = leases;
         self.index_unleased();
         self
+    }
+
+    /// Replaces the lease table in place (the journal opened late: its replay is the truth).
+    pub fn replace_leases(&mut self, leases: LeaseTable) {
+        self.leases = leases;
+        self.index_unleased();
+    }
+
+    /// Whether lease changes can be made durable. While not, REQUESTs get no ACK and
+    /// RELEASE/DECLINE change nothing (counted [`DropReason::NoJournal`]); DISCOVER, INFORM
+    /// and the NAKs that fix a client's wrong address still work.
+    pub fn set_can_persist(&mut self, can: bool) {
+        self.can_persist = can;
     }
 
     /// Rebuilds [`DhcpServer::unleased`] from the pool and the table: O(pool), at start only.
@@ -232,6 +195,13 @@ impl DhcpServer {
         self.params.trusted_ports = ports;
     }
 
+    /// Replaces what the server knows of the switch's ports (their hosts and guards), e.g.
+    /// after a port was plugged or unplugged or a host changed: see [`ownership`].
+    pub fn set_ports(&mut self, ports: std::collections::BTreeMap<u16, super::PortBinding>) {
+        self.owners = ownership::Owners::build(&ports);
+        self.params.ports = ports;
+    }
+
     pub fn set_reservations(
         &mut self,
         reservations: Vec<Reservation>,
@@ -260,12 +230,13 @@ impl DhcpServer {
         }
         let ty = msg.opts().msg_type().ok_or(DropReason::NotClientMessage)?;
         let client = Client::parse(&msg, port, self.params.key_mode);
+        self.check_identity(&client)?;
         match ty {
             MessageType::Discover => self.process_discover(&msg, &client, now),
             MessageType::Request => self.process_request(&msg, &client, now),
             MessageType::Release => self.process_release(&msg, &client),
             MessageType::Decline => self.process_decline(&msg, &client, now),
-            MessageType::Inform => self.process_inform(&msg, &client),
+            MessageType::Inform => self.process_inform(&msg, &client, now),
             _ => Err(DropReason::UnexpectedType),
         }
     }
@@ -280,6 +251,9 @@ impl DhcpServer {
         // chaddrs from one port would hold the whole pool in offers (60 s each).
         if self.port_is_full(c, now) || self.port_offers_full(c, now) {
             return Err(DropReason::PortLeaseLimit);
+        }
+        if self.lease_elsewhere(c, now) {
+            return Err(DropReason::NotOwner);
         }
         let ip = self
             .pick_address(c, requested_ip(msg), now)
@@ -339,8 +313,15 @@ impl DhcpServer {
             (_, None) if !ciaddr.is_unspecified() => ciaddr,
             _ => return Err(DropReason::Ignored),
         };
+        // A live lease of this client on another port is not this port's to renew or move.
+        if self.lease_elsewhere(c, now) {
+            return Err(DropReason::NotOwner);
+        }
         if !self.may_have(c, ip, now) || self.port_is_full(c, now) {
             return self.nak(msg, c);
+        }
+        if !self.can_persist {
+            return Err(DropReason::NoJournal);
         }
         let term = self.lease_term(msg);
         let reply = reply::build(self, msg, MessageType::Ack, ip, c, Some(term))?;
@@ -377,7 +358,13 @@ impl DhcpServer {
         if server_id(msg) != Some(self.params.server_id) {
             return Err(DropReason::NotForUs);
         }
+        if !self.can_persist {
+            return Err(DropReason::NoJournal);
+        }
         match self.leases.get(&c.key) {
+            Some(l) if l.ip == msg.ciaddr() && !self.port_owns(c, l.port) => {
+                Err(DropReason::NotOwner)
+            }
             Some(l) if l.ip == msg.ciaddr() => {
                 self.remove_lease(&c.key);
                 Ok(Outcome {
@@ -389,8 +376,8 @@ impl DhcpServer {
         }
     }
 
-    /// DECLINE: the client found the address in use (ARP). Quarantine it for everyone, and
-    /// forget the client's lease on it.
+    /// DECLINE: the client found the address in use (ARP). Quarantine it for everyone (if it
+    /// was offered to or held by this client on this port), and forget the client's lease on it.
     fn process_decline(
         &mut self,
         msg: &Message,
@@ -403,6 +390,14 @@ impl DhcpServer {
         let ip = requested_ip(msg).ok_or(DropReason::Ignored)?;
         if !self.params.is_host_addr(ip) {
             return Err(DropReason::Ignored);
+        }
+        // Threat: a DECLINE for an address the guest never had would lock its rightful holder
+        // out for 600 s. Only what was offered to this client here, or is its lease, counts.
+        if !self.offered_or_held(c, ip, now) {
+            return Err(DropReason::NotOwner);
+        }
+        if !self.can_persist {
+            return Err(DropReason::NoJournal);
         }
         self.quarantine.retain(|_, until| *until > now);
         self.quarantine
@@ -422,9 +417,17 @@ impl DhcpServer {
     }
 
     /// INFORM: configuration only, no lease time, unicast to ciaddr.
-    fn process_inform(&mut self, msg: &Message, c: &Client) -> Result<Outcome, DropReason> {
+    fn process_inform(
+        &mut self,
+        msg: &Message,
+        c: &Client,
+        now: u64,
+    ) -> Result<Outcome, DropReason> {
         if msg.ciaddr().is_unspecified() {
             return Err(DropReason::Ignored);
+        }
+        if !self.may_inform(c, msg.ciaddr(), now) {
+            return Err(DropReason::NotOwner);
         }
         let reply = reply::build(self, msg, MessageType::Ack, Ipv4Addr::UNSPECIFIED, c, None)?;
         Ok(Outcome {
@@ -433,20 +436,25 @@ impl DhcpServer {
         })
     }
 
-    /// The reservation that matches `c`: by client id if it names one, by hostname if it asks
-    /// for that, else by MAC.
+    /// The reservation that matches `c` and that its port may claim (see [`ownership`]).
     pub(super) fn reservation_for(&self, c: &Client) -> Option<&Reservation> {
         self.params
             .reservations
             .iter()
-            .find(|r| match (&r.client_id, r.match_hostname) {
-                (Some(id), _) => c.client_id.as_deref() == Some(id.as_slice()),
-                (None, true) => c
-                    .hostname
-                    .as_deref()
-                    .is_some_and(|h| h.eq_ignore_ascii_case(&r.name)),
-                (None, false) => r.mac == Some(c.mac),
-            })
+            .find(|r| Self::matches(r, c) && self.may_claim(c, r))
+    }
+
+    /// Does `r` name `c`: by client id if it holds one, by hostname if it asks for that, else
+    /// by MAC.
+    fn matches(r: &Reservation, c: &Client) -> bool {
+        match (&r.client_id, r.match_hostname) {
+            (Some(id), _) => c.client_id.as_deref() == Some(id.as_slice()),
+            (None, true) => c
+                .hostname
+                .as_deref()
+                .is_some_and(|h| h.eq_ignore_ascii_case(&r.name)),
+            (None, false) => r.mac == Some(c.mac),
+        }
     }
 
     fn in_pool(&self, ip: Ipv4Addr) -> bool {

@@ -32,5 +32,8 @@ pub mod zone;
 pub use cache::Cache;
 pub use fast::SharedMemo;
 pub use params::{DnsHost, DnsParams, ForwardRule, RecordValue, StaticRecord};
-pub use server::{ClientReply, DnsCounters, DnsServer, DropReason, Outcome, Transport, ZoneMut};
+pub use server::{
+    ClientReply, DnsCounters, DnsServer, DropReason, IdSource, Outcome, Transport, Xorshift,
+    ZoneMut,
+};
 pub use zone::{Lookup, NameRefused, Zone};

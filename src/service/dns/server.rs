@@ -110,6 +110,10 @@ pub struct DnsCounters {
     pub notimp: u64,
     /// Messages that got no answer at all (see [`DropReason`]).
     pub dropped: u64,
+    /// Of `dropped`, datagrams on an upstream socket refused as possibly forged (RFC 5452): no
+    /// query pending with that id, not from the upstream asked, not on the socket the query
+    /// left from, or not the question asked.
+    pub answers_refused: u64,
 }
 
 impl fmt::Display for DnsCounters {
@@ -117,7 +121,7 @@ impl fmt::Display for DnsCounters {
         write!(
             f,
             "queries={} local={} local_fast={} cache_hits={} cache_fast={} shared_fast={} forwarded={} retried={} upstream_answers={} \
-             servfail={} refused={} formerr={} notimp={} dropped={}",
+             servfail={} refused={} formerr={} notimp={} dropped={} answers_refused={}",
             self.queries,
             self.local,
             self.local_fast,
@@ -131,7 +135,8 @@ impl fmt::Display for DnsCounters {
             self.refused,
             self.formerr,
             self.notimp,
-            self.dropped
+            self.dropped,
+            self.answers_refused
         )
     }
 }
@@ -149,6 +154,9 @@ struct Pending<C> {
     retry: Option<(Duration, SocketAddr)>,
     /// The forwarded bytes, for the retry.
     query: Vec<u8>,
+    /// The caller's handle on the socket the query left from ([`DnsServer::sent_via`]): a
+    /// reply is accepted on that socket only (its random source port is half the secret).
+    via: Option<u64>,
     deadline: Duration,
 }
 
@@ -173,9 +181,8 @@ pub struct DnsServer<C> {
     pending: HashMap<u16, Pending<C>>,
     /// Round-robin position over upstreams.
     next_upstream: usize,
-    /// xorshift state for upstream query ids (not a secret: the pending table also checks the
-    /// upstream's address and the question).
-    rng: u64,
+    /// Where upstream query ids come from: the daemon gives the OS's CSPRNG ([`IdSource`]).
+    ids: Box<dyn IdSource>,
     /// When `poll_timeouts` next sweeps the cache.
     next_cache_sweep: Duration,
     /// Local answers ready to patch and send (the fast path), shared with the data plane.
@@ -207,7 +214,7 @@ impl<C: Clone> DnsServer<C> {
             max_pending: params.max_pending,
             pending: HashMap::new(),
             next_upstream: 0,
-            rng: seed | 1,
+            ids: Box::new(Xorshift(seed | 1)),
             next_cache_sweep: Duration::ZERO,
             memo: Arc::default(),
             fast_path: true,
@@ -235,6 +242,33 @@ impl<C: Clone> DnsServer<C> {
 
     pub fn pending_len(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Takes upstream query ids from `ids` from now on (the daemon: the OS's CSPRNG).
+    pub fn with_ids(mut self, ids: Box<dyn IdSource>) -> DnsServer<C> {
+        self.ids = ids;
+        self
+    }
+
+    /// Records that the forwarded `query` (as [`Outcome::Forward`] or
+    /// [`poll_retries`](Self::poll_retries) gave it) left from the socket the caller calls
+    /// `via`: its reply is then accepted only through [`process_upstream_via`] with that `via`.
+    ///
+    /// [`process_upstream_via`]: Self::process_upstream_via
+    pub fn sent_via(&mut self, query: &[u8], via: u64) {
+        if let Some(p) = query_id(query).and_then(|id| self.pending.get_mut(&id)) {
+            p.via = Some(via);
+        }
+    }
+
+    /// The socket `query` was sent from (for its retry to the next upstream: the same one).
+    pub fn via_of(&self, query: &[u8]) -> Option<u64> {
+        self.pending.get(&query_id(query)?)?.via
+    }
+
+    /// The sockets some pending query waits on: the caller may close the others.
+    pub fn sockets_in_use(&self) -> std::collections::HashSet<u64> {
+        self.pending.values().filter_map(|p| p.via).collect()
     }
 
     /// Turns the fast path for local and cached answers on (the default) or off. Off, every query takes
@@ -447,6 +481,7 @@ impl<C: Clone> DnsServer<C> {
                 asked: vec![upstream],
                 retry: (next != upstream).then_some((now + self.timeout / 2, next)),
                 query: query.clone(),
+                via: None,
                 deadline: now + self.timeout,
             },
         );
@@ -469,36 +504,49 @@ impl<C: Clone> DnsServer<C> {
         Some((list[i], list[(i + 1) % list.len()]))
     }
 
-    /// An id no pending query uses.
+    /// An id no pending query uses (the pending table is bounded well below 65,536).
     fn fresh_id(&mut self) -> u16 {
         loop {
-            self.rng ^= self.rng << 13;
-            self.rng ^= self.rng >> 7;
-            self.rng ^= self.rng << 17;
-            let id = (self.rng >> 24) as u16;
+            let id = self.ids.next_id();
             if !self.pending.contains_key(&id) {
                 return id;
             }
         }
     }
 
-    /// Handles one datagram from an upstream: the reply for the client that waits for it.
+    /// Handles one datagram from an upstream, for a caller that does not track sockets
+    /// (never called [`sent_via`](Self::sent_via)).
     pub fn process_upstream(
         &mut self,
         bytes: &[u8],
         from: SocketAddr,
         now: Duration,
     ) -> Option<ClientReply<C>> {
+        self.process_upstream_via(bytes, from, None, now)
+    }
+
+    /// Handles one datagram that arrived from `from` on socket `via`: the reply for the
+    /// client that waits for it. Threat: an off-path attacker racing the upstream with forged
+    /// answers (RFC 5452). Accepted only with the id of a pending query, from an upstream that
+    /// query was sent to (address and port), on the socket it left from, for its question;
+    /// anything else is refused and counted, and the query keeps waiting for the real answer.
+    pub fn process_upstream_via(
+        &mut self,
+        bytes: &[u8],
+        from: SocketAddr,
+        via: Option<u64>,
+        now: Duration,
+    ) -> Option<ClientReply<C>> {
         let unsolicited = |s: &mut Self| {
             s.counters.dropped += 1;
+            s.counters.answers_refused += 1;
             None
         };
-        if bytes.len() < HEADER_LEN {
+        let Some(id) = query_id(bytes).filter(|_| bytes.len() >= HEADER_LEN) else {
             return unsolicited(self);
-        }
-        let id = u16::from_be_bytes([bytes[0], bytes[1]]);
+        };
         match self.pending.get(&id) {
-            Some(p) if p.asked.contains(&from) => {}
+            Some(p) if p.asked.contains(&from) && p.via == via => {}
             _ => return unsolicited(self),
         }
         let response = match Message::from_vec(bytes) {
@@ -662,6 +710,31 @@ fn our_edns() -> Edns {
 
 fn cache_key(q: &Query) -> CacheKey {
     (q.name().to_lowercase(), q.query_type(), q.query_class())
+}
+
+/// The id of a DNS message (its first two bytes).
+fn query_id(bytes: &[u8]) -> Option<u16> {
+    Some(u16::from_be_bytes([*bytes.first()?, *bytes.get(1)?]))
+}
+
+/// Where upstream query ids come from. Threat: an off-path attacker who can predict the next id
+/// (and the source port) can race the upstream with a forged answer (RFC 5452 §§ 9.2-10): the
+/// daemon's source is the kernel's CSPRNG.
+pub trait IdSource: fmt::Debug + Send {
+    fn next_id(&mut self) -> u16;
+}
+
+/// A seeded xorshift: reproducible ids for tests, benchmarks and fuzzing, never a secret.
+#[derive(Debug)]
+pub struct Xorshift(pub u64);
+
+impl IdSource for Xorshift {
+    fn next_id(&mut self) -> u16 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 24) as u16
+    }
 }
 
 /// Encodes `m`; a message the encoder refuses becomes a SERVFAIL with its id.
