@@ -174,6 +174,8 @@ const PROTO_ICMP: u8 = 1;
 const PROTO_UDP: u8 = 17;
 const ICMP_ECHO_REQUEST: u8 = 8;
 const ARP_OP_REQUEST: u16 = 1;
+/// ICMP error types: destination unreachable, time exceeded, parameter problem.
+const ICMP_ERRORS: [u8; 3] = [3, 11, 12];
 
 impl Identity {
     /// Whether the appliance has anything to do with `frame`.
@@ -203,7 +205,9 @@ impl Identity {
                 if op == Some(ARP_OP_REQUEST) {
                     Want::Serve
                 } else {
-                    Want::NotServed
+                    // A reply or gratuitous announcement aimed at the gateway: a guest's
+                    // kernel answering, not asking. Nothing to serve and nothing to count.
+                    Want::Ignore
                 }
             }
             EtherType::Ipv4 => self.classify_ipv4(&frame[14..], refused),
@@ -230,6 +234,11 @@ impl Identity {
         }
         if dst != self.ip {
             return refused;
+        }
+        if proto == PROTO_ICMP && l4.first().is_some_and(|t| ICMP_ERRORS.contains(t)) {
+            // A guest's kernel reporting on the appliance's own traffic (port unreachable for
+            // an OFFER it had no client for, say): legitimate, never queued, not a drop.
+            return Want::Ignore;
         }
         let served = match proto {
             PROTO_ICMP => l4.first() == Some(&ICMP_ECHO_REQUEST),
@@ -514,6 +523,8 @@ mod tests {
             (ipv4(me, gw, PROTO_UDP, &udp(9)), Want::NotServed),
             (ipv4(me, gw, PROTO_TCP, &tcp(22)), Want::NotServed),
             (ipv4(me, gw, PROTO_ICMP, &[0, 0, 0, 0]), Want::NotServed),
+            (ipv4(me, gw, PROTO_ICMP, &[3, 3, 0, 0]), Want::Ignore),
+            (ipv4(me, gw, PROTO_ICMP, &[11, 0, 0, 0]), Want::Ignore),
             (ipv4(me, gw, 47, &[0; 8]), Want::NotServed),
             // To the appliance's MAC, another address: not served, counted.
             (
@@ -543,7 +554,7 @@ mod tests {
         arp.extend_from_slice(&gw);
         assert_eq!(id().classify(&arp), Want::Serve);
         arp[21] = 2;
-        assert_eq!(id().classify(&arp), Want::NotServed);
+        assert_eq!(id().classify(&arp), Want::Ignore);
     }
 
     #[test]
