@@ -241,7 +241,50 @@ pub(super) fn validate_dhcp(
         Some(p) => Some(pool(cx, network, e, p)?),
     };
 
-    let lease_time = match &raw.lease_time {
+    let lease_time = lease_time(cx, e, &raw.lease_time)?;
+    let key = key_mode(cx, e, &raw.key)?;
+    let max_leases_per_port = count(
+        cx,
+        raw.max_leases_per_port.as_ref(),
+        e,
+        "max_leases_per_port",
+        1,
+        MAX_MAX_LEASES_PER_PORT,
+    )?
+    .unwrap_or(DEFAULT_MAX_LEASES_PER_PORT);
+
+    let rate_limit = rate_limit(cx, e, &raw.rate_limit)?;
+    let state_dir = match &raw.state_dir {
+        None => Path::new(DEFAULT_STATE_ROOT).join(&network.name),
+        Some(s) => absolute(cx, e, "state_dir", s)?,
+    };
+    let lease_file = lease_file(cx, e, &raw.lease_file, &state_dir)?;
+    let dns = dns_servers(cx, e, network, &raw.dns)?;
+    let search = search_list(cx, e, network, &raw.search)?;
+    let options = extra_options(cx, &raw.option)?;
+
+    Ok(DhcpConfig {
+        enabled: raw.enabled.unwrap_or(true),
+        pool,
+        lease_time,
+        key,
+        max_leases_per_port,
+        rate_limit,
+        state_dir,
+        lease_file,
+        dns,
+        search,
+        options,
+    })
+}
+
+/// `lease_time`: a duration of at least [`MIN_LEASE`], or "infinite" (`None`).
+fn lease_time(
+    cx: &Cx<'_>,
+    e: &str,
+    lease_time: &Option<Spanned<toml::Value>>,
+) -> Result<Option<Duration>, ConfigError> {
+    Ok(match lease_time {
         None => Some(DEFAULT_LEASE),
         Some(v) => parse_lease(v.get_ref()).map_err(|problem| {
             cx.error(
@@ -252,9 +295,12 @@ pub(super) fn validate_dhcp(
                 ),
             )
         })?,
-    };
+    })
+}
 
-    let key = match &raw.key {
+/// `key`: what a lease is keyed by.
+fn key_mode(cx: &Cx<'_>, e: &str, key: &Option<Spanned<String>>) -> Result<KeyMode, ConfigError> {
+    Ok(match key {
         None => KeyMode::Mac,
         Some(k) => match k.get_ref().as_str() {
             "mac" => KeyMode::Mac,
@@ -269,19 +315,16 @@ pub(super) fn validate_dhcp(
                 ))
             }
         },
-    };
+    })
+}
 
-    let max_leases_per_port = count(
-        cx,
-        raw.max_leases_per_port.as_ref(),
-        e,
-        "max_leases_per_port",
-        1,
-        MAX_MAX_LEASES_PER_PORT,
-    )?
-    .unwrap_or(DEFAULT_MAX_LEASES_PER_PORT);
-
-    let rate_limit = match &raw.rate_limit {
+/// `rate_limit`: requests a second per port, or "off" (`None`).
+fn rate_limit(
+    cx: &Cx<'_>,
+    e: &str,
+    rate_limit: &Option<Spanned<toml::Value>>,
+) -> Result<Option<u32>, ConfigError> {
+    Ok(match rate_limit {
         None => Some(DEFAULT_RATE_LIMIT),
         Some(v) => parse_rate_limit(v.get_ref()).map_err(|problem| {
             cx.error(
@@ -292,13 +335,17 @@ pub(super) fn validate_dhcp(
                 ),
             )
         })?,
-    };
+    })
+}
 
-    let state_dir = match &raw.state_dir {
-        None => Path::new(DEFAULT_STATE_ROOT).join(&network.name),
-        Some(s) => absolute(cx, e, "state_dir", s)?,
-    };
-    let lease_file = match &raw.lease_file {
+/// `lease_file`: an absolute path, not the journal's.
+fn lease_file(
+    cx: &Cx<'_>,
+    e: &str,
+    lease_file: &Option<Spanned<String>>,
+    state_dir: &Path,
+) -> Result<PathBuf, ConfigError> {
+    Ok(match lease_file {
         None => state_dir.join(LEASE_FILE),
         Some(s) => {
             let path = absolute(cx, e, "lease_file", s)?;
@@ -313,9 +360,17 @@ pub(super) fn validate_dhcp(
             }
             path
         }
-    };
+    })
+}
 
-    let dns = match &raw.dns {
+/// `dns`: unicast IPv4 addresses (the gateway without the key; `[]` sends none).
+fn dns_servers(
+    cx: &Cx<'_>,
+    e: &str,
+    network: &Network,
+    dns: &Option<Vec<Spanned<String>>>,
+) -> Result<Vec<Ipv4Addr>, ConfigError> {
+    Ok(match dns {
         None => vec![network.gateway],
         Some(list) => {
             too_long(cx, e, "dns", list)?;
@@ -341,9 +396,17 @@ pub(super) fn validate_dhcp(
             }
             dns
         }
-    };
+    })
+}
 
-    let search = match &raw.search {
+/// `search`: domain names (the network's domain without the key).
+fn search_list(
+    cx: &Cx<'_>,
+    e: &str,
+    network: &Network,
+    search: &Option<Vec<Spanned<String>>>,
+) -> Result<Vec<String>, ConfigError> {
+    Ok(match search {
         None => vec![network.domain.clone()],
         Some(list) => {
             too_long(cx, e, "search", list)?;
@@ -359,10 +422,16 @@ pub(super) fn validate_dhcp(
             }
             search
         }
-    };
+    })
+}
 
+/// Every `[[dhcp.option]]`, each code at most once.
+fn extra_options(
+    cx: &Cx<'_>,
+    option: &Option<Vec<Spanned<RawOption>>>,
+) -> Result<Vec<ExtraOption>, ConfigError> {
     let mut options: Vec<ExtraOption> = Vec::new();
-    for o in raw.option.iter().flatten() {
+    for o in option.iter().flatten() {
         let x = extra_option(cx, o)?;
         if options.iter().any(|y| y.code == x.code) {
             return Err(cx.error(
@@ -375,20 +444,7 @@ pub(super) fn validate_dhcp(
         }
         options.push(x);
     }
-
-    Ok(DhcpConfig {
-        enabled: raw.enabled.unwrap_or(true),
-        pool,
-        lease_time,
-        key,
-        max_leases_per_port,
-        rate_limit,
-        state_dir,
-        lease_file,
-        dns,
-        search,
-        options,
-    })
+    Ok(options)
 }
 
 /// One `[[dhcp.option]]`: `code` 1..=254 and not managed by the server, and exactly one of
@@ -419,39 +475,13 @@ fn extra_option(cx: &Cx<'_>, raw: &Spanned<RawOption>) -> Result<ExtraOption, Co
     };
     let mut values: Vec<Vec<u8>> = Vec::new();
     if let Some(list) = &o.ip {
-        let mut data = Vec::with_capacity(list.len() * 4);
-        for s in list {
-            let ip: Ipv4Addr = s.get_ref().parse().map_err(|_| {
-                cx.error(
-                    s.span(),
-                    format!(
-                        "{e}: ip {} is not an IPv4 address (write it like \"10.13.31.1\")",
-                        q(s.get_ref())
-                    ),
-                )
-            })?;
-            data.extend_from_slice(&ip.octets());
-        }
-        values.push(data);
+        values.push(option_ips(cx, &e, list)?);
     }
     if let Some(t) = &o.text {
         values.push(t.as_bytes().to_vec());
     }
     if let Some(h) = &o.hex {
-        let data = if h.get_ref().is_empty() {
-            Vec::new()
-        } else {
-            parse_hex(h.get_ref()).ok_or_else(|| {
-                cx.error(
-                    h.span(),
-                    format!(
-                        "{e}: hex {} is not colon-separated hex bytes (like \"01:ff:20\")",
-                        q(h.get_ref())
-                    ),
-                )
-            })?
-        };
-        values.push(data);
+        values.push(option_hex(cx, &e, h)?);
     }
     if let Some(v) = &o.u8 {
         values.push(int(v, 0xff, 1)?);
@@ -488,6 +518,42 @@ fn extra_option(cx: &Cx<'_>, raw: &Spanned<RawOption>) -> Result<ExtraOption, Co
         data,
         always: o.always.unwrap_or(false),
     })
+}
+
+/// An option's `ip = [...]`: the addresses' octets, in order.
+fn option_ips(cx: &Cx<'_>, e: &str, list: &[Spanned<String>]) -> Result<Vec<u8>, ConfigError> {
+    let mut data = Vec::with_capacity(list.len() * 4);
+    for s in list {
+        let ip: Ipv4Addr = s.get_ref().parse().map_err(|_| {
+            cx.error(
+                s.span(),
+                format!(
+                    "{e}: ip {} is not an IPv4 address (write it like \"10.13.31.1\")",
+                    q(s.get_ref())
+                ),
+            )
+        })?;
+        data.extend_from_slice(&ip.octets());
+    }
+    Ok(data)
+}
+
+/// An option's `hex`: colon-separated bytes ("" is no bytes).
+fn option_hex(cx: &Cx<'_>, e: &str, h: &Spanned<String>) -> Result<Vec<u8>, ConfigError> {
+    let data = if h.get_ref().is_empty() {
+        Vec::new()
+    } else {
+        parse_hex(h.get_ref()).ok_or_else(|| {
+            cx.error(
+                h.span(),
+                format!(
+                    "{e}: hex {} is not colon-separated hex bytes (like \"01:ff:20\")",
+                    q(h.get_ref())
+                ),
+            )
+        })?
+    };
+    Ok(data)
 }
 
 /// `01:ff:20` → bytes.
