@@ -49,10 +49,8 @@ const BATCH: usize = 64;
 /// The appliance and the lease journal's thread yield the CPU after this many frames of a
 /// burst (`sched_yield`: returns at once when nothing else waits for this core). A client on
 /// the same core then reads its replies between two slices of the burst instead of after all
-/// of it: on two cores shared with perfdhcp, answering a 64-frame burst back to back overflowed
-/// perfdhcp's socket (9,956-13,480 replies lost in a 5 s try at 1,000 clients, some 20 %), and
-/// yielding every 8 frames cut that to 52-2,247 (README, DHCP benchmark). Every 2 frames
-/// lost even less but cost perfdhcp more CPU (more wake-ups) and completed fewer exchanges.
+/// of it, and its socket does not overflow. Yielding more often costs the client more wake-ups
+/// for fewer exchanges (the measurements: docs/benchmarks/dhcp.md, "Why the appliance yields").
 pub(super) const YIELD_EVERY: usize = 8;
 
 /// One frame for the appliance, with the port it arrived on.
