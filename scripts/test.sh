@@ -65,6 +65,8 @@ modprobe tun 2>/dev/null || true
 
 # Every relative link in README.md and docs/ points at a file (and heading) that exists.
 ./scripts/check-links.sh
+# No function over 80 lines in the config validation (issue 23).
+./scripts/fn-length.sh 80
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo build --locked --all-targets

@@ -20,9 +20,11 @@
 //!
 //! # Layers, and the dependency rule
 //!
-//! - [`wire`]: byte views of what the switch parses (Ethernet, the virtio-net header) and the
-//!   `MacAddr` type, and `wire::gso`: software segmentation and checksum completion of the GSO
-//!   super-frames taps hand over, for ports that cannot take them. No I/O.
+//! - [`wire`]: byte views of what the switch parses (Ethernet, the virtio-net header, one view
+//!   per L3/L4 header: `wire::ipv4`, `wire::udp`, `wire::icmp`, `wire::tcp`), the internet
+//!   checksum once (`wire::checksum`), the `MacAddr` type, and `wire::gso`: software
+//!   segmentation and checksum completion of the GSO super-frames taps hand over, for ports
+//!   that cannot take them. Nothing else parses an IPv4 or UDP header. No I/O.
 //! - [`switch`]: the pure data plane. [`switch::Switch::process`] takes a frame, its ingress port
 //!   and `now`, and returns a [`switch::Verdict`]; it makes no syscall and reads no clock, so it
 //!   is tested without root and benchmarked without I/O. The FDB and counters live here; the

@@ -19,12 +19,13 @@
 //! A separate binary (not a `switchyard` subcommand) because it is a test tool: it shares the
 //! crate's guest driver and tap code, and stays out of the daemon's CLI.
 
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use switchyard::port::vhost_user::guest::{GuestConfig, GuestNic};
 use switchyard::port::TapPort;
-use switchyard::wire::ipv4::checksum as ipv4_checksum;
+use switchyard::wire::checksum::{checksum as ipv4_checksum, fold, pseudo_header_sum};
 use switchyard::wire::{MacAddr, VNET_HDR_LEN};
 
 #[derive(Parser)]
@@ -166,12 +167,9 @@ fn frame(src: [u8; 6], dst: [u8; 6], size: usize, gso: bool) -> Vec<u8> {
         tcp[13] = 0x18; // PSH ACK
         tcp[14..16].copy_from_slice(&65535u16.to_be_bytes());
         // The pseudo-header sum, not complemented: the checksum offload finishes it.
-        let mut ph = [0u8; 12];
-        ph[0..4].copy_from_slice(&[10, 99, 0, 1]);
-        ph[4..8].copy_from_slice(&[10, 99, 0, 2]);
-        ph[9] = 6;
-        ph[10..12].copy_from_slice(&(ip_len - 20).to_be_bytes());
-        let partial = !ipv4_checksum(&ph, 0);
+        let (src, dst) = (Ipv4Addr::new(10, 99, 0, 1), Ipv4Addr::new(10, 99, 0, 2));
+        let pseudo = pseudo_header_sum(src, dst, 6, usize::from(ip_len - 20));
+        let partial = fold(u64::from(pseudo));
         tcp[16..18].copy_from_slice(&partial.to_be_bytes());
         h[0] = 1; // NEEDS_CSUM
         h[1] = 1; // GSO TCPV4

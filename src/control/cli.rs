@@ -16,6 +16,8 @@ use crate::control::protocol::{
     from_hex, Body, CapturedFrame, Command, ErrorKind, FdbRow, LeaseRow, PortInfo, Reply, Request,
     PROTOCOL_VERSION,
 };
+use crate::wire::ipv4::{Ipv4Packet, IPV4_HEADER_LEN};
+use crate::wire::ETHERNET_HEADER_LEN;
 
 mod counters;
 
@@ -431,8 +433,11 @@ pub fn frame_summary(f: &CapturedFrame, data: &[u8]) -> String {
     let ethertype = u16::from_be_bytes([data[12], data[13]]);
     let ip = |b: &[u8]| format!("{}.{}.{}.{}", b[0], b[1], b[2], b[3]);
     match ethertype {
-        0x0800 if data.len() >= 34 => {
-            let proto = match data[23] {
+        0x0800 if data.len() >= ETHERNET_HEADER_LEN + IPV4_HEADER_LEN => {
+            // The fixed header's fields as they are, even in a malformed frame (a capture shows
+            // what crossed the port).
+            let ipv4 = Ipv4Packet::new_unchecked(&data[ETHERNET_HEADER_LEN..]);
+            let proto = match ipv4.protocol() {
                 1 => "icmp".to_string(),
                 6 => "tcp".to_string(),
                 17 => "udp".to_string(),
@@ -440,8 +445,8 @@ pub fn frame_summary(f: &CapturedFrame, data: &[u8]) -> String {
             };
             s.push_str(&format!(
                 "IPv4 {} > {} {proto}",
-                ip(&data[26..30]),
-                ip(&data[30..34])
+                ipv4.src_addr(),
+                ipv4.dst_addr()
             ));
         }
         0x0806 if data.len() >= 42 => {

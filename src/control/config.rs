@@ -4,7 +4,7 @@
 //!
 //! One config file describes one network: its `[network]` (subnet, gateway, domain), the
 //! `[switch]` tuning, the `[[host]]` reservations, the `[[port]]`s, the `[dhcp]` server
-//! (`dhcp.rs`, with the hosts' `client_id`/`match` keys and [`dhcp_params`]) and the `[dns]`
+//! (`dhcp.rs`, its `[[dhcp.option]]`s in `dhcp_option.rs`, with the hosts' `client_id`/`match` keys and [`dhcp_params`]) and the `[dns]`
 //! server (`dns.rs`, with [`dns_params`]).
 //! `config/default.toml` is the reference: it is embedded in the binary ([`DEFAULT_CONFIG`]) and
 //! commented key by key.
@@ -31,6 +31,7 @@ use crate::wire::MacAddr;
 
 mod control;
 mod dhcp;
+mod dhcp_option;
 mod diag;
 mod dns;
 mod guard;

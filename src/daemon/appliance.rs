@@ -36,7 +36,10 @@ use crate::service::dhcp::frame::{
 use crate::service::dhcp::Lease;
 use crate::service::dns::DnsCounters;
 use crate::switch::{PortId, Switch};
-use crate::wire::ipv4::{arp_reply, icmp_echo_reply};
+use crate::wire::icmp::Icmpv4Message;
+use crate::wire::ipv4::{
+    arp_reply, icmp_echo_reply, Ipv4Packet, IPV4_HEADER_LEN, PROTO_ICMP, PROTO_UDP,
+};
 use crate::wire::tcp::PROTO_TCP;
 use crate::wire::{EtherType, EthernetFrame, MacAddr, VNET_HDR_LEN};
 
@@ -46,10 +49,8 @@ const BATCH: usize = 64;
 /// The appliance and the lease journal's thread yield the CPU after this many frames of a
 /// burst (`sched_yield`: returns at once when nothing else waits for this core). A client on
 /// the same core then reads its replies between two slices of the burst instead of after all
-/// of it: on two cores shared with perfdhcp, answering a 64-frame burst back to back overflowed
-/// perfdhcp's socket (9,956-13,480 replies lost in a 5 s try at 1,000 clients, some 20 %), and
-/// yielding every 8 frames cut that to 52-2,247 (README, DHCP benchmark). Every 2 frames
-/// lost even less but cost perfdhcp more CPU (more wake-ups) and completed fewer exchanges.
+/// of it, and its socket does not overflow. Yielding more often costs the client more wake-ups
+/// for fewer exchanges (the measurements: docs/benchmarks/dhcp.md, "Why the appliance yields").
 pub(super) const YIELD_EVERY: usize = 8;
 
 /// One frame for the appliance, with the port it arrived on.
@@ -169,13 +170,8 @@ pub enum Want {
     Ignore,
 }
 
-/// IP protocol numbers and ports the appliance answers.
-const PROTO_ICMP: u8 = 1;
-const PROTO_UDP: u8 = 17;
-const ICMP_ECHO_REQUEST: u8 = 8;
+/// The ARP operation the appliance answers.
 const ARP_OP_REQUEST: u16 = 1;
-/// ICMP error types: destination unreachable, time exceeded, parameter problem.
-const ICMP_ERRORS: [u8; 3] = [3, 11, 12];
 
 impl Identity {
     /// Whether the appliance has anything to do with `frame`.
@@ -216,15 +212,19 @@ impl Identity {
     }
 
     fn classify_ipv4(&self, ip: &[u8], refused: Want) -> Want {
-        if ip.len() < 20 {
+        if ip.len() < IPV4_HEADER_LEN {
             return refused;
         }
-        let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
-        let ihl = usize::from(ip[0] & 0x0f) * 4;
-        let first_fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff == 0;
-        let l4 = ip.get(ihl..).filter(|_| first_fragment).unwrap_or(&[]);
+        // The fixed header as it is: the appliance's own parse checks the rest.
+        let header = Ipv4Packet::new_unchecked(ip);
+        let dst = header.dst_addr();
+        let first_fragment = header.is_first_fragment();
+        let l4 = ip
+            .get(header.header_len()..)
+            .filter(|_| first_fragment)
+            .unwrap_or(&[]);
         let dst_port = l4.get(2..4).map(|p| u16::from_be_bytes([p[0], p[1]]));
-        let proto = ip[9];
+        let proto = header.protocol();
         if dst == Ipv4Addr::BROADCAST {
             return if proto == PROTO_UDP && dst_port == Some(DHCP_SERVER_PORT) {
                 Want::Serve
@@ -235,13 +235,19 @@ impl Identity {
         if dst != self.ip {
             return refused;
         }
-        if proto == PROTO_ICMP && l4.first().is_some_and(|t| ICMP_ERRORS.contains(t)) {
+        if proto == PROTO_ICMP
+            && l4
+                .first()
+                .is_some_and(|t| Icmpv4Message::from(*t).is_error())
+        {
             // A guest's kernel reporting on the appliance's own traffic (port unreachable for
             // an OFFER it had no client for, say): legitimate, never queued, not a drop.
             return Want::Ignore;
         }
         let served = match proto {
-            PROTO_ICMP => l4.first() == Some(&ICMP_ECHO_REQUEST),
+            PROTO_ICMP => {
+                l4.first().map(|t| Icmpv4Message::from(*t)) == Some(Icmpv4Message::EchoRequest)
+            }
             PROTO_UDP => matches!(dst_port, Some(DHCP_SERVER_PORT | DNS_PORT)),
             PROTO_TCP => dst_port == Some(DNS_PORT),
             _ => false,

@@ -23,7 +23,8 @@ use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::{DropReason, PortId};
-use crate::wire::MacAddr;
+use crate::wire::ipv4::{Ipv4Packet, IPV4_HEADER_LEN};
+use crate::wire::{MacAddr, ETHERNET_HEADER_LEN};
 
 /// Drops remembered per port.
 pub const RING: usize = 16;
@@ -170,11 +171,16 @@ fn encode(claim: u64, reason: DropReason, frame: &[u8], now: Duration) -> [u64; 
     };
     // kind: 0 no addresses, 1 IPv4 (with protocol), 2 ARP.
     let (kind, protocol, ips) = match ethertype {
-        ETHERTYPE_IPV4 if frame.len() >= 34 => (
-            1u64,
-            u64::from(frame[23]),
-            ipv4_bits(frame, 26) << 32 | ipv4_bits(frame, 30),
-        ),
+        // The fixed header's fields as they are: a dropped frame is recorded even when its
+        // header lies (a malformed drop is one this log must show).
+        ETHERTYPE_IPV4 if frame.len() >= ETHERNET_HEADER_LEN + IPV4_HEADER_LEN => {
+            let ip = Ipv4Packet::new_unchecked(&frame[ETHERNET_HEADER_LEN..]);
+            (
+                1u64,
+                u64::from(ip.protocol()),
+                u64::from(u32::from(ip.src_addr())) << 32 | u64::from(u32::from(ip.dst_addr())),
+            )
+        }
         ETHERTYPE_ARP if frame.len() >= 42 => {
             (2, 0, ipv4_bits(frame, 28) << 32 | ipv4_bits(frame, 38))
         }

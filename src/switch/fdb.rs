@@ -71,8 +71,8 @@
 //! more) and makes that the table in use. Learned entries stop at the cap, so the table stops
 //! growing at twice the cap (plus room for the static entries). A table sized for the cap from the
 //! start would spread ten thousand entries over a 64 MiB array when the cap is two million, and
-//! every lookup would miss the caches (measured: `fdb/lookup_10000`, 44-64 ns before, 125-252 ns
-//! with a cap-sized table). The old tables stay allocated until the `Fdb` is dropped, since a
+//! every lookup would miss the caches (docs/benchmarks/micro.md has the measurement). The old
+//! tables stay allocated until the `Fdb` is dropped, since a
 //! reader may still be in one: doubling keeps them smaller than the table in use. Growth happens
 //! under the lock and copies every entry (tens of milliseconds at a million), once per doubling;
 //! readers go on in the old table meanwhile (what they see is what it held; refreshes that land

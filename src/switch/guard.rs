@@ -38,12 +38,12 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use ipnet::{Ipv4Net, Ipv6Net};
 
 use super::DropReason;
+use crate::wire::ipv4::Ipv4Packet;
+use crate::wire::udp::{UdpPacket, UDP_HEADER_LEN};
 use crate::wire::{EtherType, MacAddr, ETHERNET_HEADER_LEN};
 
-const IPV4_MIN_HEADER_LEN: usize = 20;
 const IPV6_HEADER_LEN: usize = 40;
 const ARP_IPV4_LEN: usize = 28;
-const UDP_HEADER_LEN: usize = 8;
 /// ICMPv6 type, code, checksum, reserved/flags, then the 16-byte target of an NS/NA.
 const ICMPV6_NA_LEN: usize = 24;
 /// Most IPv6 extension headers walked before giving up (and dropping as `Malformed`).
@@ -306,27 +306,18 @@ pub fn check(policy: &PortPolicy, frame: &[u8]) -> Result<(), DropReason> {
 }
 
 fn check_ipv4(policy: &PortPolicy, p: &[u8]) -> Result<(), DropReason> {
-    if p.len() < IPV4_MIN_HEADER_LEN || p[0] >> 4 != 4 {
-        return Err(DropReason::Malformed);
-    }
-    let ihl = usize::from(p[0] & 0x0f) * 4;
-    let total = usize::from(be16(p, 2));
     // Lying lengths: a header longer than the datagram, or a datagram longer than the frame.
     // Shorter is fine (Ethernet pads to 60 bytes).
-    if ihl < IPV4_MIN_HEADER_LEN || total < ihl || total > p.len() {
-        return Err(DropReason::Malformed);
-    }
-    let datagram = &p[..total];
-    let frag = be16(p, 6);
-    let first_fragment = frag & 0x1fff == 0;
-    let proto = IpProtocol::from(p[9]);
-    let src = ipv4_at(p, 12);
+    let ip = Ipv4Packet::new_checked(p).ok_or(DropReason::Malformed)?;
+    let proto = IpProtocol::from(ip.protocol());
+    let src = ip.src_addr();
     // Only a first fragment has an L4 header; it must hold all 8 bytes of a UDP header.
-    let udp_ports = if first_fragment && proto == IpProtocol::Udp {
-        if total < ihl + UDP_HEADER_LEN {
+    let udp_ports = if ip.is_first_fragment() && proto == IpProtocol::Udp {
+        if ip.payload().len() < UDP_HEADER_LEN {
             return Err(DropReason::Malformed);
         }
-        Some((be16(datagram, ihl), be16(datagram, ihl + 2)))
+        let udp = UdpPacket::new_unchecked(ip.payload());
+        Some((udp.src_port(), udp.dst_port()))
     } else {
         None
     };

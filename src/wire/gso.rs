@@ -35,9 +35,12 @@
 //! of the vnet header are advisory: the L3/L4 offsets are taken from the packet itself
 //! (`hdr_len` from the kernel is only a hint and is not trusted).
 //!
-//! The internet checksum here sums 4 bytes at a time into a 64-bit accumulator (the one's
-//! complement sum is associative, RFC 1071 §2), which keeps segmenting 64 KiB cheap.
+//! The internet checksum is `wire::checksum`'s, which sums 4 bytes at a time into a 64-bit
+//! accumulator (the one's complement sum is associative, RFC 1071 §2): segmenting 64 KiB stays
+//! cheap. IPv4 headers are read through `wire::ipv4::Ipv4Packet`.
 
+use super::checksum::{fold, sum};
+use super::ipv4::{Ipv4Error, Ipv4Packet};
 use super::{EtherType, VnetHeader, ETHERNET_HEADER_LEN, VLAN_TAG_LEN, VNET_HDR_LEN};
 
 /// `VIRTIO_NET_HDR_GSO_TCPV4`
@@ -51,7 +54,6 @@ pub const GSO_UDP_L4: u8 = 5;
 /// `VIRTIO_NET_HDR_GSO_ECN`: the sender set ECN CWR; it goes on the first segment only.
 pub const GSO_ECN: u8 = 0x80;
 
-const IPV4_MIN_HEADER_LEN: usize = 20;
 const IPV6_HEADER_LEN: usize = 40;
 const TCP_MIN_HEADER_LEN: usize = 20;
 const UDP_HEADER_LEN: usize = 8;
@@ -254,24 +256,17 @@ fn l3_offset(frame: &[u8]) -> Result<(usize, EtherType), GsoError> {
 
 /// (L4 offset, end of packet, protocol) of the IPv4 packet at `l3`.
 fn ipv4_bounds(frame: &[u8], l3: usize) -> Result<(usize, usize, u8), GsoError> {
-    let ip = frame
-        .get(l3..l3 + IPV4_MIN_HEADER_LEN)
-        .ok_or(GsoError::Truncated)?;
-    if ip[0] >> 4 != 4 {
-        return Err(GsoError::Malformed("IPv4 version"));
+    let ip = Ipv4Packet::new_unchecked(frame.get(l3..).ok_or(GsoError::Truncated)?);
+    match ip.check_len() {
+        Ok(()) => {}
+        Err(Ipv4Error::Truncated) => return Err(GsoError::Truncated),
+        Err(Ipv4Error::Version) => return Err(GsoError::Malformed("IPv4 version")),
+        Err(Ipv4Error::Length) => return Err(GsoError::Malformed("IPv4 header or total length")),
     }
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    if ihl < IPV4_MIN_HEADER_LEN || total < ihl {
-        return Err(GsoError::Malformed("IPv4 header or total length"));
-    }
-    if l3 + total > frame.len() {
-        return Err(GsoError::Truncated);
-    }
-    if u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
+    if ip.is_fragment() {
         return Err(GsoError::Malformed("IPv4 fragment"));
     }
-    Ok((l3 + ihl, l3 + total, ip[9]))
+    Ok((l3 + ip.header_len(), l3 + ip.total_len(), ip.protocol()))
 }
 
 /// (L4 offset, end of packet, protocol) of the IPv6 packet at `l3`; no extension headers.
@@ -371,31 +366,6 @@ fn segment(
         out(buf);
     }
     Ok(count)
-}
-
-/// One's complement partial sum of `data` as big-endian 16-bit words (odd tail padded with 0),
-/// not yet folded. Summing 32-bit words is equivalent (2^16 ≡ 1 mod 0xffff).
-fn sum(data: &[u8]) -> u64 {
-    let mut acc = 0u64;
-    let mut words = data.chunks_exact(4);
-    for w in &mut words {
-        acc += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
-    }
-    match *words.remainder() {
-        [a, b, c] => acc += u64::from(u16::from_be_bytes([a, b])) + (u64::from(c) << 8),
-        [a, b] => acc += u64::from(u16::from_be_bytes([a, b])),
-        [a] => acc += u64::from(a) << 8,
-        _ => {}
-    }
-    acc
-}
-
-/// Folds a partial sum to 16 bits (not complemented).
-fn fold(mut s: u64) -> u16 {
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    s as u16
 }
 
 fn be16(b: &[u8], at: usize) -> Option<u16> {

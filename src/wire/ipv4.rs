@@ -1,4 +1,6 @@
-//! IPv4/UDP/ICMP/ARP: the bounded parsing and the complete-frame building the appliance needs.
+//! IPv4: the header view every parser of the crate reads ([`Ipv4Packet`]), and for the
+//! appliance a parsed, unfragmented, checksummed packet in a frame ([`Ipv4View`]) with the
+//! complete-frame building of UDP, ARP and ICMP echo replies.
 //!
 //! Parsing takes untrusted bytes and returns `None` for anything it cannot vouch for (truncated
 //! headers, a total length that lies, fragments, options it would have to skip past the buffer).
@@ -7,38 +9,151 @@
 
 use std::net::Ipv4Addr;
 
+use super::icmp::{Icmpv4Message, Icmpv4Packet};
+use super::udp::UdpPacket;
 use super::{EtherType, EthernetFrame, MacAddr, ETHERNET_HEADER_LEN};
 
 pub const IPV4_HEADER_LEN: usize = 20;
-pub const UDP_HEADER_LEN: usize = 8;
+pub use super::udp::UDP_HEADER_LEN;
 pub const ARP_LEN: usize = 28;
 /// IP protocol numbers the appliance answers.
 pub const PROTO_ICMP: u8 = 1;
 pub const PROTO_UDP: u8 = 17;
 
-/// The internet checksum (RFC 1071) of `data`, starting from a partial `sum`.
-pub fn checksum(data: &[u8], mut sum: u32) -> u16 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [last] = chunks.remainder() {
-        sum += u32::from(*last) << 8;
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
+pub use super::checksum::checksum;
+pub(crate) use super::checksum::pseudo_header_sum;
+
+/// Why bytes are not an IPv4 header [`Ipv4Packet::check_len`] can vouch for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ipv4Error {
+    /// Shorter than the fixed header, or than the total length the header claims.
+    Truncated,
+    /// The version nibble is not 4.
+    Version,
+    /// A header length under 20 bytes, or a total length shorter than the header.
+    Length,
 }
 
-pub(crate) fn pseudo_header_sum(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, len: usize) -> u32 {
-    let (s, d) = (src.octets(), dst.octets());
-    u32::from(u16::from_be_bytes([s[0], s[1]]))
-        + u32::from(u16::from_be_bytes([s[2], s[3]]))
-        + u32::from(u16::from_be_bytes([d[0], d[1]]))
-        + u32::from(u16::from_be_bytes([d[2], d[3]]))
-        + u32::from(proto)
-        + len as u32
+/// A zero-copy view of an IPv4 header and its packet (smoltcp's `Ipv4Packet` contract): the
+/// fixed fields at their RFC 791 offsets, in this one place. [`Ipv4Packet::new_checked`] is
+/// for untrusted bytes; [`Ipv4Packet::new_unchecked`] is for callers that checked the buffer
+/// holds the 20-byte fixed header themselves (the accessors of the fixed fields then cannot go
+/// out of bounds; [`Ipv4Packet::payload`] needs a checked packet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv4Packet<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> Ipv4Packet<T> {
+    /// The view, unchecked.
+    pub const fn new_unchecked(buffer: T) -> Self {
+        Ipv4Packet { buffer }
+    }
+
+    /// The view if [`Self::check_len`] passes.
+    pub fn new_checked(buffer: T) -> Option<Self> {
+        let p = Self::new_unchecked(buffer);
+        p.check_len().ok().map(|()| p)
+    }
+
+    /// Whether the header is IPv4, its lengths are consistent (header ≥ 20 bytes, total ≥
+    /// header) and the buffer holds the whole packet. A buffer longer than the total length is
+    /// fine: Ethernet pads to 60 bytes.
+    pub fn check_len(&self) -> Result<(), Ipv4Error> {
+        let b = self.buffer.as_ref();
+        if b.len() < IPV4_HEADER_LEN {
+            return Err(Ipv4Error::Truncated);
+        }
+        if self.version() != 4 {
+            return Err(Ipv4Error::Version);
+        }
+        let (ihl, total) = (self.header_len(), self.total_len());
+        if ihl < IPV4_HEADER_LEN || total < ihl {
+            return Err(Ipv4Error::Length);
+        }
+        if total > b.len() {
+            return Err(Ipv4Error::Truncated);
+        }
+        Ok(())
+    }
+
+    fn be16(&self, at: usize) -> u16 {
+        let b = self.buffer.as_ref();
+        u16::from_be_bytes([b[at], b[at + 1]])
+    }
+
+    pub fn version(&self) -> u8 {
+        self.buffer.as_ref()[0] >> 4
+    }
+
+    /// The header length in bytes (IHL × 4), options included.
+    pub fn header_len(&self) -> usize {
+        usize::from(self.buffer.as_ref()[0] & 0x0f) * 4
+    }
+
+    /// The total length field: header and payload, in bytes.
+    pub fn total_len(&self) -> usize {
+        usize::from(self.be16(2))
+    }
+
+    pub fn ident(&self) -> u16 {
+        self.be16(4)
+    }
+
+    /// The fragment offset in 8-byte units.
+    pub fn frag_offset(&self) -> u16 {
+        self.be16(6) & 0x1fff
+    }
+
+    pub fn more_frags(&self) -> bool {
+        self.be16(6) & 0x2000 != 0
+    }
+
+    /// A fragment of a larger datagram: more-fragments set or a non-zero offset.
+    pub fn is_fragment(&self) -> bool {
+        self.more_frags() || self.frag_offset() != 0
+    }
+
+    /// The first (or only) fragment: the one that carries the L4 header.
+    pub fn is_first_fragment(&self) -> bool {
+        self.frag_offset() == 0
+    }
+
+    pub fn ttl(&self) -> u8 {
+        self.buffer.as_ref()[8]
+    }
+
+    /// The protocol number of the payload (1 ICMP, 6 TCP, 17 UDP, ...).
+    pub fn protocol(&self) -> u8 {
+        self.buffer.as_ref()[9]
+    }
+
+    pub fn src_addr(&self) -> Ipv4Addr {
+        let b = self.buffer.as_ref();
+        Ipv4Addr::new(b[12], b[13], b[14], b[15])
+    }
+
+    pub fn dst_addr(&self) -> Ipv4Addr {
+        let b = self.buffer.as_ref();
+        Ipv4Addr::new(b[16], b[17], b[18], b[19])
+    }
+
+    /// Whether the header checksum is right (checked packets only: it sums the whole header).
+    pub fn verify_checksum(&self) -> bool {
+        checksum(&self.buffer.as_ref()[..self.header_len()], 0) == 0
+    }
+
+    /// The L4 bytes: after the header, up to the total length (checked packets only).
+    pub fn payload(&self) -> &[u8] {
+        &self.buffer.as_ref()[self.header_len()..self.total_len()]
+    }
+}
+
+impl<'a> Ipv4Packet<&'a [u8]> {
+    /// [`Self::payload`] with the buffer's lifetime.
+    pub fn payload_slice(&self) -> &'a [u8] {
+        &self.buffer[self.header_len()..self.total_len()]
+    }
 }
 
 /// A parsed, unfragmented IPv4 packet inside an Ethernet frame (no VLAN tag).
@@ -62,56 +177,33 @@ impl<'a> Ipv4View<'a> {
         if eth.ethertype() != EtherType::Ipv4 {
             return None;
         }
-        let ip = &frame[ETHERNET_HEADER_LEN..];
-        if ip.len() < IPV4_HEADER_LEN || ip[0] >> 4 != 4 {
-            return None;
-        }
-        let ihl = usize::from(ip[0] & 0x0f) * 4;
-        let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-        if ihl < IPV4_HEADER_LEN || total < ihl || total > ip.len() {
-            return None;
-        }
-        let frag = u16::from_be_bytes([ip[6], ip[7]]);
-        // More-fragments set or a non-zero offset: the appliance never reassembles.
-        if frag & 0x3fff != 0 || checksum(&ip[..ihl], 0) != 0 {
+        let ip = Ipv4Packet::new_checked(&frame[ETHERNET_HEADER_LEN..])?;
+        // A fragment: the appliance never reassembles.
+        if ip.is_fragment() || !ip.verify_checksum() {
             return None;
         }
         Some(Ipv4View {
             src_mac: eth.src_addr(),
             dst_mac: eth.dst_addr(),
-            src: Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]),
-            dst: Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]),
-            protocol: ip[9],
-            ttl: ip[8],
-            payload: &ip[ihl..total],
+            src: ip.src_addr(),
+            dst: ip.dst_addr(),
+            protocol: ip.protocol(),
+            ttl: ip.ttl(),
+            payload: ip.payload_slice(),
         })
     }
 
     /// The UDP datagram inside, if this is UDP with a consistent length and a valid (or absent)
     /// checksum: `(src_port, dst_port, payload)`.
     pub fn udp(&self) -> Option<(u16, u16, &'a [u8])> {
-        let u = self.payload;
-        if self.protocol != PROTO_UDP || u.len() < UDP_HEADER_LEN {
+        if self.protocol != PROTO_UDP {
             return None;
         }
-        let len = usize::from(u16::from_be_bytes([u[4], u[5]]));
-        if len < UDP_HEADER_LEN || len > u.len() {
+        let udp = UdpPacket::new_checked(self.payload)?;
+        if !udp.verify_checksum(self.src, self.dst) {
             return None;
         }
-        let sum = u16::from_be_bytes([u[6], u[7]]);
-        if sum != 0
-            && checksum(
-                &u[..len],
-                pseudo_header_sum(self.src, self.dst, PROTO_UDP, len),
-            ) != 0
-        {
-            return None;
-        }
-        Some((
-            u16::from_be_bytes([u[0], u[1]]),
-            u16::from_be_bytes([u[2], u[3]]),
-            &u[UDP_HEADER_LEN..len],
-        ))
+        Some((udp.src_port(), udp.dst_port(), udp.payload_slice()))
     }
 }
 
@@ -216,27 +308,24 @@ pub fn icmp_echo_reply(
     let Some(ip) = Ipv4View::parse(frame) else {
         return false;
     };
+    if ip.dst != our_ip || ip.protocol != PROTO_ICMP {
+        return false;
+    }
+    let Some(req) = Icmpv4Packet::new_checked(ip.payload) else {
+        return false;
+    };
+    if req.msg_type() != Icmpv4Message::EchoRequest || req.code() != 0 || !req.verify_checksum() {
+        return false;
+    }
     let icmp = ip.payload;
-    if ip.dst != our_ip
-        || ip.protocol != PROTO_ICMP
-        || icmp.len() < 8
-        || icmp[0] != 8
-        || icmp[1] != 0
-    {
-        return false;
-    }
-    if checksum(icmp, 0) != 0 {
-        return false;
-    }
     out.clear();
     push_ethernet(out, ip.src_mac, our_mac, EtherType::Ipv4);
     push_ipv4_header(out, our_ip, ip.src, PROTO_ICMP, icmp.len());
     let start = out.len();
     out.extend_from_slice(icmp);
-    out[start] = 0; // echo reply
-    out[start + 2..start + 4].copy_from_slice(&[0, 0]);
-    let sum = checksum(&out[start..], 0);
-    out[start + 2..start + 4].copy_from_slice(&sum.to_be_bytes());
+    let mut reply = Icmpv4Packet::new_unchecked(&mut out[start..]);
+    reply.set_msg_type(Icmpv4Message::EchoReply);
+    reply.fill_checksum();
     true
 }
 

@@ -2,8 +2,8 @@
 //! Ethernet/IPv4/TCP frame with both checksums. Just what the appliance's DNS-over-TCP
 //! responder needs: no options are emitted except MSS on a SYN-ACK.
 
-use super::ipv4::checksum;
-use super::ipv4::{pseudo_header_sum, push_ethernet, push_ipv4_header, Ipv4View, UdpEndpoints};
+use super::checksum::{checksum, pseudo_header_sum};
+use super::ipv4::{push_ethernet, push_ipv4_header, Ipv4View, UdpEndpoints};
 use super::EtherType;
 
 pub const PROTO_TCP: u8 = 6;

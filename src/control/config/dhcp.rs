@@ -16,10 +16,10 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    count, host_address_problem, normalize_domain, parse_ageing, q, Config, ConfigError, Cx, Host,
-    Network, RawHost,
+    count, dhcp_option, host_address_problem, normalize_domain, parse_ageing, q, Config,
+    ConfigError, Cx, Host, Network, RawHost,
 };
-use crate::service::dhcp::params::{MANAGED_OPTIONS, MIN_LEASE};
+use crate::service::dhcp::params::MIN_LEASE;
 use crate::service::dhcp::{DhcpParams, ExtraOption, KeyMode, PortBinding, RateLimit, Reservation};
 use crate::switch::GuardMode;
 use crate::wire::MacAddr;
@@ -100,22 +100,7 @@ pub(super) struct RawDhcp {
     lease_file: Option<Spanned<String>>,
     dns: Option<Vec<Spanned<String>>>,
     search: Option<Vec<Spanned<String>>>,
-    option: Option<Vec<Spanned<RawOption>>>,
-}
-
-/// One `[[dhcp.option]]`: a code and exactly one value key.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a [[dhcp.option]] table")]
-pub(super) struct RawOption {
-    code: Spanned<i64>,
-    ip: Option<Vec<Spanned<String>>>,
-    text: Option<String>,
-    hex: Option<Spanned<String>>,
-    u8: Option<Spanned<i64>>,
-    u16: Option<Spanned<i64>>,
-    u32: Option<Spanned<i64>>,
-    bool: Option<bool>,
-    always: Option<bool>,
+    option: Option<Vec<Spanned<dhcp_option::RawOption>>>,
 }
 
 /// What a host's DHCP keys resolve to.
@@ -208,7 +193,7 @@ pub(super) fn host_dhcp(
 
 /// `01:52:54:00:00:00:11`: 2 to 255 bytes (RFC 2132 §9.14), two hex digits each.
 fn parse_client_id(text: &str) -> Result<Vec<u8>, String> {
-    let bytes = parse_hex(text).ok_or_else(|| "is not hex bytes".to_string())?;
+    let bytes = dhcp_option::parse_hex(text).ok_or_else(|| "is not hex bytes".to_string())?;
     if !(2..=255).contains(&bytes.len()) {
         return Err(format!("has {} bytes (use 2 to 255)", bytes.len()));
     }
@@ -241,7 +226,50 @@ pub(super) fn validate_dhcp(
         Some(p) => Some(pool(cx, network, e, p)?),
     };
 
-    let lease_time = match &raw.lease_time {
+    let lease_time = lease_time(cx, e, &raw.lease_time)?;
+    let key = key_mode(cx, e, &raw.key)?;
+    let max_leases_per_port = count(
+        cx,
+        raw.max_leases_per_port.as_ref(),
+        e,
+        "max_leases_per_port",
+        1,
+        MAX_MAX_LEASES_PER_PORT,
+    )?
+    .unwrap_or(DEFAULT_MAX_LEASES_PER_PORT);
+
+    let rate_limit = rate_limit(cx, e, &raw.rate_limit)?;
+    let state_dir = match &raw.state_dir {
+        None => Path::new(DEFAULT_STATE_ROOT).join(&network.name),
+        Some(s) => absolute(cx, e, "state_dir", s)?,
+    };
+    let lease_file = lease_file(cx, e, &raw.lease_file, &state_dir)?;
+    let dns = dns_servers(cx, e, network, &raw.dns)?;
+    let search = search_list(cx, e, network, &raw.search)?;
+    let options = dhcp_option::extra_options(cx, &raw.option)?;
+
+    Ok(DhcpConfig {
+        enabled: raw.enabled.unwrap_or(true),
+        pool,
+        lease_time,
+        key,
+        max_leases_per_port,
+        rate_limit,
+        state_dir,
+        lease_file,
+        dns,
+        search,
+        options,
+    })
+}
+
+/// `lease_time`: a duration of at least [`MIN_LEASE`], or "infinite" (`None`).
+fn lease_time(
+    cx: &Cx<'_>,
+    e: &str,
+    lease_time: &Option<Spanned<toml::Value>>,
+) -> Result<Option<Duration>, ConfigError> {
+    Ok(match lease_time {
         None => Some(DEFAULT_LEASE),
         Some(v) => parse_lease(v.get_ref()).map_err(|problem| {
             cx.error(
@@ -252,9 +280,12 @@ pub(super) fn validate_dhcp(
                 ),
             )
         })?,
-    };
+    })
+}
 
-    let key = match &raw.key {
+/// `key`: what a lease is keyed by.
+fn key_mode(cx: &Cx<'_>, e: &str, key: &Option<Spanned<String>>) -> Result<KeyMode, ConfigError> {
+    Ok(match key {
         None => KeyMode::Mac,
         Some(k) => match k.get_ref().as_str() {
             "mac" => KeyMode::Mac,
@@ -269,19 +300,16 @@ pub(super) fn validate_dhcp(
                 ))
             }
         },
-    };
+    })
+}
 
-    let max_leases_per_port = count(
-        cx,
-        raw.max_leases_per_port.as_ref(),
-        e,
-        "max_leases_per_port",
-        1,
-        MAX_MAX_LEASES_PER_PORT,
-    )?
-    .unwrap_or(DEFAULT_MAX_LEASES_PER_PORT);
-
-    let rate_limit = match &raw.rate_limit {
+/// `rate_limit`: requests a second per port, or "off" (`None`).
+fn rate_limit(
+    cx: &Cx<'_>,
+    e: &str,
+    rate_limit: &Option<Spanned<toml::Value>>,
+) -> Result<Option<u32>, ConfigError> {
+    Ok(match rate_limit {
         None => Some(DEFAULT_RATE_LIMIT),
         Some(v) => parse_rate_limit(v.get_ref()).map_err(|problem| {
             cx.error(
@@ -292,13 +320,17 @@ pub(super) fn validate_dhcp(
                 ),
             )
         })?,
-    };
+    })
+}
 
-    let state_dir = match &raw.state_dir {
-        None => Path::new(DEFAULT_STATE_ROOT).join(&network.name),
-        Some(s) => absolute(cx, e, "state_dir", s)?,
-    };
-    let lease_file = match &raw.lease_file {
+/// `lease_file`: an absolute path, not the journal's.
+fn lease_file(
+    cx: &Cx<'_>,
+    e: &str,
+    lease_file: &Option<Spanned<String>>,
+    state_dir: &Path,
+) -> Result<PathBuf, ConfigError> {
+    Ok(match lease_file {
         None => state_dir.join(LEASE_FILE),
         Some(s) => {
             let path = absolute(cx, e, "lease_file", s)?;
@@ -313,9 +345,17 @@ pub(super) fn validate_dhcp(
             }
             path
         }
-    };
+    })
+}
 
-    let dns = match &raw.dns {
+/// `dns`: unicast IPv4 addresses (the gateway without the key; `[]` sends none).
+fn dns_servers(
+    cx: &Cx<'_>,
+    e: &str,
+    network: &Network,
+    dns: &Option<Vec<Spanned<String>>>,
+) -> Result<Vec<Ipv4Addr>, ConfigError> {
+    Ok(match dns {
         None => vec![network.gateway],
         Some(list) => {
             too_long(cx, e, "dns", list)?;
@@ -341,9 +381,17 @@ pub(super) fn validate_dhcp(
             }
             dns
         }
-    };
+    })
+}
 
-    let search = match &raw.search {
+/// `search`: domain names (the network's domain without the key).
+fn search_list(
+    cx: &Cx<'_>,
+    e: &str,
+    network: &Network,
+    search: &Option<Vec<Spanned<String>>>,
+) -> Result<Vec<String>, ConfigError> {
+    Ok(match search {
         None => vec![network.domain.clone()],
         Some(list) => {
             too_long(cx, e, "search", list)?;
@@ -359,146 +407,7 @@ pub(super) fn validate_dhcp(
             }
             search
         }
-    };
-
-    let mut options: Vec<ExtraOption> = Vec::new();
-    for o in raw.option.iter().flatten() {
-        let x = extra_option(cx, o)?;
-        if options.iter().any(|y| y.code == x.code) {
-            return Err(cx.error(
-                o.span(),
-                format!(
-                    "[[dhcp.option]] code {} is configured twice (keep one)",
-                    x.code
-                ),
-            ));
-        }
-        options.push(x);
-    }
-
-    Ok(DhcpConfig {
-        enabled: raw.enabled.unwrap_or(true),
-        pool,
-        lease_time,
-        key,
-        max_leases_per_port,
-        rate_limit,
-        state_dir,
-        lease_file,
-        dns,
-        search,
-        options,
     })
-}
-
-/// One `[[dhcp.option]]`: `code` 1..=254 and not managed by the server, and exactly one of
-/// `ip` (a list of IPv4 addresses), `text`, `hex` (colon-separated bytes), `u8`, `u16`, `u32`
-/// or `bool`. An empty `ip`, `text` or `hex` means: do not send this option.
-fn extra_option(cx: &Cx<'_>, raw: &Spanned<RawOption>) -> Result<ExtraOption, ConfigError> {
-    let o = raw.get_ref();
-    let code = *o.code.get_ref();
-    let e = format!("[[dhcp.option]] code {code}");
-    let code = u8::try_from(code)
-        .ok()
-        .filter(|c| !MANAGED_OPTIONS.contains(c))
-        .ok_or_else(|| {
-            cx.error(
-                o.code.span(),
-                format!(
-                    "{e} cannot be configured (use 1 to 254; 50-55, 57-59, 61 and 82 are \
-                     managed by the server)"
-                ),
-            )
-        })?;
-    let int = |v: &Spanned<i64>, max: i64, bytes: usize| -> Result<Vec<u8>, ConfigError> {
-        let n = *v.get_ref();
-        if !(0..=max).contains(&n) {
-            return Err(cx.error(v.span(), format!("{e}: {n} is out of range (0 to {max})")));
-        }
-        Ok(n.to_be_bytes()[8 - bytes..].to_vec())
-    };
-    let mut values: Vec<Vec<u8>> = Vec::new();
-    if let Some(list) = &o.ip {
-        let mut data = Vec::with_capacity(list.len() * 4);
-        for s in list {
-            let ip: Ipv4Addr = s.get_ref().parse().map_err(|_| {
-                cx.error(
-                    s.span(),
-                    format!(
-                        "{e}: ip {} is not an IPv4 address (write it like \"10.13.31.1\")",
-                        q(s.get_ref())
-                    ),
-                )
-            })?;
-            data.extend_from_slice(&ip.octets());
-        }
-        values.push(data);
-    }
-    if let Some(t) = &o.text {
-        values.push(t.as_bytes().to_vec());
-    }
-    if let Some(h) = &o.hex {
-        let data = if h.get_ref().is_empty() {
-            Vec::new()
-        } else {
-            parse_hex(h.get_ref()).ok_or_else(|| {
-                cx.error(
-                    h.span(),
-                    format!(
-                        "{e}: hex {} is not colon-separated hex bytes (like \"01:ff:20\")",
-                        q(h.get_ref())
-                    ),
-                )
-            })?
-        };
-        values.push(data);
-    }
-    if let Some(v) = &o.u8 {
-        values.push(int(v, 0xff, 1)?);
-    }
-    if let Some(v) = &o.u16 {
-        values.push(int(v, 0xffff, 2)?);
-    }
-    if let Some(v) = &o.u32 {
-        values.push(int(v, 0xffff_ffff, 4)?);
-    }
-    if let Some(b) = o.bool {
-        values.push(vec![u8::from(b)]);
-    }
-    let data = match <[Vec<u8>; 1]>::try_from(values) {
-        Ok([data]) => data,
-        Err(_) => {
-            return Err(cx.error(
-                raw.span(),
-                format!("{e} needs exactly one value: ip = [...], text, hex, u8, u16, u32 or bool"),
-            ))
-        }
-    };
-    if data.len() > 255 {
-        return Err(cx.error(
-            raw.span(),
-            format!(
-                "{e} is {} bytes long; an option holds at most 255",
-                data.len()
-            ),
-        ));
-    }
-    Ok(ExtraOption {
-        code,
-        data,
-        always: o.always.unwrap_or(false),
-    })
-}
-
-/// `01:ff:20` → bytes.
-fn parse_hex(text: &str) -> Option<Vec<u8>> {
-    text.split(':')
-        .map(|b| {
-            (b.len() == 2 && b.bytes().all(|c| c.is_ascii_hexdigit()))
-                .then(|| u8::from_str_radix(b, 16).ok())
-                .flatten()
-        })
-        .collect()
 }
 
 /// `pool = ["START", "END"]`: both host addresses of the subnet, start <= end, gateway outside.

@@ -135,9 +135,30 @@ pub(super) fn validate_dns(
         Some(list) => addresses(cx, network, e, "listen", list, false)?,
     };
 
-    let mut forwards = Vec::with_capacity(raw.forward.len());
+    let forwards = forwards(cx, network, &raw.forward)?;
+    let records = records(cx, network, hosts, &raw.record)?;
+    Ok(DnsConfig {
+        enabled: raw.enabled.unwrap_or(true),
+        upstreams,
+        upstreams_from_host,
+        local_ttl,
+        cache_size,
+        timeout,
+        listen,
+        forwards,
+        records,
+    })
+}
+
+/// Every `[[dns.forward]]`: a domain outside the network's, each once, with upstreams.
+fn forwards(
+    cx: &Cx<'_>,
+    network: &Network,
+    raw_forwards: &[Spanned<RawForward>],
+) -> Result<Vec<ForwardRule>, ConfigError> {
+    let mut forwards = Vec::with_capacity(raw_forwards.len());
     let mut seen: HashMap<String, usize> = HashMap::new();
-    for (i, f) in raw.forward.iter().enumerate() {
+    for (i, f) in raw_forwards.iter().enumerate() {
         let fe = format!("[[dns.forward]] #{}", i + 1);
         let f = f.get_ref();
         let domain = normalize_domain(f.domain.get_ref()).map_err(|problem| {
@@ -179,19 +200,7 @@ pub(super) fn validate_dns(
             upstreams: ups,
         });
     }
-
-    let records = records(cx, network, hosts, &raw.record)?;
-    Ok(DnsConfig {
-        enabled: raw.enabled.unwrap_or(true),
-        upstreams,
-        upstreams_from_host,
-        local_ttl,
-        cache_size,
-        timeout,
-        listen,
-        forwards,
-        records,
-    })
+    Ok(forwards)
 }
 
 /// `"ip"` or `"ip:port"` (`"[v6]:port"`), port 53 by default. Upstreams must not be the

@@ -66,32 +66,7 @@ pub(super) fn validate_hosts(
         let ipv4 = match &h.ipv4 {
             None => None,
             Some(raw_ip) => {
-                let ip: Ipv4Addr = raw_ip.get_ref().parse().map_err(|_| {
-                    cx.error(
-                        raw_ip.span(),
-                        format!(
-                            "{e}: ipv4 {} is not an IPv4 address (write it like \"{}\", or \
-                             remove the key)",
-                            q(raw_ip.get_ref()),
-                            first_host(network.subnet)
-                        ),
-                    )
-                })?;
-                let problem = if ip == network.gateway {
-                    Some("is the gateway's address")
-                } else {
-                    host_address_problem(network.subnet, ip)
-                };
-                if let Some(problem) = problem {
-                    return Err(cx.error(
-                        raw_ip.span(),
-                        format!(
-                            "{e}: ipv4 {ip} {problem} (pick a free address inside {}, \
-                             or remove the key)",
-                            network.subnet
-                        ),
-                    ));
-                }
+                let ip = host_ipv4(cx, network, &e, raw_ip)?;
                 ips.check(
                     ip.to_string(),
                     &raw_ip.span(),
@@ -115,6 +90,42 @@ pub(super) fn validate_hosts(
         });
     }
     Ok(hosts)
+}
+
+/// A `[[host]]`'s `ipv4`: an address inside the subnet, not the gateway's.
+fn host_ipv4(
+    cx: &Cx<'_>,
+    network: &Network,
+    e: &str,
+    raw_ip: &Spanned<String>,
+) -> Result<Ipv4Addr, ConfigError> {
+    let ip: Ipv4Addr = raw_ip.get_ref().parse().map_err(|_| {
+        cx.error(
+            raw_ip.span(),
+            format!(
+                "{e}: ipv4 {} is not an IPv4 address (write it like \"{}\", or \
+                 remove the key)",
+                q(raw_ip.get_ref()),
+                first_host(network.subnet)
+            ),
+        )
+    })?;
+    let problem = if ip == network.gateway {
+        Some("is the gateway's address")
+    } else {
+        host_address_problem(network.subnet, ip)
+    };
+    if let Some(problem) = problem {
+        return Err(cx.error(
+            raw_ip.span(),
+            format!(
+                "{e}: ipv4 {ip} {problem} (pick a free address inside {}, \
+                 or remove the key)",
+                network.subnet
+            ),
+        ));
+    }
+    Ok(ip)
 }
 
 /// A MAC that may be a frame's source: not multicast/broadcast, not all zeros.

@@ -50,6 +50,44 @@ impl Config {
     /// Adds a reservation; with `port`, binds it to that port and guards the port (unless it is
     /// trusted). Returns the index of the port whose policy changed.
     pub fn add_host(&mut self, new: NewHost) -> Result<Option<usize>, LiveError> {
+        self.check_new_host_identity(&new)?;
+        self.check_new_host_ipv4(&new)?;
+        if new.extra_ipv4.len() > MAX_EXTRAS {
+            return refuse(format!(
+                "more than {MAX_EXTRAS} extra addresses (use a prefix instead)"
+            ));
+        }
+        for net in &new.extra_ipv4 {
+            self.check_extra(IpNet::V4(*net))?;
+        }
+        let port = match &new.port {
+            None => None,
+            Some(p) => Some(self.port_for_new_host(p)?),
+        };
+        self.hosts.push(Host {
+            name: new.name,
+            mac: Some(new.mac),
+            ipv4: Some(new.ipv4),
+            client_id: None,
+            match_by: HostMatch::Mac,
+            extra_macs: Vec::new(),
+            extra_ipv4: new.extra_ipv4,
+            extra_ipv6: Vec::new(),
+        });
+        if let Some(i) = port {
+            let p = &mut self.ports[i];
+            p.host = Some(self.hosts.len() - 1);
+            p.guard = if p.trusted {
+                Guard::Off
+            } else {
+                Guard::Enforce
+            };
+        }
+        Ok(port)
+    }
+
+    /// A new host's name and MAC: a DNS label and a unicast MAC, neither taken.
+    fn check_new_host_identity(&self, new: &NewHost) -> Result<(), LiveError> {
         let name = &new.name;
         if let Some(problem) = dns_label_problem(name) {
             return refuse(format!("host name {} {problem}", q(name)));
@@ -73,6 +111,12 @@ impl Config {
                 q(&h.name)
             ));
         }
+        Ok(())
+    }
+
+    /// A new host's address: inside the subnet, not the gateway's, the host port's or another
+    /// host's.
+    fn check_new_host_ipv4(&self, new: &NewHost) -> Result<(), LiveError> {
         let problem = if new.ipv4 == self.network.gateway {
             Some("is the gateway's address")
         } else {
@@ -97,55 +141,27 @@ impl Config {
                 q(&h.name)
             ));
         }
-        if new.extra_ipv4.len() > MAX_EXTRAS {
+        Ok(())
+    }
+
+    /// The index of port `p`, if a new host may be bound to it (no host yet, not the host port).
+    fn port_for_new_host(&self, p: &str) -> Result<usize, LiveError> {
+        let i = self.port_index(p)?;
+        if let Some(h) = self.ports[i].host {
             return refuse(format!(
-                "more than {MAX_EXTRAS} extra addresses (use a prefix instead)"
+                "port {} already has host {} (delete that host first)",
+                q(p),
+                q(&self.hosts[h].name)
             ));
         }
-        for net in &new.extra_ipv4 {
-            self.check_extra(IpNet::V4(*net))?;
+        if self.host_port().is_some_and(|(hp, _, _)| hp == i) {
+            return refuse(format!(
+                "port {} is the host port, the host's own leg (bind the host to a \
+                 guest's port)",
+                q(p)
+            ));
         }
-        let port = match &new.port {
-            None => None,
-            Some(p) => {
-                let i = self.port_index(p)?;
-                if let Some(h) = self.ports[i].host {
-                    return refuse(format!(
-                        "port {} already has host {} (delete that host first)",
-                        q(p),
-                        q(&self.hosts[h].name)
-                    ));
-                }
-                if self.host_port().is_some_and(|(hp, _, _)| hp == i) {
-                    return refuse(format!(
-                        "port {} is the host port, the host's own leg (bind the host to a \
-                         guest's port)",
-                        q(p)
-                    ));
-                }
-                Some(i)
-            }
-        };
-        self.hosts.push(Host {
-            name: new.name,
-            mac: Some(new.mac),
-            ipv4: Some(new.ipv4),
-            client_id: None,
-            match_by: HostMatch::Mac,
-            extra_macs: Vec::new(),
-            extra_ipv4: new.extra_ipv4,
-            extra_ipv6: Vec::new(),
-        });
-        if let Some(i) = port {
-            let p = &mut self.ports[i];
-            p.host = Some(self.hosts.len() - 1);
-            p.guard = if p.trusted {
-                Guard::Off
-            } else {
-                Guard::Enforce
-            };
-        }
-        Ok(port)
+        Ok(i)
     }
 
     /// Removes a reservation. Refused while a port is bound to the host: the port's guard is

@@ -23,37 +23,7 @@ pub(super) fn validate_network(cx: &Cx<'_>, raw: RawNetwork) -> Result<Network, 
         ));
     }
 
-    let subnet_text = raw.subnet.get_ref();
-    let subnet: Ipv4Net = subnet_text.parse().map_err(|_| {
-        cx.error(
-            raw.subnet.span(),
-            format!(
-                "{e}: subnet {} is not an IPv4 network in CIDR form (write it like \
-                 \"10.13.31.0/24\")",
-                q(subnet_text)
-            ),
-        )
-    })?;
-    if subnet.trunc() != subnet {
-        return Err(cx.error(
-            raw.subnet.span(),
-            format!(
-                "{e}: subnet {} has host bits set (did you mean \"{}\"?)",
-                q(subnet_text),
-                subnet.trunc()
-            ),
-        ));
-    }
-    if subnet.prefix_len() > 30 {
-        return Err(cx.error(
-            raw.subnet.span(),
-            format!(
-                "{e}: subnet {} leaves no room for a gateway and hosts (use a prefix of /30 or \
-                 shorter)",
-                q(subnet_text)
-            ),
-        ));
-    }
+    let subnet = subnet(cx, e, &raw.subnet)?;
 
     let gateway_text = raw.gateway.get_ref();
     let gateway: Ipv4Addr = gateway_text.parse().map_err(|_| {
@@ -93,6 +63,42 @@ pub(super) fn validate_network(cx: &Cx<'_>, raw: RawNetwork) -> Result<Network, 
         mtu,
         forward,
     })
+}
+
+/// `subnet`: an IPv4 network in CIDR form, no host bits, room for a gateway and hosts.
+fn subnet(cx: &Cx<'_>, e: &str, raw_subnet: &Spanned<String>) -> Result<Ipv4Net, ConfigError> {
+    let subnet_text = raw_subnet.get_ref();
+    let subnet: Ipv4Net = subnet_text.parse().map_err(|_| {
+        cx.error(
+            raw_subnet.span(),
+            format!(
+                "{e}: subnet {} is not an IPv4 network in CIDR form (write it like \
+                 \"10.13.31.0/24\")",
+                q(subnet_text)
+            ),
+        )
+    })?;
+    if subnet.trunc() != subnet {
+        return Err(cx.error(
+            raw_subnet.span(),
+            format!(
+                "{e}: subnet {} has host bits set (did you mean \"{}\"?)",
+                q(subnet_text),
+                subnet.trunc()
+            ),
+        ));
+    }
+    if subnet.prefix_len() > 30 {
+        return Err(cx.error(
+            raw_subnet.span(),
+            format!(
+                "{e}: subnet {} leaves no room for a gateway and hosts (use a prefix of /30 or \
+                 shorter)",
+                q(subnet_text)
+            ),
+        ));
+    }
+    Ok(subnet)
 }
 
 /// Why `addr` cannot be a machine's address on `subnet`, if it cannot.

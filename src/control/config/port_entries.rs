@@ -25,17 +25,7 @@ pub(super) fn validate_ports(
         let table = spanned.span();
         let p = spanned.into_inner();
         let name = p.name.get_ref();
-        if !is_name(name, 32, |c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
-            return Err(cx.error(
-                p.name.span(),
-                format!(
-                    "[[port]] #{}: name {} must be 1 to 32 characters of A-Z, a-z, 0-9, '_', \
-                     '.' and '-'",
-                    i + 1,
-                    q(name)
-                ),
-            ));
-        }
+        check_port_name(cx, i, &p.name)?;
         let e = format!("port {}", q(name));
         names.check(
             name.clone(),
@@ -45,48 +35,11 @@ pub(super) fn validate_ports(
             "port names must be unique",
         )?;
 
-        if !KNOWN_KINDS.contains(&p.kind.get_ref().as_str()) {
-            return Err(cx.error(
-                p.kind.span(),
-                format!(
-                    "{e}: kind {} is not known (known kinds: {})",
-                    q(p.kind.get_ref()),
-                    KNOWN_KINDS
-                        .iter()
-                        .map(|k| format!("\"{k}\""))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ));
-        }
+        check_known_kind(cx, &e, &p.kind)?;
 
         let host = match &p.host {
             None => None,
-            Some(raw_host) => {
-                let wanted = raw_host.get_ref();
-                let Some(idx) = hosts.iter().position(|h| &h.name == wanted) else {
-                    return Err(cx.error(
-                        raw_host.span(),
-                        format!(
-                            "{e}: host {} is not defined in [[host]] (define it or remove the key)",
-                            q(wanted)
-                        ),
-                    ));
-                };
-                let line = cx.line(raw_host.span().start);
-                if let Some((other, first)) = plugged.insert(idx, (name.clone(), line)) {
-                    return Err(cx.error(
-                        raw_host.span(),
-                        format!(
-                            "{e}: host {} is already plugged into port {} on line {first} \
-                             (a host has at most one port; remove one of the host keys)",
-                            q(wanted),
-                            q(&other)
-                        ),
-                    ));
-                }
-                Some(idx)
-            }
+            Some(raw_host) => Some(plug_host(cx, &e, name, hosts, raw_host, &mut plugged)?),
         };
 
         let kind = kinds::validate_kind(cx, &e, &p, table, host.map(|i| &hosts[i]), &mut paths)?;
@@ -117,17 +70,8 @@ pub(super) fn validate_ports(
         }
 
         let (guard, trusted, any_link_local) = guard::port_guard(cx, &e, &p, host.is_some())?;
-        if let (Some(h), Some(raw_host), false) = (host, &p.host, guard == Guard::Off) {
-            if hosts[h].mac.is_none() {
-                return Err(cx.error(
-                    raw_host.span(),
-                    format!(
-                        "{e}: host {} has no mac, and a guarded port needs one (give the host \
-                         its mac, or set guard = false on the port)",
-                        q(&hosts[h].name)
-                    ),
-                ));
-            }
+        if guard != Guard::Off {
+            check_guarded_host_mac(cx, &e, hosts, host, &p.host)?;
         }
         ports.push(PortConfig {
             name: name.clone(),
@@ -141,6 +85,100 @@ pub(super) fn validate_ports(
         });
     }
     Ok(ports)
+}
+
+/// A port's `name`: 1 to 32 characters of A-Z, a-z, 0-9, '_', '.' and '-'.
+fn check_port_name(cx: &Cx<'_>, i: usize, raw_name: &Spanned<String>) -> Result<(), ConfigError> {
+    let name = raw_name.get_ref();
+    if !is_name(name, 32, |c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
+        return Err(cx.error(
+            raw_name.span(),
+            format!(
+                "[[port]] #{}: name {} must be 1 to 32 characters of A-Z, a-z, 0-9, '_', \
+                 '.' and '-'",
+                i + 1,
+                q(name)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A port's `kind`: one of [`KNOWN_KINDS`].
+fn check_known_kind(cx: &Cx<'_>, e: &str, kind: &Spanned<String>) -> Result<(), ConfigError> {
+    if !KNOWN_KINDS.contains(&kind.get_ref().as_str()) {
+        return Err(cx.error(
+            kind.span(),
+            format!(
+                "{e}: kind {} is not known (known kinds: {})",
+                q(kind.get_ref()),
+                KNOWN_KINDS
+                    .iter()
+                    .map(|k| format!("\"{k}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The index of the `[[host]]` a port's `host` names, which no other port may have taken
+/// (`plugged`: host index → the port and line that took it).
+fn plug_host(
+    cx: &Cx<'_>,
+    e: &str,
+    name: &str,
+    hosts: &[Host],
+    raw_host: &Spanned<String>,
+    plugged: &mut HashMap<usize, (String, usize)>,
+) -> Result<usize, ConfigError> {
+    let wanted = raw_host.get_ref();
+    let Some(idx) = hosts.iter().position(|h| &h.name == wanted) else {
+        return Err(cx.error(
+            raw_host.span(),
+            format!(
+                "{e}: host {} is not defined in [[host]] (define it or remove the key)",
+                q(wanted)
+            ),
+        ));
+    };
+    let line = cx.line(raw_host.span().start);
+    if let Some((other, first)) = plugged.insert(idx, (name.to_string(), line)) {
+        return Err(cx.error(
+            raw_host.span(),
+            format!(
+                "{e}: host {} is already plugged into port {} on line {first} \
+                 (a host has at most one port; remove one of the host keys)",
+                q(wanted),
+                q(&other)
+            ),
+        ));
+    }
+    Ok(idx)
+}
+
+/// A guarded port's host must have a MAC (the guard allows that MAC and no other).
+fn check_guarded_host_mac(
+    cx: &Cx<'_>,
+    e: &str,
+    hosts: &[Host],
+    host: Option<usize>,
+    raw_host: &Option<Spanned<String>>,
+) -> Result<(), ConfigError> {
+    if let (Some(h), Some(raw_host)) = (host, raw_host) {
+        if hosts[h].mac.is_none() {
+            return Err(cx.error(
+                raw_host.span(),
+                format!(
+                    "{e}: host {} has no mac, and a guarded port needs one (give the host \
+                     its mac, or set guard = false on the port)",
+                    q(&hosts[h].name)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `ifname` (required: `missing` says what it names) and `netns` of a tap or packet port, each
