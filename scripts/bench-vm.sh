@@ -23,6 +23,7 @@
 #   ./scripts/bench-vm.sh                 # as root; ROUNDS=3 DUR=3
 #   ROUNDS=1 DUR=2 ./scripts/bench-vm.sh  # a quick look
 #   TESTS=lat SWITCH_CONF="poll_us = 100" ./scripts/bench-vm.sh  # latency with busy polling
+#   VERBOSE=1 TESTS=64 ./scripts/bench-vm.sh  # also each stream's raw sender and sink lines
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
@@ -133,6 +134,7 @@ one_stream() {
   tx=$(guest "$world" a "$MAC_A" "$DUR" blast --to "$MAC_B" --size "$size" $gso)
   wait "$sink_pid" || true
   rx=$(tail -1 "$WORK/sink.out")
+  [ -n "${VERBOSE:-}" ] && echo "  $world $size: sender: $tx; sink: $rx" >&2
   sy1=$(sy_cpu)
   awk -v txf="$(field tx_frames "$tx")" -v rxf="$(field rx_frames "$rx")" \
     -v rxb="$(field rx_bytes "$rx")" -v secs="$(field secs "$rx")" \

@@ -4,7 +4,8 @@
 //! `port add --kind vhost-user` (one of them in `--mode client`, the guest listening); frames
 //! cross between guests with their virtio-net header, a 30 KB TCP super-frame reaches a guest
 //! that negotiated TSO whole and one that negotiated no offloads as MSS-sized segments, and
-//! `port del` removes a port and its socket; a reload that adds one to the file opens it.
+//! `port del` removes a port and its socket; a reload that adds one to the file opens it. A
+//! guarded vhost-user port drops and counts a guest's spoofed frames.
 
 mod common;
 
@@ -224,4 +225,85 @@ fn vhost_user_ports_forward_hotplug_and_unplug() {
     let c1 = exit.counters("v1");
     assert!(c1.rx_frames >= 4 && c1.tx_frames >= 2, "{}", exit.stdout);
     assert!(!v1.exists(), "v1's socket removed at exit");
+}
+
+/// `frame` with another source IPv4 address (its header checksum redone).
+fn with_src_ip(mut f: Vec<u8>, ip: [u8; 4]) -> Vec<u8> {
+    let e = &mut f[HDR..];
+    e[26..30].copy_from_slice(&ip);
+    e[24..26].copy_from_slice(&[0, 0]);
+    let sum = checksum(&e[14..34]);
+    e[24..26].copy_from_slice(&sum.to_be_bytes());
+    f
+}
+
+/// The guard applies to a vhost-user port as to every kind: a guest bound to its host's MAC
+/// and address that sends with another source MAC or another source IPv4 address has those
+/// frames dropped and counted (`spoofed_mac`, `spoofed_ip`), and nothing of them reaches the
+/// other guest; its honest frames still cross.
+#[test]
+fn a_guarded_vhost_user_port_drops_and_counts_spoofed_frames() {
+    let mut lab = Lab::new();
+    let (v1, v2) = (lab.dir.join("v1.vhost"), lab.dir.join("v2.vhost"));
+    let mut cfg = lab_config(&mut lab, &[], "");
+    cfg.push_str(&format!(
+        "\n[[host]]\nname = \"g1\"\nmac = \"52:54:00:31:00:51\"\nipv4 = \"10.13.31.81\"\n\
+         \n[[port]]\nname = \"v1\"\nkind = \"vhost-user\"\npath = \"{}\"\nhost = \"g1\"\n\
+         \n[[port]]\nname = \"v2\"\nkind = \"vhost-user\"\npath = \"{}\"\n",
+        v1.display(),
+        v2.display()
+    ));
+    lab.spawn(&cfg);
+    let (p1, p2) = (v1.clone(), v2.clone());
+    lab.wait_for("the sockets", Duration::from_secs(10), || {
+        p1.exists() && p2.exists()
+    });
+    let mut g1 = connect(&v1, GuestConfig::default());
+    let mut g2 = connect(&v2, GuestConfig::default());
+    // Both ports up, and the switch has learnt g2: an honest frame crosses.
+    deliver(
+        &mut g2,
+        &mut g1,
+        &frame(MAC_2, [0xff; 6], 60, false),
+        [0xff; 6],
+    );
+    let honest = frame(MAC_1, MAC_2, 400, false);
+    assert_eq!(
+        &deliver(&mut g1, &mut g2, &honest, MAC_2)[HDR..],
+        &honest[HDR..]
+    );
+
+    // Three frames with another guest's source MAC, two with another source address.
+    for len in [100, 101, 102] {
+        g1.send(&frame(MAC_3, MAC_2, len, false)).unwrap();
+    }
+    for len in [110, 111] {
+        g1.send(&with_src_ip(
+            frame(MAC_1, MAC_2, len, false),
+            [10, 13, 31, 99],
+        ))
+        .unwrap();
+    }
+    // Then an honest marker: everything g2 gets up to it must be honest.
+    let marker = frame(MAC_1, MAC_2, 500, false);
+    g1.send(&marker).unwrap();
+    let got = frames_for(&mut g2, MAC_2, 1, Duration::from_secs(5));
+    assert_eq!(got.len(), 1, "the marker arrives, and only it");
+    assert_eq!(&got[0][HDR..], &marker[HDR..]);
+    assert!(
+        frames_for(&mut g2, MAC_2, 1, Duration::from_millis(300)).is_empty(),
+        "no spoofed frame arrives later"
+    );
+
+    drop((g1, g2));
+    let exit = lab.stop_with("TERM");
+    assert_eq!(exit.code, Some(0), "{exit:?}");
+    let c1 = exit.counters("v1");
+    let drops: Vec<&str> = c1.drops.split(' ').collect();
+    assert!(
+        drops.contains(&"spoofed_mac=3") && drops.contains(&"spoofed_ip=2"),
+        "{}",
+        exit.stdout
+    );
+    assert!(c1.rx_frames >= 7, "{}", exit.stdout);
 }

@@ -8,7 +8,8 @@
 //!
 //! - `sink`: announces its MAC (so the switch or bridge learns it), then counts what arrives
 //!   until `--idle-ms` passes with nothing, or `--seconds`; prints frames, bytes and the time
-//!   from the first frame to the last.
+//!   from the first frame to the last (a vhost-user sink also how often it caught up and slept
+//!   waiting for a call, how many of those sleeps timed out, and their total microseconds).
 //! - `blast --to MAC --size N [--gso]`: sends frames for `--seconds` as fast as the path takes
 //!   them (a full vhost-user TX ring waits, as a guest driver does; a tap write never waits).
 //!   `--gso`: one TCP/IPv4 super-frame of N bytes with a GSO header, as a guest with TSO sends.
@@ -20,6 +21,7 @@
 //! crate's guest driver and tap code, and stays out of the daemon's CLI.
 
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
@@ -111,7 +113,13 @@ impl Nic {
                 if let Ok(Some(f)) = g.recv_in_place() {
                     return Some(f);
                 }
-                let _ = g.wait_rx(wait);
+                let t = Instant::now();
+                let ready = g.wait_rx(wait).unwrap_or(false);
+                WAITS.fetch_add(1, Relaxed);
+                if !ready {
+                    TIMEOUTS.fetch_add(1, Relaxed);
+                }
+                WAIT_US.fetch_add(t.elapsed().as_micros() as u64, Relaxed);
                 g.recv_in_place().ok().flatten()
             }
             Nic::Tap(_) => {
@@ -195,6 +203,12 @@ fn cpu_seconds() -> f64 {
     ticks / 100.0
 }
 
+/// A vhost-user sink's sleeps: how often it caught up and waited for a call, how many of those
+/// waits ended with no call, and the microseconds spent in them (printed with its result).
+static WAITS: AtomicU64 = AtomicU64::new(0);
+static TIMEOUTS: AtomicU64 = AtomicU64::new(0);
+static WAIT_US: AtomicU64 = AtomicU64::new(0);
+
 fn main() {
     let args = Args::parse();
     let mac = parse_mac(&args.mac);
@@ -256,8 +270,11 @@ fn main() {
             }
             let secs = first.map_or(0.0, |f| last.duration_since(f).as_secs_f64());
             println!(
-                "rx_frames={frames} rx_bytes={bytes} secs={secs:.6} cpu={:.2}",
-                cpu_seconds()
+                "rx_frames={frames} rx_bytes={bytes} secs={secs:.6} cpu={:.2} waits={} timeouts={} wait_us={}",
+                cpu_seconds(),
+                WAITS.load(Relaxed),
+                TIMEOUTS.load(Relaxed),
+                WAIT_US.load(Relaxed)
             );
         }
         Role::Blast { to, size, gso } => {

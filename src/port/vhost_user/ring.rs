@@ -17,8 +17,11 @@
 //!
 //! Notifications: a TX kick wakes the worker; while frames are there, notifications stay off
 //! (or, with EVENT_IDX, `avail_event` stays behind); when the ring is empty the kick is drained
-//! and notifications go back on before one last look, so no kick is lost. Calls to the guest go
-//! through `needs_notification` (EVENT_IDX's `used_event` when negotiated).
+//! and notifications go back on before one last look, so no kick is lost; if that look finds
+//! frames (posted before the guest saw the new `avail_event`, so it will not kick for them),
+//! the port kicks itself, so a worker whose batch ends before the ring is empty comes back.
+//! Calls to the guest go through `needs_notification` (EVENT_IDX's `used_event` when
+//! negotiated).
 //!
 //! A chain that leaves the memory table, loops, points past the ring, mixes directions or is
 //! shorter than a header is a bad descriptor: [`Device::fail`] stops the port (counted, logged).
@@ -54,6 +57,12 @@ const MAX_RX_CHAINS: usize = 256;
 fn drain(kick: &Option<std::fs::File>) {
     if let Some(mut k) = kick.as_ref() {
         let _ = k.read(&mut [0u8; 8]);
+    }
+}
+
+fn kick(kick: &Option<std::fs::File>) {
+    if let Some(mut k) = kick.as_ref() {
+        let _ = k.write(&1u64.to_ne_bytes());
     }
 }
 
@@ -134,7 +143,15 @@ impl Device {
                 match vq.queue.enable_notification(mem) {
                     Ok(false) => return Err(RingError::Empty),
                     Ok(true) => match vq.queue.pop_descriptor_chain(mem) {
-                        Some(c) => c,
+                        Some(c) => {
+                            // The guest posted these before it saw the `avail_event` just set,
+                            // so it will not kick for them, and the kick was drained: if the
+                            // worker's batch ends before the ring is empty, nothing would wake
+                            // it again and the guest's full ring would wait for ever. Kick
+                            // ourselves, as vhost-net requeues its work at its weight limit.
+                            kick(&vq.kick);
+                            c
+                        }
                         None => return self.fail_with("a TX avail index out of range"),
                     },
                     Err(_) => return self.fail_with("a TX ring outside the memory table"),
