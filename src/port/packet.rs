@@ -221,6 +221,7 @@ impl PacketPort {
         p: &PortConfig,
         cfg: &PacketConfig,
         netns: Option<&Netns>,
+        _queues: usize,
     ) -> Result<PacketPort, PortError> {
         let port = PacketPort::open(&cfg.ifname, netns)?;
         tracing::info!(port = %p.name, ifname = %cfg.ifname,
