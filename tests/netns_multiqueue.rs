@@ -205,3 +205,114 @@ fn a_multi_queue_tap_is_hotplugged_and_unplugged() {
     let exit = lab.stop_with("TERM");
     assert_eq!(exit.code, Some(0), "{exit:?}");
 }
+
+/// `[switch] multi_queue` on a packet port: one `PACKET_FANOUT` socket per worker on a veth whose
+/// far end is host h2. The netdev is deleted and made again first (a fanout socket cannot be
+/// bound again: the port makes a new group under the same fds), then flows from h2 are read by
+/// both workers, one queue each, in order.
+#[test]
+fn a_packet_port_fans_out_over_both_workers_and_survives_its_netdev() {
+    let mut lab = Lab::new();
+    let (ns_h2, ns_up) = (lab.ns("h2"), lab.ns("up"));
+    for ns in [&ns_h2, &ns_up] {
+        assert!(sh(&["ip", "netns", "add", ns]).status.success());
+    }
+    let (veth_h2, veth_sw) = (lab.ifname("h2"), lab.ifname("p2"));
+    let make_veth = |lab: &mut Lab| {
+        let out = sh(&[
+            "ip",
+            "link",
+            "add",
+            &veth_h2,
+            "netns",
+            &ns_h2,
+            "address",
+            "52:54:00:31:00:0c",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &veth_sw,
+            "netns",
+            &ns_up,
+        ]);
+        assert!(out.status.success(), "ip link add veth: {out:?}");
+        for args in [
+            vec!["ip", "addr", "add", "10.13.31.12/24", "dev", &veth_h2],
+            vec!["ip", "link", "set", &veth_h2, "up"],
+        ] {
+            assert!(lab.exec("h2", &args).status.success(), "{args:?}");
+        }
+    };
+    make_veth(&mut lab);
+    let mut cfg = lab_config(&mut lab, &[("a", 11, false)], SWITCH);
+    cfg.push_str(&format!(
+        "\n[[host]]\nname = \"h2\"\nmac = \"52:54:00:31:00:0c\"\nipv4 = \"10.13.31.12\"\n\n\
+         [[port]]\nname = \"h2\"\nkind = \"packet\"\nifname = \"{veth_sw}\"\nnetns = \"{ns_up}\"\n\
+         host = \"h2\"\n"
+    ));
+    let if_a = lab.ifname("a");
+    lab.start(&cfg, &[("a", &if_a)]);
+    // Each fanout socket holds its own promiscuous membership: two sockets, promiscuity 2.
+    let attached = |lab: &mut Lab, what: &str| {
+        lab.wait_for(what, Duration::from_secs(15), || {
+            let out = sh(&["ip", "-d", "-n", &ns_up, "link", "show", "dev", &veth_sw]);
+            let text = String::from_utf8_lossy(&out.stdout);
+            out.status.success() && text.contains("promiscuity 2") && text.contains(",UP")
+        });
+    };
+    attached(&mut lab, "the packet port attached (two fanout sockets)");
+    let mut reached = (0..20).any(|_| lab.ping("h2", "10.13.31.11", 2));
+    assert!(reached, "h2 cannot reach a through its packet port");
+
+    assert!(sh(&["ip", "-n", &ns_up, "link", "del", &veth_sw])
+        .status
+        .success());
+    thread::sleep(Duration::from_millis(600));
+    make_veth(&mut lab);
+    attached(&mut lab, "the packet port attached again");
+    reached = (0..20).any(|_| lab.ping("h2", "10.13.31.11", 2));
+    assert!(reached, "h2 cannot reach a after its netdev came back");
+
+    for round in 0..2 {
+        let port = 5321 + round;
+        let server = iperf_server(&mut lab, "a", port);
+        iperf_client(&mut lab, "h2", "10.13.31.11", port, &["-P", "8", "-t", "2"]);
+        let _ = server.wait_with_output();
+    }
+    let server = iperf_server(&mut lab, "a", 5331);
+    let json = iperf_client(
+        &mut lab,
+        "h2",
+        "10.13.31.11",
+        5331,
+        &["-u", "-b", "10M", "-l", "1200", "-P", "4", "-t", "2"],
+    );
+    let _ = server.wait_with_output();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    for s in v["end"]["streams"].as_array().unwrap() {
+        assert_eq!(s["udp"]["out_of_order"].as_u64(), Some(0), "reordered: {s}");
+    }
+    let sum = &v["end"]["sum"];
+    let (packets, lost) = (
+        sum["packets"].as_u64().unwrap(),
+        sum["lost_packets"].as_u64().unwrap(),
+    );
+    assert!(packets > 1000 && lost * 1000 <= packets, "{sum}");
+
+    let exit = lab.stop_with("TERM");
+    assert_eq!(exit.code, Some(0), "{exit:?}");
+    eprintln!("{}", exit.stdout);
+    let by_queue = rx_by(&exit, "queue-", "h2");
+    let mut by_worker = rx_by(&exit, "sy-worker-", "h2");
+    assert!(
+        by_queue[0] > 100 && by_queue[1] > 100,
+        "both fanout sockets of h2 carried frames: {by_queue:?}\n{}",
+        exit.stdout
+    );
+    if by_worker[0] != by_queue[0] {
+        by_worker.swap(0, 1);
+    }
+    assert_eq!(by_worker, by_queue, "one worker per fanout socket");
+    assert_eq!(exit.counters("h2").downs, 1, "{}", exit.stdout);
+}
