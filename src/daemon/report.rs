@@ -78,7 +78,7 @@ pub fn counters_table(switch: &Switch) -> String {
 /// which workers and queues a port's traffic went through (a multi-queue port's flows spread
 /// over several).
 pub(super) fn worker_table(ports: &Ports, switch: &Switch) -> String {
-    let mut out = String::from("WORKER           PORT             RX_FRAMES\n");
+    let mut out = String::from("WORKER|QUEUE     PORT             RX_FRAMES\n");
     for id in switch.present_ports() {
         for q in 0..crate::port::MAX_QUEUES {
             let n = ports.queue_rx(id, q);

@@ -18,6 +18,14 @@
 //! port's frames in order; epoll is level-triggered, so frames one reader leaves behind still
 //! wake the owner.
 //!
+//! Multi-queue ports (`[switch] multi_queue`: a tap's queues, a packet port's fanout sockets).
+//! Fd `i < queues()` of such a port is in the epoll set of the `i`-th worker after the port's
+//! own (`Plugged::watch`), each queue has its own reader lock, and a worker writes to the port
+//! through its own queue (`PortIo::send_on`), where the kernel also sends that flow's replies:
+//! so other workers never collect from a multi-queue port. A port read in batches
+//! (`PortIo::rx_batch` > 1: packet ports' `recvmmsg`) goes through `process_port_batched`.
+//! Each worker counts what it read per port and queue (`Ports::count_worker_rx`).
+//!
 //! Frames carry their 12-byte virtio-net header end to end: the bytes read from a tap, header
 //! included, are the bytes written to the egress tap. Taps run with TSO and checksum offload, so
 //! a frame may be a 64 KiB GSO super-frame or carry a partial checksum; it crosses to a port that

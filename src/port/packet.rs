@@ -29,13 +29,25 @@
 //! the same socket, so the fd the workers poll never changes. A netdev that is missing at start
 //! is not an error: the port starts down and attaches when it appears (a VM not started yet).
 //!
+//! # Multi-queue (`[switch] multi_queue`)
+//!
+//! [`PacketPort::open_queues`] with several queues makes one socket per worker in a
+//! `PACKET_FANOUT` group (`PACKET_FANOUT_HASH` with defragmentation; the group id picked by the
+//! kernel, `PACKET_FANOUT_FLAG_UNIQUEID`): the kernel hands each flow to one socket by its
+//! symmetric hash, so a flow stays with one worker, in order, and the port's flows spread over
+//! the workers. Each worker also sends through its own socket. A socket in a fanout group can
+//! never be bound again, so the port's fds are one epoll set per queue over its current socket
+//! (an epoll fd is readable while a socket in it is): when the netdev comes back the port
+//! makes a new group and swaps the sockets under the same fds. Each socket holds its own
+//! promiscuous membership (`promiscuity` counts them).
+//!
 //! # Limits
 //!
-//! One `recv`/`sendmsg` per frame: no `TPACKET_V3` ring yet. A V3 ring saves the receive
-//! syscalls, but it wakes the reader only when a block is full or its retire timer (at least a
-//! millisecond) fires, so a lone frame (a ping, a DHCP exchange) would wait that long; a V2 ring
-//! wakes per frame. Which one, measured against the kernel bridge, is the speed issue's call; the
-//! fd the workers poll stays the same either way. The netdev's MTU is left as its owner set it.
+//! Frames are read in `recvmmsg` batches of up to 16 ([`PortIo::recv_batch`]) and sent one
+//! `sendmsg` each: no `TPACKET_V3` ring. A V3 ring saves the receive syscalls, but it wakes the
+//! reader only when a block is full or its retire timer (at least a millisecond) fires, so a
+//! lone frame (a ping, a DHCP exchange) would wait that long; a V2 ring wakes per frame. It was
+//! not tried (issue 24 left it for later). The netdev's MTU is left as its owner set it.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
