@@ -2,15 +2,20 @@
 //! workers: a tap the daemon creates really has one queue per worker (the netdev's
 //! `/sys/class/net/TAP/queues`), the flows of several iperf3 streams through one tap are read by
 //! both workers (the per-worker counters the daemon prints at exit), UDP flows arrive without
-//! loss or reordering, and a multi-queue tap can be hotplugged and unplugged. Every namespace
-//! is the lab's (unique names, removed on drop).
+//! loss or reordering, and a multi-queue tap can be hotplugged and unplugged. A packet port fans
+//! out over both workers (`PACKET_FANOUT`), also after its netdev was re-created, and attaches
+//! to the multi-queue tap QEMU (TCG) makes for a `queues=2` VM, which gets its lease and pings
+//! a host through it. Every namespace is the lab's (unique names, removed on drop); the VM is
+//! killed on drop.
 
 mod common;
 
+use std::fs;
 use std::process::{Child, Command, Stdio};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use common::vm::{build_initramfs, debian_kernel, guest_init};
 use common::{lab_config, netns_exists, sh, Exit, Lab};
 
 const SWITCH: &str = "workers = 2\nmulti_queue = true\n";
@@ -315,4 +320,118 @@ fn a_packet_port_fans_out_over_both_workers_and_survives_its_netdev() {
     }
     assert_eq!(by_worker, by_queue, "one worker per fanout socket");
     assert_eq!(exit.counters("h2").downs, 1, "{}", exit.stdout);
+}
+
+/// udhcpc's hook in the guest: on a lease, configure it and say so.
+const UDHCPC_SCRIPT: &str = r#"#!/bin/sh
+case "$1" in
+  bound|renew)
+    ip addr add "$ip/${mask:-24}" dev "$interface"
+    echo "SY-LEASE $ip"
+    ;;
+esac
+exit 0
+"#;
+
+/// QEMU, killed (only this process) when dropped.
+struct Qemu(Child);
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// What libvirt does for a multi-queue `<interface type='ethernet'>`: QEMU creates a tap with
+/// two queues (`-netdev tap,queues=2`, a virtio-net device with `mq=on`) in a namespace of the
+/// test's, and a `multi_queue` packet port attaches to it with one fanout socket per worker.
+#[test]
+fn a_qemu_multi_queue_tap_is_attached_as_a_fanout_packet_port() {
+    let mut lab = Lab::new();
+    let ns = lab.ns("qemu");
+    assert!(sh(&["ip", "netns", "add", &ns]).status.success());
+    let tap = lab.ifname("vmt");
+    let mut cfg = lab_config(&mut lab, &[("a", 11, false)], SWITCH);
+    cfg.push_str(&format!(
+        "\n[[host]]\nname = \"vm\"\nmac = \"52:54:00:31:00:28\"\nipv4 = \"10.13.31.40\"\n\n\
+         [[port]]\nname = \"vm\"\nhost = \"vm\"\nkind = \"packet\"\nifname = \"{tap}\"\n\
+         netns = \"{ns}\"\n"
+    ));
+    let if_a = lab.ifname("a");
+    lab.start(&cfg, &[("a", &if_a)]);
+
+    let init = guest_init(
+        8,
+        r#"echo "SY-QUEUES $(ls /sys/class/net/eth0/queues | tr '\n' ' ')"
+ping -c 3 -W 2 10.13.31.11 >/dev/null 2>&1 && echo "SY-PING ok" || echo "SY-PING fail"
+echo "SY-DONE"
+poweroff -f
+"#,
+    );
+    let (kernel, modules) = debian_kernel();
+    let initrd = lab.dir.join("initramfs.cpio");
+    build_initramfs(&initrd, &modules, &init, UDHCPC_SCRIPT);
+    let console = lab.dir.join("console.log");
+    let child = Command::new("ip")
+        .args(["netns", "exec", &ns, "qemu-system-x86_64"])
+        .args(["-accel", "tcg", "-m", "256", "-nodefaults", "-nographic"])
+        .args(["-no-reboot", "-monitor", "none", "-serial"])
+        .arg(format!("file:{}", console.display()))
+        .arg("-kernel")
+        .arg(&kernel)
+        .arg("-initrd")
+        .arg(&initrd)
+        .args(["-append", "console=ttyS0 panic=-1 quiet"])
+        .arg("-netdev")
+        .arg(format!(
+            "tap,id=n0,ifname={tap},script=no,downscript=no,vhost=off,queues=2"
+        ))
+        .args([
+            "-device",
+            "virtio-net-pci,netdev=n0,mac=52:54:00:31:00:28,mq=on,vectors=6,romfile=",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(lab.dir.join("qemu.stderr")).unwrap())
+        .spawn()
+        .expect("qemu-system-x86_64: install qemu-system-x86 (scripts/test.sh does)");
+    let mut qemu = Qemu(child);
+    // The tap QEMU made is multi-queue, and the switch attached two fanout sockets to it.
+    lab.wait_for(
+        "QEMU's tap with the switch's two fanout sockets on it",
+        Duration::from_secs(30),
+        || {
+            let out = sh(&["ip", "-d", "-n", &ns, "link", "show", "dev", &tap]);
+            let text = String::from_utf8_lossy(&out.stdout);
+            out.status.success() && text.contains("multi_queue") && text.contains("promiscuity 2")
+        },
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let log = loop {
+        let log = String::from_utf8_lossy(&fs::read(&console).unwrap_or_default()).into_owned();
+        if matches!(qemu.0.try_wait(), Ok(Some(_))) || log.contains("SY-DONE") {
+            break log;
+        }
+        let err = fs::read_to_string(lab.dir.join("qemu.stderr")).unwrap_or_default();
+        assert!(
+            Instant::now() < deadline,
+            "the VM did not finish in 120 s; console:\n{log}\nqemu: {err}"
+        );
+        thread::sleep(Duration::from_millis(200));
+    };
+    eprintln!("{log}");
+    assert!(
+        log.contains("SY-LEASE 10.13.31.40"),
+        "no lease; console:\n{log}"
+    );
+    assert!(
+        log.contains("SY-PING ok"),
+        "the VM cannot ping a; console:\n{log}"
+    );
+    drop(qemu);
+    let exit = lab.stop_with("TERM");
+    assert_eq!(exit.code, Some(0), "{exit:?}");
+    let vm = exit.counters("vm");
+    assert!(vm.rx_frames >= 5 && vm.tx_frames >= 5, "{}", exit.stdout);
 }
