@@ -520,7 +520,7 @@ impl Worker {
                 table
                     .capture
                     .mirror(self.service.port, capture::Dir::Rx, &out[VNET_HDR_LEN..]);
-                return table.send_counted(&self.switch, ingress, out);
+                return table.send_counted_from(&self.switch, ingress, Some(self.id), out);
             }
         }
         // The ingress port's share of the appliance (trusted ports are exempt).
