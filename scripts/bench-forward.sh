@@ -14,6 +14,10 @@
 #   - CPU seconds per GB moved during the 1-stream TCP run at MTU 1500: the whole machine's
 #     busy time for both (comparable), and switchyard's own process time
 #
+# With MQ=1 (the default) a third world runs in the same rounds: a second switchyard with
+# `multi_queue = true` (MQ_CONF; one tap queue per worker), its own column and its own ratio
+# to the bridge, so single-queue, multi-queue and the bridge are measured side by side.
+#
 # Bounded: about 3 minutes with the defaults; every command has a timeout; a trap removes the
 # namespaces and stops every process the script started, even on failure or Ctrl-C.
 #
@@ -21,6 +25,7 @@
 #   sudo ROUNDS=5 DUR=5 ./scripts/bench-forward.sh
 #   sudo TESTS=latency MTUS=1500 ./scripts/bench-forward.sh   # a part only
 #   sudo SWITCH_CONF="workers = 1" ./scripts/bench-forward.sh  # extra [switch] settings
+#   sudo MQ=0 ./scripts/bench-forward.sh                        # no multi-queue column
 # The table is also drawn as an SVG chart, at $CHART (default target/bench/forward.svg).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +38,8 @@ DUR=${DUR:-3}
 TESTS=${TESTS:-"tcp udp latency"} # any of: tcp udp latency
 MTUS=${MTUS:-"1500 9000"}
 SWITCH_CONF=${SWITCH_CONF:-}      # extra lines for switchyard's [switch] table, e.g. "poll_us = 50"
+MQ=${MQ:-1}                       # 1: also a multi-queue switchyard ("mq")
+MQ_CONF=${MQ_CONF:-"multi_queue = true"} # its extra [switch] lines
 CHART=${CHART:-target/bench/forward.svg} # the table as an SVG chart (scripts/chart.py)
 
 if [ "$(id -u)" != 0 ]; then
@@ -53,49 +60,62 @@ SW=$P-sw                         # switchyard's own namespace
 SA=$P-sa SB=$P-sb                # hosts on switchyard
 BR=$P-br                         # the kernel bridge's namespace
 KA=$P-ka KB=$P-kb                # hosts on the kernel bridge
+MW=$P-mw                         # the multi-queue switchyard's namespace
+MA=$P-ma MB=$P-mb                # hosts on it (taps ${P}c / ${P}d)
 IP_A=10.77.0.11 IP_B=10.77.0.12
 MAC_A=52:54:00:77:00:0b MAC_B=52:54:00:77:00:0c
 WORK=$(mktemp -d /tmp/bench-forward.XXXXXX)
 SY_PID=""
+MQ_PID=""
+WORLDS="sy kb"
+[ "$MQ" = 1 ] && WORLDS="sy mq kb"
 
 
 cleanup() {
   set +e
   stop_switchyard
+  stop_switchyard mq
   for f in "$WORK"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
-  for ns in "$SW" "$SA" "$SB" "$BR" "$KA" "$KB"; do
+  for ns in "$SW" "$SA" "$SB" "$BR" "$KA" "$KB" "$MW" "$MA" "$MB"; do
     ip netns del "$ns" 2>/dev/null
   done
   rm -rf "$WORK"
 }
-stop_switchyard() {
-  [ -n "$SY_PID" ] || return 0
-  kill -TERM "$SY_PID" 2>/dev/null || true
-  for _ in $(seq 50); do kill -0 "$SY_PID" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$SY_PID" 2>/dev/null || true
-  wait "$SY_PID" 2>/dev/null || true
-  SY_PID=""
+stop_switchyard() { # [mq]
+  local pid=$SY_PID
+  [ "${1:-sy}" = mq ] && pid=$MQ_PID
+  [ -n "$pid" ] || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  if [ "${1:-sy}" = mq ]; then MQ_PID=""; else SY_PID=""; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---- the two worlds ---------------------------------------------------------------------------
 
-start_switchyard() { # MTU
-  cat >"$WORK/sy.toml" <<EOF
+start_switchyard() { # MTU [mq]
+  local w=${2:-sy} conf=$SWITCH_CONF name=$P sw=$SW sa=$SA sb=$SB ta=${P}a tb=${P}b
+  if [ "$w" = mq ]; then
+    conf="$SWITCH_CONF
+$MQ_CONF" name=${P}m sw=$MW sa=$MA sb=$MB ta=${P}c tb=${P}d
+  fi
+  cat >"$WORK/$w.toml" <<EOF
 [network]
-name = "$P"
+name = "$name"
 subnet = "10.77.0.0/24"
 gateway = "10.77.0.1"
 domain = "bench.test"
 mtu = $1
 
 [switch]
-$SWITCH_CONF
+$conf
 
 [dhcp]
 enabled = false
-state_dir = "$WORK/state"
+state_dir = "$WORK/state-$w"
 
 [[host]]
 name = "a"
@@ -110,29 +130,30 @@ ipv4 = "$IP_B"
 [[port]]
 name = "a"
 kind = "tap"
-ifname = "${P}a"
+ifname = "$ta"
 host = "a"
-netns = "$SA"
+netns = "$sa"
 
 [[port]]
 name = "b"
 kind = "tap"
-ifname = "${P}b"
+ifname = "$tb"
 host = "b"
-netns = "$SB"
+netns = "$sb"
 EOF
-  nsenter --net="/run/netns/$SW" "$BIN" run --config "$WORK/sy.toml" \
-    >"$WORK/sy.out" 2>"$WORK/sy.err" &
-  SY_PID=$!
+  nsenter --net="/run/netns/$sw" "$BIN" run --config "$WORK/$w.toml" \
+    >"$WORK/$w.out" 2>"$WORK/$w.err" &
+  local pid=$!
+  if [ "$w" = mq ]; then MQ_PID=$pid; else SY_PID=$pid; fi
   for _ in $(seq 100); do
-    if ip -n "$SB" -br link show "${P}b" 2>/dev/null | grep -q UP &&
-      ip -n "$SA" -br link show "${P}a" 2>/dev/null | grep -q UP; then
+    if ip -n "$sb" -br link show "$tb" 2>/dev/null | grep -q UP &&
+      ip -n "$sa" -br link show "$ta" 2>/dev/null | grep -q UP; then
       break
     fi
-    kill -0 "$SY_PID" 2>/dev/null || { cat "$WORK/sy.err" >&2; exit 1; }
+    kill -0 "$pid" 2>/dev/null || { cat "$WORK/$w.err" >&2; exit 1; }
     sleep 0.1
   done
-  for ns in "$SA" "$SB"; do
+  for ns in "$sa" "$sb"; do
     ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
     ip -n "$ns" link set lo up
   done
@@ -160,14 +181,15 @@ set_mtu_bridge() { # MTU
   for d in pa pb br0; do ip -n "$BR" link set "$d" mtu "$1"; done
 }
 
-# host namespaces of a world: "sy" or "kb"
-ns_a() { if [ "$1" = sy ]; then echo "$SA"; else echo "$KA"; fi; }
-ns_b() { if [ "$1" = sy ]; then echo "$SB"; else echo "$KB"; fi; }
-if_a() { if [ "$1" = sy ]; then echo "${P}a"; else echo eth0; fi; }
-if_b() { if [ "$1" = sy ]; then echo "${P}b"; else echo eth0; fi; }
+# host namespaces of a world: "sy", "mq" or "kb"
+ns_a() { case $1 in sy) echo "$SA" ;; mq) echo "$MA" ;; *) echo "$KA" ;; esac; }
+ns_b() { case $1 in sy) echo "$SB" ;; mq) echo "$MB" ;; *) echo "$KB" ;; esac; }
+if_a() { case $1 in sy) echo "${P}a" ;; mq) echo "${P}c" ;; *) echo eth0 ;; esac; }
+if_b() { case $1 in sy) echo "${P}b" ;; mq) echo "${P}d" ;; *) echo eth0 ;; esac; }
+pid_of() { if [ "$1" = mq ]; then echo "$MQ_PID"; else echo "$SY_PID"; fi; }
 
 start_iperf_servers() {
-  for w in sy kb; do
+  for w in $WORLDS; do
     ip netns exec "$(ns_b $w)" iperf3 -s -D -p 5201 -I "$WORK/iperf-$w.pid"
   done
   sleep 0.3
@@ -184,7 +206,7 @@ HZ=$(getconf CLK_TCK)
 tcp() { # world streams metric [cpu]
   local w=$1 j t0 p0
   t0=$(busy_jiffies)
-  [ "$w" = sy ] && p0=$(proc_jiffies "$SY_PID")
+  [ "$w" != kb ] && p0=$(proc_jiffies "$(pid_of "$w")")
   j=$(timeout $((DUR + 15)) ip netns exec "$(ns_a "$w")" \
     iperf3 -c $IP_B -p 5201 -t "$DUR" -P "$2" -J) || { echo "iperf3 failed ($w, $3)" >&2; return; }
   record "$3" "$w" "$(jq '.end.sum_received.bits_per_second / 1e9' <<<"$j")"
@@ -193,8 +215,8 @@ tcp() { # world streams metric [cpu]
     gb=$(jq '.end.sum_received.bytes / 1e9' <<<"$j")
     record cpu_sys "$w" "$(awk -v d=$(($(busy_jiffies) - t0)) -v hz="$HZ" -v gb="$gb" \
       'BEGIN{print d / hz / gb}')"
-    if [ "$w" = sy ]; then
-      record cpu_proc sy "$(awk -v d=$(($(proc_jiffies "$SY_PID") - p0)) -v hz="$HZ" \
+    if [ "$w" != kb ]; then
+      record cpu_proc "$w" "$(awk -v d=$(($(proc_jiffies "$(pid_of "$w")") - p0)) -v hz="$HZ" \
         -v gb="$gb" 'BEGIN{print d / hz / gb}')"
     fi
   fi
@@ -272,7 +294,8 @@ round() { # mtu worlds...
 rounds() { # mtu
   for r in $(seq "$ROUNDS"); do
     echo "  MTU $1, round $r/$ROUNDS" >&2
-    if [ $((r % 2)) = 1 ]; then round "$1" sy kb; else round "$1" kb sy; fi
+    # shellcheck disable=SC2086 # WORLDS is a list
+    if [ $((r % 2)) = 1 ]; then round "$1" $WORLDS; else round "$1" $(echo $WORLDS | tr ' ' '\n' | tac); fi
   done
 }
 
@@ -281,22 +304,31 @@ rounds() { # mtu
 echo "bench-forward: prefix $P, $ROUNDS rounds of ${DUR}s; load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 ip netns add "$SW"
 start_switchyard 1500
+if [ "$MQ" = 1 ]; then
+  ip netns add "$MW"
+  start_switchyard 1500 mq
+fi
 start_bridge 1500
 start_iperf_servers
-for w in sy kb; do
+for w in $WORLDS; do
   ip netns exec "$(ns_a $w)" ping -c 2 -i 0.2 -W 2 -q $IP_B >/dev/null || { echo "no path ($w)" >&2; exit 1; }
 done
 case " $MTUS " in *" 1500 "*) rounds 1500 ;; esac
 
 if [[ " $MTUS " == *" 9000 "* ]]; then
-  stop_switchyard
-  start_switchyard 9000
+  for w in $WORLDS; do
+    [ "$w" = kb ] && continue
+    stop_switchyard "$w"
+    start_switchyard 9000 "$w"
+    kill "$(cat "$WORK/iperf-$w.pid")" 2>/dev/null || true
+    rm -f "$WORK/iperf-$w.pid"
+    ip netns exec "$(ns_b "$w")" iperf3 -s -D -p 5201 -I "$WORK/iperf-$w.pid"
+  done
   set_mtu_bridge 9000
-  kill "$(cat "$WORK/iperf-sy.pid")" 2>/dev/null || true
-  rm -f "$WORK/iperf-sy.pid"
-  ip netns exec "$SB" iperf3 -s -D -p 5201 -I "$WORK/iperf-sy.pid"
   sleep 0.3
-  ip netns exec "$SA" ping -c 2 -i 0.2 -W 2 -q $IP_B >/dev/null || { echo "no path at MTU 9000" >&2; exit 1; }
+  for w in $WORLDS; do
+    ip netns exec "$(ns_a "$w")" ping -c 2 -i 0.2 -W 2 -q $IP_B >/dev/null || { echo "no path at MTU 9000 ($w)" >&2; exit 1; }
+  done
   rounds 9000
 fi
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
@@ -308,21 +340,36 @@ median() { # file
   sort -g "$1" | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'
 }
 
+ratio() { awk -v s="$1" -v k="$2" 'BEGIN{ if (s == "-" || k == "-" || k == 0) print "-"; else printf "%.2fx", s / k }'; }
+fmt() { if [ "$2" = - ]; then echo -; else printf "$1" "$2"; fi; } # fmt value
+
 row() { # label metric fmt
-  local s k ratio
+  local s k m
   s=$(median "$WORK/res.$2.sy")
   k=$(median "$WORK/res.$2.kb")
-  [ "$s$k" != "--" ] || return 0 # not measured in this run (TESTS, MTUS)
-  ratio=$(awk -v s="$s" -v k="$k" 'BEGIN{ if (s == "-" || k == "-" || k == 0) print "-"; else printf "%.2fx", s / k }')
-  printf "| %-38s | %12s | %12s | %6s |\n" "$1" "$(printf "$3" "$s")" "$(printf "$3" "$k")" "$ratio"
+  m=$(median "$WORK/res.$2.mq")
+  [ "$s$k$m" != "---" ] || return 0 # not measured in this run (TESTS, MTUS)
+  if [ "$MQ" = 1 ]; then
+    printf "| %-38s | %12s | %12s | %12s | %6s | %6s |\n" "$1" "$(fmt "$3" "$s")" "$(fmt "$3" "$m")" \
+      "$(fmt "$3" "$k")" "$(ratio "$s" "$k")" "$(ratio "$m" "$k")"
+  else
+    printf "| %-38s | %12s | %12s | %6s |\n" "$1" "$(fmt "$3" "$s")" "$(fmt "$3" "$k")" "$(ratio "$s" "$k")"
+  fi
 }
 
 {
   echo
-  echo "switchyard vs kernel bridge, medians of $ROUNDS runs of ${DUR}s (ratio: switchyard / bridge)"
-  echo
-  printf "| %-38s | %12s | %12s | %6s |\n" workload switchyard "kernel bridge" ratio
-  echo "|----------------------------------------|--------------|--------------|--------|"
+  if [ "$MQ" = 1 ]; then
+    echo "switchyard (single-queue taps, and multi-queue: $MQ_CONF) vs kernel bridge, medians of $ROUNDS runs of ${DUR}s (ratios: switchyard / bridge)"
+    echo
+    printf "| %-38s | %12s | %12s | %12s | %6s | %6s |\n" workload switchyard "switchyard mq" "kernel bridge" ratio "mq ratio"
+    echo "|----------------------------------------|--------------|--------------|--------------|--------|--------|"
+  else
+    echo "switchyard vs kernel bridge, medians of $ROUNDS runs of ${DUR}s (ratio: switchyard / bridge)"
+    echo
+    printf "| %-38s | %12s | %12s | %6s |\n" workload switchyard "kernel bridge" ratio
+    echo "|----------------------------------------|--------------|--------------|--------|"
+  fi
   row "TCP 1 stream, MTU 1500 (Gbit/s)" tcp1_1500 "%.2f"
   row "TCP 4 streams, MTU 1500 (Gbit/s)" tcp4_1500 "%.2f"
   row "TCP 1 stream, MTU 9000 (Gbit/s)" tcp1_9000 "%.2f"
@@ -335,17 +382,27 @@ row() { # label metric fmt
   row "ping p50 (us)" ping_p50 "%.0f"
   row "ping p99 (us)" ping_p99 "%.0f"
   row "CPU s/GB, TCP 1 stream, whole machine" cpu_sys "%.2f"
-  printf "| %-38s | %12s | %12s | %6s |\n" "CPU s/GB, TCP 1 stream, switchyard only" \
-    "$(printf "%.2f" "$(median "$WORK/res.cpu_proc.sy")")" "-" "-"
+  if [ "$MQ" = 1 ]; then
+    printf "| %-38s | %12s | %12s | %12s | %6s | %6s |\n" "CPU s/GB, TCP 1 stream, switchyard only" \
+      "$(fmt "%.2f" "$(median "$WORK/res.cpu_proc.sy")")" "$(fmt "%.2f" "$(median "$WORK/res.cpu_proc.mq")")" "-" "-" "-"
+  else
+    printf "| %-38s | %12s | %12s | %6s |\n" "CPU s/GB, TCP 1 stream, switchyard only" \
+      "$(fmt "%.2f" "$(median "$WORK/res.cpu_proc.sy")")" "-" "-"
+  fi
 } | tee "$WORK/table.md"
 write_chart "$WORK/table.md" "$CHART" "Forwarding: switchyard against the kernel bridge ($(date -u +%F), $ROUNDS rounds of ${DUR}s)"
 echo
-echo "Kernel drops at the taps' rings (tx_dropped: frames the switch did not read in time), MTU 9000 phase:"
+echo "Kernel drops at the taps' rings (tx_dropped: frames the switch did not read in time), last phase:"
 for h in a b; do
   ns=$SA
   [ $h = b ] && ns=$SB
   printf "  %s: %s\n" "${P}$h" "$(ip netns exec "$ns" cat "/sys/class/net/${P}$h/statistics/tx_dropped")"
 done
-echo "switchyard's own counters, MTU 9000 phase:"
+echo "switchyard's own counters, last phase:"
 stop_switchyard
 grep -E "^(PORT|a|b) " "$WORK/sy.out" || true
+if [ "$MQ" = 1 ]; then
+  echo "the multi-queue switchyard's counters, per port, worker and queue, last phase:"
+  stop_switchyard mq
+  grep -E "^(PORT|a|b|WORKER\|QUEUE|sy-worker-[0-9]+|queue-[0-9]+) " "$WORK/mq.out" || true
+fi

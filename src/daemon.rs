@@ -400,6 +400,7 @@ impl Running {
         } = self.built;
         report::log_kernel_drops(&ports, &switch);
         print!("{}", counters_table(&switch));
+        print!("{}", report::worker_table(&ports, &switch));
         if let Some(c) = dns_counters {
             println!("dns: {c}");
         }

@@ -123,6 +123,10 @@ pub struct SwitchConfig {
     /// Busy polling: after its last frame a worker keeps polling its ports for this long before
     /// it sleeps (default zero: it sleeps at once).
     pub poll: Duration,
+    /// `multi_queue` (default off): taps the daemon creates get one queue per worker, and
+    /// packet ports one `PACKET_FANOUT` socket per worker, so one port's flows spread over the
+    /// workers.
+    pub multi_queue: bool,
     /// `[[switch.fdb]]` static entries: never age, never move.
     pub static_fdb: Vec<StaticFdb>,
 }
@@ -452,6 +456,7 @@ mod tests {
                 storm_limit: Some(10_000),
                 loop_detection: true,
                 poll: Duration::ZERO,
+                multi_queue: false,
                 static_fdb: vec![],
             }
         );

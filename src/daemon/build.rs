@@ -32,11 +32,7 @@ pub(super) fn ports(config: &Config) -> Result<Ports, DaemonError> {
                 port: p.name.clone(),
                 source,
             })?;
-        slots.push(Some(Plugged {
-            port: Arc::from(port),
-            worker: 0,
-            _netns: netns,
-        }));
+        slots.push(Some(Plugged::new(Arc::from(port), netns)));
     }
     slots.resize_with(config.switch.max_ports + 1, || None);
     ports.fill(slots);
@@ -54,9 +50,18 @@ impl Ports {
             Some((name, create)) => Some(self.netns(name, create)?),
             None => None,
         };
+        // `[switch] multi_queue`: one queue per worker (the worker count is fixed until a
+        // restart, so a hotplugged port gets as many as one built at start).
+        let queues = if config.switch.multi_queue {
+            super::worker::worker_count(config)
+        } else {
+            1
+        };
         let port: Port = match &p.kind {
-            PortKind::Tap(c) => Box::new(TapPort::from_config(config, p, c, ns.as_deref())?),
-            PortKind::Packet(c) => Box::new(PacketPort::from_config(p, c, ns.as_deref())?),
+            PortKind::Tap(c) => {
+                Box::new(TapPort::from_config(config, p, c, ns.as_deref(), queues)?)
+            }
+            PortKind::Packet(c) => Box::new(PacketPort::from_config(p, c, ns.as_deref(), queues)?),
             PortKind::Stream(c) => Box::new(StreamPort::from_config(p, c)?),
             PortKind::Dgram(c) => Box::new(DgramPort::from_config(p, c)?),
             PortKind::VhostUser(c) => Box::new(VhostUserPort::from_config(p, c)?),

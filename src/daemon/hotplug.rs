@@ -29,7 +29,6 @@ use super::control::{Control, Failure};
 use super::table::Plugged;
 use crate::control::config::{Config, NewPort};
 use crate::control::protocol::ErrorKind;
-use crate::port;
 use crate::switch::PortId;
 
 impl Control {
@@ -106,7 +105,7 @@ impl Control {
             .map_err(|e| format!("port {}: {e}", p.name))?;
         // The slot's last drops were another port's.
         self.ports.drops.clear(id);
-        let worker = {
+        {
             let mut slots = self
                 .ports
                 .slots
@@ -117,21 +116,16 @@ impl Control {
                 load[q.worker] += 1;
             }
             let worker = (0..load.len()).min_by_key(|&w| load[w]).unwrap_or(0);
-            slots[id.index()] = Some(Plugged {
-                port: Arc::from(port),
-                worker,
-                _netns: netns,
-            });
-            worker
+            let mut plugged = Plugged::new(Arc::from(port), netns);
+            plugged.give_to(worker, self.epolls.len());
+            slots[id.index()] = Some(plugged);
         };
         self.next_slot.store(id.index() + 1, Ordering::Relaxed);
         self.switch.attach(id, port_spec(cfg, p));
         self.switch.set_service_exempt(id, p.trusted);
         let table = self.ports.table();
         table.sync_link(&self.switch, id);
-        let added = table
-            .port(id)
-            .map(|port| port::watch(&self.epolls[worker], &**port, id.0));
+        let added = table.plugged(id).map(|p| p.watch(&self.epolls, id.0));
         drop(table);
         if let Some(Err(e)) = added {
             self.unplug(&p.name);
@@ -158,7 +152,7 @@ impl Control {
             .unwrap_or_else(PoisonError::into_inner)[id.index()]
         .take();
         if let Some(p) = gone {
-            port::unwatch(&self.epolls[p.worker], &*p.port);
+            p.unwatch(&self.epolls);
             // Dropped here, outside the lock: the fd closes, the tap or socket file goes.
             drop(p);
         }

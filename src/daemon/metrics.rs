@@ -225,6 +225,21 @@ pub(super) fn render(ctl: &Control) -> String {
         "switchyard_fdb_entries {}",
         ctl.switch.fdb().learned_len()
     );
+    let _ = writeln!(
+        out,
+        "# HELP switchyard_worker_rx_frames_total Frames a data-plane worker read from the port."
+    );
+    let _ = writeln!(out, "# TYPE switchyard_worker_rx_frames_total counter");
+    for w in 0..ctl.ports.workers() {
+        for id in ctl.switch.present_ports() {
+            let _ = writeln!(
+                out,
+                "switchyard_worker_rx_frames_total{{worker=\"{w}\",port=\"{}\"}} {}",
+                label(&ctl.switch.port_spec(id).name),
+                ctl.ports.worker_rx(w, id)
+            );
+        }
+    }
     if let Ok(Some(d)) = ctl.dhcp_stats() {
         render_dhcp(&mut out, &d);
     }

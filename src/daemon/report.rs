@@ -72,3 +72,32 @@ pub fn counters_table(switch: &Switch) -> String {
     }
     out
 }
+
+/// Frames each worker read from each port, one row per worker and port it read from
+/// (`sy-worker-N PORT FRAMES`), then from each queue of each port (`queue-N PORT FRAMES`):
+/// which workers and queues a port's traffic went through (a multi-queue port's flows spread
+/// over several).
+pub(super) fn worker_table(ports: &Ports, switch: &Switch) -> String {
+    let mut out = String::from("WORKER|QUEUE     PORT             RX_FRAMES\n");
+    for id in switch.present_ports() {
+        for q in 0..crate::port::MAX_QUEUES {
+            let n = ports.queue_rx(id, q);
+            if n > 0 {
+                let queue = format!("queue-{q}");
+                let port = &switch.port_spec(id).name;
+                out.push_str(&format!("{queue:<16} {port:<16} {n:>10}\n"));
+            }
+        }
+    }
+    for w in 0..ports.workers() {
+        for id in switch.present_ports() {
+            let n = ports.worker_rx(w, id);
+            if n > 0 {
+                let worker = format!("sy-worker-{w}");
+                let port = &switch.port_spec(id).name;
+                out.push_str(&format!("{worker:<16} {port:<16} {n:>10}\n"));
+            }
+        }
+    }
+    out
+}

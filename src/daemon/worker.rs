@@ -18,6 +18,14 @@
 //! port's frames in order; epoll is level-triggered, so frames one reader leaves behind still
 //! wake the owner.
 //!
+//! Multi-queue ports (`[switch] multi_queue`: a tap's queues, a packet port's fanout sockets).
+//! Fd `i < queues()` of such a port is in the epoll set of the `i`-th worker after the port's
+//! own (`Plugged::watch`), each queue has its own reader lock, and a worker writes to the port
+//! through its own queue (`PortIo::send_on`), where the kernel also sends that flow's replies:
+//! so other workers never collect from a multi-queue port. A port read in batches
+//! (`PortIo::rx_batch` > 1: packet ports' `recvmmsg`) goes through `process_port_batched`.
+//! Each worker counts what it read per port and queue (`Ports::count_worker_rx`).
+//!
 //! Frames carry their 12-byte virtio-net header end to end: the bytes read from a tap, header
 //! included, are the bytes written to the egress tap. Taps run with TSO and checksum offload, so
 //! a frame may be a 64 KiB GSO super-frame or carry a partial checksum; it crosses to a port that
@@ -37,7 +45,7 @@ use std::sync::{Arc, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::table::{Ports, Table};
+use super::table::{self, Ports, Table};
 use super::{appliance, capture, dns, DaemonError, Identity, TICK};
 use crate::control::config::Config;
 use crate::port::{self, Epoll, RxQueue};
@@ -79,6 +87,10 @@ pub(super) struct Worker {
     switch: Arc<Switch>,
     service: Service,
     epoll: Arc<Epoll>,
+    /// Every worker's epoll set: a multi-queue port's fds are spread over them.
+    epolls: Arc<[Arc<Epoll>]>,
+    /// The buffers and lengths of a port read in batches (`PortIo::recv_batch`), made on first use.
+    batch: RefCell<(Vec<Vec<u8>>, Vec<usize>)>,
     start: Instant,
     /// This worker's index (`Plugged::worker` of the ports its epoll set watches).
     id: usize,
@@ -114,11 +126,12 @@ pub(super) fn give_ports_to_workers(
         .map(|_| Epoll::new().map(Arc::new))
         .collect::<io::Result<Vec<_>>>()
         .map_err(io_err("creating an epoll instance"))?;
+    ports.set_workers(n_workers);
     let mut slots = ports.slots.write().unwrap_or_else(PoisonError::into_inner);
     for (i, slot) in slots.iter_mut().enumerate() {
         if let Some(p) = slot {
-            p.worker = i % n_workers;
-            port::watch(&epolls[p.worker], &*p.port, i as u16)
+            p.give_to(i % n_workers, n_workers);
+            p.watch(&epolls, i as u16)
                 .map_err(io_err("adding a port to epoll"))?;
         }
     }
@@ -136,12 +149,15 @@ pub(super) fn spawn(
     stop: &Arc<AtomicBool>,
 ) -> Result<Vec<thread::JoinHandle<()>>, DaemonError> {
     let mut handles = Vec::with_capacity(epolls.len());
+    let all: Arc<[Arc<Epoll>]> = epolls.clone().into();
     for (w, epoll) in epolls.into_iter().enumerate() {
         let worker = Worker {
             ports: Arc::clone(ports),
             switch: Arc::clone(switch),
             service: service.clone(),
             epoll,
+            epolls: Arc::clone(&all),
+            batch: RefCell::new((Vec::new(), Vec::new())),
             start,
             id: w,
             poll: config.switch.poll,
@@ -216,15 +232,29 @@ impl Worker {
         scratch: &mut [u8],
         now: Duration,
     ) {
-        let Some(reader) = self.ports.readers.get(ingress.index()) else {
+        // One read lock for the batch: a port unplugged meanwhile waits for its end.
+        let table = self.ports.table();
+        let Some(p) = table.plugged(ingress) else {
+            return;
+        };
+        let lock = table::reader_index(ingress.index(), p.queues, rxq);
+        let batched = p.port.rx_batch() > 1;
+        let Some(reader) = self.ports.readers.get(lock) else {
             return;
         };
         if reader
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
         {
-            self.process_port(ingress, rxq, buf, scratch, now);
+            let frames = if batched {
+                self.process_port_batched(&table, ingress, rxq, scratch, now)
+            } else {
+                self.process_port(&table, ingress, rxq, buf, scratch, now)
+            };
             reader.store(false, Ordering::Release);
+            if frames > 0 {
+                self.ports.count_worker_rx(self.id, ingress, lock, frames);
+            }
         }
     }
 
@@ -257,7 +287,9 @@ impl Worker {
 
     /// Notes that a frame went out of `egress`, a port another worker reads.
     fn note_written(&self, table: &Table<'_>, egress: PortId) {
-        if table.owner(egress).is_none_or(|w| w == self.id) {
+        // A multi-queue port sends a flow's replies to the queue this worker wrote through,
+        // which is this worker's own (or, past the queues, a queue whose owner is woken).
+        if table.owner(egress).is_none_or(|w| w == self.id) || table.is_multi_queue(egress) {
             return;
         }
         let mut written = self.written.borrow_mut();
@@ -274,16 +306,17 @@ impl Worker {
     /// applied after the frame before it is processed and before its own frame, as if read and
     /// process alternated; the read that ends the batch (`WouldBlock`, an error) ends it after
     /// the frame in hand is processed.
+    /// Returns how many frames it read.
     fn process_port(
         &self,
+        table: &Table<'_>,
         ingress: PortId,
         rxq: RxQueue,
         buf: &mut [u8],
         scratch: &mut [u8],
         now: Duration,
-    ) {
-        // One read lock for the batch: a port unplugged meanwhile waits for its end.
-        let table = self.ports.table();
+    ) -> u64 {
+        let mut frames = 0;
         let mut spare = self.spare.borrow_mut();
         let (mut held_buf, mut read_buf): (&mut [u8], &mut [u8]) = (buf, &mut spare[..]);
         // The length of the frame read into `held_buf` and not yet processed.
@@ -292,9 +325,10 @@ impl Worker {
             let read = table.recv(ingress, rxq, read_buf);
             if let Ok(n) = read {
                 self.switch.prefetch_vnet(&read_buf[..n]);
+                frames += 1;
             }
             if let Some(n) = held.take() {
-                self.handle_frame(&table, ingress, &held_buf[..n], scratch, now);
+                self.handle_frame(table, ingress, &held_buf[..n], scratch, now);
             }
             table.sync_link(&self.switch, ingress);
             match read {
@@ -302,31 +336,85 @@ impl Worker {
                     held = Some(n);
                     std::mem::swap(&mut held_buf, &mut read_buf);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return frames,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    // The netdev went away or the fd broke: take the port out of service rather
-                    // than spin on it, and try it again after a backoff (`retry.rs`). The other
-                    // ports are unaffected.
-                    self.switch.set_port_up(ingress, false);
-                    if let Some(p) = table.port(ingress) {
-                        port::unwatch(&self.epoll, &**p);
-                    }
-                    let wait = self
-                        .ports
-                        .retries
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .failed(ingress, self.id, now);
-                    tracing::warn!(port = %self.switch.port_spec(ingress).name, error = %e,
-                        retry_in = ?wait, "read failed; port down until it is tried again");
-                    return;
+                    self.read_failed(table, ingress, &e, now);
+                    return frames;
                 }
             }
         }
         if let Some(n) = held {
-            self.handle_frame(&table, ingress, &held_buf[..n], scratch, now);
+            self.handle_frame(table, ingress, &held_buf[..n], scratch, now);
         }
+        frames
+    }
+
+    /// `process_port` for a port that reads in batches (`PortIo::recv_batch`: a packet port's
+    /// `recvmmsg`): up to `BATCH` frames, a batch at a time; each batch's frames are prefetched
+    /// together, then what its read's link report says is applied, then they are processed.
+    fn process_port_batched(
+        &self,
+        table: &Table<'_>,
+        ingress: PortId,
+        rxq: RxQueue,
+        scratch: &mut [u8],
+        now: Duration,
+    ) -> u64 {
+        let Some(port) = table.port(ingress) else {
+            return 0;
+        };
+        let mut batch = self.batch.borrow_mut();
+        let (bufs, lens) = &mut *batch;
+        let want = port.rx_batch().min(BATCH);
+        if bufs.len() < want {
+            bufs.resize_with(want, || vec![0u8; FRAME_BUF]);
+            lens.resize(want, 0);
+        }
+        let mut frames = 0u64;
+        while (frames as usize) < BATCH {
+            let read = port.recv_batch(rxq, &mut bufs[..want], &mut lens[..want]);
+            if let Ok(n) = read {
+                for i in 0..n {
+                    self.switch.prefetch_vnet(&bufs[i][..lens[i]]);
+                }
+            }
+            table.sync_link(&self.switch, ingress);
+            match read {
+                Ok(0) => return frames,
+                Ok(n) => {
+                    for i in 0..n {
+                        self.handle_frame(table, ingress, &bufs[i][..lens[i]], scratch, now);
+                    }
+                    frames += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return frames,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.read_failed(table, ingress, &e, now);
+                    return frames;
+                }
+            }
+        }
+        frames
+    }
+
+    /// A read of `ingress` failed: the netdev went away or the fd broke. The port is taken out
+    /// of service rather than spun on (all its fds leave every epoll set), and tried again after
+    /// a backoff (`retry.rs`). The other ports are unaffected.
+    fn read_failed(&self, table: &Table<'_>, ingress: PortId, e: &io::Error, now: Duration) {
+        self.switch.set_port_up(ingress, false);
+        if let Some(p) = table.plugged(ingress) {
+            p.unwatch(&self.epolls);
+        }
+        let wait = self
+            .ports
+            .retries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .failed(ingress, self.id, now);
+        tracing::warn!(port = %self.switch.port_spec(ingress).name, error = %e,
+            retry_in = ?wait, "read failed; port down until it is tried again");
     }
 
     /// Mirrors one frame read from `ingress` (virtio-net header + frame) to a running capture,
@@ -373,12 +461,13 @@ impl Worker {
             return self.dispatch_to_appliance(table, ingress, bytes, scratch);
         }
         self.note_written(table, egress);
+        let me = Some(self.id);
         if table.accepts_offloads(egress) || !gso::needs_software(bytes) {
-            return table.send_counted(&self.switch, egress, bytes);
+            return table.send_counted_from(&self.switch, egress, me, bytes);
         }
         let mtu = self.switch.port_mtu(egress) as usize;
         let done = gso::for_each_segment(bytes, mtu, scratch, |seg| {
-            table.send_counted(&self.switch, egress, seg);
+            table.send_counted_from(&self.switch, egress, me, seg);
         });
         if done.is_err() {
             self.switch.count_drop(ingress, DropReason::Malformed);
@@ -431,7 +520,7 @@ impl Worker {
                 table
                     .capture
                     .mirror(self.service.port, capture::Dir::Rx, &out[VNET_HDR_LEN..]);
-                return table.send_counted(&self.switch, ingress, out);
+                return table.send_counted_from(&self.switch, ingress, Some(self.id), out);
             }
         }
         // The ingress port's share of the appliance (trusted ports are exempt).

@@ -97,7 +97,49 @@ pub trait PortIo: fmt::Debug + Send + Sync {
     fn kernel_tx_dropped(&self) -> Option<io::Result<u64>> {
         None
     }
+
+    /// How many of the first [`fds`](Self::fds) are queues that different workers may read at
+    /// the same time (a multi-queue tap's queue fds, a packet port's fanout sockets): the
+    /// daemon spreads fd `i < queues()` over the workers and gives each its own reader lock.
+    /// 1 (the default): every fd of the port is read by one worker at a time.
+    fn queues(&self) -> usize {
+        1
+    }
+
+    /// Writes one header + frame through queue `queue` (`< queues()`), as [`send`](Self::send)
+    /// does: each worker writes through its own queue, so no two workers write one fd, and a
+    /// tap steers the flow's replies back to that queue. The default ignores the queue.
+    fn send_on(&self, queue: usize, buf: &[u8]) -> io::Result<usize> {
+        let _ = queue;
+        self.send(buf)
+    }
+
+    /// Reads up to `bufs.len()` frames from queue `rxq`, frame `i` into `bufs[i]` with its
+    /// length in `lens[i]`; returns how many (at least 1) or `recv`'s error. The default reads
+    /// one with [`recv`](Self::recv); a packet port reads a batch in one `recvmmsg`.
+    fn recv_batch(
+        &self,
+        rxq: RxQueue,
+        bufs: &mut [Vec<u8>],
+        lens: &mut [usize],
+    ) -> io::Result<usize> {
+        let (Some(buf), Some(len)) = (bufs.first_mut(), lens.first_mut()) else {
+            return Ok(0);
+        };
+        *len = self.recv(rxq, buf)?;
+        Ok(1)
+    }
+
+    /// The most frames one [`recv_batch`](Self::recv_batch) returns; 1 (the default) means the
+    /// daemon reads with `recv`, one frame ahead.
+    fn rx_batch(&self) -> usize {
+        1
+    }
 }
+
+/// The most queues a multi-queue port opens (`[switch] multi_queue`: one per worker, at most
+/// this many); it sizes the daemon's per-queue reader locks.
+pub const MAX_QUEUES: usize = 16;
 
 /// One port of the switch, whatever its kind: what the daemon's port table holds.
 pub type Port = Box<dyn PortIo>;

@@ -29,22 +29,34 @@
 //! the same socket, so the fd the workers poll never changes. A netdev that is missing at start
 //! is not an error: the port starts down and attaches when it appears (a VM not started yet).
 //!
+//! # Multi-queue (`[switch] multi_queue`)
+//!
+//! [`PacketPort::open_queues`] with several queues makes one socket per worker in a
+//! `PACKET_FANOUT` group (`PACKET_FANOUT_HASH` with defragmentation; the group id picked by the
+//! kernel, `PACKET_FANOUT_FLAG_UNIQUEID`): the kernel hands each flow to one socket by its
+//! symmetric hash, so a flow stays with one worker, in order, and the port's flows spread over
+//! the workers. Each worker also sends through its own socket. A socket in a fanout group can
+//! never be bound again, so the port's fds are one epoll set per queue over its current socket
+//! (an epoll fd is readable while a socket in it is): when the netdev comes back the port
+//! makes a new group and swaps the sockets under the same fds. Each socket holds its own
+//! promiscuous membership (`promiscuity` counts them).
+//!
 //! # Limits
 //!
-//! One `recv`/`sendmsg` per frame: no `TPACKET_V3` ring yet. A V3 ring saves the receive
-//! syscalls, but it wakes the reader only when a block is full or its retire timer (at least a
-//! millisecond) fires, so a lone frame (a ping, a DHCP exchange) would wait that long; a V2 ring
-//! wakes per frame. Which one, measured against the kernel bridge, is the speed issue's call; the
-//! fd the workers poll stays the same either way. The netdev's MTU is left as its owner set it.
+//! Frames are read in `recvmmsg` batches of up to 16 ([`PortIo::recv_batch`]) and sent one
+//! `sendmsg` each: no `TPACKET_V3` ring. A V3 ring saves the receive syscalls, but it wakes the
+//! reader only when a block is full or its retire timer (at least a millisecond) fires, so a
+//! lone frame (a ping, a DHCP exchange) would wait that long; a V2 ring wakes per frame. It was
+//! not tried (issue 24 left it for later). The netdev's MTU is left as its owner set it.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
 use super::link::LinkState;
 use super::netlink::Netlink;
-use super::{sys, validate_ifname, Netns, PortError, PortIo, RxQueue};
+use super::{sys, validate_ifname, Epoll, Netns, PortError, PortIo, RxQueue};
 use crate::control::config::{PacketConfig, PortConfig};
 use crate::wire::VNET_HDR_LEN;
 
@@ -53,13 +65,30 @@ const PACKET_VNET_HDR_LEN: usize = 10;
 /// Bytes the frame sits to the right of where a packet socket would put it.
 const SHIFT: usize = VNET_HDR_LEN - PACKET_VNET_HDR_LEN;
 
+/// The sockets of a multi-queue packet port: one per queue in a `PACKET_FANOUT` group (hash),
+/// each behind an epoll fd of its own that the workers watch (the port's fds, stable for its
+/// life). A socket in a fanout group can never be bound again, so when the netdev comes back
+/// the port makes a new group and swaps every socket under the same epoll fds.
+#[derive(Debug)]
+struct Fanout {
+    /// Queue `i`'s stable fd: an epoll set over its current socket (readable while it is).
+    wakers: Vec<Epoll>,
+    /// The current socket of each queue; empty before the first attach.
+    socks: RwLock<Vec<OwnedFd>>,
+    /// The namespace new sockets are made in (`None`: the daemon's).
+    nsfd: Option<OwnedFd>,
+}
+
 /// An `AF_PACKET` socket attached to a netdev by name.
 #[derive(Debug)]
 pub struct PacketPort {
     ifname: String,
     /// The namespace the netdev lives in, if not the daemon's.
     netns: Option<String>,
+    /// The socket of a single-queue port; unused (an unbound socket) with `fanout`.
     fd: OwnedFd,
+    /// A multi-queue port's fanout group, one socket per queue (`[switch] multi_queue`).
+    fanout: Option<Fanout>,
     /// The ifindex the socket is bound to; 0 before the first attach.
     ifindex: AtomicU32,
     /// Requests in the netdev's namespace; only the tick (and `open`) use it.
@@ -71,6 +100,16 @@ impl PacketPort {
     /// Opens a packet socket in `netns` (the daemon's namespace if `None`) and attaches it to
     /// the netdev `ifname` if it exists (otherwise the port starts down).
     pub fn open(ifname: &str, netns: Option<&Netns>) -> Result<PacketPort, PortError> {
+        PacketPort::open_queues(ifname, netns, 1)
+    }
+
+    /// [`open`](Self::open) with `queues` queues: with more than one, a `PACKET_FANOUT` group of
+    /// that many sockets (at most `MAX_QUEUES`), the kernel sending each flow to one of them.
+    pub fn open_queues(
+        ifname: &str,
+        netns: Option<&Netns>,
+        queues: usize,
+    ) -> Result<PacketPort, PortError> {
         validate_ifname(ifname)?;
         let err = |action: &str, err: io::Error| PortError::Packet {
             ifname: ifname.to_string(),
@@ -90,10 +129,29 @@ impl PacketPort {
             None => Netlink::open(),
         }
         .map_err(|e| err("open a netlink socket", e))?;
+        let queues = queues.clamp(1, super::MAX_QUEUES);
+        let fanout = if queues > 1 {
+            let wakers = (0..queues)
+                .map(|_| Epoll::new())
+                .collect::<io::Result<Vec<_>>>()
+                .map_err(|e| err("create its queues' epoll sets", e))?;
+            let nsfd = nsfd
+                .map(|ns| ns.try_clone_to_owned())
+                .transpose()
+                .map_err(|e| err("keep its namespace open", e))?;
+            Some(Fanout {
+                wakers,
+                socks: RwLock::new(Vec::new()),
+                nsfd,
+            })
+        } else {
+            None
+        };
         let port = PacketPort {
             ifname: ifname.to_string(),
             netns: netns.map(|n| n.name().to_string()),
             fd,
+            fanout,
             ifindex: AtomicU32::new(0),
             netlink: Mutex::new(netlink),
             link: LinkState::new(false),
@@ -130,8 +188,13 @@ impl PacketPort {
             // Up before bind: binding to a down device reports ENETDOWN on the socket.
             nl.set_link(index, None, None, Some(true))?;
         }
-        sys::packet_bind(self.fd.as_fd(), index)?;
-        sys::packet_add_promisc(self.fd.as_fd(), index)?;
+        match &self.fanout {
+            None => {
+                sys::packet_bind(self.fd.as_fd(), index)?;
+                sys::packet_add_promisc(self.fd.as_fd(), index)?;
+            }
+            Some(f) => f.attach(index)?,
+        }
         self.ifindex.store(index, Relaxed);
         self.link.set_up(true);
         tracing::info!(ifname = %self.ifname, netns = ?self.netns, ifindex = index,
@@ -170,16 +233,43 @@ impl PacketPort {
     /// Reads one frame as the switch's 12-byte header + frame. A netdev that went down or away
     /// takes the link down and reads as `WouldBlock`.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.recv_on(0, buf)
+    }
+
+    /// `recv` from queue `q`'s socket.
+    fn recv_on(&self, q: usize, buf: &mut [u8]) -> io::Result<usize> {
         if buf.len() < VNET_HDR_LEN {
             return Err(io::Error::from(io::ErrorKind::InvalidInput));
         }
-        match sys::recv(self.fd.as_fd(), &mut buf[SHIFT..]) {
+        let read = self.with_socket(q, |fd| sys::recv(fd, &mut buf[SHIFT..]));
+        match self.link_checked(read) {
             Ok(n) if n < PACKET_VNET_HDR_LEN => Err(io::Error::from(io::ErrorKind::WouldBlock)),
-            Ok(n) => {
-                buf.copy_within(SHIFT..VNET_HDR_LEN, 0);
-                buf[PACKET_VNET_HDR_LEN..VNET_HDR_LEN].fill(0);
-                Ok(n + SHIFT)
-            }
+            Ok(n) => Ok(to_switch_header(buf, n)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads up to `bufs.len()` (at most 16) frames from queue `q`'s socket in one
+    /// `recvmmsg`, each as the switch's header + frame.
+    fn recv_many(&self, q: usize, bufs: &mut [Vec<u8>], lens: &mut [usize]) -> io::Result<usize> {
+        let read = self.with_socket(q, |fd| sys::recv_many(fd, bufs, SHIFT, lens));
+        let got = self.link_checked(read)?;
+        // A runt (shorter than the kernel's header) cannot come from a packet socket with
+        // PACKET_VNET_HDR; one that did would be dropped by the switch as malformed.
+        for (buf, len) in bufs.iter_mut().zip(lens.iter_mut()).take(got) {
+            *len = if *len < PACKET_VNET_HDR_LEN {
+                0
+            } else {
+                to_switch_header(buf, *len)
+            };
+        }
+        Ok(got)
+    }
+
+    /// A read's result, with a netdev that went down or away taking the link down and
+    /// reading as `WouldBlock`.
+    fn link_checked(&self, read: io::Result<usize>) -> io::Result<usize> {
+        match read {
             Err(e) if is_link_gone(&e) => {
                 if self.link.is_up() {
                     tracing::warn!(ifname = %self.ifname, error = %e, "packet port: link down");
@@ -187,18 +277,41 @@ impl PacketPort {
                 self.link.set_up(false);
                 Err(io::Error::from(io::ErrorKind::WouldBlock))
             }
-            Err(e) => Err(e),
+            r => r,
+        }
+    }
+
+    /// Runs `f` on queue `q`'s socket (the only one of a single-queue port; queue 0's for a
+    /// `q` out of range). A fanout port not attached yet has none: `WouldBlock`.
+    fn with_socket<T>(
+        &self,
+        q: usize,
+        f: impl FnOnce(BorrowedFd<'_>) -> io::Result<T>,
+    ) -> io::Result<T> {
+        let Some(fanout) = &self.fanout else {
+            return f(self.fd.as_fd());
+        };
+        let socks = fanout.socks.read().unwrap_or_else(|p| p.into_inner());
+        match socks.get(q).or_else(|| socks.first()) {
+            Some(fd) => f(fd.as_fd()),
+            None => Err(io::Error::from(io::ErrorKind::WouldBlock)),
         }
     }
 
     /// Sends one 12-byte header + frame: the kernel gets the first 10 header bytes and the frame
     /// in one `sendmsg`.
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        self.send_on(0, buf)
+    }
+
+    /// `send` through queue `q`'s socket.
+    fn send_on(&self, q: usize, buf: &[u8]) -> io::Result<usize> {
         if buf.len() < VNET_HDR_LEN {
             return Err(io::Error::from(io::ErrorKind::InvalidInput));
         }
         let parts = [&buf[..PACKET_VNET_HDR_LEN], &buf[VNET_HDR_LEN..]];
-        sys::send_parts(self.fd.as_fd(), &parts).map(|n| n + SHIFT)
+        self.with_socket(q, |fd| sys::send_parts(fd, &parts))
+            .map(|n| n + SHIFT)
     }
 
     /// The socket (non-blocking), for epoll. The same fd for the port's whole life.
@@ -221,25 +334,50 @@ impl PacketPort {
         p: &PortConfig,
         cfg: &PacketConfig,
         netns: Option<&Netns>,
+        queues: usize,
     ) -> Result<PacketPort, PortError> {
-        let port = PacketPort::open(&cfg.ifname, netns)?;
+        let port = PacketPort::open_queues(&cfg.ifname, netns, queues)?;
         tracing::info!(port = %p.name, ifname = %cfg.ifname,
-            netns = %cfg.netns.as_deref().unwrap_or("-"), "port: packet");
+            netns = %cfg.netns.as_deref().unwrap_or("-"), queues = port.queues(), "port: packet");
         Ok(port)
     }
 }
 
 impl PortIo for PacketPort {
     fn fds(&self) -> Vec<BorrowedFd<'_>> {
-        vec![self.fd()]
+        match &self.fanout {
+            None => vec![self.fd()],
+            Some(f) => f.wakers.iter().map(AsFd::as_fd).collect(),
+        }
     }
 
-    fn recv(&self, _rxq: RxQueue, buf: &mut [u8]) -> io::Result<usize> {
-        PacketPort::recv(self, buf)
+    fn recv(&self, rxq: RxQueue, buf: &mut [u8]) -> io::Result<usize> {
+        self.recv_on(usize::from(rxq.0), buf)
     }
 
     fn send(&self, buf: &[u8]) -> io::Result<usize> {
         PacketPort::send(self, buf)
+    }
+
+    fn queues(&self) -> usize {
+        self.fanout.as_ref().map_or(1, |f| f.wakers.len())
+    }
+
+    fn send_on(&self, queue: usize, buf: &[u8]) -> io::Result<usize> {
+        PacketPort::send_on(self, queue, buf)
+    }
+
+    fn recv_batch(
+        &self,
+        rxq: RxQueue,
+        bufs: &mut [Vec<u8>],
+        lens: &mut [usize],
+    ) -> io::Result<usize> {
+        self.recv_many(usize::from(rxq.0), bufs, lens)
+    }
+
+    fn rx_batch(&self) -> usize {
+        sys::RECV_MANY_MAX
     }
 
     fn offloads(&self) -> bool {
@@ -252,6 +390,44 @@ impl PortIo for PacketPort {
 
     fn tick(&self) {
         PacketPort::tick(self)
+    }
+}
+
+/// Turns what a packet socket read into `buf[SHIFT..]` (`n` bytes: its 10-byte header, then
+/// the frame) into the switch's 12-byte header + frame in place; returns the new length.
+fn to_switch_header(buf: &mut [u8], n: usize) -> usize {
+    buf.copy_within(SHIFT..VNET_HDR_LEN, 0);
+    buf[PACKET_VNET_HDR_LEN..VNET_HDR_LEN].fill(0);
+    n + SHIFT
+}
+
+impl Fanout {
+    /// Makes a new fanout group of one socket per queue on the netdev `index` (each bound,
+    /// promiscuous, with the port's options) and puts it in place of the old one, under the
+    /// same epoll fds. The old sockets close (and leave their group) when replaced.
+    fn attach(&self, index: u32) -> io::Result<()> {
+        let mut new = Vec::with_capacity(self.wakers.len());
+        let mut id = None;
+        for _ in &self.wakers {
+            let fd = sys::packet_socket(self.nsfd.as_ref().map(AsFd::as_fd))?;
+            sys::packet_set_options(fd.as_fd())?;
+            sys::packet_bind(fd.as_fd(), index)?;
+            sys::packet_add_promisc(fd.as_fd(), index)?;
+            match id {
+                None => id = Some(sys::packet_fanout_new(fd.as_fd())?),
+                Some(id) => sys::packet_fanout_join(fd.as_fd(), id)?,
+            }
+            new.push(fd);
+        }
+        let mut socks = self.socks.write().unwrap_or_else(|p| p.into_inner());
+        for (waker, fd) in self.wakers.iter().zip(&new) {
+            waker.add(fd.as_fd(), 0)?;
+        }
+        for (waker, old) in self.wakers.iter().zip(socks.iter()) {
+            let _ = waker.delete(old.as_fd());
+        }
+        *socks = new;
+        Ok(())
     }
 }
 

@@ -767,6 +767,86 @@ pub(crate) fn packet_add_promisc(fd: BorrowedFd<'_>, ifindex: u32) -> io::Result
     Ok(())
 }
 
+/// `PACKET_FANOUT` type of a switch's packet port: by the flow's (symmetric) hash, so a flow
+/// stays with one socket, reassembling IP fragments first so they hash as their datagram.
+const FANOUT_HASH: c_uint = libc::PACKET_FANOUT_HASH | libc::PACKET_FANOUT_FLAG_DEFRAG;
+
+/// Makes the bound packet socket `fd` the first of a new `PACKET_FANOUT` group (hash), with an
+/// id the kernel picks among the unused ones (`PACKET_FANOUT_FLAG_UNIQUEID`, Linux 4.3+), and
+/// returns that id, for [`packet_fanout_join`].
+pub(crate) fn packet_fanout_new(fd: BorrowedFd<'_>) -> io::Result<u16> {
+    let arg = ((FANOUT_HASH | libc::PACKET_FANOUT_FLAG_UNIQUEID) << 16) as c_int;
+    set_int_option(fd, libc::SOL_PACKET, libc::PACKET_FANOUT, arg)?;
+    let mut val: c_int = 0;
+    let mut len = size_of::<c_int>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes (one C int) into `val` and the length into
+    // `len`, both on our stack for the whole call.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_FANOUT,
+            (&mut val as *mut c_int).cast(),
+            &mut len,
+        )
+    })?;
+    // The low 16 bits are the id; type and flags are above.
+    Ok(val as u16)
+}
+
+/// Adds the bound packet socket `fd` to the `PACKET_FANOUT` group `id` of [`packet_fanout_new`]
+/// (same device, protocol and type).
+pub(crate) fn packet_fanout_join(fd: BorrowedFd<'_>, id: u16) -> io::Result<()> {
+    let arg = ((FANOUT_HASH << 16) | c_uint::from(id)) as c_int;
+    set_int_option(fd, libc::SOL_PACKET, libc::PACKET_FANOUT, arg)
+}
+
+/// Most frames one [`recv_many`] takes.
+pub(crate) const RECV_MANY_MAX: usize = 16;
+
+/// `recvmmsg(2)` with `MSG_DONTWAIT` of up to [`RECV_MANY_MAX`] datagrams, datagram `i` into
+/// `bufs[i][offset..]` with its length in `lens[i]`; returns how many (at least 1), or the
+/// error of the first (`WouldBlock` when none is waiting). A datagram larger than its buffer
+/// is cut (its length says so only up to the buffer).
+pub(crate) fn recv_many(
+    fd: BorrowedFd<'_>,
+    bufs: &mut [Vec<u8>],
+    offset: usize,
+    lens: &mut [usize],
+) -> io::Result<usize> {
+    let n = bufs.len().min(lens.len()).min(RECV_MANY_MAX);
+    // SAFETY: iovec and mmsghdr are plain data for which all-zero bytes are valid values (null
+    // pointers and zero lengths, no name, no control data).
+    let mut iov: [libc::iovec; RECV_MANY_MAX] = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut msgs: [libc::mmsghdr; RECV_MANY_MAX] = unsafe { std::mem::zeroed() };
+    for i in 0..n {
+        let buf = bufs[i].get_mut(offset..).unwrap_or_default();
+        iov[i] = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        msgs[i].msg_hdr.msg_iov = &mut iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: the first `n` headers each point at one iovec over a distinct buffer borrowed
+    // mutably for the whole call (the kernel writes at most `iov_len` bytes there and the
+    // lengths into `msgs`); `iov` and `msgs` outlive the call; no timeout pointer.
+    let got = cvt(unsafe {
+        libc::recvmmsg(
+            fd.as_raw_fd(),
+            msgs.as_mut_ptr(),
+            n as c_uint,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        )
+    })? as usize;
+    for i in 0..got {
+        lens[i] = msgs[i].msg_len as usize;
+    }
+    Ok(got)
+}
+
 /// `sendmsg(2)` of the concatenation of `parts` in one call (one packet on a packet socket),
 /// `MSG_DONTWAIT | MSG_NOSIGNAL`, to the socket's bound device or connected peer.
 pub(crate) fn send_parts(fd: BorrowedFd<'_>, parts: &[&[u8]]) -> io::Result<usize> {

@@ -33,6 +33,17 @@
 //! lab gives it. Moving a netdev takes it down and may change its ifindex, so every operation
 //! looks the index up again by name, through a netlink socket in the netdev's current namespace.
 //!
+//! # Multi-queue taps
+//!
+//! With `[switch] multi_queue = true`, a tap the port creates is a multi-queue tap
+//! ([`TapPort::open_queues`]): `IFF_MULTI_QUEUE` on one `/dev/net/tun` fd per worker, each
+//! attached to the same netdev. The kernel's tun driver picks a queue per flow: the queue the
+//! switch last wrote the flow's frames to (its flow table), else by the flow's hash. The daemon
+//! gives queue `i` to a different worker, and each worker writes through its own queue
+//! ([`PortIo::send_on`]), so both directions of a flow stay with one worker and no two workers
+//! write one fd. A tap that exists already (a persistent one, or one made ahead of time) is
+//! attached single-queue as before, and so is a `persist = true` port's.
+//!
 //! # Who removes what
 //!
 //! - A tap this port created is not persistent: closing the fd (dropping the port) removes it,
@@ -84,6 +95,9 @@ const OFFLOADS_UDP: c_uint = libc::TUN_F_USO4 | libc::TUN_F_USO6;
 pub struct TapPort {
     ifname: String,
     fd: OwnedFd,
+    /// A multi-queue tap's other queues (`IFF_MULTI_QUEUE`): queue `i + 1` of the netdev.
+    /// Empty for a single-queue tap.
+    more_queues: Vec<OwnedFd>,
     created: bool,
     /// The namespace the tap was found or created in.
     home: OwnedFd,
@@ -100,6 +114,13 @@ impl TapPort {
     /// Opens the tap `ifname` in the current network namespace, creating it if there is none,
     /// with a 12-byte virtio-net header, and sets its MTU.
     pub fn open(ifname: &str, mtu: u32) -> Result<TapPort, PortError> {
+        TapPort::open_queues(ifname, mtu, 1)
+    }
+
+    /// [`open`](Self::open) with `queues` queues: a tap this port creates with `queues > 1` is a
+    /// multi-queue tap (`IFF_MULTI_QUEUE`, one `/dev/net/tun` fd per queue, the kernel choosing
+    /// a queue per flow). A tap that already exists is attached with one queue, as before.
+    pub fn open_queues(ifname: &str, mtu: u32, queues: usize) -> Result<TapPort, PortError> {
         validate_ifname(ifname)?;
         let tap_err = |action: &str, err: io::Error| PortError::Tap {
             ifname: ifname.to_string(),
@@ -113,12 +134,22 @@ impl TapPort {
             });
         }
         let existed = sys::if_nametoindex(ifname).is_ok();
+        let queues = if existed {
+            1
+        } else {
+            queues.clamp(1, super::MAX_QUEUES)
+        };
+        let flags = if queues > 1 {
+            sys::TAP_FLAGS | libc::IFF_MULTI_QUEUE
+        } else {
+            sys::TAP_FLAGS
+        };
         let fd = sys::open_tun().map_err(|err| PortError::TunDevice {
             ifname: ifname.to_string(),
             err,
         })?;
-        let name = sys::tun_set_iff(fd.as_fd(), ifname, sys::TAP_FLAGS).map_err(|e| {
-            match e.raw_os_error() {
+        let name =
+            sys::tun_set_iff(fd.as_fd(), ifname, flags).map_err(|e| match e.raw_os_error() {
                 Some(libc::EBUSY) => PortError::TapBusy {
                     ifname: ifname.to_string(),
                 },
@@ -126,15 +157,25 @@ impl TapPort {
                     ifname: ifname.to_string(),
                 },
                 _ => tap_err("create or attach it (TUNSETIFF)", e),
-            }
-        })?;
+            })?;
         let info = sys::tun_get_iff(fd.as_fd()).map_err(|e| tap_err("read its flags", e))?;
+        let mut more_queues = Vec::with_capacity(queues - 1);
+        for q in 1..queues {
+            let qfd = sys::open_tun().map_err(|err| PortError::TunDevice {
+                ifname: ifname.to_string(),
+                err,
+            })?;
+            sys::tun_set_iff(qfd.as_fd(), &name, flags)
+                .map_err(|e| tap_err(&format!("attach queue {q} (TUNSETIFF)"), e))?;
+            more_queues.push(qfd);
+        }
         let home = sys::open_netns(Path::new(sys::THREAD_NETNS))
             .map_err(|e| tap_err("open the current network namespace", e))?;
         // From here on, dropping `port` closes the fd, which removes a tap we created.
         let port = TapPort {
             ifname: name,
             fd,
+            more_queues,
             created: !info.is_persistent(),
             home,
             plugged: None,
@@ -201,6 +242,7 @@ impl TapPort {
         let port = TapPort {
             ifname: name,
             fd,
+            more_queues: Vec::new(),
             created: false,
             home,
             plugged: Some((ns.name().to_string(), ns_fd)),
@@ -435,6 +477,19 @@ impl TapPort {
         sys::read(self.fd.as_fd(), buf)
     }
 
+    /// How many queues the tap has (1 unless it was created multi-queue).
+    pub fn queues(&self) -> usize {
+        1 + self.more_queues.len()
+    }
+
+    /// The fd of queue `q` (queue 0 for one out of range).
+    fn queue_fd(&self, q: usize) -> BorrowedFd<'_> {
+        match q.checked_sub(1).and_then(|i| self.more_queues.get(i)) {
+            Some(fd) => fd.as_fd(),
+            None => self.fd.as_fd(),
+        }
+    }
+
     /// Writes one virtio-net header plus frame.
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
         sys::write(self.fd.as_fd(), buf)
@@ -444,12 +499,14 @@ impl TapPort {
 impl TapPort {
     /// Opens (or creates) the tap of port `p` of `config` and configures it: plugged into
     /// `netns` with the host's MAC and address if it lives in one, else brought up with its
-    /// `host_address`. A persistent tap keeps its namespace after the daemon.
+    /// `host_address`. A persistent tap keeps its namespace after the daemon. `queues` is the
+    /// number of queues a tap it creates gets (the workers', with `[switch] multi_queue`).
     pub fn from_config(
         config: &Config,
         p: &PortConfig,
         tap_cfg: &TapConfig,
         netns: Option<&Netns>,
+        queues: usize,
     ) -> Result<TapPort, PortError> {
         let host = p.host.map(|h| &config.hosts[h]);
         // A persistent tap and its namespace outlive the daemon; a restart finds the tap there.
@@ -460,7 +517,7 @@ impl TapPort {
             }
             tap
         } else {
-            TapPort::open(&tap_cfg.ifname, p.mtu)?
+            TapPort::open_queues(&tap_cfg.ifname, p.mtu, queues)?
         };
         match (&tap_cfg.netns, netns) {
             (Some(ns_name), Some(ns)) => {
@@ -478,6 +535,7 @@ impl TapPort {
                     mac = %host.and_then(|h| h.mac).map_or_else(|| "-".into(), |m| m.to_string()),
                     ipv4 = %ipv4.map(|(a, l)| format!("{a}/{l}")).unwrap_or_else(|| "-".into()),
                     persist = tap.is_persistent(),
+                    queues = tap.queues(),
                     "port up: tap plugged into namespace"
                 );
             }
@@ -488,7 +546,7 @@ impl TapPort {
                 }
                 tracing::info!(port = %p.name, ifname = %tap_cfg.ifname,
                     host_address = %tap_cfg.host_address.map_or_else(|| "-".into(), |a| a.to_string()),
-                    persist = tap.is_persistent(), "port up: tap");
+                    persist = tap.is_persistent(), queues = tap.queues(), "port up: tap");
             }
         }
         Ok(tap)
@@ -497,15 +555,26 @@ impl TapPort {
 
 impl PortIo for TapPort {
     fn fds(&self) -> Vec<BorrowedFd<'_>> {
-        vec![self.fd()]
+        (0..self.queues()).map(|q| self.queue_fd(q)).collect()
     }
 
-    fn recv(&self, _rxq: RxQueue, buf: &mut [u8]) -> io::Result<usize> {
-        TapPort::recv(self, buf)
+    /// Queue `rxq`'s fd; [`RxQueue::ANY`] reads queue 0.
+    fn recv(&self, rxq: RxQueue, buf: &mut [u8]) -> io::Result<usize> {
+        sys::read(self.queue_fd(usize::from(rxq.0)), buf)
     }
 
     fn send(&self, buf: &[u8]) -> io::Result<usize> {
         TapPort::send(self, buf)
+    }
+
+    fn queues(&self) -> usize {
+        TapPort::queues(self)
+    }
+
+    /// A write to queue `queue` also tells the kernel to send the flow's replies there (the
+    /// tun driver's flow table, which `tun_automq_select_queue` consults).
+    fn send_on(&self, queue: usize, buf: &[u8]) -> io::Result<usize> {
+        sys::write(self.queue_fd(queue), buf)
     }
 
     fn offloads(&self) -> bool {

@@ -43,6 +43,7 @@ pub(super) struct RawSwitch {
     pub(super) storm_limit: Option<Spanned<toml::Value>>,
     pub(super) loop_detection: Option<bool>,
     pub(super) poll_us: Option<Spanned<i64>>,
+    pub(super) multi_queue: Option<bool>,
     #[serde(default)]
     pub(super) fdb: Vec<RawFdb>,
     pub(super) control_socket: Option<Spanned<String>>,

@@ -47,6 +47,7 @@ pub(super) fn validate_switch(
             storm_limit: Some(DEFAULT_STORM_LIMIT),
             loop_detection: true,
             poll: Duration::ZERO,
+            multi_queue: false,
             static_fdb: Vec::new(),
         });
     };
@@ -86,6 +87,7 @@ pub(super) fn validate_switch(
         storm_limit,
         loop_detection: raw.loop_detection.unwrap_or(true),
         poll: Duration::from_micros(poll_us as u64),
+        multi_queue: raw.multi_queue.unwrap_or(false),
         static_fdb,
     })
 }
