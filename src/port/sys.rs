@@ -1240,3 +1240,57 @@ pub fn fill_random(buf: &mut [u8]) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// `sendmsg(2)` of `parts` concatenated, as one datagram to `to` (a UDP socket's VXLAN header
+/// and frame without copying them together), `MSG_DONTWAIT | MSG_NOSIGNAL`.
+pub(crate) fn send_to_parts(
+    fd: BorrowedFd<'_>,
+    to: &std::net::SocketAddr,
+    parts: [&[u8]; 2],
+) -> io::Result<usize> {
+    // SAFETY: sockaddr_in6 and sockaddr_in are plain data for which all-zero bytes are valid.
+    let mut v6: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut v4: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    let (name, len): (*mut libc::c_void, usize) = match to {
+        std::net::SocketAddr::V4(a) => {
+            v4.sin_family = libc::AF_INET as libc::sa_family_t;
+            v4.sin_port = a.port().to_be();
+            v4.sin_addr.s_addr = u32::from_ne_bytes(a.ip().octets());
+            (
+                (&mut v4 as *mut libc::sockaddr_in).cast(),
+                size_of::<libc::sockaddr_in>(),
+            )
+        }
+        std::net::SocketAddr::V6(a) => {
+            v6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            v6.sin6_port = a.port().to_be();
+            v6.sin6_addr.s6_addr = a.ip().octets();
+            v6.sin6_flowinfo = a.flowinfo();
+            v6.sin6_scope_id = a.scope_id();
+            (
+                (&mut v6 as *mut libc::sockaddr_in6).cast(),
+                size_of::<libc::sockaddr_in6>(),
+            )
+        }
+    };
+    let iov = parts.map(|p| libc::iovec {
+        iov_base: p.as_ptr().cast_mut().cast(),
+        iov_len: p.len(),
+    });
+    // SAFETY: msghdr is plain data for which all-zero bytes are a valid value (no control data).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = name;
+    msg.msg_namelen = len as libc::socklen_t;
+    msg.msg_iov = iov.as_ptr().cast_mut();
+    msg.msg_iovlen = iov.len();
+    // SAFETY: `msg_name` points at a sockaddr of `msg_namelen` bytes and every iovec into a slice
+    // borrowed for the whole call; the kernel only reads them, and all outlive the call.
+    cvt_len(unsafe {
+        libc::sendmsg(
+            fd.as_raw_fd(),
+            &msg,
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    })
+}

@@ -12,6 +12,7 @@ pub mod ipv4;
 mod mac;
 pub mod tcp;
 mod vnet;
+pub mod vxlan;
 
 pub use ethernet::{EtherType, EthernetFrame, ETHERNET_HEADER_LEN, VLAN_TAG_LEN};
 pub use mac::{MacAddr, ParseMacError};
