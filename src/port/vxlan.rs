@@ -19,7 +19,11 @@
 //!   segment); one without the I flag, or too short for a VXLAN header and an Ethernet header,
 //!   is `malformed`; another VNI is `wrong_vni`. The frame is read in place: the 8-byte VXLAN
 //!   header lands where the 12-byte virtio-net header goes, and is overwritten with a zero one.
-//!   The inner source MAC is learned against the VTEP (a unicast source only).
+//!   The inner source MAC is learned against the VTEP (a unicast source only). A TCP or UDP
+//!   segment whose checksum the far kernel left partial (a veth underlay) gets `F_NEEDS_CSUM`
+//!   in its virtio-net header, so the egress completes it, and a partial TCP super-frame (the
+//!   far kernel's GSO skb, which a veth hands the UDP socket unsegmented) gets a TCP GSO header
+//!   at the port's MTU (`wire::vxlan::rx_offload`).
 //! - Egress ([`VxlanPort::send`]): a frame to a MAC the table knows goes to that VTEP; any
 //!   other (unknown unicast, broadcast, multicast) goes to every remote (head-end replication).
 //!   The VXLAN header and the frame leave in one `sendmsg` with two iovecs: no copy.
@@ -46,7 +50,7 @@ use std::time::Duration;
 use super::link::LinkState;
 use super::{sys, PortError, PortIo, RxQueue};
 use crate::control::config::{PortConfig, VxlanConfig};
-use crate::wire::vxlan::{flow_hash, VxlanError, VxlanHeader, VXLAN_HEADER_LEN};
+use crate::wire::vxlan::{flow_hash, rx_offload, VxlanError, VxlanHeader, VXLAN_HEADER_LEN};
 use crate::wire::{gso, MacAddr, ETHERNET_HEADER_LEN, VLAN_TAG_LEN, VNET_HDR_LEN};
 
 /// Sending sockets, one source port each, that the inner flows are spread over.
@@ -279,7 +283,9 @@ impl VxlanPort {
                 if d.src.is_valid_source() {
                     self.learn(d.src, d.vtep);
                 }
-                buf[..VNET_HDR_LEN].fill(0);
+                // A far kernel over a veth leaves checksums, even segmentation, to a NIC.
+                let hdr = rx_offload(&buf[VNET_HDR_LEN..at + n], self.mtu);
+                hdr.emit(&mut buf[..VNET_HDR_LEN]);
                 Ok(at + n)
             }
             Err(e) => {

@@ -20,11 +20,21 @@
 //! 5-tuple when it has one (IPv4 or IPv6, TCP or UDP, through one 802.1Q tag, not a later
 //! fragment) and its MACs and EtherType otherwise; equal flows always hash equal.
 //!
+//! A frame can arrive with its TCP or UDP checksum not yet computed: when the far VTEP's kernel
+//! sends over a veth (or any device that takes checksum offload), the inner segment leaves
+//! `CHECKSUM_PARTIAL` and the UDP socket hands it over as it is, with only the pseudo-header
+//! sum in the checksum field. [`partial_checksum`] recognises exactly that (the field equals
+//! the pseudo-header sum and the checksum does not verify) and says where the checksum goes,
+//! so the port can mark the frame `F_NEEDS_CSUM` in its virtio-net header, as a tap would: the
+//! egress tap's kernel or `wire::gso` completes it. A frame with a correct checksum costs one
+//! pseudo-header sum; only one whose field looks partial is summed whole.
+//!
 //! Overhead on the underlay: outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8 = 50 bytes per frame
 //! ([`OVERHEAD_IPV4`]), 70 over IPv6 ([`OVERHEAD_IPV6`]). An inner IP MTU of 1500 needs an
 //! underlay IP MTU of 1550 (IPv4); the Linux `vxlan` device's default MTU is 1450 for that reason.
 
-use super::{EtherType, ETHERNET_HEADER_LEN, VLAN_TAG_LEN};
+use super::gso::{GSO_TCPV4, GSO_TCPV6};
+use super::{EtherType, VnetHeader, ETHERNET_HEADER_LEN, VLAN_TAG_LEN};
 
 /// Bytes of the VXLAN header.
 pub const VXLAN_HEADER_LEN: usize = 8;
@@ -136,6 +146,116 @@ pub fn flow_hash(frame: &[u8]) -> u32 {
     }
 }
 
+/// The virtio-net header a received inner frame gets: all zero for a complete frame;
+/// `F_NEEDS_CSUM` where the far kernel left the checksum partial ([`partial_checksum`]); and,
+/// for a partial TCP segment longer than `mtu` (the far kernel's GSO super-frame: over a veth
+/// the kernel hands a UDP socket the tunnel's unsegmented skb as one datagram), a TCP GSO
+/// header cutting it into segments of at most `mtu` IP bytes, which a tap takes as it is and
+/// `wire::gso` segments for every other port. A complete frame longer than `mtu` stays plain:
+/// the switch drops it (`mtu`).
+pub fn rx_offload(frame: &[u8], mtu: u32) -> VnetHeader {
+    let Some((csum_start, csum_offset)) = partial_checksum(frame) else {
+        return VnetHeader::default();
+    };
+    let mut hdr = VnetHeader {
+        flags: VnetHeader::F_NEEDS_CSUM,
+        csum_start,
+        csum_offset,
+        ..VnetHeader::default()
+    };
+    let l4 = usize::from(csum_start);
+    let l3 = if frame.get(12..14) == Some(&[0x81, 0x00]) {
+        ETHERNET_HEADER_LEN + VLAN_TAG_LEN
+    } else {
+        ETHERNET_HEADER_LEN
+    };
+    let is_tcp = csum_offset == 16;
+    let Some(&data_offset) = frame.get(l4 + 12) else {
+        return hdr;
+    };
+    let payload = l4 + usize::from(data_offset >> 4) * 4;
+    let mtu = mtu as usize;
+    if !is_tcp || frame.len() - l3 <= mtu || payload - l3 >= mtu {
+        return hdr;
+    }
+    let is_ipv6 = l4 - l3 == 40 && frame[l3] >> 4 == 6;
+    hdr.gso_type = if is_ipv6 { GSO_TCPV6 } else { GSO_TCPV4 };
+    hdr.hdr_len = payload as u16;
+    hdr.gso_size = (mtu - (payload - l3)) as u16;
+    hdr
+}
+
+/// Where the inner frame's L4 checksum must be completed, as a virtio-net header's
+/// `(csum_start, csum_offset)`, if the frame is a TCP or UDP segment (IPv4 not fragmented, or
+/// IPv6 without extension headers, through one VLAN tag) whose checksum field holds only the
+/// pseudo-header sum and does not verify. `None` for everything else, including a checksum
+/// that is simply wrong (the receiver drops that one, as it should).
+pub fn partial_checksum(frame: &[u8]) -> Option<(u16, u16)> {
+    let mut l3 = ETHERNET_HEADER_LEN;
+    let mut ethertype = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
+    if EtherType::from(ethertype) == EtherType::Vlan {
+        ethertype = u16::from_be_bytes([*frame.get(16)?, *frame.get(17)?]);
+        l3 += VLAN_TAG_LEN;
+    }
+    let ip = frame.get(l3..)?;
+    let (l4_at, proto, pseudo) = match EtherType::from(ethertype) {
+        EtherType::Ipv4 => {
+            let ihl = usize::from(*ip.first()? & 0x0f) * 4;
+            let total = usize::from(u16::from_be_bytes([*ip.get(2)?, *ip.get(3)?]));
+            if ip[0] >> 4 != 4 || ihl < 20 || total < ihl || total > ip.len() {
+                return None;
+            }
+            if u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
+                return None; // a fragment: the checksum covers the whole datagram
+            }
+            let len = (total - ihl) as u32;
+            let sum = word_sum(&ip[12..20]) + u32::from(ip[9]) + len;
+            (ihl, ip[9], (sum, total))
+        }
+        EtherType::Ipv6 => {
+            if ip.len() < 40 || ip[0] >> 4 != 6 {
+                return None;
+            }
+            let len = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
+            if 40 + len > ip.len() {
+                return None;
+            }
+            let sum = word_sum(&ip[8..40]) + u32::from(ip[6]) + len as u32;
+            (40, ip[6], (sum, 40 + len))
+        }
+        _ => return None,
+    };
+    let (pseudo, end) = pseudo;
+    let offset = match proto {
+        IPPROTO_TCP => 16,
+        IPPROTO_UDP => 6,
+        _ => return None,
+    };
+    let l4 = ip.get(l4_at..end)?;
+    let field = u16::from_be_bytes([*l4.get(offset)?, *l4.get(offset + 1)?]);
+    if proto == IPPROTO_UDP && field == 0 {
+        return None; // IPv4 UDP without a checksum
+    }
+    if field != fold(pseudo) || super::ipv4::checksum(l4, pseudo) == 0 {
+        return None;
+    }
+    Some(((l3 + l4_at) as u16, offset as u16))
+}
+
+fn word_sum(b: &[u8]) -> u32 {
+    b.chunks_exact(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum()
+}
+
+/// The ones'-complement sum folded to 16 bits (not complemented).
+fn fold(mut sum: u32) -> u16 {
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
 /// The source and destination ports of a TCP or UDP header at the front of `l4`.
 fn l4_ports(proto: u8, l4: Option<&[u8]>) -> Option<[u8; 4]> {
     if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
@@ -198,6 +318,123 @@ mod tests {
         f.extend_from_slice(&dport.to_be_bytes());
         f.resize(f.len() + 16, 0);
         f
+    }
+
+    /// The SYN-ACK a kernel `vxlan` device sent over a veth, as the far VTEP's UDP socket
+    /// received it (captured in the interop test): 10.13.31.127:7000 -> 10.13.31.10:33666, its
+    /// checksum field 0x52d1 the pseudo-header sum only (tcpdump: "incorrect -> 0xac55").
+    fn syn_ack(check: u16) -> Vec<u8> {
+        let mut f = vec![
+            0x52, 0x54, 0, 0x31, 0, 0x0a, 0x52, 0x54, 0, 0x31, 0, 0x20, 0x08, 0x00,
+        ];
+        f.extend_from_slice(&[
+            0x45, 0, 0, 60, 0, 0, 0x40, 0, 64, 6, 0, 0, 10, 13, 31, 127, 10, 13, 31, 10,
+        ]);
+        let cs = super::super::ipv4::checksum(&f[14..34], 0);
+        f[24..26].copy_from_slice(&cs.to_be_bytes());
+        f.extend_from_slice(&[0x1b, 0x58, 0x83, 0x82]); // ports 7000 -> 33666
+        f.extend_from_slice(&1_114_972_716u32.to_be_bytes());
+        f.extend_from_slice(&1_043_334_260u32.to_be_bytes());
+        f.extend_from_slice(&[0xa0, 0x12, 0xfe, 0x88]);
+        f.extend_from_slice(&check.to_be_bytes());
+        f.extend_from_slice(&[0, 0]);
+        f.extend_from_slice(&[2, 4, 0x05, 0xb4, 4, 2, 8, 10]);
+        f.extend_from_slice(&596_511_217u32.to_be_bytes());
+        f.extend_from_slice(&1_726_377_958u32.to_be_bytes());
+        f.extend_from_slice(&[1, 3, 3, 10]);
+        f
+    }
+
+    #[test]
+    fn a_partial_checksum_is_found_a_complete_or_wrong_one_is_not() {
+        let partial = syn_ack(0x52d1);
+        assert_eq!(partial_checksum(&partial), Some((34, 16)));
+        // Completed as a NIC would (the sum from csum_start on, the pseudo-header sum being
+        // in the field already), the same frame verifies and is left alone.
+        let full = super::super::ipv4::checksum(&partial[34..], 0);
+        let complete = syn_ack(full);
+        assert_eq!(full, 0xac55, "tcpdump's 'correct' value");
+        assert_eq!(partial_checksum(&complete), None);
+        // A wrong checksum that is not the pseudo-header sum is the receiver's to drop.
+        assert_eq!(partial_checksum(&syn_ack(0x1234)), None);
+        // Behind a VLAN tag the offsets move by 4.
+        let mut tagged = partial[..12].to_vec();
+        tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x0a]);
+        tagged.extend_from_slice(&partial[12..]);
+        assert_eq!(partial_checksum(&tagged), Some((38, 16)));
+        // Truncated or non-IP frames never panic.
+        for n in 0..partial.len() {
+            assert_eq!(partial_checksum(&partial[..n]), None, "{n}");
+        }
+    }
+
+    /// A TCP super-frame as the far kernel's GSO leaves it: 10 segments' worth of payload
+    /// behind one header, the checksum field the pseudo-header sum over the whole length.
+    fn super_frame(payload: usize) -> Vec<u8> {
+        let total = 20 + 32 + payload;
+        let mut f = vec![
+            0x52, 0x54, 0, 0x31, 0, 0x0a, 0x52, 0x54, 0, 0x31, 0, 0x20, 0x08, 0x00,
+        ];
+        f.extend_from_slice(&[
+            0x45,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0,
+            0,
+            0x40,
+            0,
+            64,
+            6,
+            0,
+            0,
+        ]);
+        f.extend_from_slice(&[10, 13, 31, 127, 10, 13, 31, 10]);
+        let cs = super::super::ipv4::checksum(&f[14..34], 0);
+        f[24..26].copy_from_slice(&cs.to_be_bytes());
+        let mut tcp = vec![
+            0x14, 0x51, 0x83, 0x82, 0, 0, 0, 1, 0, 0, 0, 1, 0x80, 0x10, 1, 0,
+        ];
+        tcp.extend_from_slice(&[0, 0, 0, 0]);
+        tcp.extend_from_slice(&[1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2]);
+        f.extend_from_slice(&tcp);
+        f.extend((0..payload).map(|i| i as u8));
+        let pseudo = word_sum(&f[26..34]) + 6 + (total - 20) as u32;
+        let p = fold(pseudo);
+        f[50..52].copy_from_slice(&p.to_be_bytes());
+        f
+    }
+
+    #[test]
+    fn a_partial_super_frame_becomes_tcp_gso_at_the_mtu() {
+        let f = super_frame(14_480);
+        let h = rx_offload(&f, 1500);
+        assert_eq!(
+            (
+                h.flags,
+                h.gso_type,
+                h.hdr_len,
+                h.gso_size,
+                h.csum_start,
+                h.csum_offset
+            ),
+            (VnetHeader::F_NEEDS_CSUM, GSO_TCPV4, 66, 1448, 34, 16)
+        );
+        // The switch's own GSO code takes it and cuts ten MTU-sized segments.
+        let mut b = vec![0u8; crate::wire::VNET_HDR_LEN];
+        h.emit(&mut b);
+        b.extend_from_slice(&f);
+        let mut scratch = vec![0u8; b.len()];
+        let mut sizes = Vec::new();
+        let n = super::super::gso::for_each_segment(&b, 1500, &mut scratch, |seg| {
+            sizes.push(seg.len() - crate::wire::VNET_HDR_LEN)
+        })
+        .unwrap();
+        assert_eq!((n, sizes[0]), (10, 1514));
+        // One MTU-sized partial segment only needs its checksum; a complete frame nothing.
+        let small = rx_offload(&super_frame(1448), 1500);
+        assert_eq!((small.flags, small.gso_type), (VnetHeader::F_NEEDS_CSUM, 0));
+        assert_eq!(rx_offload(&syn_ack(0xac55), 1500), VnetHeader::default());
     }
 
     #[test]
