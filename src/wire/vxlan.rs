@@ -173,9 +173,13 @@ pub fn rx_offload(frame: &[u8], mtu: u32) -> VnetHeader {
     let Some(&data_offset) = frame.get(l4 + 12) else {
         return hdr;
     };
-    let payload = l4 + usize::from(data_offset >> 4) * 4;
+    let tcp_len = usize::from(data_offset >> 4) * 4;
+    let payload = l4 + tcp_len;
     let mtu = mtu as usize;
-    if !is_tcp || frame.len() - l3 <= mtu || payload - l3 >= mtu {
+    if !is_tcp || tcp_len < 20 || payload > frame.len() {
+        return hdr;
+    }
+    if frame.len() - l3 <= mtu || payload - l3 >= mtu {
         return hdr;
     }
     let is_ipv6 = l4 - l3 == 40 && frame[l3] >> 4 == 6;
@@ -231,6 +235,11 @@ pub fn partial_checksum(frame: &[u8]) -> Option<(u16, u16)> {
         IPPROTO_UDP => 6,
         _ => return None,
     };
+    if end != ip.len() {
+        // Bytes after the IP packet: a completion from csum_start to the frame's end (a tap's
+        // kernel, `wire::gso`) would sum them too. Not what a far kernel's UDP socket delivers.
+        return None;
+    }
     let l4 = ip.get(l4_at..end)?;
     let field = u16::from_be_bytes([*l4.get(offset)?, *l4.get(offset + 1)?]);
     if proto == IPPROTO_UDP && field == 0 {
@@ -362,10 +371,13 @@ mod tests {
         tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x0a]);
         tagged.extend_from_slice(&partial[12..]);
         assert_eq!(partial_checksum(&tagged), Some((38, 16)));
-        // Truncated or non-IP frames never panic.
+        // Truncated or non-IP frames never panic; trailing bytes make it not ours to mark.
         for n in 0..partial.len() {
             assert_eq!(partial_checksum(&partial[..n]), None, "{n}");
         }
+        let mut padded = partial.clone();
+        padded.push(0x5a);
+        assert_eq!(partial_checksum(&padded), None);
     }
 
     /// A TCP super-frame as the far kernel's GSO leaves it: 10 segments' worth of payload
@@ -435,6 +447,90 @@ mod tests {
         let small = rx_offload(&super_frame(1448), 1500);
         assert_eq!((small.flags, small.gso_type), (VnetHeader::F_NEEDS_CSUM, 0));
         assert_eq!(rx_offload(&syn_ack(0xac55), 1500), VnetHeader::default());
+        // A TCP data offset below 5 words: the checksum is still completed, never cut.
+        let mut bad = super_frame(14_480);
+        bad[14 + 20 + 12] = 0x40;
+        let h = rx_offload(&bad, 1500);
+        assert_eq!((h.flags, h.gso_type), (VnetHeader::F_NEEDS_CSUM, 0));
+    }
+
+    /// The fuzz target's oracle (`fuzz/fuzz_targets/vxlan.rs`) over seeded random mutations
+    /// of real frames: whatever header `rx_offload` makes, `wire::gso` completes it into
+    /// segments that fit the MTU with checksums that verify.
+    #[test]
+    fn rx_offload_headers_always_complete_to_verifying_segments() {
+        let seeds = [
+            super_frame(14_480),
+            super_frame(1448),
+            syn_ack(0x52d1),
+            super_frame(3000),
+        ];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut marked = 0;
+        for i in 0..8_000 {
+            let mut f = seeds[i % seeds.len()].clone();
+            for _ in 0..rnd() % 4 {
+                let at = (rnd() as usize) % 60;
+                f[at] = rnd() as u8;
+            }
+            if rnd() % 4 == 0 {
+                f.truncate((rnd() as usize) % f.len());
+            }
+            // Keep the seeds' partial checksum right for the mutated headers, most of the time.
+            if f.len() > 54 && rnd() % 2 == 0 && f[12..14] == [8, 0] {
+                let ihl = usize::from(f[14] & 0x0f) * 4;
+                if (20..=40).contains(&ihl) && 14 + ihl + 18 <= f.len() {
+                    let tot = f.len() - 14;
+                    f[16..18].copy_from_slice(&(tot as u16).to_be_bytes());
+                    let p = fold(word_sum(&f[26..34]) + u32::from(f[23]) + (tot - ihl) as u32);
+                    let at = 14 + ihl + if f[23] == 17 { 6 } else { 16 };
+                    if at + 2 <= f.len() {
+                        f[at..at + 2].copy_from_slice(&p.to_be_bytes());
+                    }
+                }
+            }
+            let mtu = 576 + (rnd() % 64) as u32 * 32;
+            let hdr = rx_offload(&f, mtu);
+            if hdr == VnetHeader::default() {
+                continue;
+            }
+            marked += 1;
+            let mut b = vec![0u8; crate::wire::VNET_HDR_LEN];
+            hdr.emit(&mut b);
+            b.extend_from_slice(&f);
+            let mut scratch = vec![0u8; b.len() + 70_000];
+            let l3 = if f[12..14] == [0x81, 0] { 18 } else { 14 };
+            super::super::gso::for_each_segment(&b, mtu as usize, &mut scratch, |seg| {
+                let g = &seg[crate::wire::VNET_HDR_LEN..];
+                assert!(
+                    g.len() - l3 <= mtu as usize || !hdr.is_gso(),
+                    "{i}: too big"
+                );
+                let l4 = usize::from(hdr.csum_start);
+                let pseudo = if g[l3] >> 4 == 6 {
+                    word_sum(&g[l3 + 8..l3 + 40]) + u32::from(g[l3 + 6])
+                } else {
+                    word_sum(&g[l3 + 12..l3 + 20]) + u32::from(g[l3 + 9])
+                };
+                let len = (g.len() - l4) as u32;
+                assert_eq!(
+                    super::super::ipv4::checksum(&g[l4..], pseudo + len),
+                    0,
+                    "{i}"
+                );
+            })
+            .unwrap_or_else(|e| panic!("{i}: {e:?} for {hdr:?}"));
+        }
+        assert!(
+            marked > 1000,
+            "the mutations kept too few frames partial: {marked}"
+        );
     }
 
     #[test]
