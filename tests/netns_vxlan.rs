@@ -8,11 +8,11 @@
 //!    the tunnel (udhcpc, with a resolv.conf of its own). A datagram with another VNI and one
 //!    from an address that is no VTEP are counted drops, and nothing else is dropped.
 //! 2. Two switchyard daemons joined over VXLAN (each in its own namespace, a veth between them,
-//!    IPv4 underlay): a host on the second daemon gets a lease from the first one's appliance
+//!    an IPv6 underlay): a host on the second daemon gets a lease from the first one's appliance
 //!    and pings and moves TCP to the host on the first.
 //!
-//! The underlay MTU is 1550: the inner 1500 plus VXLAN's 50 bytes, so full-size frames cross
-//! unfragmented.
+//! The underlay MTU is the inner 1500 plus VXLAN's overhead: 1550 over IPv4, 1570 over IPv6, so
+//! full-size frames cross unfragmented.
 
 mod common;
 
@@ -100,23 +100,32 @@ fn drop_count(drops: &str, reason: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// A veth `a` (in `ns_a`, `ip_a`/24) to `b` (in `ns_b`, `ip_b`/24), MTU 1550, both up.
+/// A veth `a` (in `ns_a`, `ip_a`) to `b` (in `ns_b`, `ip_b`), /24 and MTU 1550 or (IPv6) /64
+/// and MTU 1570, both up.
 fn underlay(ns_a: &str, a: &str, ip_a: &str, ns_b: &str, b: &str, ip_b: &str) {
+    // The inner 1500 plus VXLAN's 50 bytes over IPv4, 70 over IPv6.
+    let mtu = if ip_a.contains(':') { "1570" } else { "1550" };
     run(&[
-        "ip", "link", "add", a, "netns", ns_a, "mtu", "1550", "type", "veth", "peer", "name", b,
-        "netns", ns_b, "mtu", "1550",
+        "ip", "link", "add", a, "netns", ns_a, "mtu", mtu, "type", "veth", "peer", "name", b,
+        "netns", ns_b, "mtu", mtu,
     ]);
     for (ns, dev, ip) in [(ns_a, a, ip_a), (ns_b, b, ip_b)] {
-        run(&[
-            "ip",
-            "-n",
-            ns,
-            "addr",
-            "add",
-            &format!("{ip}/24"),
-            "dev",
-            dev,
-        ]);
+        if ip.contains(':') {
+            // No duplicate address detection: the daemon binds the address at once.
+            let cidr = format!("{ip}/64");
+            run(&["ip", "-n", ns, "addr", "add", &cidr, "dev", dev, "nodad"]);
+        } else {
+            run(&[
+                "ip",
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{ip}/24"),
+                "dev",
+                dev,
+            ]);
+        }
         run(&["ip", "-n", ns, "link", "set", dev, "up"]);
         run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
     }
@@ -264,8 +273,8 @@ fn second_daemon_config(lab: &mut Lab) -> String {
          domain = \"lab.test\"\n\n[dhcp]\nenabled = false\nstate_dir = \"{state}\"\n\n\
          [switch]\ncontrol_socket = \"{socket}\"\n\n[[port]]\nname = \"b\"\nkind = \"tap\"\n\
          ifname = \"{ifname}\"\nnetns = \"{ns}\"\naddress = \"none\"\n\
-         \n[[port]]\nname = \"vx\"\nkind = \"vxlan\"\nvni = 42\nlocal = \"10.13.98.2\"\n\
-         remotes = [\"10.13.98.1\"]\n",
+         \n[[port]]\nname = \"vx\"\nkind = \"vxlan\"\nvni = 42\nlocal = \"[fd13:98::2]:4789\"\n\
+         remotes = [\"fd13:98::1\"]\n",
         tag = lab.tag,
         state = lab.dir.join("state").display(),
         socket = lab.control_socket().display(),
@@ -280,13 +289,13 @@ fn two_switchyard_daemons_join_one_segment_over_vxlan() {
     underlay(
         &one.switch_ns(),
         &one.ifname("u0"),
-        "10.13.98.1",
+        "fd13:98::1",
         &two.switch_ns(),
         &two.ifname("u1"),
-        "10.13.98.2",
+        "fd13:98::2",
     );
     let mut cfg = common::lab_config(&mut one, &[("a", 10, false)], "");
-    cfg.push_str(&vxlan_port("10.13.98.1", "10.13.98.2"));
+    cfg.push_str(&vxlan_port("fd13:98::1", "[fd13:98::2]:4789"));
     let a_if = one.ifname("a");
     one.start(&cfg, &[("a", &a_if)]);
     let cfg2 = second_daemon_config(&mut two);
