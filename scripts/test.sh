@@ -61,6 +61,8 @@ install_missing "${extra[@]}"
 getent passwd libvirt-qemu >/dev/null ||
   useradd --system --no-create-home --shell /usr/sbin/nologin --user-group libvirt-qemu
 modprobe tun 2>/dev/null || true
+# tests/netns_vxlan.rs runs the kernel's vxlan device as the far VTEP.
+modprobe vxlan 2>/dev/null || true
 [ -c /dev/net/tun ] || { echo "scripts/test.sh: /dev/net/tun is missing" >&2; exit 1; }
 
 # Every relative link in README.md and docs/ points at a file (and heading) that exists.

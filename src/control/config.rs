@@ -187,6 +187,8 @@ pub enum PortKind {
     Dgram(DgramConfig),
     /// QEMU `-netdev vhost-user`: the switch is the VM's virtio-net device.
     VhostUser(VhostUserConfig),
+    /// A VXLAN tunnel endpoint (RFC 7348): a UDP socket, one VNI, static remote VTEPs.
+    Vxlan(VxlanConfig),
 }
 
 impl PortKind {
@@ -195,7 +197,10 @@ impl PortKind {
         match self {
             PortKind::Tap(t) => Some(&t.ifname),
             PortKind::Packet(p) => Some(&p.ifname),
-            PortKind::Stream(_) | PortKind::Dgram(_) | PortKind::VhostUser(_) => None,
+            PortKind::Stream(_)
+            | PortKind::Dgram(_)
+            | PortKind::VhostUser(_)
+            | PortKind::Vxlan(_) => None,
         }
     }
 
@@ -205,11 +210,14 @@ impl PortKind {
         match self {
             PortKind::Tap(t) => t.netns.as_deref().map(|n| (n, true)),
             PortKind::Packet(p) => p.netns.as_deref().map(|n| (n, false)),
-            PortKind::Stream(_) | PortKind::Dgram(_) | PortKind::VhostUser(_) => None,
+            PortKind::Stream(_)
+            | PortKind::Dgram(_)
+            | PortKind::VhostUser(_)
+            | PortKind::Vxlan(_) => None,
         }
     }
 
-    /// `"tap"`, `"packet"`, `"stream"`, `"dgram"` or `"vhost-user"`, as in the config.
+    /// `"tap"`, `"packet"`, `"stream"`, `"dgram"`, `"vhost-user"` or `"vxlan"`, as in the config.
     pub fn name(&self) -> &'static str {
         match self {
             PortKind::Tap(_) => "tap",
@@ -217,6 +225,7 @@ impl PortKind {
             PortKind::Stream(_) => "stream",
             PortKind::Dgram(_) => "dgram",
             PortKind::VhostUser(_) => "vhost-user",
+            PortKind::Vxlan(_) => "vxlan",
         }
     }
 
@@ -228,6 +237,7 @@ impl PortKind {
             PortKind::Stream(s) => s.path.display().to_string(),
             PortKind::Dgram(d) => d.path.display().to_string(),
             PortKind::VhostUser(v) => v.path.display().to_string(),
+            PortKind::Vxlan(v) => format!("udp {} vni {}", v.local, v.vni),
         }
     }
 }
@@ -263,6 +273,18 @@ pub enum VhostUserMode {
     /// `"client"`: QEMU listens (`server=on`, libvirt's `mode='server'`) and the switch
     /// connects, retrying until it is there.
     Client,
+}
+
+/// A `vxlan` port: see `docs/vxlan.md`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VxlanConfig {
+    /// The VXLAN Network Identifier, 0..=2^24-1.
+    pub vni: u32,
+    /// The UDP address the port receives on, in the daemon's namespace (port default 4789).
+    pub local: std::net::SocketAddr,
+    /// The static remote VTEPs (same address family as `local`): unknown-unicast, broadcast
+    /// and multicast frames go to each of them (head-end replication).
+    pub remotes: Vec<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -334,7 +356,7 @@ const MAX_MAX_PORTS: i64 = 4096;
 const DEFAULT_STORM_LIMIT: u32 = 10_000;
 const MAX_STORM_LIMIT: i64 = 100_000_000;
 /// The port kinds this version knows (`kind = "..."`).
-const KNOWN_KINDS: &[&str] = &["tap", "packet", "stream", "dgram", "vhost-user"];
+const KNOWN_KINDS: &[&str] = &["tap", "packet", "stream", "dgram", "vhost-user", "vxlan"];
 /// IFNAMSIZ - 1: the kernel's limit on a netdev name.
 const MAX_IFNAME_LEN: usize = 15;
 const MAX_NETNS_LEN: usize = 64;

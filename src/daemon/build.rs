@@ -17,6 +17,7 @@ use crate::port::packet::PacketPort;
 use crate::port::socket::{DgramPort, StreamPort};
 use crate::port::tap::TapPort;
 use crate::port::vhost_user::VhostUserPort;
+use crate::port::vxlan::VxlanPort;
 use crate::port::{Port, PortError};
 use crate::switch::{PortId, PortSpec, Switch, SwitchParams};
 
@@ -65,6 +66,12 @@ impl Ports {
             PortKind::Stream(c) => Box::new(StreamPort::from_config(p, c)?),
             PortKind::Dgram(c) => Box::new(DgramPort::from_config(p, c)?),
             PortKind::VhostUser(c) => Box::new(VhostUserPort::from_config(p, c)?),
+            PortKind::Vxlan(c) => Box::new(VxlanPort::from_config(
+                p,
+                c,
+                config.switch.ageing,
+                super::TICK,
+            )?),
         };
         Ok((port, ns))
     }

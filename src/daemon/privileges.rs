@@ -53,7 +53,9 @@ pub(super) fn kept(config: &Config) -> Vec<(u32, &'static str)> {
     let has_netns = config.ports.iter().any(|p| match &p.kind {
         PortKind::Tap(t) => t.netns.is_some(),
         PortKind::Packet(p) => p.netns.is_some(),
-        PortKind::Stream(_) | PortKind::Dgram(_) | PortKind::VhostUser(_) => false,
+        PortKind::Stream(_) | PortKind::Dgram(_) | PortKind::VhostUser(_) | PortKind::Vxlan(_) => {
+            false
+        }
     });
     if has_netns {
         keep.push((CAP_SYS_ADMIN, "cap_sys_admin"));

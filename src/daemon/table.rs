@@ -363,6 +363,15 @@ impl Table<'_> {
         for _ in 0..report.oversize {
             switch.count_drop(port, DropReason::Mtu);
         }
+        for _ in 0..report.malformed {
+            switch.count_drop(port, DropReason::Malformed);
+        }
+        for _ in 0..report.wrong_vni {
+            switch.count_drop(port, DropReason::WrongVni);
+        }
+        for _ in 0..report.unknown_vtep {
+            switch.count_drop(port, DropReason::UnknownVtep);
+        }
     }
 
     /// Whether `port` takes GSO super-frames and partial checksums as they are; a port that does

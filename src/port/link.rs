@@ -21,6 +21,9 @@ pub struct LinkState {
     downs: AtomicU64,
     bad_lengths: AtomicU64,
     oversize: AtomicU64,
+    malformed: AtomicU64,
+    wrong_vni: AtomicU64,
+    unknown_vtep: AtomicU64,
 }
 
 /// What happened to a port since the last [`LinkState::take`].
@@ -34,6 +37,13 @@ pub struct LinkReport {
     pub bad_lengths: u64,
     /// Frames received whole but larger than the daemon's frame buffer, dropped.
     pub oversize: u64,
+    /// Datagrams that carried no frame the port could take (a VXLAN header without its I flag,
+    /// a runt), dropped.
+    pub malformed: u64,
+    /// VXLAN packets for another VNI, dropped.
+    pub wrong_vni: u64,
+    /// VXLAN packets from an address that is none of the port's remote VTEPs, dropped.
+    pub unknown_vtep: u64,
 }
 
 impl LinkState {
@@ -45,6 +55,9 @@ impl LinkState {
             downs: AtomicU64::new(0),
             bad_lengths: AtomicU64::new(0),
             oversize: AtomicU64::new(0),
+            malformed: AtomicU64::new(0),
+            wrong_vni: AtomicU64::new(0),
+            unknown_vtep: AtomicU64::new(0),
         }
     }
 
@@ -75,6 +88,24 @@ impl LinkState {
         self.changed.store(true, Relaxed);
     }
 
+    /// A datagram without a frame the port could take was dropped.
+    pub fn note_malformed(&self) {
+        self.malformed.fetch_add(1, Relaxed);
+        self.changed.store(true, Relaxed);
+    }
+
+    /// A VXLAN packet for another VNI was dropped.
+    pub fn note_wrong_vni(&self) {
+        self.wrong_vni.fetch_add(1, Relaxed);
+        self.changed.store(true, Relaxed);
+    }
+
+    /// A VXLAN packet from an unknown VTEP was dropped.
+    pub fn note_unknown_vtep(&self) {
+        self.unknown_vtep.fetch_add(1, Relaxed);
+        self.changed.store(true, Relaxed);
+    }
+
     /// What happened since the last call, or `None` (one relaxed load) if nothing did.
     pub fn take(&self) -> Option<LinkReport> {
         if !self.changed.load(Relaxed) || !self.changed.swap(false, Relaxed) {
@@ -85,6 +116,9 @@ impl LinkState {
             downs: self.downs.swap(0, Relaxed),
             bad_lengths: self.bad_lengths.swap(0, Relaxed),
             oversize: self.oversize.swap(0, Relaxed),
+            malformed: self.malformed.swap(0, Relaxed),
+            wrong_vni: self.wrong_vni.swap(0, Relaxed),
+            unknown_vtep: self.unknown_vtep.swap(0, Relaxed),
         })
     }
 }
@@ -110,8 +144,13 @@ mod tests {
         l.note_bad_length();
         l.note_oversize();
         l.note_oversize();
+        l.note_wrong_vni();
+        l.note_unknown_vtep();
+        l.note_unknown_vtep();
+        l.note_malformed();
         let r = l.take().unwrap();
         assert_eq!((r.up, r.downs, r.bad_lengths, r.oversize), (false, 1, 1, 2));
+        assert_eq!((r.malformed, r.wrong_vni, r.unknown_vtep), (1, 1, 2));
         assert_eq!(l.take(), None);
         l.set_up(false);
         assert_eq!(l.take(), None, "down again is not a second loss");

@@ -14,6 +14,8 @@
 //!   QEMU's `-netdev stream` and `-netdev dgram` on a unix socket. [`PortIo`] is the seam every
 //!   kind implements and [`Port`] (a boxed one) the one type the daemon holds, whatever the kind; [`link::LinkState`] is how a port whose other end comes and
 //!   goes tells the daemon.
+//! - [`vxlan::VxlanPort`] is a VXLAN tunnel endpoint (RFC 7348): frames in UDP to remote VTEPs,
+//!   interoperable with the Linux `vxlan` device.
 //! - `sys` (private, except the daemon's event-loop pieces re-exported here: [`Epoll`],
 //!   [`Events`], [`block_signals`], [`wait_signal`], [`set_thread_nice`]) is the one file of the crate that allows `unsafe_code`.
 //!
@@ -34,6 +36,7 @@ pub mod packet;
 pub mod socket;
 pub mod tap;
 pub mod vhost_user;
+pub mod vxlan;
 
 mod netlink;
 pub(crate) mod sys;
@@ -270,6 +273,13 @@ pub enum PortError {
         err: io::Error,
     },
 
+    #[error("vxlan port on {local}: cannot {action}: {}{}", errno_text(.err), vxlan_hint(.err))]
+    Vxlan {
+        local: std::net::SocketAddr,
+        action: String,
+        err: io::Error,
+    },
+
     #[error(
         "netns '{name}': {path} exists but is not a network namespace (left over from an \
          interrupted `ip netns add`?); remove it with `ip netns del {name}`"
@@ -286,7 +296,8 @@ impl PortError {
             | PortError::Plug { err, .. }
             | PortError::Netns { err, .. }
             | PortError::Packet { err, .. }
-            | PortError::Socket { err, .. } => err.raw_os_error(),
+            | PortError::Socket { err, .. }
+            | PortError::Vxlan { err, .. } => err.raw_os_error(),
             _ => None,
         }
     }
@@ -319,6 +330,20 @@ fn netns_hint(err: &io::Error) -> &'static str {
         Some(libc::EPERM | libc::EACCES) => {
             " (run as root, or with CAP_SYS_ADMIN and CAP_NET_ADMIN: a systemd unit's \
              CapabilityBoundingSet= needs both; see `switchyard capabilities FILE`)"
+        }
+        _ => hint(err),
+    }
+}
+
+fn vxlan_hint(err: &io::Error) -> &'static str {
+    match err.raw_os_error() {
+        Some(libc::EADDRINUSE) => {
+            " (another socket holds that UDP port: a kernel vxlan device with the same dstport, \
+             or another vxlan port; pick another local address or port)"
+        }
+        Some(libc::EADDRNOTAVAIL) => {
+            " (no interface in the daemon's namespace has that address: give the underlay \
+             interface the address first, or use 0.0.0.0)"
         }
         _ => hint(err),
     }

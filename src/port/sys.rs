@@ -1320,3 +1320,106 @@ pub fn fill_random(buf: &mut [u8]) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// `UDP_SEGMENT` (linux/udp.h): a sendmsg control message asking the kernel to cut the buffer
+/// into datagrams of this many bytes (UDP GSO).
+const UDP_SEGMENT: c_int = 103;
+
+/// `sendmsg(2)` of `parts` concatenated, as one datagram to `to` (a UDP socket's VXLAN header
+/// and frame without copying them together), `MSG_DONTWAIT | MSG_NOSIGNAL`.
+pub(crate) fn send_to_parts(
+    fd: BorrowedFd<'_>,
+    to: &std::net::SocketAddr,
+    parts: [&[u8]; 2],
+) -> io::Result<usize> {
+    let iov = parts.map(|p| libc::iovec {
+        iov_base: p.as_ptr().cast_mut().cast(),
+        iov_len: p.len(),
+    });
+    sendmsg_to(fd, to, &iov, None)
+}
+
+/// `sendmsg(2)` of `buf` to `to` with `UDP_SEGMENT`: the kernel sends it as datagrams of
+/// `segment` bytes each (the last may be shorter), in one pass through the stack (UDP GSO,
+/// Linux 4.18). At most 64 datagrams and 64 KiB a call.
+pub(crate) fn send_to_segmented(
+    fd: BorrowedFd<'_>,
+    to: &std::net::SocketAddr,
+    buf: &[u8],
+    segment: u16,
+) -> io::Result<usize> {
+    let iov = [libc::iovec {
+        iov_base: buf.as_ptr().cast_mut().cast(),
+        iov_len: buf.len(),
+    }];
+    sendmsg_to(fd, to, &iov, Some(segment))
+}
+
+fn sendmsg_to(
+    fd: BorrowedFd<'_>,
+    to: &std::net::SocketAddr,
+    iov: &[libc::iovec],
+    udp_segment: Option<u16>,
+) -> io::Result<usize> {
+    // SAFETY: sockaddr_in6 and sockaddr_in are plain data for which all-zero bytes are valid.
+    let mut v6: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut v4: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    let (name, len): (*mut libc::c_void, usize) = match to {
+        std::net::SocketAddr::V4(a) => {
+            v4.sin_family = libc::AF_INET as libc::sa_family_t;
+            v4.sin_port = a.port().to_be();
+            v4.sin_addr.s_addr = u32::from_ne_bytes(a.ip().octets());
+            (
+                (&mut v4 as *mut libc::sockaddr_in).cast(),
+                size_of::<libc::sockaddr_in>(),
+            )
+        }
+        std::net::SocketAddr::V6(a) => {
+            v6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            v6.sin6_port = a.port().to_be();
+            v6.sin6_addr.s6_addr = a.ip().octets();
+            v6.sin6_flowinfo = a.flowinfo();
+            v6.sin6_scope_id = a.scope_id();
+            (
+                (&mut v6 as *mut libc::sockaddr_in6).cast(),
+                size_of::<libc::sockaddr_in6>(),
+            )
+        }
+    };
+    // Room for one cmsghdr and a u16, 8-byte aligned (CMSG_SPACE(2) is 24 on 64-bit Linux).
+    let mut control = [0u64; 4];
+    // SAFETY: msghdr is plain data for which all-zero bytes are a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = name;
+    msg.msg_namelen = len as libc::socklen_t;
+    msg.msg_iov = iov.as_ptr().cast_mut();
+    msg.msg_iovlen = iov.len();
+    if let Some(segment) = udp_segment {
+        // SAFETY: CMSG_SPACE only computes a size.
+        let space = unsafe { libc::CMSG_SPACE(size_of::<u16>() as u32) } as usize;
+        debug_assert!(space <= size_of::<[u64; 4]>());
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space;
+        // SAFETY: msg_control points at `space` zeroed, aligned bytes we own, so CMSG_FIRSTHDR
+        // returns a pointer to the first cmsghdr inside them (non-null: space >= its size), and
+        // CMSG_DATA a pointer to the 2 bytes after it, still inside the buffer.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::SOL_UDP;
+            (*c).cmsg_type = UDP_SEGMENT;
+            (*c).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as usize;
+            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), segment);
+        }
+    }
+    // SAFETY: `msg_name` points at a sockaddr of `msg_namelen` bytes, every iovec into a slice
+    // borrowed for the whole call, `msg_control` (if set) at `control`; the kernel only reads
+    // them, and all outlive the call.
+    cvt_len(unsafe {
+        libc::sendmsg(
+            fd.as_raw_fd(),
+            &msg,
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    })
+}

@@ -70,10 +70,14 @@ pub enum DropReason {
     /// Beyond the port's share of the appliance ([`SERVICE_PER_SEC`](super::SERVICE_PER_SEC)
     /// frames a second): one guest's flood cannot crowd out another's DHCP and DNS.
     ServiceLimit,
+    /// A vxlan port received a VXLAN packet for another VNI.
+    WrongVni,
+    /// A vxlan port received a datagram from an address that is none of its remote VTEPs.
+    UnknownVtep,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 24;
+    pub const COUNT: usize = 26;
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Runt,
         DropReason::BadSrcMac,
@@ -99,6 +103,8 @@ impl DropReason {
         DropReason::LoopBlocked,
         DropReason::NotServed,
         DropReason::ServiceLimit,
+        DropReason::WrongVni,
+        DropReason::UnknownVtep,
     ];
 
     /// The snake_case name shown to users and used in JSON.
@@ -128,6 +134,8 @@ impl DropReason {
             DropReason::LoopBlocked => "loop_blocked",
             DropReason::NotServed => "not_served",
             DropReason::ServiceLimit => "service_limit",
+            DropReason::WrongVni => "wrong_vni",
+            DropReason::UnknownVtep => "unknown_vtep",
         }
     }
 

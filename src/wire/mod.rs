@@ -18,6 +18,7 @@ mod mac;
 pub mod tcp;
 pub mod udp;
 mod vnet;
+pub mod vxlan;
 
 pub use ethernet::{EtherType, EthernetFrame, ETHERNET_HEADER_LEN, VLAN_TAG_LEN};
 pub use mac::{MacAddr, ParseMacError};

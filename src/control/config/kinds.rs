@@ -7,6 +7,7 @@
 //! | `stream` | `path` (required) |
 //! | `dgram` | `path` (required), `peer` |
 //! | `vhost-user` | `path` (required), `mode` (`"server"`, the default, or `"client"`) |
+//! | `vxlan` | `vni` (required), `local` (required, `ADDR[:PORT]`), `remotes` (required) |
 //!
 //! A key of another kind is an error naming it, so a config meant for one kind never half-works
 //! as another. Socket paths are absolute, fit `sun_path`, and are unique across the file
@@ -19,8 +20,9 @@ use toml::Spanned;
 
 use super::{
     netdev_keys, q, validate_tap, ConfigError, Cx, DgramConfig, Host, PacketConfig, PortKind,
-    RawPort, StreamConfig, Unique, VhostUserConfig, VhostUserMode,
+    RawPort, StreamConfig, Unique, VhostUserConfig, VhostUserMode, VxlanConfig,
 };
+use crate::wire::vxlan::{MAX_VNI, VXLAN_PORT};
 
 /// Longest unix socket path (`sun_path` is 108 bytes with its NUL). The config's rule, which
 /// `port::socket` applies again when it binds.
@@ -35,7 +37,7 @@ pub(super) fn validate_kind(
     paths: &mut Unique<'_>,
 ) -> Result<PortKind, ConfigError> {
     let kind = p.kind.get_ref().as_str();
-    let keys: [(&str, Option<Range<usize>>); 8] = [
+    let keys: [(&str, Option<Range<usize>>); 11] = [
         ("ifname", p.ifname.as_ref().map(Spanned::span)),
         ("netns", p.netns.as_ref().map(Spanned::span)),
         ("address", p.address.as_ref().map(Spanned::span)),
@@ -44,12 +46,16 @@ pub(super) fn validate_kind(
         ("path", p.path.as_ref().map(Spanned::span)),
         ("peer", p.peer.as_ref().map(Spanned::span)),
         ("mode", p.mode.as_ref().map(Spanned::span)),
+        ("vni", p.vni.as_ref().map(Spanned::span)),
+        ("local", p.local.as_ref().map(Spanned::span)),
+        ("remotes", p.remotes.as_ref().map(Spanned::span)),
     ];
     let allowed: &[&str] = match kind {
         "tap" => &["ifname", "netns", "address", "host_address", "persist"],
         "packet" => &["ifname", "netns"],
         "stream" => &["path"],
         "vhost-user" => &["path", "mode"],
+        "vxlan" => &["vni", "local", "remotes"],
         _ => &["path", "peer"],
     };
     for (key, span) in keys {
@@ -71,6 +77,7 @@ pub(super) fn validate_kind(
     match kind {
         "tap" => validate_tap(cx, e, p, table, host).map(PortKind::Tap),
         "packet" => validate_packet(cx, e, p, table).map(PortKind::Packet),
+        "vxlan" => validate_vxlan(cx, e, p, table, paths).map(PortKind::Vxlan),
         "stream" => {
             let path = socket_path(cx, e, "path", p.path.as_ref(), &table, paths)?;
             Ok(PortKind::Stream(StreamConfig { path }))
@@ -116,6 +123,128 @@ fn validate_packet(
             .to_string()
     })?;
     Ok(PacketConfig { ifname, netns })
+}
+
+/// `vni`, `local` and `remotes` of a vxlan port. `local` is unique in the file (one socket, one
+/// VNI: two VNIs need two ports on two UDP ports or addresses); every remote has the family of
+/// `local`, is a unicast address (no multicast groups: head-end replication only) and appears
+/// once.
+fn validate_vxlan(
+    cx: &Cx<'_>,
+    e: &str,
+    p: &RawPort,
+    table: Range<usize>,
+    paths: &mut Unique<'_>,
+) -> Result<VxlanConfig, ConfigError> {
+    let missing = |key: &str, example: &str| {
+        cx.error(
+            table.clone(),
+            format!("{e}: missing key '{key}' (a vxlan port needs it, e.g. {key} = {example})"),
+        )
+    };
+    let vni = p.vni.as_ref().ok_or_else(|| missing("vni", "42"))?;
+    let vni = match u32::try_from(*vni.get_ref()) {
+        Ok(v) if v <= MAX_VNI => v,
+        _ => {
+            return Err(cx.error(
+                vni.span(),
+                format!(
+                    "{e}: vni {} is out of range (a VNI has 24 bits: 0..={MAX_VNI})",
+                    vni.get_ref()
+                ),
+            ))
+        }
+    };
+    let raw_local = p
+        .local
+        .as_ref()
+        .ok_or_else(|| missing("local", "\"192.0.2.1:4789\" or \"0.0.0.0\""))?;
+    let local = udp_addr(cx, e, "local", raw_local)?;
+    if local.port() == 0 {
+        return Err(cx.error(
+            raw_local.span(),
+            format!(
+                "{e}: local {} has port 0; remotes send to a fixed port (leave the port out for \
+                 {VXLAN_PORT})",
+                q(raw_local.get_ref())
+            ),
+        ));
+    }
+    paths.check(
+        format!("udp {local}"),
+        &raw_local.span(),
+        e,
+        "local",
+        "each local UDP address belongs to one vxlan port",
+    )?;
+    let raw_remotes = p
+        .remotes
+        .as_ref()
+        .ok_or_else(|| missing("remotes", "[\"192.0.2.2\"]"))?;
+    if raw_remotes.get_ref().is_empty() {
+        return Err(cx.error(
+            raw_remotes.span(),
+            format!(
+                "{e}: remotes is empty; list the remote VTEPs' addresses, e.g. [\"192.0.2.2\"]"
+            ),
+        ));
+    }
+    let mut remotes = Vec::new();
+    for raw in raw_remotes.get_ref() {
+        let addr = udp_addr(cx, e, "remote", raw)?;
+        let ip = addr.ip();
+        let problem = if ip.is_ipv4() != local.is_ipv4() {
+            Some(format!(
+                "is not of the family of local {local} (one underlay: IPv4 or IPv6)"
+            ))
+        } else if ip.is_unspecified() || ip.is_multicast() || addr.port() == 0 {
+            Some(
+                "is not a unicast address and port (multicast groups are not supported: \
+                 list each remote VTEP)"
+                    .to_string(),
+            )
+        } else if remotes.iter().any(|r: &std::net::SocketAddr| r.ip() == ip) {
+            Some("is listed twice (a VTEP is known by its address)".to_string())
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(cx.error(
+                raw.span(),
+                format!("{e}: remote {} {problem}", q(raw.get_ref())),
+            ));
+        }
+        remotes.push(addr);
+    }
+    Ok(VxlanConfig {
+        vni,
+        local,
+        remotes,
+    })
+}
+
+/// `ADDR:PORT`, `[V6]:PORT`, or a bare address with the VXLAN port 4789.
+fn udp_addr(
+    cx: &Cx<'_>,
+    e: &str,
+    key: &str,
+    raw: &Spanned<String>,
+) -> Result<std::net::SocketAddr, ConfigError> {
+    let text = raw.get_ref();
+    if let Ok(a) = text.parse::<std::net::SocketAddr>() {
+        return Ok(a);
+    }
+    match text.parse::<std::net::IpAddr>() {
+        Ok(ip) => Ok(std::net::SocketAddr::new(ip, VXLAN_PORT)),
+        Err(_) => Err(cx.error(
+            raw.span(),
+            format!(
+                "{e}: {key} {} is not an IP address with an optional port (e.g. \"192.0.2.1\", \
+                 \"192.0.2.1:4789\", \"[2001:db8::1]:4789\")",
+                q(text)
+            ),
+        )),
+    }
 }
 
 /// A unix socket path: required for `path`, absolute, at most 107 bytes, unique in the file.
@@ -281,6 +410,121 @@ mod tests {
             )),
             10,
             &["key 'mode' does not apply to a stream port"],
+        );
+    }
+
+    #[test]
+    fn vxlan_ports_take_a_vni_a_local_address_and_remotes() {
+        use super::super::VxlanConfig;
+        let cfg = with(
+            &[
+                port(
+                    "vx",
+                    "vxlan",
+                    "vni = 42\nlocal = \"10.9.0.1\"\nremotes = [\"10.9.0.2\", \"10.9.0.3:8472\"]\n",
+                ),
+                port(
+                    "vx6",
+                    "vxlan",
+                    "vni = 16777215\nlocal = \"[fd00::1]:4790\"\nremotes = [\"fd00::2\"]\n",
+                ),
+            ]
+            .concat(),
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.ports[0].kind,
+            PortKind::Vxlan(VxlanConfig {
+                vni: 42,
+                local: "10.9.0.1:4789".parse().unwrap(),
+                remotes: vec![
+                    "10.9.0.2:4789".parse().unwrap(),
+                    "10.9.0.3:8472".parse().unwrap()
+                ],
+            })
+        );
+        assert_eq!(cfg.ports[0].kind.name(), "vxlan");
+        assert!(matches!(&cfg.ports[1].kind,
+            PortKind::Vxlan(v) if v.vni == 16_777_215 && v.remotes == ["[fd00::2]:4789".parse().unwrap()]));
+        let vx = |keys: &str| with(&port("vx", "vxlan", keys));
+        assert_err(
+            vx("local = \"10.9.0.1\"\nremotes = [\"10.9.0.2\"]\n"),
+            6,
+            &["missing key 'vni'"],
+        );
+        assert_err(
+            vx("vni = 16777216\nlocal = \"10.9.0.1\"\nremotes = [\"10.9.0.2\"]\n"),
+            9,
+            &["vni 16777216 is out of range", "16777215"],
+        );
+        assert_err(
+            vx("vni = 1\nremotes = [\"10.9.0.2\"]\n"),
+            6,
+            &["missing key 'local'"],
+        );
+        assert_err(
+            vx("vni = 1\nlocal = \"10.9.0.1\"\n"),
+            6,
+            &["missing key 'remotes'"],
+        );
+        assert_err(
+            vx("vni = 1\nlocal = \"10.9.0.1\"\nremotes = []\n"),
+            11,
+            &["remotes is empty"],
+        );
+        assert_err(
+            vx("vni = 1\nlocal = \"host:4789\"\nremotes = [\"10.9.0.2\"]\n"),
+            10,
+            &["local 'host:4789' is not an IP address"],
+        );
+        assert_err(
+            vx("vni = 1\nlocal = \"10.9.0.1:0\"\nremotes = [\"10.9.0.2\"]\n"),
+            10,
+            &["port 0"],
+        );
+        assert_err(
+            vx("vni = 1\nlocal = \"10.9.0.1\"\nremotes = [\"fd00::2\"]\n"),
+            11,
+            &["remote 'fd00::2'", "family"],
+        );
+        assert_err(
+            vx("vni = 1\nlocal = \"10.9.0.1\"\nremotes = [\"239.1.1.1\"]\n"),
+            11,
+            &["multicast"],
+        );
+        assert_err(
+            vx("vni = 1\nlocal = \"10.9.0.1\"\nremotes = [\"10.9.0.2\", \"10.9.0.2:1\"]\n"),
+            11,
+            &["listed twice"],
+        );
+        assert_err(
+            vx("vni = 1\nlocal = \"10.9.0.1\"\nremotes = [\"10.9.0.2\"]\npath = \"/x.sock\"\n"),
+            12,
+            &["key 'path' does not apply to a vxlan port"],
+        );
+        assert_err(
+            with(&port("s", "stream", "path = \"/x.sock\"\nvni = 1\n")),
+            10,
+            &["key 'vni' does not apply to a stream port"],
+        );
+        assert_err(
+            with(
+                &[
+                    port(
+                        "a",
+                        "vxlan",
+                        "vni = 1\nlocal = \"10.9.0.1\"\nremotes = [\"10.9.0.2\"]\n",
+                    ),
+                    port(
+                        "b",
+                        "vxlan",
+                        "vni = 2\nlocal = \"10.9.0.1:4789\"\nremotes = [\"10.9.0.3\"]\n",
+                    ),
+                ]
+                .concat(),
+            ),
+            16,
+            &["port 'b'", "line 10"],
         );
     }
 

@@ -90,6 +90,10 @@ pub(super) struct RawPort {
     pub(super) peer: Option<Spanned<String>>,
     /// vhost-user: `"server"` or `"client"`.
     pub(super) mode: Option<Spanned<String>>,
+    /// vxlan: the VNI, the local UDP address, the remote VTEPs.
+    pub(super) vni: Option<Spanned<i64>>,
+    pub(super) local: Option<Spanned<String>>,
+    pub(super) remotes: Option<Spanned<Vec<Spanned<String>>>>,
     pub(super) isolated: Option<bool>,
     pub(super) mtu: Option<Spanned<i64>>,
     /// `true`, `false` or `"monitor"`.
