@@ -82,6 +82,8 @@ fn guarded_switch(ports: usize, policy: Option<PortPolicy>) -> Switch {
             mtu: 1500,
             isolated: false,
             policy: if i == 0 { policy.clone() } else { None },
+            vlan: Default::default(),
+            limits: Default::default(),
         })
         .collect();
     Switch::new(&SwitchParams::default(), specs)

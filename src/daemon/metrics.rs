@@ -223,7 +223,7 @@ pub(super) fn render(ctl: &Control) -> String {
     let _ = writeln!(
         out,
         "switchyard_fdb_entries {}",
-        ctl.switch.fdb().learned_len()
+        ctl.switch.fdb_learned_len()
     );
     if let Ok(Some(d)) = ctl.dhcp_stats() {
         render_dhcp(&mut out, &d);

@@ -70,10 +70,13 @@ pub enum DropReason {
     /// Beyond the port's share of the appliance ([`SERVICE_PER_SEC`](super::SERVICE_PER_SEC)
     /// frames a second): one guest's flood cannot crowd out another's DHCP and DNS.
     ServiceLimit,
+    /// Beyond the port's `ingress` limit (counted on the ingress port) or `egress` limit
+    /// (counted on the egress port): see `rate.rs`.
+    RateLimited,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 24;
+    pub const COUNT: usize = 25;
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Runt,
         DropReason::BadSrcMac,
@@ -99,6 +102,7 @@ impl DropReason {
         DropReason::LoopBlocked,
         DropReason::NotServed,
         DropReason::ServiceLimit,
+        DropReason::RateLimited,
     ];
 
     /// The snake_case name shown to users and used in JSON.
@@ -128,6 +132,7 @@ impl DropReason {
             DropReason::LoopBlocked => "loop_blocked",
             DropReason::NotServed => "not_served",
             DropReason::ServiceLimit => "service_limit",
+            DropReason::RateLimited => "rate_limited",
         }
     }
 

@@ -11,6 +11,7 @@ pub mod gso;
 pub mod ipv4;
 mod mac;
 pub mod tcp;
+pub mod vlan;
 mod vnet;
 
 pub use ethernet::{EtherType, EthernetFrame, ETHERNET_HEADER_LEN, VLAN_TAG_LEN};
