@@ -46,7 +46,7 @@ use super::link::LinkState;
 use super::netlink::Netlink;
 use super::{sys, validate_ifname, Netns, PortError, PortIo, RxQueue};
 use crate::control::config::{PacketConfig, PortConfig};
-use crate::wire::VNET_HDR_LEN;
+use crate::wire::{vlan, VLAN_TAG_LEN, VNET_HDR_LEN};
 
 /// The kernel's `struct virtio_net_hdr` on a packet socket: ours without `num_buffers`.
 const PACKET_VNET_HDR_LEN: usize = 10;
@@ -85,6 +85,7 @@ impl PacketPort {
                 e,
             )
         })?;
+        sys::packet_set_auxdata(fd.as_fd()).map_err(|e| err("set PACKET_AUXDATA", e))?;
         let netlink = match nsfd {
             Some(ns) => Netlink::open_in(ns),
             None => Netlink::open(),
@@ -173,12 +174,20 @@ impl PacketPort {
         if buf.len() < VNET_HDR_LEN {
             return Err(io::Error::from(io::ErrorKind::InvalidInput));
         }
-        match sys::recv(self.fd.as_fd(), &mut buf[SHIFT..]) {
-            Ok(n) if n < PACKET_VNET_HDR_LEN => Err(io::Error::from(io::ErrorKind::WouldBlock)),
-            Ok(n) => {
+        // Room to put back a VLAN tag the kernel took off (it reports it in PACKET_AUXDATA).
+        let room = buf.len().saturating_sub(VLAN_TAG_LEN).max(SHIFT);
+        match sys::recv_packet(self.fd.as_fd(), &mut buf[SHIFT..room]) {
+            Ok((n, _)) if n < PACKET_VNET_HDR_LEN => {
+                Err(io::Error::from(io::ErrorKind::WouldBlock))
+            }
+            Ok((n, tag)) => {
                 buf.copy_within(SHIFT..VNET_HDR_LEN, 0);
                 buf[PACKET_VNET_HDR_LEN..VNET_HDR_LEN].fill(0);
-                Ok(n + SHIFT)
+                let len = n + SHIFT;
+                match tag {
+                    Some((tpid, tci)) => Ok(vlan::insert_tag(buf, len, tpid, tci).unwrap_or(len)),
+                    None => Ok(len),
+                }
             }
             Err(e) if is_link_gone(&e) => {
                 if self.link.is_up() {

@@ -767,6 +767,81 @@ pub(crate) fn packet_add_promisc(fd: BorrowedFd<'_>, ifindex: u32) -> io::Result
     Ok(())
 }
 
+/// `struct tpacket_auxdata` (linux/if_packet.h): what `PACKET_AUXDATA` reports per frame.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct TpacketAuxdata {
+    tp_status: u32,
+    tp_len: u32,
+    tp_snaplen: u32,
+    tp_mac: u16,
+    tp_net: u16,
+    tp_vlan_tci: u16,
+    tp_vlan_tpid: u16,
+}
+const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
+const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
+
+/// `PACKET_AUXDATA` on a packet socket: each frame's VLAN tag, which the kernel took off it on
+/// receive (`skb_vlan_untag`), comes with it ([`recv_packet`]).
+pub(crate) fn packet_set_auxdata(fd: BorrowedFd<'_>) -> io::Result<()> {
+    set_int_option(fd, libc::SOL_PACKET, libc::PACKET_AUXDATA, 1)
+}
+
+/// `recvmsg(2)` on a packet socket with `PACKET_AUXDATA` on: the frame's length, and the
+/// (TPID, TCI) of the VLAN tag the kernel took off it, if there was one.
+pub(crate) fn recv_packet(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> io::Result<(usize, Option<(u16, u16)>)> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // Room for one cmsg holding a tpacket_auxdata, 8-byte aligned as cmsghdr needs.
+    let mut control = [0u64; 8];
+    // SAFETY: msghdr is plain data for which all-zero bytes are a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control);
+    // SAFETY: `iov` points into `buf` and `msg_control` into `control`, both borrowed mutably
+    // for the whole call; the kernel writes at most their lengths.
+    let n = cvt_len(unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) })?;
+    let mut tag = None;
+    // SAFETY: `msg` was filled by recvmsg; CMSG_FIRSTHDR/NXTHDR stay inside `msg_controllen`
+    // of `control`, which is alive and not otherwise borrowed.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    while !cmsg.is_null() {
+        // SAFETY: a non-null cmsg from CMSG_FIRSTHDR/NXTHDR points at a whole header in
+        // `control`.
+        let c = unsafe { &*cmsg };
+        // SAFETY: CMSG_LEN is arithmetic on its argument only.
+        let want = unsafe { libc::CMSG_LEN(std::mem::size_of::<TpacketAuxdata>() as u32) } as usize;
+        if c.cmsg_level == libc::SOL_PACKET
+            && c.cmsg_type == libc::PACKET_AUXDATA
+            && c.cmsg_len as usize >= want
+        {
+            // SAFETY: the cmsg's length covers a tpacket_auxdata behind its header (checked
+            // above); read_unaligned makes no assumption about its alignment.
+            let aux: TpacketAuxdata =
+                unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast()) };
+            if aux.tp_status & TP_STATUS_VLAN_VALID != 0 {
+                let tpid = if aux.tp_status & TP_STATUS_VLAN_TPID_VALID != 0 {
+                    aux.tp_vlan_tpid
+                } else {
+                    0x8100
+                };
+                tag = Some((tpid, aux.tp_vlan_tci));
+            }
+        }
+        // SAFETY: as for CMSG_FIRSTHDR above.
+        cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
+    }
+    Ok((n, tag))
+}
+
 /// `sendmsg(2)` of the concatenation of `parts` in one call (one packet on a packet socket),
 /// `MSG_DONTWAIT | MSG_NOSIGNAL`, to the socket's bound device or connected peer.
 pub(crate) fn send_parts(fd: BorrowedFd<'_>, parts: &[&[u8]]) -> io::Result<usize> {

@@ -67,6 +67,24 @@ pub fn pop_tag(bytes: &[u8], out: &mut [u8]) -> Option<usize> {
     Some(bytes.len() - VLAN_TAG_LEN)
 }
 
+/// Puts a tag (`tpid`, `tci`) back behind the MACs of the frame in `buf[..len]` (virtio-net
+/// header + frame), in place, moving the header's offsets; returns the new length, or `None`
+/// if the frame holds no full Ethernet header or `buf` has no 4 bytes of room after it. For a
+/// packet socket, whose kernel hands the tag over apart from the frame (`PACKET_AUXDATA`).
+pub fn insert_tag(buf: &mut [u8], len: usize, tpid: u16, tci: u16) -> Option<usize> {
+    let macs = VNET_HDR_LEN + 12;
+    if len < VNET_HDR_LEN + ETHERNET_HEADER_LEN || buf.len() < len + VLAN_TAG_LEN {
+        return None;
+    }
+    let mut hdr = [0u8; VNET_HDR_LEN];
+    hdr.copy_from_slice(&buf[..VNET_HDR_LEN]);
+    shift_header(&hdr, &mut buf[..VNET_HDR_LEN], VLAN_TAG_LEN as i32);
+    buf.copy_within(macs..len, macs + VLAN_TAG_LEN);
+    buf[macs..macs + 2].copy_from_slice(&tpid.to_be_bytes());
+    buf[macs + 2..macs + 4].copy_from_slice(&tci.to_be_bytes());
+    Some(len + VLAN_TAG_LEN)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,5 +130,30 @@ mod tests {
         let mut out = vec![0u8; plain.len()];
         assert_eq!(pop_tag(&plain, &mut out), None);
         assert_eq!(push_tag(&plain[..20], 10, &mut tagged), None);
+    }
+
+    #[test]
+    fn insert_in_place_is_push() {
+        let hdr = VnetHeader {
+            flags: VnetHeader::F_NEEDS_CSUM,
+            csum_start: 34,
+            csum_offset: 6,
+            ..VnetHeader::default()
+        };
+        let plain = bytes(hdr, [0x08, 0x00], &[3; 50]);
+        let mut pushed = vec![0u8; plain.len() + 4];
+        push_tag(&plain, 0x123, &mut pushed).unwrap();
+        let mut buf = plain.clone();
+        buf.resize(plain.len() + 4, 0);
+        assert_eq!(
+            insert_tag(&mut buf, plain.len(), 0x8100, 0x123),
+            Some(plain.len() + 4)
+        );
+        assert_eq!(buf, pushed);
+        assert_eq!(
+            insert_tag(&mut buf, plain.len() + 4, 0x8100, 1),
+            None,
+            "no room"
+        );
     }
 }
