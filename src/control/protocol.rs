@@ -535,7 +535,7 @@ pub fn parse_request(line: &[u8]) -> Result<Request, ParseError> {
 /// Every `command` this version knows.
 pub const KNOWN_COMMANDS: &[&str] = &[
     "ports", "fdb", "leases", "stats", "services", "why", "allow", "disallow", "host_add",
-    "host_del", "capture", "reload", "port_add", "port_del", "status",
+    "host_del", "capture", "reload", "port_add", "port_del", "status", "limit",
 ];
 
 /// Lowercase hex of `bytes`.
