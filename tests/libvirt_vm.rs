@@ -150,7 +150,7 @@ fn start_libvirtd(lab: &Lab, domain: &str) -> Libvirt {
         "set -e\nmount --bind {d}/etc /etc/libvirt\nmount --bind {d}/run /run/libvirt\n\
          mount --bind {d}/lib /var/lib/libvirt\nmount --bind {d}/cache /var/cache/libvirt\n\
          mount --bind {d}/log /var/log/libvirt\nmount --bind {run} /run/switchyard\n\
-         exec ip netns exec {ns} libvirtd --config /etc/libvirt/libvirtd.conf\n",
+         exec ip netns exec {ns} libvirtd --config /etc/libvirt/libvirtd.conf --pid-file {d}/libvirtd.pid\n",
         run = lab.dir.join("run").display(),
         ns = lab.switch_ns()
     );

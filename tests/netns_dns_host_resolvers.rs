@@ -68,8 +68,9 @@ fn dig_short(lab: &mut Lab, host: &str, name: &str) -> String {
 #[test]
 fn no_upstreams_means_the_hosts_resolvers_past_the_resolved_stub() {
     let mut lab = Lab::new();
-    let up = lab.upstream_ns(&["192.0.2.53"]);
+    let up = lab.upstream_ns(&["192.0.2.53", "192.0.2.54"]);
     let _dnsmasq = fake_upstream(&lab, &up, "192.0.2.53", "example.org", "192.0.2.7");
+    let _second = fake_upstream(&lab, &up, "192.0.2.54", "example.org", "192.0.2.8");
     let deadline = Instant::now() + Duration::from_secs(10);
     while !sh(&[
         "ip",
@@ -107,12 +108,32 @@ fn no_upstreams_means_the_hosts_resolvers_past_the_resolved_stub() {
     assert_eq!(dig_short(&mut lab, "vm1", "www.example.org"), "192.0.2.7");
     // Local names stay local.
     assert_eq!(dig_short(&mut lab, "vm1", "vm1.lab.test"), "10.13.31.11");
+    // The host's resolvers change (a new file renamed into place, as resolvconf writes it):
+    // the running daemon follows within a few seconds, no reload.
+    let tmp = lab.dir.join("resolv.new");
+    std::fs::write(
+        &tmp,
+        "# resolved's upstreams, new network\nnameserver 192.0.2.54\n",
+    )
+    .unwrap();
+    std::fs::rename(&tmp, &real).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut got = String::new();
+    while Instant::now() < deadline {
+        got = dig_short(&mut lab, "vm1", "new.example.org");
+        if got == "192.0.2.8" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(got, "192.0.2.8", "the new resolver was never asked");
     let exit = lab.stop_with("TERM");
     assert_eq!(exit.code, Some(0), "{exit:?}");
     assert!(
         exit.stderr
             .contains("the host's resolvers are the upstreams")
-            && exit.stderr.contains("run-systemd-resolve-resolv.conf"),
+            && exit.stderr.contains("run-systemd-resolve-resolv.conf")
+            && exit.stderr.contains("the host's resolvers changed"),
         "{}",
         exit.stderr
     );

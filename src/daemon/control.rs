@@ -552,8 +552,8 @@ impl Control {
             config::load(Path::new(&live.source))
         }
         .map_err(|e| format!("reload refused, the running config stays: {e}"))?;
-        // Upstreams taken from the host's resolv.conf stay the ones the DNS server started
-        // with (a reload does not change the server's upstreams).
+        // Upstreams taken from the host's resolv.conf are the DNS server's business (it follows
+        // the files itself, `resolv::Watch`); a reload does not change the server's upstreams.
         if new.dns.upstreams_from_host {
             new.dns.upstreams.clone_from(&live.dns.upstreams);
         }

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use super::appliance::{ApplianceMsg, Identity};
 use super::{DaemonError, TICK};
 use crate::control::config::{dns_params, Config};
+use crate::control::resolv;
 use crate::service::dhcp::{ClientKey, Lease, LeaseChange};
 use crate::service::dns::tcp::{ConnKey, TcpOutput, TcpResponder};
 use crate::service::dns::{
@@ -155,6 +156,8 @@ pub(super) struct DnsService {
     /// Largest UDP payload on the segment (MTU - IP and UDP headers).
     udp_limit: usize,
     last_poll: Duration,
+    /// Without `[dns] upstreams`: the host's resolv.conf files, looked at again now and then.
+    host_resolvers: Option<resolv::Watch>,
 }
 
 fn seed() -> u64 {
@@ -212,6 +215,10 @@ impl DnsService {
             start: Instant::now(),
             udp_limit: mtu.saturating_sub(IPV4_HEADER_LEN + UDP_HEADER_LEN),
             last_poll: Duration::ZERO,
+            host_resolvers: config
+                .dns
+                .upstreams_from_host
+                .then(|| resolv::Watch::new(config.network.gateway)),
         })
     }
 
@@ -440,6 +447,7 @@ impl DnsService {
             return Vec::new();
         }
         self.last_poll = now;
+        self.follow_host_resolvers(now);
         for (upstream, query) in self.server.poll_retries(now) {
             let via = self.server.via_of(&query);
             self.send_upstream(upstream, &query, via);
@@ -452,6 +460,26 @@ impl DnsService {
         let outputs = self.tcp.poll(now);
         frames.extend(self.tcp_outputs(outputs, now));
         frames
+    }
+
+    /// Takes the host's resolvers again if their files changed (see [`resolv::Watch`]).
+    fn follow_host_resolvers(&mut self, now: Duration) {
+        let Some((file, upstreams)) = self.host_resolvers.as_mut().and_then(|w| w.changed(now))
+        else {
+            return;
+        };
+        if upstreams == self.server.upstreams() {
+            return;
+        }
+        match &file {
+            Some(f) => tracing::info!(file = %f.display(), ?upstreams,
+                "dns: the host's resolvers changed; these are the upstreams now"),
+            None => tracing::warn!(
+                "dns: the host's resolv.conf names no usable nameserver any more: outside \
+                 names get REFUSED"
+            ),
+        }
+        self.server.set_upstreams(upstreams);
     }
 
     /// Applies DHCP lease changes to the zone, logging refused names.

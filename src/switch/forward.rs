@@ -148,11 +148,63 @@ impl StormMeter {
 
 /// Frames a second each port may hand to the appliance's queue (DHCP, DNS not answered from
 /// the memo, ARP and ping for the gateway), unless it is exempt ([`Switch::set_service_exempt`]:
-/// trusted ports, which carry a relay's or an uplink's many clients). Measured in
-/// [`STORM_WINDOW`]s like storm control. A guest's resolver or DHCP client needs a few a
-/// second; the appliance answers tens of thousands, so a handful of flooding ports cannot fill
+/// trusted ports, which carry a relay's or an uplink's many clients), on average, with bursts
+/// of up to [`SERVICE_BURST`] (a token bucket, [`ShareMeter`]). A guest's resolver or DHCP
+/// client needs a few a second, and `dig` asking 200 names one after another about 1,250 for a
+/// moment; the appliance answers tens of thousands, so a handful of flooding ports cannot fill
 /// its queue (4,096) for the others.
 pub const SERVICE_PER_SEC: u32 = 1_000;
+/// The bucket's depth: frames a port may hand the appliance at once after a quiet moment.
+pub const SERVICE_BURST: u32 = 500;
+
+/// A port's share of the appliance: a token bucket of `rate` frames a second and `burst`
+/// deep, in millionths of a frame. Written only by the worker that owns the port (relaxed
+/// atomics, like [`StormMeter`]); a race between two writers could only let a few extra frames
+/// through. A new port starts full.
+#[derive(Debug)]
+struct ShareMeter {
+    /// `now` of the last frame, in microseconds; `u64::MAX`: none yet.
+    last_us: AtomicU64,
+    tokens: AtomicU64,
+}
+
+impl Default for ShareMeter {
+    fn default() -> Self {
+        ShareMeter {
+            last_us: AtomicU64::new(u64::MAX),
+            tokens: AtomicU64::new(0),
+        }
+    }
+}
+
+impl ShareMeter {
+    const FRAME: u64 = 1_000_000;
+
+    /// Takes one frame's token at `now`; false if the bucket is empty.
+    fn admit(&self, now: Duration, rate: u32, burst: u32) -> bool {
+        let now_us = u64::try_from(now.as_micros()).unwrap_or(u64::MAX - 1);
+        let full = u64::from(burst) * Self::FRAME;
+        let last = self.last_us.swap(now_us, Relaxed);
+        let mut tokens = if last == u64::MAX {
+            full
+        } else {
+            // At most 10 s of refill (keeps the product far from overflow).
+            let refill = now_us.saturating_sub(last).min(10_000_000) * u64::from(rate);
+            self.tokens.load(Relaxed).saturating_add(refill).min(full)
+        };
+        let admitted = tokens >= Self::FRAME;
+        if admitted {
+            tokens -= Self::FRAME;
+        }
+        self.tokens.store(tokens, Relaxed);
+        admitted
+    }
+
+    fn reset(&self) {
+        self.last_us.store(u64::MAX, Relaxed);
+        self.tokens.store(0, Relaxed);
+    }
+}
 
 #[derive(Debug)]
 struct PortState {
@@ -168,7 +220,7 @@ struct PortState {
     policy: RwLock<Option<Arc<PortPolicy>>>,
     storm: StormMeter,
     /// The port's share of the appliance's queue (see [`SERVICE_PER_SEC`]).
-    service: StormMeter,
+    service: ShareMeter,
     service_exempt: AtomicBool,
     /// Blocked for closing a loop until this many milliseconds of `now` (0: not blocked).
     blocked_until_ms: AtomicU64,
@@ -241,7 +293,7 @@ impl Switch {
                         up: AtomicBool::new(present),
                         counters: PortCounters::default(),
                         storm: StormMeter::default(),
-                        service: StormMeter::default(),
+                        service: ShareMeter::default(),
                         service_exempt: AtomicBool::new(false),
                         blocked_until_ms: AtomicU64::new(0),
                         looped_with: AtomicU32::new(0),
@@ -780,8 +832,7 @@ impl Switch {
         p.counters.reset();
         p.storm.window.store(0, Relaxed);
         p.storm.seen.store(0, Relaxed);
-        p.service.window.store(0, Relaxed);
-        p.service.seen.store(0, Relaxed);
+        p.service.reset();
         p.service_exempt.store(false, Relaxed);
         p.blocked_until_ms.store(0, Relaxed);
         p.looped_with.store(0, Relaxed);
@@ -812,11 +863,7 @@ impl Switch {
     /// passes `now`, the worker that owns the port is the only writer.
     pub fn admit_to_service(&self, port: PortId, now: Duration) -> bool {
         let p = &self.ports[port.index()];
-        p.service_exempt.load(Relaxed)
-            || p.service.admit(
-                now,
-                SERVICE_PER_SEC * STORM_WINDOW.as_millis() as u32 / 1000,
-            )
+        p.service_exempt.load(Relaxed) || p.service.admit(now, SERVICE_PER_SEC, SERVICE_BURST)
     }
 
     /// Exempts `port` from the appliance share (a trusted port: a relay agent or an uplink
@@ -921,4 +968,33 @@ fn segment_len(bytes: &[u8]) -> Result<Option<usize>, DropReason> {
     GsoLayout::parse(&hdr, &bytes[VNET_HDR_LEN..])
         .map(|l| Some(l.segment_l3_len()))
         .map_err(|_| DropReason::Malformed)
+}
+
+#[cfg(test)]
+mod share_tests {
+    use super::*;
+
+    #[test]
+    fn the_appliance_share_allows_a_burst_then_its_rate() {
+        let m = ShareMeter::default();
+        let t0 = Duration::from_secs(7);
+        // A full bucket: a burst of 500 at once, then nothing until it refills.
+        assert!((0..500).all(|_| m.admit(t0, 1_000, 500)));
+        assert!(!m.admit(t0, 1_000, 500));
+        // 10 ms at 1,000 a second: 10 more frames.
+        let t1 = t0 + Duration::from_millis(10);
+        assert_eq!((0..20).filter(|_| m.admit(t1, 1_000, 500)).count(), 10);
+        // A long quiet moment refills it to the burst, no more.
+        let t2 = t1 + Duration::from_secs(60);
+        assert_eq!((0..600).filter(|_| m.admit(t2, 1_000, 500)).count(), 500);
+        // A sustained flood gets the rate: 1 s of 10,000 tries in 1 ms steps.
+        let mut admitted = 0;
+        for ms in 1..=1_000u64 {
+            let t = t2 + Duration::from_millis(ms);
+            admitted += (0..10).filter(|_| m.admit(t, 1_000, 500)).count();
+        }
+        assert_eq!(admitted, 1_000);
+        m.reset();
+        assert!(m.admit(t2, 1_000, 500), "a reset bucket starts full");
+    }
 }

@@ -193,6 +193,18 @@ pub struct DnsServer<C> {
 }
 
 impl<C: Clone> DnsServer<C> {
+    /// Replaces `[dns] upstreams` (the host's resolvers changed): new queries go to these;
+    /// queries already forwarded still take the answer of the upstream they went to.
+    pub fn set_upstreams(&mut self, upstreams: Vec<SocketAddr>) {
+        self.upstreams = upstreams;
+        self.next_upstream = 0;
+    }
+
+    /// The upstreams new queries go to (round robin), outside `[[dns.forward]]` domains.
+    pub fn upstreams(&self) -> &[SocketAddr] {
+        &self.upstreams
+    }
+
     /// `seed` varies the ids of forwarded queries between runs.
     pub fn new(params: &DnsParams, seed: u64) -> DnsServer<C> {
         let mut forwards: Vec<(Name, Vec<SocketAddr>)> = params
