@@ -1,7 +1,8 @@
 //! Per-frame cost of the forwarding decision, with no I/O: a unicast hit (unguarded and through
 //! the per-port guard), a 64 KiB GSO super-frame through the guard, a flood, and FDB lookups at
 //! 10, 10k and 1M entries (one at a time, and in prefetched batches of 32); plus the software
-//! segmentation of a super-frame (`wire::gso`). `cargo bench --bench forward`.
+//! segmentation of a super-frame (`wire::gso`); a VLAN's cost (a tagged hit on a trunk, a hit
+//! from an access port, the tag push). `cargo bench --bench forward`.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -9,8 +10,9 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::net::Ipv4Addr;
 
-use switchyard::switch::{Fdb, PortId, PortPolicy, PortSpec, Switch, SwitchParams};
+use switchyard::switch::{Fdb, PortId, PortPolicy, PortSpec, PortVlan, Switch, SwitchParams};
 use switchyard::wire::gso::{for_each_segment, GSO_TCPV4};
+use switchyard::wire::vlan::push_tag;
 use switchyard::wire::{MacAddr, VnetHeader, VNET_HDR_LEN};
 
 fn mac(n: u32) -> MacAddr {
@@ -82,6 +84,8 @@ fn guarded_switch(ports: usize, policy: Option<PortPolicy>) -> Switch {
             mtu: 1500,
             isolated: false,
             policy: if i == 0 { policy.clone() } else { None },
+            vlan: Default::default(),
+            limits: Default::default(),
         })
         .collect();
     Switch::new(&SwitchParams::default(), specs)
@@ -145,6 +149,61 @@ fn process(c: &mut Criterion) {
             let v = sw.process(black_box(PortId(0)), black_box(&bcast), now);
             (v, sw.flood_targets(PortId(0), &bcast).count())
         })
+    });
+}
+
+/// The cost of a VLAN: a unicast hit of a tagged frame between two trunk ports (VLAN 10, the
+/// FDB's VLAN-10 table), a hit from an access port of VLAN 10 (untagged in, to go out tagged),
+/// and the tag push the worker does for that egress (`wire::vlan::push_tag`, 1514 bytes).
+fn vlan(c: &mut Criterion) {
+    let now = Duration::from_secs(1);
+    let trunk = || PortVlan::Trunk {
+        allowed: [10].into_iter().collect(),
+        native: None,
+    };
+    let specs = (0..4)
+        .map(|i| PortSpec {
+            name: format!("p{i}"),
+            mtu: 1500,
+            isolated: false,
+            policy: None,
+            vlan: if i == 3 {
+                PortVlan::Access(10)
+            } else {
+                trunk()
+            },
+            limits: Default::default(),
+        })
+        .collect();
+    let sw = Switch::new(&SwitchParams::default(), specs);
+    let (a, b) = (mac(1), mac(2));
+    let tag = |mut f: Vec<u8>| {
+        f.splice(12..12, [0x81, 0x00, 0x00, 0x0a]);
+        f.truncate(1514);
+        f
+    };
+    sw.process(PortId(1), &tag(frame(a, b)), now);
+    let tagged = tag(frame(b, a));
+    assert_eq!(
+        sw.process(PortId(0), &tagged, now),
+        switchyard::switch::Verdict::Forward(PortId(1))
+    );
+    c.bench_function("process/unicast_hit_tagged_trunk", |bench| {
+        bench.iter(|| sw.process(black_box(PortId(0)), black_box(&tagged), now))
+    });
+    let untagged = frame(b, a);
+    assert_eq!(
+        sw.process(PortId(3), &untagged, now),
+        switchyard::switch::Verdict::Forward(PortId(1))
+    );
+    c.bench_function("process/unicast_hit_access_vlan", |bench| {
+        bench.iter(|| sw.process(black_box(PortId(3)), black_box(&untagged), now))
+    });
+    let mut with_hdr = vec![0u8; VNET_HDR_LEN];
+    with_hdr.extend_from_slice(&untagged);
+    let mut out = vec![0u8; with_hdr.len() + 4];
+    c.bench_function("vlan/push_tag_1514", |bench| {
+        bench.iter(|| push_tag(black_box(&with_hdr), 10, &mut out))
     });
 }
 
@@ -214,5 +273,5 @@ fn memory_floor(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, process, fdb, memory_floor);
+criterion_group!(benches, process, vlan, fdb, memory_floor);
 criterion_main!(benches);

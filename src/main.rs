@@ -199,6 +199,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Set a port's bandwidth limits, live (until the next reload or restart, which apply the
+    /// file's `ingress` and `egress`).
+    Limit {
+        port: String,
+        /// What the switch takes from the port: AVERAGE[,PEAK[,BURST]] in KiB/s, KiB/s, KiB
+        /// (libvirt's units), or `none`.
+        #[arg(long)]
+        ingress: Option<String>,
+        /// What the switch sends to the port, as --ingress.
+        #[arg(long)]
+        egress: Option<String>,
+        #[command(flatten)]
+        target: Target,
+        /// Print JSON instead of a sentence.
+        #[arg(long)]
+        json: bool,
+    },
     /// Withdraw an extra source address or prefix from a guarded port, live.
     Disallow {
         port: String,
@@ -458,6 +475,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             json,
         } => {
             let cmd = ProtoCommand::Allow { port, net };
+            print!("{}", cli::run(&target.socket()?, cmd, json)?);
+        }
+        Command::Limit {
+            port,
+            ingress,
+            egress,
+            target,
+            json,
+        } => {
+            let cmd = ProtoCommand::Limit {
+                port,
+                ingress,
+                egress,
+            };
             print!("{}", cli::run(&target.socket()?, cmd, json)?);
         }
         Command::Disallow {

@@ -57,6 +57,8 @@ fn switch() -> Switch {
         mtu,
         isolated: false,
         policy,
+        vlan: Default::default(),
+        limits: Default::default(),
     };
     let sw = Switch::new(
         &SwitchParams::default(),

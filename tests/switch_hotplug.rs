@@ -28,6 +28,8 @@ fn spec(name: &str, mtu: u32, isolated: bool) -> PortSpec {
         mtu,
         isolated,
         policy: None,
+        vlan: Default::default(),
+        limits: Default::default(),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use switchyard::switch::{DropReason, PortId, PortSpec, Switch, SwitchParams, Verdict};
+use switchyard::switch::{DropReason, PortId, PortSpec, PortVlan, Switch, SwitchParams, Verdict};
 use switchyard::wire::MacAddr;
 
 const S: Duration = Duration::from_secs(1);
@@ -32,6 +32,8 @@ fn port(name: &str, isolated: bool) -> PortSpec {
         mtu: 1500,
         isolated,
         policy: None,
+        vlan: Default::default(),
+        limits: Default::default(),
     }
 }
 
@@ -223,6 +225,8 @@ fn oversize_frames_are_dropped_not_truncated() {
                 mtu: 1400,
                 isolated: false,
                 policy: None,
+                vlan: Default::default(),
+                limits: Default::default(),
             },
             port("other", false),
         ],
@@ -332,11 +336,19 @@ fn a_port_flooding_100k_random_source_macs_cannot_evict_others() {
 
 #[test]
 fn vlan_tagged_payload_is_measured_after_the_tag() {
-    let sw = Switch::new(
-        &SwitchParams::default(),
-        vec![port("a", false), port("b", false)],
-    );
-    sw.process(P1, &frame(MacAddr::BROADCAST, mac(2), 64), S);
+    let trunk = |name| PortSpec {
+        vlan: PortVlan::Trunk {
+            allowed: [10].into_iter().collect(),
+            native: Some(1),
+        },
+        ..port(name, false)
+    };
+    let sw = Switch::new(&SwitchParams::default(), vec![trunk("a"), trunk("b")]);
+    let tagged = |mut f: Vec<u8>| {
+        f.splice(12..12, [0x81, 0x00, 0x00, 0x0a]);
+        f
+    };
+    sw.process(P1, &tagged(frame(MacAddr::BROADCAST, mac(2), 64)), S);
     let mut f = frame(mac(2), mac(1), 0);
     f.truncate(12);
     f.extend_from_slice(&[0x81, 0x00, 0x00, 0x0a, 0x08, 0x00]);

@@ -289,6 +289,7 @@ pub fn fdb_table(rows: &[FdbRow]) -> String {
         .map(|r| {
             vec![
                 r.mac.clone(),
+                r.vlan.to_string(),
                 r.port.clone(),
                 if r.is_static { "static" } else { "learned" }.into(),
                 if r.is_static {
@@ -299,7 +300,7 @@ pub fn fdb_table(rows: &[FdbRow]) -> String {
             ]
         })
         .collect();
-    table(&["MAC", "PORT", "TYPE", "AGE"], &rows)
+    table(&["MAC", "VLAN", "PORT", "TYPE", "AGE"], &rows)
 }
 
 /// `virsh net-dhcp-leases`'s columns, one row per lease.

@@ -43,6 +43,7 @@ mod network;
 mod port_entries;
 mod ports;
 mod raw;
+mod segment;
 mod switch;
 #[cfg(test)]
 mod test_util;
@@ -174,6 +175,10 @@ pub struct PortConfig {
     pub trusted: bool,
     /// The guard allows any fe80::/10 source, not just the host MAC's EUI-64 one.
     pub any_link_local: bool,
+    /// 802.1Q membership (`vlan`, `trunk`, `native`; default: access port of VLAN 1).
+    pub vlan: crate::switch::PortVlan,
+    /// `ingress` and `egress` bandwidth limits (default: none).
+    pub limits: crate::switch::PortLimits,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -83,6 +83,15 @@ pub enum Command {
     PortDel { name: String },
     /// Who this daemon is: network, socket, config, ports, leases, uptime (`switchyard list`).
     Status,
+    /// Set a port's bandwidth limits live: each direction `"AVERAGE[,PEAK[,BURST]]"` (KiB/s,
+    /// KiB/s, KiB) or `"none"`; a direction not given keeps its limit.
+    Limit {
+        port: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ingress: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        egress: Option<String>,
+    },
 }
 
 /// `host add`: a reservation as the command line gives it (the daemon parses and checks it).
@@ -320,6 +329,13 @@ pub struct FdbRow {
     pub is_static: bool,
     /// Whole seconds since last seen (0 for static entries).
     pub age_secs: u64,
+    /// The entry's VLAN (1 from a daemon that predates VLANs).
+    #[serde(default = "default_vlan")]
+    pub vlan: u16,
+}
+
+fn default_vlan() -> u16 {
+    crate::switch::DEFAULT_VLAN
 }
 
 /// One lease, with libvirt's field names (`virsh net-dhcp-leases`).
@@ -519,7 +535,7 @@ pub fn parse_request(line: &[u8]) -> Result<Request, ParseError> {
 /// Every `command` this version knows.
 pub const KNOWN_COMMANDS: &[&str] = &[
     "ports", "fdb", "leases", "stats", "services", "why", "allow", "disallow", "host_add",
-    "host_del", "capture", "reload", "port_add", "port_del", "status",
+    "host_del", "capture", "reload", "port_add", "port_del", "status", "limit",
 ];
 
 /// Lowercase hex of `bytes`.

@@ -96,6 +96,8 @@ pub(super) fn switch(config: &Config) -> Switch {
         mtu: config.network.mtu,
         isolated: false,
         policy: None,
+        vlan: Default::default(),
+        limits: Default::default(),
     }));
     let sw = Switch::with_slots(&params, slots);
     for s in &config.switch.static_fdb {
@@ -115,6 +117,8 @@ pub(super) fn port_spec(config: &Config, p: &PortConfig) -> PortSpec {
         mtu: p.mtu,
         isolated: p.isolated,
         policy: p.policy(config),
+        vlan: p.vlan.clone(),
+        limits: p.limits,
     }
 }
 

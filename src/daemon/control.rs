@@ -140,6 +140,13 @@ impl Control {
                 .map(Body::Done)
                 .map_err(|m| (ErrorKind::Refused, m)),
             Command::Status => self.status().map(Body::Status),
+            Command::Limit {
+                port,
+                ingress,
+                egress,
+            } => self
+                .limit(&port, ingress.as_deref(), egress.as_deref())
+                .map(Body::Done),
             Command::Capture { .. } => fail(
                 ErrorKind::BadArgument,
                 "capture streams: send it on a connection of its own",
@@ -247,6 +254,7 @@ impl Control {
                 port: self.port_name(e.port),
                 is_static: e.is_static,
                 age_secs: e.age.as_secs(),
+                vlan: e.vlan,
             })
             .collect()
     }
@@ -277,7 +285,7 @@ impl Control {
                         .filter(|r| c.monitored(**r) > 0)
                         .map(|r| (r.name().to_string(), c.monitored(*r)))
                         .collect(),
-                    fdb_entries: self.switch.fdb().port_len(id) as u64,
+                    fdb_entries: self.switch.fdb_port_len(id) as u64,
                     capture_dropped: self.capture.dropped_on(id),
                     problems: if id == self.service_port {
                         self.appliance_problems()
@@ -472,6 +480,50 @@ impl Control {
         self.switch.set_policy(id, policy);
     }
 
+    /// `switchyard limit`: a port's bandwidth limits, in place from the next frame on.
+    fn limit(
+        &self,
+        port: &str,
+        ingress: Option<&str>,
+        egress: Option<&str>,
+    ) -> Result<String, Failure> {
+        let id = self.port_id(port)?;
+        let mut limits = self.switch.port_spec(id).limits;
+        let parse = |s: &str| {
+            crate::switch::RateLimit::parse_cli(s).map_err(|m| (ErrorKind::BadArgument, m))
+        };
+        if let Some(s) = ingress {
+            limits.ingress = parse(s)?;
+        }
+        if let Some(s) = egress {
+            limits.egress = parse(s)?;
+        }
+        self.switch.set_limits(id, limits, self.start.elapsed());
+        let show =
+            |l: Option<crate::switch::RateLimit>| l.map_or("none".to_string(), |l| l.to_string());
+        Ok(format!(
+            "port {port}: ingress {}, egress {}",
+            show(limits.ingress),
+            show(limits.egress)
+        ))
+    }
+
+    /// Each kept port's VLAN membership and bandwidth limits, applied in place (a reload).
+    fn apply_segments(&self, new: &Config) {
+        for p in &new.ports {
+            let Some(id) = self.switch.port_by_name(&p.name) else {
+                continue;
+            };
+            let spec = self.switch.port_spec(id);
+            if spec.vlan != p.vlan {
+                self.switch.set_vlan(id, p.vlan.clone());
+            }
+            if spec.limits != p.limits {
+                self.switch.set_limits(id, p.limits, self.start.elapsed());
+            }
+        }
+    }
+
     /// Re-reads the config file (SIGHUP, `switchyard reload`) and applies it if it is valid and
     /// differs only in hosts, port guards and ports added or removed (a port whose kind,
     /// netdev, path, MTU or isolation changed is removed and added again; the others are not
@@ -520,6 +572,7 @@ impl Control {
             }
             return Err(format!("reload refused, the running config stays: {m}"));
         }
+        self.apply_segments(&new);
         let kept = state.changes.len();
         let saved = super::live_state::save(&new.dhcp.state_dir, &state);
         let message = format!(

@@ -223,7 +223,7 @@ pub(super) fn render(ctl: &Control) -> String {
     let _ = writeln!(
         out,
         "switchyard_fdb_entries {}",
-        ctl.switch.fdb().learned_len()
+        ctl.switch.fdb_learned_len()
     );
     let _ = writeln!(
         out,

@@ -49,8 +49,8 @@ use super::table::{self, Ports, Table};
 use super::{appliance, capture, dns, DaemonError, Identity, TICK};
 use crate::control::config::Config;
 use crate::port::{self, Epoll, RxQueue};
-use crate::switch::{DropReason, PortId, Switch, Verdict};
-use crate::wire::{gso, VNET_HDR_LEN};
+use crate::switch::{Decision, DropReason, PortId, Switch, Verdict};
+use crate::wire::{gso, vlan, VLAN_TAG_LEN, VNET_HDR_LEN};
 
 /// Frames read from one port per wake-up before the worker moves on to the next ready port.
 const BATCH: usize = 64;
@@ -102,6 +102,8 @@ pub(super) struct Worker {
     spare: RefCell<Vec<u8>>,
     /// Where a DNS answer from the memo is built (the frame, and a work buffer).
     dns_out: RefCell<(Vec<u8>, Vec<u8>)>,
+    /// Where a frame gets its 802.1Q tag pushed or popped for an egress port.
+    retag: RefCell<Vec<u8>>,
 }
 
 pub(super) fn worker_count(config: &Config) -> usize {
@@ -164,6 +166,7 @@ pub(super) fn spawn(
             written: RefCell::new(Vec::with_capacity(WRITTEN_MAX)),
             spare: RefCell::new(vec![0u8; FRAME_BUF]),
             dns_out: RefCell::new((Vec::with_capacity(1600), Vec::with_capacity(1600))),
+            retag: RefCell::new(vec![0u8; FRAME_BUF + VLAN_TAG_LEN]),
         };
         let stop = Arc::clone(stop);
         let handle = thread::Builder::new()
@@ -432,11 +435,14 @@ impl Worker {
             capture::Dir::Rx,
             &bytes[bytes.len().min(VNET_HDR_LEN)..],
         );
-        match self.switch.process_vnet(ingress, bytes, now) {
-            Verdict::Forward(egress) => self.dispatch(table, ingress, egress, bytes, scratch),
+        let d = self.switch.decide_vnet(ingress, bytes, now);
+        match d.verdict {
+            Verdict::Forward(egress) => {
+                self.dispatch(table, ingress, egress, bytes, scratch, &d, now);
+            }
             Verdict::Flood => {
                 for egress in self.switch.flood_targets_vnet(ingress, bytes) {
-                    self.dispatch(table, ingress, egress, bytes, scratch);
+                    self.dispatch(table, ingress, egress, bytes, scratch, &d, now);
                 }
             }
             Verdict::Drop(reason) => {
@@ -446,9 +452,12 @@ impl Worker {
         }
     }
 
-    /// Writes one frame (virtio-net header included) out of `egress`, never blocking: as it is
-    /// if the port accepts offloads or the frame needs none, else as the plain frames
-    /// `wire::gso` makes of it (a frame it cannot cut is counted `malformed` on the ingress).
+    /// Writes one frame (virtio-net header included) out of `egress`, never blocking: in the
+    /// port's form of the frame's VLAN (a tag pushed or popped: `wire::vlan`), within its
+    /// egress limit (else `rate_limited` on `egress`), as it is if the port accepts offloads or
+    /// the frame needs none, else as the plain frames `wire::gso` makes of it (a frame it
+    /// cannot cut is counted `malformed` on the ingress).
+    #[allow(clippy::too_many_arguments)]
     fn dispatch(
         &self,
         table: &Table<'_>,
@@ -456,9 +465,36 @@ impl Worker {
         egress: PortId,
         bytes: &[u8],
         scratch: &mut [u8],
+        d: &Decision,
+        now: Duration,
     ) {
         if egress == self.service.port {
+            // The appliance serves VLAN 1 where it is untagged (see docs/config.md).
+            if d.tagged {
+                if matches!(d.verdict, Verdict::Forward(_)) {
+                    self.switch.count_drop(ingress, DropReason::NotServed);
+                }
+                return;
+            }
             return self.dispatch_to_appliance(table, ingress, bytes, scratch);
+        }
+        let mut retag = self.retag.borrow_mut();
+        let bytes = match (d.tagged, self.switch.egress_tagged(egress, d.vlan)) {
+            (false, Some(true)) => match vlan::push_tag(bytes, d.vlan, &mut retag) {
+                Some(n) => &retag[..n],
+                None => return self.switch.count_drop(ingress, DropReason::Malformed),
+            },
+            (true, Some(false)) => match vlan::pop_tag(bytes, &mut retag) {
+                Some(n) => &retag[..n],
+                None => return self.switch.count_drop(ingress, DropReason::Malformed),
+            },
+            (_, Some(_)) => bytes,
+            // Not a member (a live change raced the decision): nothing leaks out of the VLAN.
+            (_, None) => return,
+        };
+        let frame_len = bytes.len().saturating_sub(VNET_HDR_LEN);
+        if !self.switch.admit_egress(egress, frame_len, now) {
+            return self.switch.count_drop(egress, DropReason::RateLimited);
         }
         self.note_written(table, egress);
         let me = Some(self.id);

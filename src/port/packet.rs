@@ -58,7 +58,7 @@ use super::link::LinkState;
 use super::netlink::Netlink;
 use super::{sys, validate_ifname, Epoll, Netns, PortError, PortIo, RxQueue};
 use crate::control::config::{PacketConfig, PortConfig};
-use crate::wire::VNET_HDR_LEN;
+use crate::wire::{vlan, VLAN_TAG_LEN, VNET_HDR_LEN};
 
 /// The kernel's `struct virtio_net_hdr` on a packet socket: ours without `num_buffers`.
 const PACKET_VNET_HDR_LEN: usize = 10;
@@ -124,6 +124,7 @@ impl PacketPort {
                 e,
             )
         })?;
+        sys::packet_set_auxdata(fd.as_fd()).map_err(|e| err("set PACKET_AUXDATA", e))?;
         let netlink = match nsfd {
             Some(ns) => Netlink::open_in(ns),
             None => Netlink::open(),
@@ -241,10 +242,21 @@ impl PacketPort {
         if buf.len() < VNET_HDR_LEN {
             return Err(io::Error::from(io::ErrorKind::InvalidInput));
         }
-        let read = self.with_socket(q, |fd| sys::recv(fd, &mut buf[SHIFT..]));
+        // Room to put back a VLAN tag the kernel took off (it reports it in PACKET_AUXDATA).
+        let room = buf.len().saturating_sub(VLAN_TAG_LEN).max(SHIFT);
+        let mut tag = None;
+        let read = self.with_socket(q, |fd| {
+            sys::recv_packet(fd, &mut buf[SHIFT..room]).map(|(n, t)| {
+                tag = t;
+                n
+            })
+        });
         match self.link_checked(read) {
             Ok(n) if n < PACKET_VNET_HDR_LEN => Err(io::Error::from(io::ErrorKind::WouldBlock)),
-            Ok(n) => Ok(to_switch_header(buf, n)),
+            Ok(n) => {
+                let len = to_switch_header(buf, n);
+                Ok(with_tag(buf, len, tag))
+            }
             Err(e) => Err(e),
         }
     }
@@ -252,15 +264,19 @@ impl PacketPort {
     /// Reads up to `bufs.len()` (at most 16) frames from queue `q`'s socket in one
     /// `recvmmsg`, each as the switch's header + frame.
     fn recv_many(&self, q: usize, bufs: &mut [Vec<u8>], lens: &mut [usize]) -> io::Result<usize> {
-        let read = self.with_socket(q, |fd| sys::recv_many(fd, bufs, SHIFT, lens));
+        let mut tags = [None; sys::RECV_MANY_MAX];
+        let read = self.with_socket(q, |fd| {
+            sys::recv_many(fd, bufs, SHIFT, VLAN_TAG_LEN, lens, &mut tags)
+        });
         let got = self.link_checked(read)?;
         // A runt (shorter than the kernel's header) cannot come from a packet socket with
         // PACKET_VNET_HDR; one that did would be dropped by the switch as malformed.
-        for (buf, len) in bufs.iter_mut().zip(lens.iter_mut()).take(got) {
+        for ((buf, len), tag) in bufs.iter_mut().zip(lens.iter_mut()).zip(tags).take(got) {
             *len = if *len < PACKET_VNET_HDR_LEN {
                 0
             } else {
-                to_switch_header(buf, *len)
+                let n = to_switch_header(buf, *len);
+                with_tag(buf, n, tag)
             };
         }
         Ok(got)
@@ -401,6 +417,15 @@ fn to_switch_header(buf: &mut [u8], n: usize) -> usize {
     n + SHIFT
 }
 
+/// Puts back into the frame of `buf[..len]` the VLAN tag the kernel took off it on receive
+/// (reported by `PACKET_AUXDATA`); returns the new length.
+fn with_tag(buf: &mut [u8], len: usize, tag: Option<(u16, u16)>) -> usize {
+    match tag {
+        Some((tpid, tci)) => vlan::insert_tag(buf, len, tpid, tci).unwrap_or(len),
+        None => len,
+    }
+}
+
 impl Fanout {
     /// Makes a new fanout group of one socket per queue on the netdev `index` (each bound,
     /// promiscuous, with the port's options) and puts it in place of the old one, under the
@@ -411,6 +436,7 @@ impl Fanout {
         for _ in &self.wakers {
             let fd = sys::packet_socket(self.nsfd.as_ref().map(AsFd::as_fd))?;
             sys::packet_set_options(fd.as_fd())?;
+            sys::packet_set_auxdata(fd.as_fd())?;
             sys::packet_bind(fd.as_fd(), index)?;
             sys::packet_add_promisc(fd.as_fd(), index)?;
             match id {

@@ -805,33 +805,48 @@ pub(crate) fn packet_fanout_join(fd: BorrowedFd<'_>, id: u16) -> io::Result<()> 
 pub(crate) const RECV_MANY_MAX: usize = 16;
 
 /// `recvmmsg(2)` with `MSG_DONTWAIT` of up to [`RECV_MANY_MAX`] datagrams, datagram `i` into
-/// `bufs[i][offset..]` with its length in `lens[i]`; returns how many (at least 1), or the
+/// `bufs[i][offset..len - tail]` (`tail` bytes kept free at the end) with its length in `lens[i]`; returns how many (at least 1), or the
 /// error of the first (`WouldBlock` when none is waiting). A datagram larger than its buffer
 /// is cut (its length says so only up to the buffer).
+///
+/// With `PACKET_AUXDATA` on the socket, `tags[i]` is datagram `i`'s VLAN tag that the kernel
+/// took off (as [`recv_packet`] reports it).
 pub(crate) fn recv_many(
     fd: BorrowedFd<'_>,
     bufs: &mut [Vec<u8>],
     offset: usize,
+    tail: usize,
     lens: &mut [usize],
+    tags: &mut [Option<(u16, u16)>],
 ) -> io::Result<usize> {
-    let n = bufs.len().min(lens.len()).min(RECV_MANY_MAX);
+    let n = bufs
+        .len()
+        .min(lens.len())
+        .min(tags.len())
+        .min(RECV_MANY_MAX);
+    // Room for one cmsg holding a tpacket_auxdata per datagram, 8-byte aligned.
+    let mut control = [[0u64; 8]; RECV_MANY_MAX];
     // SAFETY: iovec and mmsghdr are plain data for which all-zero bytes are valid values (null
     // pointers and zero lengths, no name, no control data).
     let mut iov: [libc::iovec; RECV_MANY_MAX] = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
     let mut msgs: [libc::mmsghdr; RECV_MANY_MAX] = unsafe { std::mem::zeroed() };
     for i in 0..n {
-        let buf = bufs[i].get_mut(offset..).unwrap_or_default();
+        let end = bufs[i].len().saturating_sub(tail).max(offset);
+        let buf = bufs[i].get_mut(offset..end).unwrap_or_default();
         iov[i] = libc::iovec {
             iov_base: buf.as_mut_ptr().cast(),
             iov_len: buf.len(),
         };
         msgs[i].msg_hdr.msg_iov = &mut iov[i];
         msgs[i].msg_hdr.msg_iovlen = 1;
+        msgs[i].msg_hdr.msg_control = control[i].as_mut_ptr().cast();
+        msgs[i].msg_hdr.msg_controllen = std::mem::size_of_val(&control[i]);
     }
     // SAFETY: the first `n` headers each point at one iovec over a distinct buffer borrowed
     // mutably for the whole call (the kernel writes at most `iov_len` bytes there and the
-    // lengths into `msgs`); `iov` and `msgs` outlive the call; no timeout pointer.
+    // lengths into `msgs`) and at their own control buffer in `control` (at most
+    // `msg_controllen` bytes); `iov`, `control` and `msgs` outlive the call; no timeout pointer.
     let got = cvt(unsafe {
         libc::recvmmsg(
             fd.as_raw_fd(),
@@ -843,8 +858,90 @@ pub(crate) fn recv_many(
     })? as usize;
     for i in 0..got {
         lens[i] = msgs[i].msg_len as usize;
+        tags[i] = aux_vlan_tag(&msgs[i].msg_hdr);
     }
     Ok(got)
+}
+
+/// `struct tpacket_auxdata` (linux/if_packet.h): what `PACKET_AUXDATA` reports per frame.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct TpacketAuxdata {
+    tp_status: u32,
+    tp_len: u32,
+    tp_snaplen: u32,
+    tp_mac: u16,
+    tp_net: u16,
+    tp_vlan_tci: u16,
+    tp_vlan_tpid: u16,
+}
+const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
+const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
+
+/// `PACKET_AUXDATA` on a packet socket: each frame's VLAN tag, which the kernel took off it on
+/// receive (`skb_vlan_untag`), comes with it ([`recv_packet`]).
+pub(crate) fn packet_set_auxdata(fd: BorrowedFd<'_>) -> io::Result<()> {
+    set_int_option(fd, libc::SOL_PACKET, libc::PACKET_AUXDATA, 1)
+}
+
+/// `recvmsg(2)` on a packet socket with `PACKET_AUXDATA` on: the frame's length, and the
+/// (TPID, TCI) of the VLAN tag the kernel took off it, if there was one.
+pub(crate) fn recv_packet(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> io::Result<(usize, Option<(u16, u16)>)> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // Room for one cmsg holding a tpacket_auxdata, 8-byte aligned as cmsghdr needs.
+    let mut control = [0u64; 8];
+    // SAFETY: msghdr is plain data for which all-zero bytes are a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control);
+    // SAFETY: `iov` points into `buf` and `msg_control` into `control`, both borrowed mutably
+    // for the whole call; the kernel writes at most their lengths.
+    let n = cvt_len(unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) })?;
+    Ok((n, aux_vlan_tag(&msg)))
+}
+
+/// The VLAN tag in a `PACKET_AUXDATA` control message of `msg`, which `recvmsg` or `recvmmsg`
+/// filled (its control buffer still alive and not otherwise borrowed).
+fn aux_vlan_tag(msg: &libc::msghdr) -> Option<(u16, u16)> {
+    let mut tag = None;
+    // SAFETY: `msg` was filled by recvmsg/recvmmsg; CMSG_FIRSTHDR/NXTHDR stay inside its
+    // `msg_controllen` bytes of its control buffer, which is alive and not otherwise borrowed.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(msg) };
+    while !cmsg.is_null() {
+        // SAFETY: a non-null cmsg from CMSG_FIRSTHDR/NXTHDR points at a whole header in the
+        // control buffer.
+        let c = unsafe { &*cmsg };
+        // SAFETY: CMSG_LEN is arithmetic on its argument only.
+        let want = unsafe { libc::CMSG_LEN(std::mem::size_of::<TpacketAuxdata>() as u32) } as usize;
+        if c.cmsg_level == libc::SOL_PACKET
+            && c.cmsg_type == libc::PACKET_AUXDATA
+            && c.cmsg_len as usize >= want
+        {
+            // SAFETY: the cmsg's length covers a tpacket_auxdata behind its header (checked
+            // above); read_unaligned makes no assumption about its alignment.
+            let aux: TpacketAuxdata =
+                unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast()) };
+            if aux.tp_status & TP_STATUS_VLAN_VALID != 0 {
+                let tpid = if aux.tp_status & TP_STATUS_VLAN_TPID_VALID != 0 {
+                    aux.tp_vlan_tpid
+                } else {
+                    0x8100
+                };
+                tag = Some((tpid, aux.tp_vlan_tci));
+            }
+        }
+        // SAFETY: as for CMSG_FIRSTHDR above.
+        cmsg = unsafe { libc::CMSG_NXTHDR(msg, cmsg) };
+    }
+    tag
 }
 
 /// `sendmsg(2)` of the concatenation of `parts` in one call (one packet on a packet socket),

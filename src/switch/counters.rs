@@ -74,10 +74,13 @@ pub enum DropReason {
     WrongVni,
     /// A vxlan port received a datagram from an address that is none of its remote VTEPs.
     UnknownVtep,
+    /// Beyond the port's `ingress` limit (counted on the ingress port) or `egress` limit
+    /// (counted on the egress port): see `rate.rs`.
+    RateLimited,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 26;
+    pub const COUNT: usize = 27;
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Runt,
         DropReason::BadSrcMac,
@@ -105,6 +108,7 @@ impl DropReason {
         DropReason::ServiceLimit,
         DropReason::WrongVni,
         DropReason::UnknownVtep,
+        DropReason::RateLimited,
     ];
 
     /// The snake_case name shown to users and used in JSON.
@@ -136,6 +140,7 @@ impl DropReason {
             DropReason::ServiceLimit => "service_limit",
             DropReason::WrongVni => "wrong_vni",
             DropReason::UnknownVtep => "unknown_vtep",
+            DropReason::RateLimited => "rate_limited",
         }
     }
 

@@ -129,6 +129,8 @@ pub struct FdbEntry {
     pub is_static: bool,
     /// Time since last seen (zero for static entries).
     pub age: Duration,
+    /// The VLAN whose table holds the entry (an `Fdb` is one VLAN's; the switch fills this in).
+    pub vlan: u16,
 }
 
 fn millis(d: Duration) -> u64 {
@@ -606,6 +608,7 @@ impl Fdb {
                 mac: MacAddr::from_bytes(&b[2..8]),
                 port: word_port(word),
                 is_static: is_static(word),
+                vlan: super::DEFAULT_VLAN,
                 age: if is_static(word) {
                     Duration::ZERO
                 } else {

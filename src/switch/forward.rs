@@ -41,16 +41,19 @@
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use ipnet::{IpNet, Ipv4Net};
 
 use super::guard::{self, GuardMode, PortPolicy};
 use super::loops::{own_probe, LoopKey, LOOP_BLOCK};
+use super::rate::{Meter, PortLimits};
+use super::vlan::{PortVlan, VlanState, DEFAULT_VLAN, MAX_VID};
 use super::{CounterSnapshot, DropReason, Fdb, FdbEntry, Learn, PortCounters, PortId};
 use crate::wire::gso::GsoLayout;
-use crate::wire::{EthernetFrame, MacAddr, VnetHeader, VNET_HDR_LEN};
+use crate::wire::vlan::tag_vid;
+use crate::wire::{EtherType, EthernetFrame, MacAddr, VnetHeader, VNET_HDR_LEN};
 
 /// What to do with a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +66,17 @@ pub enum Verdict {
     Drop(DropReason),
 }
 
+/// A verdict with the VLAN the frame is in, and whether it arrived tagged: what the worker
+/// needs to give each egress port the frame in its form ([`Switch::egress_tagged`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub verdict: Verdict,
+    /// The frame's VLAN (0 when it was dropped before its VLAN was known).
+    pub vlan: u16,
+    /// It carried an 802.1Q tag on the ingress port.
+    pub tagged: bool,
+}
+
 /// The static description of one port, as the switch needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortSpec {
@@ -73,6 +87,11 @@ pub struct PortSpec {
     /// The guard's initial policy; `None`: unguarded (no host, `guard = false`, or trusted).
     /// Live changes go through `Switch::set_policy` and friends, not through this field.
     pub policy: Option<PortPolicy>,
+    /// The port's VLAN membership (default: access port of VLAN 1); live changes go through
+    /// `Switch::set_vlan`.
+    pub vlan: PortVlan,
+    /// Bandwidth limits (default: none); live changes go through `Switch::set_limits`.
+    pub limits: PortLimits,
 }
 
 /// Switch-wide parameters.
@@ -207,13 +226,21 @@ struct PortState {
     blocked_until_ms: AtomicU64,
     /// The port the loop probe that blocked this one left through, plus one (0: none yet).
     looped_with: AtomicU32,
+    vlan: VlanState,
+    /// `limits.ingress` and `limits.egress` (`rate.rs`).
+    rate_in: Meter,
+    rate_out: Meter,
 }
 
 /// The switch: ports, FDB, counters. Shared by reference between all worker threads.
 #[derive(Debug)]
 pub struct Switch {
     ports: Box<[PortState]>,
+    /// VLAN 1's MAC table.
     fdb: Fdb,
+    /// The other VLANs' tables, by VID, made when a VLAN's first frame is learned from.
+    vlan_fdbs: Box<[OnceLock<Box<Fdb>>]>,
+    fdb_params: (Duration, usize, usize),
     learning: bool,
     /// Broadcast/multicast frames admitted per port per [`STORM_WINDOW`]; `None`: no limit.
     storm_per_window: Option<u32>,
@@ -251,8 +278,13 @@ impl Switch {
                         mtu: 0,
                         isolated: false,
                         policy: None,
+                        vlan: PortVlan::default(),
+                        limits: PortLimits::default(),
                     });
                     PortState {
+                        vlan: VlanState::new(&spec.vlan),
+                        rate_in: meter(spec.limits.ingress.as_ref()),
+                        rate_out: meter(spec.limits.egress.as_ref()),
                         policy: RwLock::new(spec.policy.clone().map(Arc::new)),
                         present: AtomicBool::new(present),
                         mtu: AtomicU32::new(spec.mtu),
@@ -269,6 +301,8 @@ impl Switch {
                 })
                 .collect(),
             fdb: Fdb::new(n, params.ageing, params.max_macs, params.max_macs_per_port),
+            vlan_fdbs: (0..=MAX_VID).map(|_| OnceLock::new()).collect(),
+            fdb_params: (params.ageing, params.max_macs, params.max_macs_per_port),
             learning: !params.ageing.is_zero(),
             storm_per_window: params.storm_limit.map(|per_sec| (per_sec / 10).max(1)),
             loop_key: params.loop_key,
@@ -279,6 +313,11 @@ impl Switch {
     /// Decides the fate of `frame` (an Ethernet frame, no virtio-net header) received on
     /// `ingress`, learning its source and counting it on the way.
     pub fn process(&self, ingress: PortId, frame: &[u8], now: Duration) -> Verdict {
+        self.process_sized(ingress, frame, Ok(None), now).verdict
+    }
+
+    /// `process`, with the frame's VLAN.
+    pub fn decide_frame(&self, ingress: PortId, frame: &[u8], now: Duration) -> Decision {
         self.process_sized(ingress, frame, Ok(None), now)
     }
 
@@ -287,6 +326,11 @@ impl Switch {
     /// to the egress MTU by the size of its segments, and one whose headers do not match its
     /// virtio-net header (wrong family or protocol, lengths that lie) is `Malformed`.
     pub fn process_vnet(&self, ingress: PortId, bytes: &[u8], now: Duration) -> Verdict {
+        self.decide_vnet(ingress, bytes, now).verdict
+    }
+
+    /// `process_vnet`, with the frame's VLAN.
+    pub fn decide_vnet(&self, ingress: PortId, bytes: &[u8], now: Duration) -> Decision {
         let frame = bytes.get(VNET_HDR_LEN..).unwrap_or_default();
         self.process_sized(ingress, frame, segment_len(bytes), now)
     }
@@ -299,12 +343,21 @@ impl Switch {
         let (Some(dst), Some(src)) = (frame.get(..6), frame.get(6..12)) else {
             return;
         };
+        // A hint: the VLAN 1 table unless the frame is tagged (an access port's VLAN is not
+        // looked up for a hint).
+        let fdb = match tag_vid(frame) {
+            Some(vid) => match self.vlan_fdbs.get(usize::from(vid)).and_then(OnceLock::get) {
+                Some(f) => &**f,
+                None => return,
+            },
+            None => &self.fdb,
+        };
         let dst = MacAddr::from_bytes(dst);
         if !dst.is_multicast() {
-            self.fdb.prefetch(dst);
+            fdb.prefetch(dst);
         }
         if self.learning {
-            self.fdb.prefetch(MacAddr::from_bytes(src));
+            fdb.prefetch(MacAddr::from_bytes(src));
         }
     }
 
@@ -321,17 +374,64 @@ impl Switch {
         frame: &[u8],
         seg_len: Result<Option<usize>, DropReason>,
         now: Duration,
-    ) -> Verdict {
+    ) -> Decision {
         let port = &self.ports[ingress.index()];
         port.counters.count_rx(frame.len());
-        let verdict = match seg_len {
-            Ok(seg_len) => self.decide(ingress, frame, seg_len, now),
-            Err(reason) => Verdict::Drop(reason),
+        let mut d = Decision {
+            verdict: Verdict::Drop(DropReason::Runt),
+            vlan: 0,
+            tagged: false,
         };
-        if let Verdict::Drop(reason) = verdict {
+        d.verdict = if !port.rate_in.admit(frame.len(), now) {
+            Verdict::Drop(DropReason::RateLimited)
+        } else {
+            match seg_len {
+                Ok(seg_len) => self.decide(ingress, frame, seg_len, now, &mut d),
+                Err(reason) => Verdict::Drop(reason),
+            }
+        };
+        if let Verdict::Drop(reason) = d.verdict {
             port.counters.count_drop(reason);
         }
-        verdict
+        d
+    }
+
+    /// The VLAN `frame` from `ingress` is in and whether it came tagged, or `None` if the port
+    /// does not take it (see `vlan.rs`).
+    fn ingress_vlan(&self, ingress: PortId, frame: &[u8]) -> Option<(u16, bool)> {
+        let et = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
+        let tag = match EtherType::from(et) {
+            EtherType::Vlan => Some(tag_vid(frame)?),
+            // 802.1ad and the legacy 0x9100 outer tags: one level of tags only.
+            EtherType::QinQ | EtherType::Unknown(0x9100) => return None,
+            _ => None,
+        };
+        let vlan = self.ports[ingress.index()].vlan.ingress(tag)?;
+        Some((vlan, tag.is_some()))
+    }
+
+    /// The MAC table of VLAN `vid`, made on first use.
+    fn fdb_of(&self, vid: u16) -> &Fdb {
+        if vid == DEFAULT_VLAN {
+            return &self.fdb;
+        }
+        let Some(cell) = self.vlan_fdbs.get(usize::from(vid)) else {
+            return &self.fdb;
+        };
+        cell.get_or_init(|| {
+            let (ageing, max, per_port) = self.fdb_params;
+            Box::new(Fdb::new(self.ports.len(), ageing, max, per_port))
+        })
+    }
+
+    /// The tables made so far, VLAN 1's first, with their VIDs.
+    fn fdbs(&self) -> impl Iterator<Item = (u16, &Fdb)> {
+        std::iter::once((DEFAULT_VLAN, &self.fdb)).chain(
+            self.vlan_fdbs
+                .iter()
+                .enumerate()
+                .filter_map(|(v, f)| Some((v as u16, &**f.get()?))),
+        )
     }
 
     fn decide(
@@ -340,6 +440,7 @@ impl Switch {
         frame: &[u8],
         seg_len: Option<usize>,
         now: Duration,
+        d: &mut Decision,
     ) -> Verdict {
         let Some(eth) = EthernetFrame::new_checked(frame) else {
             return Verdict::Drop(DropReason::Runt);
@@ -369,7 +470,11 @@ impl Switch {
         if dst.is_link_local() {
             return Verdict::Drop(DropReason::LinkLocal);
         }
-        if let Err(reason) = self.check_guard(port, frame) {
+        let Some((vlan, tagged)) = self.ingress_vlan(ingress, frame) else {
+            return Verdict::Drop(DropReason::VlanNotAllowed);
+        };
+        (d.vlan, d.tagged) = (vlan, tagged);
+        if let Err(reason) = self.check_guard(port, frame, tagged) {
             return Verdict::Drop(reason);
         }
         if dst.is_multicast() {
@@ -379,14 +484,20 @@ impl Switch {
                 }
             }
         }
-        if self.learning && self.fdb.learn(src, ingress, now) == Learn::Full {
+        let fdb = self.fdb_of(vlan);
+        if self.learning && fdb.learn(src, ingress, now) == Learn::Full {
             port.counters.count_fdb_full();
         }
         if dst.is_multicast() {
             return Verdict::Flood;
         }
-        match self.fdb.lookup(dst, now) {
+        match fdb.lookup(dst, now) {
             None => Verdict::Flood,
+            // Learned before the port left the VLAN (a live change flushes, but a frame may
+            // race it): flood inside the VLAN rather than leak out of it.
+            Some(egress) if self.ports[egress.index()].vlan.egress(vlan).is_none() => {
+                Verdict::Flood
+            }
             Some(egress) => {
                 match self.should_deliver(ingress, egress, seg_len.unwrap_or(eth.payload_len())) {
                     Ok(()) => Verdict::Forward(egress),
@@ -398,12 +509,17 @@ impl Switch {
 
     /// The port's guard stage: `Err` only for an enforcing policy that refuses the frame; a
     /// monitor-mode refusal is counted in `monitored` and passes.
-    fn check_guard(&self, port: &PortState, frame: &[u8]) -> Result<(), DropReason> {
+    fn check_guard(&self, port: &PortState, frame: &[u8], tagged: bool) -> Result<(), DropReason> {
         let policy = port.policy.read().unwrap_or_else(PoisonError::into_inner);
         let Some(policy) = policy.as_deref() else {
             return Ok(());
         };
-        match guard::check(policy, frame) {
+        let verdict = if tagged {
+            guard::check_tagged(policy, frame)
+        } else {
+            guard::check(policy, frame)
+        };
+        match verdict {
             Err(reason) if policy.mode == GuardMode::Monitor => {
                 port.counters.count_monitored(reason);
                 Ok(())
@@ -450,7 +566,8 @@ impl Switch {
         frame: &[u8],
     ) -> impl Iterator<Item = PortId> + 'a {
         let payload_len = EthernetFrame::new_checked(frame).map_or(0, |e| e.payload_len());
-        self.flood_targets_sized(ingress, payload_len)
+        let vlan = self.ingress_vlan(ingress, frame).map_or(0, |(v, _)| v);
+        self.flood_targets_sized(ingress, vlan, payload_len)
     }
 
     /// `flood_targets` for a frame with its virtio-net header in front (see `process_vnet`).
@@ -464,16 +581,21 @@ impl Switch {
             Ok(Some(n)) => n,
             _ => EthernetFrame::new_checked(frame).map_or(0, |e| e.payload_len()),
         };
-        self.flood_targets_sized(ingress, payload_len)
+        let vlan = self.ingress_vlan(ingress, frame).map_or(0, |(v, _)| v);
+        self.flood_targets_sized(ingress, vlan, payload_len)
     }
 
+    /// The ports a flood of `vlan` from `ingress` goes out of: only the VLAN's members (a
+    /// frame of no VLAN, 0, goes nowhere).
     fn flood_targets_sized(
         &self,
         ingress: PortId,
+        vlan: u16,
         payload_len: usize,
     ) -> impl Iterator<Item = PortId> + '_ {
         (0..self.ports.len()).filter_map(move |i| {
             let egress = PortId(i as u16);
+            self.ports[i].vlan.egress(vlan)?;
             match self.should_deliver(ingress, egress, payload_len) {
                 Ok(()) => Some(egress),
                 Err(DropReason::Mtu) => {
@@ -508,7 +630,7 @@ impl Switch {
         let p = &self.ports[port.index()];
         let was = p.up.swap(up && p.present.load(Relaxed), Relaxed);
         if was && !up {
-            self.fdb.flush_port(port);
+            self.flush_port(port);
         }
     }
 
@@ -539,7 +661,14 @@ impl Switch {
         if p.blocked_until_ms.swap(until, Relaxed) == 0 {
             self.loops_seen.fetch_add(1, Relaxed);
         }
-        self.fdb.flush_port(victim);
+        self.flush_port(victim);
+    }
+
+    /// Forgets what was learned on `port`, in every VLAN.
+    fn flush_port(&self, port: PortId) {
+        for (_, fdb) in self.fdbs() {
+            fdb.flush_port(port);
+        }
     }
 
     /// The loop probes' key; `None` when loop detection is off.
@@ -568,22 +697,85 @@ impl Switch {
         self.ports[port.index()].up.load(Relaxed)
     }
 
-    /// Adds a static FDB entry: never ages, never moves.
+    /// Adds a static FDB entry: never ages, never moves. It is in the port's untagged VLAN
+    /// (VLAN 1 for a trunk without a native VLAN).
     pub fn add_static(&self, mac: MacAddr, port: PortId) {
-        self.fdb.add_static(mac, port);
+        let vlan = self.port_spec(port).vlan.untagged().unwrap_or(DEFAULT_VLAN);
+        self.fdb_of(vlan).add_static(mac, port);
     }
 
-    /// Reclaims expired FDB entries; the daemon calls this about once a second.
+    /// Reclaims expired FDB entries, in every VLAN; the daemon calls this about once a second.
     pub fn expire(&self, now: Duration) -> usize {
-        self.fdb.expire(now)
+        self.fdbs().map(|(_, f)| f.expire(now)).sum()
     }
 
+    /// VLAN 1's MAC table.
     pub fn fdb(&self) -> &Fdb {
         &self.fdb
     }
 
+    /// Learned entries on `port`, in every VLAN.
+    pub fn fdb_port_len(&self, port: PortId) -> usize {
+        self.fdbs().map(|(_, f)| f.port_len(port)).sum()
+    }
+
+    /// Learned entries, in every VLAN.
+    pub fn fdb_learned_len(&self) -> usize {
+        self.fdbs().map(|(_, f)| f.learned_len()).sum()
+    }
+
+    /// Every VLAN's entries, VLAN by VLAN.
     pub fn fdb_entries(&self, now: Duration) -> Vec<FdbEntry> {
-        self.fdb.entries(now)
+        self.fdbs()
+            .flat_map(|(vlan, f)| {
+                f.entries(now)
+                    .into_iter()
+                    .map(move |e| FdbEntry { vlan, ..e })
+            })
+            .collect()
+    }
+
+    /// The port `mac` was learned on in `vlan`, if any (for tests and the control plane).
+    pub fn lookup(&self, vlan: u16, mac: MacAddr, now: Duration) -> Option<PortId> {
+        let cell = self.vlan_fdbs.get(usize::from(vlan))?;
+        let fdb = if vlan == DEFAULT_VLAN {
+            &self.fdb
+        } else {
+            &**cell.get()?
+        };
+        fdb.lookup(mac, now)
+    }
+
+    /// How a frame of `vlan` leaves `egress`: `Some(true)` tagged, `Some(false)` untagged,
+    /// `None` not at all (the port does not carry the VLAN).
+    pub fn egress_tagged(&self, egress: PortId, vlan: u16) -> Option<bool> {
+        self.ports[egress.index()].vlan.egress(vlan)
+    }
+
+    /// Replaces `port`'s VLAN membership from the next frame on; what it learned is forgotten
+    /// (in every VLAN), so nothing learned under the old membership is forwarded to it.
+    pub fn set_vlan(&self, port: PortId, vlan: PortVlan) {
+        let p = &self.ports[port.index()];
+        p.vlan.set(&vlan);
+        self.flush_port(port);
+        let mut spec = p.spec.write().unwrap_or_else(PoisonError::into_inner);
+        Arc::make_mut(&mut spec).vlan = vlan;
+    }
+
+    /// Replaces `port`'s bandwidth limits from the next frame on (buckets start full at `now`).
+    pub fn set_limits(&self, port: PortId, limits: PortLimits, now: Duration) {
+        let p = &self.ports[port.index()];
+        p.rate_in.set(limits.ingress.as_ref(), now);
+        p.rate_out.set(limits.egress.as_ref(), now);
+        let mut spec = p.spec.write().unwrap_or_else(PoisonError::into_inner);
+        Arc::make_mut(&mut spec).limits = limits;
+    }
+
+    /// Whether `bytes` (a frame's length, virtio-net header excluded) may leave through
+    /// `egress` at `now` under its egress limit; a refusal is the caller's `rate_limited`
+    /// drop on `egress`. Pure: the caller passes `now`.
+    pub fn admit_egress(&self, egress: PortId, bytes: usize, now: Duration) -> bool {
+        self.ports[egress.index()].rate_out.admit(bytes, now)
     }
 
     pub fn port_count(&self) -> usize {
@@ -646,6 +838,9 @@ impl Switch {
         p.looped_with.store(0, Relaxed);
         p.mtu.store(spec.mtu, Relaxed);
         p.isolated.store(spec.isolated, Relaxed);
+        p.vlan.set(&spec.vlan);
+        p.rate_in.set(spec.limits.ingress.as_ref(), Duration::ZERO);
+        p.rate_out.set(spec.limits.egress.as_ref(), Duration::ZERO);
         *p.policy.write().unwrap_or_else(PoisonError::into_inner) =
             spec.policy.clone().map(Arc::new);
         *p.spec.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(spec);
@@ -659,7 +854,7 @@ impl Switch {
         let p = &self.ports[port.index()];
         p.present.store(false, Relaxed);
         p.up.store(false, Relaxed);
-        self.fdb.flush_port(port);
+        self.flush_port(port);
         *p.policy.write().unwrap_or_else(PoisonError::into_inner) = None;
     }
 
@@ -756,6 +951,12 @@ impl Switch {
     pub fn counters(&self, port: PortId) -> CounterSnapshot {
         self.ports[port.index()].counters.snapshot()
     }
+}
+
+fn meter(limit: Option<&super::RateLimit>) -> Meter {
+    let m = Meter::default();
+    m.set(limit, Duration::ZERO);
+    m
 }
 
 /// The L2 payload of a GSO super-frame's segments (`Ok(Some)`), `Ok(None)` for a plain frame,

@@ -40,7 +40,8 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use super::DropReason;
 use crate::wire::ipv4::Ipv4Packet;
 use crate::wire::udp::{UdpPacket, UDP_HEADER_LEN};
-use crate::wire::{EtherType, MacAddr, ETHERNET_HEADER_LEN};
+
+use crate::wire::{EtherType, MacAddr, ETHERNET_HEADER_LEN, VLAN_TAG_LEN};
 
 const IPV6_HEADER_LEN: usize = 40;
 const ARP_IPV4_LEN: usize = 28;
@@ -280,7 +281,19 @@ fn ipv6_at(b: &[u8], at: usize) -> Ipv6Addr {
 
 /// Whether `policy` lets `frame` (a whole Ethernet frame) in, and if not, why.
 pub fn check(policy: &PortPolicy, frame: &[u8]) -> Result<(), DropReason> {
-    if frame.len() < ETHERNET_HEADER_LEN {
+    check_at(policy, frame, ETHERNET_HEADER_LEN - 2)
+}
+
+/// [`check`] for a frame a trunk port took with its one 802.1Q tag: the same checks on what
+/// the tag carries (a further tag inside is refused, `VlanNotAllowed`).
+pub fn check_tagged(policy: &PortPolicy, frame: &[u8]) -> Result<(), DropReason> {
+    check_at(policy, frame, ETHERNET_HEADER_LEN - 2 + VLAN_TAG_LEN)
+}
+
+/// The checks, with the EtherType that announces the L3 header at `et` (behind the tags the
+/// port accepts).
+fn check_at(policy: &PortPolicy, frame: &[u8], et: usize) -> Result<(), DropReason> {
+    if frame.len() < et + 2 {
         return Err(DropReason::Malformed);
     }
     let src = MacAddr::from_bytes(&frame[6..12]);
@@ -289,8 +302,8 @@ pub fn check(policy: &PortPolicy, frame: &[u8]) -> Result<(), DropReason> {
     if !policy.allows_mac(src) {
         return Err(DropReason::SpoofedMac);
     }
-    let payload = &frame[ETHERNET_HEADER_LEN..];
-    match EtherType::from(be16(frame, 12)) {
+    let payload = &frame[et + 2..];
+    match EtherType::from(be16(frame, et)) {
         // Threat: a tag lets a guest hop into another VLAN on a trunk behind us, and hides the
         // L3 header from this guard. Guarded ports are access ports: tags are refused.
         EtherType::Vlan | EtherType::QinQ | EtherType::Unknown(ETHERTYPE_QINQ_LEGACY) => {

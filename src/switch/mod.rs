@@ -11,15 +11,19 @@ mod fdb;
 mod forward;
 mod guard;
 mod loops;
+mod rate;
+mod vlan;
 
 pub use counters::{CounterSnapshot, DropReason, PortCounters};
 pub use droplog::{DropLog, DropRecord, RING as DROP_RING};
 pub use fdb::{Fdb, FdbEntry, Learn};
 pub use forward::{
-    PortSpec, Switch, SwitchParams, Verdict, SERVICE_BURST, SERVICE_PER_SEC, STORM_WINDOW,
+    Decision, PortSpec, Switch, SwitchParams, Verdict, SERVICE_BURST, SERVICE_PER_SEC, STORM_WINDOW,
 };
-pub use guard::{check, eui64_link_local, AllowedIps, GuardMode, PortPolicy, Prefix};
+pub use guard::{check, check_tagged, eui64_link_local, AllowedIps, GuardMode, PortPolicy, Prefix};
 pub use loops::{own_probe, probe_frame, LoopKey, LOOP_BLOCK, LOOP_PROBE_ETHERTYPE};
+pub use rate::{PortLimits, RateLimit, MIN_BUCKET};
+pub use vlan::{PortVlan, VlanSet, DEFAULT_VLAN, MAX_VID};
 
 /// A port's index in the switch's port table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -17,6 +17,7 @@ pub mod ipv4;
 mod mac;
 pub mod tcp;
 pub mod udp;
+pub mod vlan;
 mod vnet;
 pub mod vxlan;
 

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::ops::Range;
 
 use super::{
-    guard, is_name, kinds, mtu, q, AddressMode, ConfigError, Cx, Guard, Host, Network, PortConfig,
-    PortKind, RawPort, TapConfig, Unique, KNOWN_KINDS, MAX_IFNAME_LEN, MAX_NETNS_LEN,
+    guard, is_name, kinds, mtu, q, segment, AddressMode, ConfigError, Cx, Guard, Host, Network,
+    PortConfig, PortKind, RawPort, TapConfig, Unique, KNOWN_KINDS, MAX_IFNAME_LEN, MAX_NETNS_LEN,
 };
 use toml::Spanned;
 
@@ -73,6 +73,8 @@ pub(super) fn validate_ports(
         if guard != Guard::Off {
             check_guarded_host_mac(cx, &e, hosts, host, &p.host)?;
         }
+        let vlan = segment::port_vlan(cx, &e, &p)?;
+        let limits = segment::port_limits(cx, &e, &p)?;
         ports.push(PortConfig {
             name: name.clone(),
             kind,
@@ -82,6 +84,8 @@ pub(super) fn validate_ports(
             guard,
             trusted,
             any_link_local,
+            vlan,
+            limits,
         });
     }
     Ok(ports)

@@ -100,4 +100,11 @@ pub(super) struct RawPort {
     pub(super) guard: Option<Spanned<toml::Value>>,
     pub(super) trusted: Option<bool>,
     pub(super) any_link_local: Option<bool>,
+    /// 802.1Q: access VLAN, or trunk VLANs with an optional native one (`segment.rs`).
+    pub(super) vlan: Option<Spanned<i64>>,
+    pub(super) trunk: Option<Spanned<Vec<Spanned<toml::Value>>>>,
+    pub(super) native: Option<Spanned<i64>>,
+    /// Bandwidth limits (`segment.rs`).
+    pub(super) ingress: Option<Spanned<super::segment::RawLimit>>,
+    pub(super) egress: Option<Spanned<super::segment::RawLimit>>,
 }
