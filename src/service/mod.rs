@@ -10,6 +10,8 @@
 //! - [`dhcp`]: the DHCPv4 server, its lease table and its crash-safe journal.
 //! - [`dns`]: the authoritative zone of the network's names, the forwarder and its cache, and the
 //!   minimal TCP responder for DNS over TCP.
+//! - [`ndp`]: the appliance's IPv6 presence: neighbour discovery, ping6, router advertisements.
 
 pub mod dhcp;
 pub mod dns;
+pub mod ndp;

@@ -9,6 +9,7 @@
 mod ethernet;
 pub mod gso;
 pub mod ipv4;
+pub mod ipv6;
 mod mac;
 pub mod tcp;
 mod vnet;

@@ -14,10 +14,12 @@ use crate::wire::MacAddr;
 pub(super) fn validate_hosts(
     cx: &Cx<'_>,
     network: &Network,
+    net6: Option<&super::Ipv6Config>,
     raw: Vec<Spanned<RawHost>>,
 ) -> Result<Vec<Host>, ConfigError> {
     let (mut names, mut macs, mut ips) = (Unique::new(cx), Unique::new(cx), Unique::new(cx));
     let mut client_ids = Unique::new(cx);
+    let mut ipv6s = Unique::new(cx);
     let mut hosts = Vec::with_capacity(raw.len());
     for (i, spanned) in raw.into_iter().enumerate() {
         let table = spanned.span();
@@ -102,11 +104,22 @@ pub(super) fn validate_hosts(
                 Some(ip)
             }
         };
+        let ipv6 = super::ipv6::host_ipv6(cx, net6, &e, &h)?;
+        if let (Some(ip), Some(raw_ip)) = (ipv6, &h.ipv6) {
+            ipv6s.check(
+                ip.to_string(),
+                &raw_ip.span(),
+                &e,
+                "ipv6",
+                "each host needs its own address",
+            )?;
+        }
         let extras = guard::host_extras(cx, network, &e, &h)?;
         hosts.push(Host {
             name: name.clone(),
             mac: hd.mac,
             ipv4,
+            ipv6,
             client_id: hd.client_id,
             match_by: hd.match_by,
             extra_macs: extras.macs,
