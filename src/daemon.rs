@@ -303,6 +303,8 @@ fn start_threads(
         switch: Arc::clone(switch),
         dhcp,
         dns,
+        ndp: build::ndp_params(config, service.id.mac)
+            .map(|p| crate::service::ndp::Ndp::new(p, std::time::Duration::ZERO)),
         nice: built.dropped.service_nice(),
     };
     let appliance = {

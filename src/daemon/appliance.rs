@@ -35,6 +35,7 @@ use crate::service::dhcp::frame::{
 };
 use crate::service::dhcp::Lease;
 use crate::service::dns::DnsCounters;
+use crate::service::ndp::{Ndp, Served6};
 use crate::switch::{PortId, Switch};
 use crate::wire::ipv4::{arp_reply, icmp_echo_reply};
 use crate::wire::tcp::PROTO_TCP;
@@ -155,6 +156,8 @@ pub(super) enum Call {
 pub struct Identity {
     pub mac: MacAddr,
     pub ip: Ipv4Addr,
+    /// Its IPv6 addresses and what it serves there (`None` without `subnet6`).
+    pub ipv6: Option<Served6>,
 }
 
 /// What the appliance makes of a frame the switch delivered to it (see [`Identity::classify`]).
@@ -211,6 +214,12 @@ impl Identity {
                 }
             }
             EtherType::Ipv4 => self.classify_ipv4(&frame[14..], refused),
+            // IPv6: NS for its addresses, RS, ping6, DHCPv6 and DNS (`ndp::Served6`).
+            EtherType::Ipv6 => match self.ipv6.and_then(|v6| v6.is_served(frame)) {
+                Some(true) => Want::Serve,
+                Some(false) => Want::NotServed,
+                None => refused,
+            },
             _ => refused,
         }
     }
@@ -278,6 +287,8 @@ pub(super) struct Appliance {
     pub(super) switch: Arc<Switch>,
     pub(super) dhcp: Option<DhcpService>,
     pub(super) dns: Option<DnsService>,
+    /// NDP, ping6 and router advertisements (`None` without `subnet6`).
+    pub(super) ndp: Option<Ndp>,
     /// The nice value to take back if the thread inherited the workers' (see
     /// `privileges::Dropped::service_nice`).
     pub(super) nice: Option<i32>,
@@ -295,6 +306,8 @@ impl Appliance {
         let mut reply = Vec::with_capacity(1600);
         let mut out = Vec::with_capacity(1600);
         let mut last_sweep = epoch_now();
+        // The clock of the periodic router advertisements (`Ndp::poll`).
+        let started = std::time::Instant::now();
         if let (Some(dns), Some(dhcp)) = (self.dns.as_mut(), self.dhcp.as_ref()) {
             dns.load_leases(dhcp.live_leases(last_sweep));
         }
@@ -341,6 +354,7 @@ impl Appliance {
             }
             let frames = self.dns.as_mut().map(DnsService::poll);
             self.send_all(frames.unwrap_or_default(), &mut out);
+            self.advertise(started.elapsed(), &mut out);
             let now = epoch_now();
             if now != last_sweep {
                 last_sweep = now;
@@ -360,6 +374,24 @@ impl Appliance {
         let dns = self.dns.as_mut()?;
         dns.shut_down();
         Some(dns.counters())
+    }
+
+    /// An unsolicited router advertisement, if one is due: out of every plugged port (the
+    /// service port is not in the table).
+    fn advertise(&mut self, now: std::time::Duration, out: &mut Vec<u8>) {
+        let Some(ra) = self.ndp.as_mut().and_then(|n| n.poll(now)) else {
+            return;
+        };
+        let ports: Vec<PortId> = {
+            let table = self.ports.table();
+            (0..table.slots.len())
+                .map(|i| PortId(i as u16))
+                .filter(|p| table.port(*p).is_some())
+                .collect()
+        };
+        for port in ports {
+            self.send(port, &ra, out);
+        }
     }
 
     /// DNS to the gateway (UDP or TCP port 53), if `frame` is that.
@@ -445,7 +477,11 @@ impl Appliance {
         frame: &[u8],
         reply: &mut Vec<u8>,
     ) -> Option<(PortId, bool)> {
-        let Identity { mac, ip } = self.id;
+        if let Some(r) = self.ndp.as_mut().and_then(|n| n.handle(frame)) {
+            *reply = r;
+            return Some((ingress, false));
+        }
+        let Identity { mac, ip, .. } = self.id;
         if arp_reply(frame, mac, ip, reply) || icmp_echo_reply(frame, mac, ip, reply) {
             return Some((ingress, false));
         }
@@ -485,6 +521,7 @@ mod tests {
         Identity {
             mac: MacAddr([2, 0, 0, 0, 0, 1]),
             ip: Ipv4Addr::new(10, 0, 0, 1),
+            ipv6: None,
         }
     }
 

@@ -64,6 +64,7 @@ const PREFIX_VALID: u32 = 86_400;
 const PREFIX_PREFERRED: u32 = 14_400;
 /// The DHCPv6 server port, for classification.
 const DHCPV6_SERVER_PORT: u16 = 547;
+const DNS_PORT: u16 = 53;
 
 /// What the advertisements carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +90,61 @@ pub struct NdpParams {
     pub ra: Option<RaParams>,
     /// Whether DHCPv6 (UDP 547) is served, for classification.
     pub dhcp6: bool,
+    /// Whether DNS (UDP 53 to the gateway) is served, for classification.
+    pub dns: bool,
+}
+
+/// The appliance's IPv6 addresses and services, as the workers classify frames by them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Served6 {
+    pub gateway: Ipv6Addr,
+    pub link_local: Ipv6Addr,
+    /// Router solicitations are answered.
+    pub ra: bool,
+    /// DHCPv6 (UDP 547) is answered.
+    pub dhcp6: bool,
+    /// DNS over UDP to the gateway's port 53 is answered.
+    pub dns: bool,
+}
+
+impl Served6 {
+    fn is_ours(&self, addr: Ipv6Addr) -> bool {
+        addr == self.gateway || addr == self.link_local
+    }
+
+    /// Whether `frame` is something [`Ndp::handle`] (or the DHCPv6 server) answers: the
+    /// worker's cheap check, before any copy. `Some(false)`: addressed to the appliance's
+    /// addresses but not served; `None`: not for the appliance (a flood it sees, an NA, MLD,
+    /// an ICMPv6 error about its own traffic).
+    pub fn is_served(&self, frame: &[u8]) -> Option<bool> {
+        let ip = Ipv6View::parse(frame)?;
+        let m = ip.payload;
+        match ip.next_header {
+            NEXT_ICMPV6 => match *m.first()? {
+                icmpv6::NEIGHBOR_SOLICITATION => {
+                    (m.len() >= 24 && self.is_ours(ipv6::addr_at(m, 8))).then_some(true)
+                }
+                icmpv6::ROUTER_SOLICITATION => self.ra.then_some(true),
+                icmpv6::ECHO_REQUEST => self.is_ours(ip.dst).then_some(true),
+                // Errors (< 128), NAs, MLD and the rest: a guest's stack talking, not asking.
+                _ => None,
+            },
+            NEXT_UDP if m.len() >= 4 => {
+                let dst_port = u16::from_be_bytes([m[2], m[3]]);
+                let served = match dst_port {
+                    DNS_PORT => self.dns,
+                    DHCPV6_SERVER_PORT => self.dhcp6,
+                    _ => false,
+                };
+                if ip.dst == ipv6::ALL_DHCP_SERVERS {
+                    // Multicast: other servers' business unless it is DHCPv6 and we serve it.
+                    return (served && dst_port == DHCPV6_SERVER_PORT).then_some(true);
+                }
+                self.is_ours(ip.dst).then_some(served)
+            }
+            _ => self.is_ours(ip.dst).then_some(false),
+        }
+    }
 }
 
 /// Messages handled, by kind.
@@ -138,34 +194,20 @@ impl Ndp {
         addr == self.params.gateway || addr == self.link_local
     }
 
-    /// Whether `frame` is something [`Ndp::handle`] (or the DHCPv6 server) answers: the
-    /// worker's cheap check, before any copy. `Some(false)`: addressed to the appliance's
-    /// addresses but not served; `None`: not for the appliance (a flood it sees, an NA, MLD,
-    /// an ICMPv6 error about its own traffic).
-    pub fn is_served(&self, frame: &[u8]) -> Option<bool> {
-        let ip = Ipv6View::parse(frame)?;
-        let m = ip.payload;
-        match ip.next_header {
-            NEXT_ICMPV6 => match *m.first()? {
-                icmpv6::NEIGHBOR_SOLICITATION => {
-                    (m.len() >= 24 && self.is_ours(ipv6::addr_at(m, 8))).then_some(true)
-                }
-                icmpv6::ROUTER_SOLICITATION => self.params.ra.is_some().then_some(true),
-                icmpv6::ECHO_REQUEST => self.is_ours(ip.dst).then_some(true),
-                // Errors (< 128), NAs, MLD and the rest: a guest's stack talking, not asking.
-                _ => None,
-            },
-            NEXT_UDP if self.params.dhcp6 && m.len() >= 4 => {
-                let to_server = u16::from_be_bytes([m[2], m[3]]) == DHCPV6_SERVER_PORT;
-                let dst_ok = ip.dst == ipv6::ALL_DHCP_SERVERS || self.is_ours(ip.dst);
-                match (dst_ok, to_server) {
-                    (true, true) => Some(true),
-                    (true, false) if ip.dst != ipv6::ALL_DHCP_SERVERS => Some(false),
-                    _ => None,
-                }
-            }
-            _ => self.is_ours(ip.dst).then_some(false),
+    /// What the worker needs to classify frames for this responder.
+    pub fn served(&self) -> Served6 {
+        Served6 {
+            gateway: self.params.gateway,
+            link_local: self.link_local,
+            ra: self.params.ra.is_some(),
+            dhcp6: self.params.dhcp6,
+            dns: self.params.dns,
         }
+    }
+
+    /// [`Served6::is_served`].
+    pub fn is_served(&self, frame: &[u8]) -> Option<bool> {
+        self.served().is_served(frame)
     }
 
     /// The reply to `frame` (NA, echo reply or solicited RA), if it asks for one.

@@ -24,6 +24,7 @@ fn params(ra: bool) -> NdpParams {
             mtu: Some(1500),
         }),
         dhcp6: true,
+        dns: false,
     }
 }
 

@@ -1,0 +1,141 @@
+//! IPv6 on the segment, with the kernel's own stack in each namespace host: SLAAC from the
+//! appliance's router advertisements, `rdisc6` (ndisc6) reading the RA's prefix, RDNSS and
+//! DNSSL, ping6 to the gateway's two addresses and between hosts through the guard, and
+//! spoofed IPv6 from scapy (/usr/bin/python3) dropped and counted by reason.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{lab_config, Lab};
+
+const GW6: &str = "fd00:13:31::1";
+/// The SLAAC (EUI-64) addresses of h1 (52:54:00:31:00:0b) and h2 (…:0c).
+const H1_SLAAC: &str = "fd00:13:31:0:5054:ff:fe31:b";
+const H2_SLAAC: &str = "fd00:13:31:0:5054:ff:fe31:c";
+const H1_MAC: &str = "52:54:00:31:00:0b";
+
+/// The count of `reason` in a DROPS column like "spoofed_ip=3 rogue_ra=1" (0 if absent).
+fn drops_of(drops: &str, reason: &str) -> u64 {
+    drops
+        .split_whitespace()
+        .find_map(|d| d.strip_prefix(&format!("{reason}=")))
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+/// h1 and h2, guarded, on a network with `subnet6` and `[ra]` (SLAAC, RDNSS, DNSSL).
+fn start(lab: &mut Lab, extra: &str) {
+    let cfg = lab_config(lab, &[("h1", 11, false), ("h2", 12, false)], "").replacen(
+        "domain = \"lab.test\"\n",
+        &format!(
+            "domain = \"lab.test\"\nsubnet6 = \"fd00:13:31::/64\"\ngateway6 = \"{GW6}\"\n\n\
+             [ra]\nmode = \"slaac\"\ninterval = \"30s\"\n{extra}\n"
+        ),
+        1,
+    );
+    let (i1, i2) = (lab.ifname("h1"), lab.ifname("h2"));
+    lab.start(&cfg, &[("h1", &i1), ("h2", &i2)]);
+}
+
+/// Waits until `host` has `addr` configured and past duplicate address detection.
+fn wait_for_address(lab: &mut Lab, host: &str, addr: &str) {
+    let ns = lab.ns(host);
+    lab.wait_for(
+        &format!("{addr} on {host}"),
+        Duration::from_secs(40),
+        || {
+            let out = common::sh(&["ip", "-n", &ns, "-6", "addr", "show"]);
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            text.lines()
+                .any(|l| l.contains(&format!("inet6 {addr}/64")) && !l.contains("tentative"))
+        },
+    );
+}
+
+fn ping6(lab: &mut Lab, host: &str, addr: &str) -> std::process::Output {
+    lab.exec(
+        host,
+        &["ping", "-6", "-n", "-c", "3", "-i", "0.2", "-W", "2", addr],
+    )
+}
+
+#[test]
+fn slaac_rdnss_ping6_and_the_ipv6_guard() {
+    let mut lab = Lab::new();
+    start(&mut lab, "");
+    // The kernel forms its EUI-64 address from the advertised prefix (its RS is answered).
+    wait_for_address(&mut lab, "h1", H1_SLAAC);
+    wait_for_address(&mut lab, "h2", H2_SLAAC);
+
+    // rdisc6 solicits and prints the advertisement: prefix, flags, RDNSS and DNSSL.
+    let i1 = lab.ifname("h1");
+    let out = lab.exec("h1", &["timeout", "20", "rdisc6", "-1", "-w", "3000", &i1]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "rdisc6: {out:?}");
+    for want in [
+        "fd00:13:31::/64",
+        "Recursive DNS server",
+        GW6,
+        "lab.test",
+        "Stateful address conf.    :          Yes",
+    ] {
+        assert!(text.contains(want), "rdisc6 lacks {want:?}:\n{text}");
+    }
+    let lifetime = text
+        .lines()
+        .find(|l| l.starts_with("Router lifetime"))
+        .unwrap_or_default();
+    assert!(
+        lifetime.contains(": 0 ") || lifetime.contains(":            0 "),
+        "router lifetime 0: {lifetime:?}\n{text}"
+    );
+
+    // ping6 to the gateway's global and link-local addresses, and to h2 through the switch.
+    let out = ping6(&mut lab, "h1", GW6);
+    assert!(out.status.success(), "ping6 {GW6}: {out:?}");
+    // The appliance's link-local: rdisc6's `from fe80::...`.
+    let gw_ll = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("from ").map(|s| s.trim().to_string()))
+        .expect("rdisc6 names the router");
+    assert!(gw_ll.starts_with("fe80::"), "{gw_ll}");
+    let out = ping6(&mut lab, "h1", &format!("{gw_ll}%{i1}"));
+    assert!(out.status.success(), "ping6 {gw_ll}: {out:?}");
+    let out = ping6(&mut lab, "h1", H2_SLAAC);
+    assert!(out.status.success(), "ping6 h1 -> h2: {out:?}");
+
+    // Spoofing from h1: another source in the prefix, h2's SLAAC address as source, an NA
+    // claiming h2's address, a rogue RA. Five of each.
+    let script = format!(
+        "import logging\nlogging.getLogger('scapy.runtime').setLevel(logging.ERROR)\n\
+         from scapy.all import *\nconf.verb = 0\n\
+         e = Ether(src='{H1_MAC}', dst='33:33:00:00:00:01')\n\
+         sendp(e/IPv6(src='fd00:13:31::99', dst='ff02::1')/UDP(sport=1, dport=2), iface='{i1}', count=5)\n\
+         sendp(e/IPv6(src='{H2_SLAAC}', dst='ff02::1')/ICMPv6EchoRequest(), iface='{i1}', count=5)\n\
+         sendp(e/IPv6(src='{H1_SLAAC}', dst='ff02::1', hlim=255)/ICMPv6ND_NA(tgt='{H2_SLAAC}', R=0, S=0, O=1)/ICMPv6NDOptDstLLAddr(lladdr='{H1_MAC}'), iface='{i1}', count=5)\n\
+         sendp(e/IPv6(src='{ll}', dst='ff02::1', hlim=255)/ICMPv6ND_RA(routerlifetime=1800)/ICMPv6NDOptPrefixInfo(prefix='fd66::', prefixlen=64), iface='{i1}', count=5)\n",
+        ll = "fe80::5054:ff:fe31:b",
+    );
+    let out = lab.exec("h1", &["timeout", "30", "/usr/bin/python3", "-c", &script]);
+    assert!(out.status.success(), "scapy: {out:?}");
+    // The rogue RA's prefix must not have reached h2.
+    let ns2 = lab.ns("h2");
+    std::thread::sleep(Duration::from_millis(500));
+    let addrs = common::sh(&["ip", "-n", &ns2, "-6", "addr", "show"]);
+    assert!(
+        !String::from_utf8_lossy(&addrs.stdout).contains("fd66:"),
+        "h2 took the rogue prefix: {addrs:?}"
+    );
+
+    let exit = lab.stop_with("TERM");
+    let drops = exit.counters("h1").drops;
+    for (reason, want) in [("spoofed_ip", 10), ("spoofed_nd", 5), ("rogue_ra", 5)] {
+        assert!(
+            drops_of(&drops, reason) >= want,
+            "{reason}: want >= {want} in {drops}\n{}",
+            exit.stdout
+        );
+    }
+    // h2's own traffic (RS, DAD, NA for its SLAAC address, echo replies) all passed.
+    assert_eq!(exit.counters("h2").drops, "-", "{}", exit.stdout);
+}
