@@ -25,14 +25,20 @@ fn drops_of(drops: &str, reason: &str) -> u64 {
 
 /// h1 and h2, guarded, on a network with `subnet6` and `[ra]` (SLAAC, RDNSS, DNSSL).
 fn start(lab: &mut Lab, extra: &str) {
-    let cfg = lab_config(lab, &[("h1", 11, false), ("h2", 12, false)], "").replacen(
-        "domain = \"lab.test\"\n",
-        &format!(
-            "domain = \"lab.test\"\nsubnet6 = \"fd00:13:31::/64\"\ngateway6 = \"{GW6}\"\n\n\
+    let cfg = lab_config(lab, &[("h1", 11, false), ("h2", 12, false)], "")
+        .replacen(
+            "domain = \"lab.test\"\n",
+            &format!(
+                "domain = \"lab.test\"\nsubnet6 = \"fd00:13:31::/64\"\ngateway6 = \"{GW6}\"\n\n\
              [ra]\nmode = \"slaac\"\ninterval = \"30s\"\n{extra}\n"
-        ),
-        1,
-    );
+            ),
+            1,
+        )
+        .replacen(
+            "ipv4 = \"10.13.31.12\"\n",
+            "ipv4 = \"10.13.31.12\"\nipv6 = \"fd00:13:31::12\"\n",
+            1,
+        );
     let (i1, i2) = (lab.ifname("h1"), lab.ifname("h2"));
     lab.start(&cfg, &[("h1", &i1), ("h2", &i2)]);
 }
@@ -103,6 +109,44 @@ fn slaac_rdnss_ping6_and_the_ipv6_guard() {
     assert!(out.status.success(), "ping6 {gw_ll}: {out:?}");
     let out = ping6(&mut lab, "h1", H2_SLAAC);
     assert!(out.status.success(), "ping6 h1 -> h2: {out:?}");
+
+    // h2's reservation (`ipv6`): the guard lets it use the address, DNS names it over IPv6.
+    let i2 = lab.ifname("h2");
+    let out = lab.exec(
+        "h2",
+        &[
+            "ip",
+            "addr",
+            "add",
+            "fd00:13:31::12/64",
+            "dev",
+            &i2,
+            "nodad",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let out = ping6(&mut lab, "h1", "fd00:13:31::12");
+    assert!(
+        out.status.success(),
+        "ping6 h1 -> h2's reservation: {out:?}"
+    );
+    let dig = |lab: &mut Lab, args: &[&str]| {
+        let mut full = vec!["dig", "+short", "+time=2", "+tries=3", "@fd00:13:31::1"];
+        full.extend_from_slice(args);
+        let out = lab.exec("h1", &full);
+        assert!(out.status.success(), "dig {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(dig(&mut lab, &["AAAA", "h2.lab.test"]), "fd00:13:31::12");
+    assert_eq!(dig(&mut lab, &["A", "h2.lab.test"]), "10.13.31.12");
+    assert_eq!(dig(&mut lab, &["AAAA", "lab.test"]), GW6);
+    assert_eq!(dig(&mut lab, &["-x", "fd00:13:31::12"]), "h2.lab.test.");
+    assert_eq!(dig(&mut lab, &["-x", GW6]), "lab.test.");
+    assert_eq!(
+        dig(&mut lab, &["-x", H1_SLAAC]),
+        "",
+        "unnamed: NXDOMAIN, no answer"
+    );
 
     // Spoofing from h1: another source in the prefix, h2's SLAAC address as source, an NA
     // claiming h2's address, a rogue RA. Five of each.
