@@ -183,3 +183,145 @@ fn slaac_rdnss_ping6_and_the_ipv6_guard() {
     // h2's own traffic (RS, DAD, NA for its SLAAC address, echo replies) all passed.
     assert_eq!(exit.counters("h2").drops, "-", "{}", exit.stdout);
 }
+
+/// The lab's own resolv.conf for a namespace that runs a DHCP client (TESTBED.md: `ip netns
+/// exec` bind-mounts it over /etc/resolv.conf), removed on drop.
+struct NetnsResolv(std::path::PathBuf);
+
+impl NetnsResolv {
+    fn new(ns: &str) -> NetnsResolv {
+        let dir = std::path::PathBuf::from(format!("/etc/netns/{ns}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("resolv.conf"), "").unwrap();
+        NetnsResolv(dir)
+    }
+}
+
+impl Drop for NetnsResolv {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A dhclient-script that only sets the DHCPv6 address.
+fn dhclient6_script(dir: &std::path::Path) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("dhclient6-script");
+    std::fs::write(
+        &path,
+        "#!/bin/sh\ncase \"$reason\" in BOUND6|RENEW6|REBIND6|REBOOT6)\n  \
+         ip -6 addr add \"$new_ip6_address/$new_ip6_prefixlen\" dev \"$interface\" nodad;;\n\
+         esac\nexit 0\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path.display().to_string()
+}
+
+/// `dhclient -6` once on `host` (it stays running, stopped with `-x` by the caller).
+fn dhclient6(lab: &mut Lab, host: &str, script: &str) -> std::process::Output {
+    let ifname = lab.ifname(host);
+    let lf = lab
+        .dir
+        .join(format!("{host}.leases6"))
+        .display()
+        .to_string();
+    let pf = lab.dir.join(format!("{host}.pid6")).display().to_string();
+    lab.exec(
+        host,
+        &[
+            "timeout", "40", "dhclient", "-6", "-1", "-v", "-lf", &lf, "-pf", &pf, "-sf", script,
+            &ifname,
+        ],
+    )
+}
+
+fn stop_dhclient6(lab: &mut Lab, host: &str) {
+    let pf = lab.dir.join(format!("{host}.pid6")).display().to_string();
+    let _ = lab.exec(host, &["dhclient", "-6", "-x", "-pf", &pf]);
+}
+
+#[test]
+fn dhclient_6_gets_a_pool_lease_and_a_reservation_durable_in_leases6_journal() {
+    let mut lab = Lab::new();
+    let _r1 = NetnsResolv::new(&lab.ns("h1"));
+    let _r2 = NetnsResolv::new(&lab.ns("h2"));
+    start(
+        &mut lab,
+        "\n[dhcp6]\npool = [\"fd00:13:31::100\", \"fd00:13:31::1ff\"]\nlease_time = \"10m\"\n",
+    );
+    // DHCPv6 goes from the link-local address: wait until DAD has passed.
+    wait_for_address(&mut lab, "h1", "fe80::5054:ff:fe31:b");
+    wait_for_address(&mut lab, "h2", "fe80::5054:ff:fe31:c");
+    let script = dhclient6_script(&lab.dir.clone());
+    let out = dhclient6(&mut lab, "h1", &script);
+    assert!(out.status.success(), "dhclient -6 on h1: {out:?}");
+    let out = dhclient6(&mut lab, "h2", &script);
+    assert!(out.status.success(), "dhclient -6 on h2: {out:?}");
+
+    // h2 has the reservation (matched by its MAC); h1 an address of the pool.
+    let leased = |lab: &mut Lab, host: &str| -> Vec<String> {
+        let ns = lab.ns(host);
+        let out = common::sh(&["ip", "-n", &ns, "-6", "addr", "show", "scope", "global"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("inet6 "))
+            .filter_map(|l| l.split('/').next())
+            .filter(|a| a.starts_with("fd00:13:31::") && !a.contains("5054"))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(leased(&mut lab, "h2"), ["fd00:13:31::12"]);
+    let h1 = leased(&mut lab, "h1");
+    assert_eq!(h1.len(), 1, "{h1:?}");
+    let h1_addr: std::net::Ipv6Addr = h1[0].parse().unwrap();
+    assert!(
+        ("fd00:13:31::100".parse::<std::net::Ipv6Addr>().unwrap()
+            ..="fd00:13:31::1ff".parse().unwrap())
+            .contains(&h1_addr),
+        "{h1_addr}"
+    );
+    let lf = std::fs::read_to_string(lab.dir.join("h1.leases6")).unwrap();
+    assert!(lf.contains(&format!("iaaddr {h1_addr}")), "{lf}");
+    assert!(
+        lf.contains("option dhcp6.name-servers fd00:13:31::1"),
+        "{lf}"
+    );
+
+    // The guard binds the leased address to h1's port: traffic from it passes, both ways.
+    let out = lab.exec(
+        "h1",
+        &[
+            "ping",
+            "-6",
+            "-n",
+            "-c",
+            "3",
+            "-i",
+            "0.2",
+            "-W",
+            "2",
+            "-I",
+            &h1[0],
+            "fd00:13:31::12",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "ping6 from h1's lease to h2's: {out:?}"
+    );
+
+    // Both bindings are in the journal, fsynced before their REPLY.
+    let journal = std::fs::read_to_string(lab.dir.join("state").join("leases6.journal")).unwrap();
+    for ip in [h1[0].as_str(), "fd00:13:31::12"] {
+        assert!(
+            journal.contains(&format!(" {ip} ")),
+            "{ip} not in:\n{journal}"
+        );
+    }
+    stop_dhclient6(&mut lab, "h1");
+    stop_dhclient6(&mut lab, "h2");
+    let exit = lab.stop_with("TERM");
+    assert_eq!(exit.counters("h1").drops, "-", "{}", exit.stdout);
+    assert_eq!(exit.counters("h2").drops, "-", "{}", exit.stdout);
+}

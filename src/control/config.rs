@@ -51,7 +51,7 @@ pub use dhcp::{dhcp_params, DhcpConfig, HostMatch};
 pub use dns::{dns_params, DnsConfig};
 pub use guard::Guard;
 pub use host_port::Forward;
-pub use ipv6::{Ipv6Config, RaConfig, RaMode};
+pub use ipv6::{Dhcp6Config, Ipv6Config, RaConfig, RaMode};
 pub use kinds::MAX_PATH_LEN as MAX_SOCKET_PATH_LEN;
 pub use live::{LiveError, NewHost};
 pub use ports::NewPort;
@@ -148,6 +148,8 @@ pub struct Host {
     pub ipv4: Option<Ipv4Addr>,
     /// Inside `subnet6`, not `gateway6`.
     pub ipv6: Option<Ipv6Addr>,
+    /// The DHCPv6 client's DUID its `ipv6` is reserved for (else it is matched by MAC).
+    pub duid: Option<Vec<u8>>,
     /// DHCP client identifier (option 61), 2 to 255 bytes; set when `match_by` is `ClientId`.
     pub client_id: Option<Vec<u8>>,
     /// How DHCP recognises this host (default: by MAC, or by client id when one is given).
@@ -368,7 +370,7 @@ pub fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
     let forward_span = network.forward.as_ref().map(Spanned::span);
     let (subnet6, gateway6) = (network.subnet6.clone(), network.gateway6.clone());
     let network = validate_network(&cx, network)?;
-    let ipv6 = ipv6::validate_ipv6(&cx, subnet6, gateway6, &network.domain, raw.ra)?;
+    let ipv6 = ipv6::validate_ipv6(&cx, subnet6, gateway6, &network.domain, raw.ra, raw.dhcp6)?;
     let hosts = validate_hosts(&cx, &network, ipv6.as_ref(), raw.host)?;
     let host_addresses: Vec<_> = raw
         .port

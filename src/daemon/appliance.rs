@@ -289,6 +289,8 @@ pub(super) struct Appliance {
     pub(super) dns: Option<DnsService>,
     /// NDP, ping6 and router advertisements (`None` without `subnet6`).
     pub(super) ndp: Option<Ndp>,
+    /// The DHCPv6 server (`None` without `subnet6` or with `[dhcp6]` off).
+    pub(super) dhcp6: Option<super::dhcp6::Dhcp6Service>,
     /// The nice value to take back if the thread inherited the workers' (see
     /// `privileges::Dropped::service_nice`).
     pub(super) nice: Option<i32>,
@@ -358,6 +360,9 @@ impl Appliance {
             let now = epoch_now();
             if now != last_sweep {
                 last_sweep = now;
+                if let Some(d6) = self.dhcp6.as_mut() {
+                    d6.tick(now);
+                }
                 if let Some(dhcp) = self.dhcp.as_mut() {
                     // Expired leases lose their guard binding (and their DNS name) within about
                     // a second.
@@ -459,6 +464,9 @@ impl Appliance {
         if let Some(dhcp) = self.dhcp.as_mut() {
             dhcp.set_hosts(config, now)?;
         }
+        if let Some(d6) = self.dhcp6.as_mut() {
+            d6.set_hosts(config);
+        }
         if let Some(dns) = self.dns.as_mut() {
             match self.dhcp.as_ref() {
                 Some(dhcp) => dns.set_hosts(config, dhcp.live_leases(now)),
@@ -478,6 +486,11 @@ impl Appliance {
         reply: &mut Vec<u8>,
     ) -> Option<(PortId, bool)> {
         if let Some(r) = self.ndp.as_mut().and_then(|n| n.handle(frame)) {
+            *reply = r;
+            return Some((ingress, false));
+        }
+        if let Some(r) = self.dhcp6.as_mut().and_then(|d| d.handle(ingress, frame)) {
+            // Already durable: the DHCPv6 journal was fsynced before `handle` returned.
             *reply = r;
             return Some((ingress, false));
         }

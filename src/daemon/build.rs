@@ -141,7 +141,7 @@ pub(super) fn ndp_params(config: &Config, mac: MacAddr) -> Option<NdpParams> {
         mac,
         gateway: v6.gateway,
         ra,
-        dhcp6: false,
+        dhcp6: v6.dhcp6.enabled,
         dns: config.dns.enabled,
     })
 }

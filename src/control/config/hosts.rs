@@ -114,12 +114,14 @@ pub(super) fn validate_hosts(
                 "each host needs its own address",
             )?;
         }
+        let duid = super::ipv6::host_duid(cx, net6, &e, &h)?;
         let extras = guard::host_extras(cx, network, &e, &h)?;
         hosts.push(Host {
             name: name.clone(),
             mac: hd.mac,
             ipv4,
             ipv6,
+            duid,
             client_id: hd.client_id,
             match_by: hd.match_by,
             extra_macs: extras.macs,

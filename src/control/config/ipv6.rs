@@ -8,6 +8,10 @@
 //! autonomous flag) whenever `subnet6` is set. The appliance routes no IPv6, so the advertised
 //! router lifetime is always 0: hosts get the prefix on-link, the DNS server (RDNSS) and the
 //! search list (DNSSL), and no default route from us.
+//!
+//! `[dhcp6]` is the DHCPv6 server: on unless the mode is `ra-only` (`ra-stateless` serves
+//! INFORMATION-REQUEST only), reservations from `[[host]] ipv6` matched by `duid` or the MAC,
+//! an optional `pool` inside `subnet6`, and a lease time.
 
 use std::net::Ipv6Addr;
 use std::time::Duration;
@@ -34,7 +38,30 @@ pub struct Ipv6Config {
     /// The appliance's global address: inside `subnet`, not its subnet-router anycast (`::`).
     pub gateway: Ipv6Addr,
     pub ra: RaConfig,
+    pub dhcp6: Dhcp6Config,
 }
+
+/// `[dhcp6]`: the DHCPv6 server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dhcp6Config {
+    /// Default: true unless `[ra] mode = "ra-only"`.
+    pub enabled: bool,
+    /// Inclusive, inside `subnet6`, not containing `gateway6`; `None`: reservations only.
+    pub pool: Option<(Ipv6Addr, Ipv6Addr)>,
+    /// Valid and preferred lifetime (default 1 h; 2 min to a year).
+    pub lease_time: Duration,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [dhcp6] table")]
+pub(super) struct RawDhcp6 {
+    enabled: Option<bool>,
+    pool: Option<Spanned<Vec<Spanned<String>>>>,
+    lease_time: Option<Spanned<toml::Value>>,
+}
+
+const DEFAULT_LEASE6: Duration = Duration::from_secs(3600);
+const MIN_LEASE6: Duration = Duration::from_secs(120);
 
 /// `[ra]`: the router advertisements the appliance sends.
 #[derive(Debug, Clone, PartialEq)]
@@ -112,10 +139,18 @@ pub(super) fn validate_ipv6(
     gateway6: Option<Spanned<String>>,
     domain: &str,
     raw_ra: Option<Spanned<RawRa>>,
+    raw_dhcp6: Option<Spanned<RawDhcp6>>,
 ) -> Result<Option<Ipv6Config>, ConfigError> {
     let e = "[network]";
     let (subnet6, gateway6) = match (subnet6, gateway6) {
         (None, None) => {
+            if let Some(d) = raw_dhcp6 {
+                return Err(cx.error(
+                    d.span(),
+                    "[dhcp6]: DHCPv6 needs an IPv6 subnet (add subnet6 and gateway6 to                      [network], or remove [dhcp6])"
+                        .into(),
+                ));
+            }
             return match raw_ra {
                 None => Ok(None),
                 Some(ra) => Err(cx.error(
@@ -205,11 +240,126 @@ pub(super) fn validate_ipv6(
         ));
     }
     let ra = validate_ra(cx, domain, raw_ra)?;
+    let dhcp6 = validate_dhcp6(cx, subnet, gateway, &ra, raw_dhcp6)?;
     Ok(Some(Ipv6Config {
         subnet,
         gateway,
         ra,
+        dhcp6,
     }))
+}
+
+fn validate_dhcp6(
+    cx: &Cx<'_>,
+    subnet: Ipv6Net,
+    gateway: Ipv6Addr,
+    ra: &RaConfig,
+    raw: Option<Spanned<RawDhcp6>>,
+) -> Result<Dhcp6Config, ConfigError> {
+    let e = "[dhcp6]";
+    let default_on = ra.mode != RaMode::RaOnly;
+    let Some(raw) = raw.map(Spanned::into_inner) else {
+        return Ok(Dhcp6Config {
+            enabled: default_on,
+            pool: None,
+            lease_time: DEFAULT_LEASE6,
+        });
+    };
+    let pool = match &raw.pool {
+        None => None,
+        Some(p) => {
+            let [start, end] = p.get_ref().as_slice() else {
+                return Err(cx.error(
+                    p.span(),
+                    format!("{e}: pool must be [\"START\", \"END\"], two addresses of subnet6"),
+                ));
+            };
+            let mut ends = [Ipv6Addr::UNSPECIFIED; 2];
+            for (i, s) in [start, end].into_iter().enumerate() {
+                let ip: Ipv6Addr = s.get_ref().parse().map_err(|_| {
+                    cx.error(
+                        s.span(),
+                        format!(
+                            "{e}: pool address {} is not an IPv6 address",
+                            q(s.get_ref())
+                        ),
+                    )
+                })?;
+                if let Some(problem) = address_problem(subnet, ip) {
+                    return Err(cx.error(s.span(), format!("{e}: pool address {ip} {problem}")));
+                }
+                ends[i] = ip;
+            }
+            if ends[0] > ends[1] {
+                return Err(cx.error(
+                    p.span(),
+                    format!("{e}: pool starts after it ends (write the lower address first)"),
+                ));
+            }
+            if (ends[0]..=ends[1]).contains(&gateway) {
+                return Err(cx.error(
+                    p.span(),
+                    format!("{e}: pool contains gateway6 {gateway} (start the pool after it)"),
+                ));
+            }
+            Some((ends[0], ends[1]))
+        }
+    };
+    let lease_time = match &raw.lease_time {
+        None => DEFAULT_LEASE6,
+        Some(v) => parse_ageing(v.get_ref())
+            .ok()
+            .filter(|d| *d >= MIN_LEASE6)
+            .ok_or_else(|| {
+                cx.error(
+                    v.span(),
+                    format!(
+                        "{e}: lease_time must be a duration from 2 minutes to a year, like                          \"1h\" or \"600s\""
+                    ),
+                )
+            })?,
+    };
+    Ok(Dhcp6Config {
+        enabled: raw.enabled.unwrap_or(default_on),
+        pool,
+        lease_time,
+    })
+}
+
+/// Validates `duid` of host entry `e`: colon-separated hex, 3 to 130 bytes (a DUID is a 2-byte
+/// type and up to 128 bytes, RFC 8415 §11.1).
+pub(super) fn host_duid(
+    cx: &Cx<'_>,
+    net6: Option<&Ipv6Config>,
+    e: &str,
+    raw: &RawHost,
+) -> Result<Option<Vec<u8>>, ConfigError> {
+    let Some(s) = &raw.duid else { return Ok(None) };
+    if net6.is_none() || raw.ipv6.is_none() {
+        return Err(cx.error(
+            s.span(),
+            format!("{e}: duid names the client of an ipv6 reservation (add ipv6, or remove duid)"),
+        ));
+    }
+    let bytes: Option<Vec<u8>> = s
+        .get_ref()
+        .split(':')
+        .map(|b| {
+            (b.len() == 2)
+                .then(|| u8::from_str_radix(b, 16).ok())
+                .flatten()
+        })
+        .collect();
+    match bytes {
+        Some(b) if (3..=130).contains(&b.len()) => Ok(Some(b)),
+        _ => Err(cx.error(
+            s.span(),
+            format!(
+                "{e}: duid {} is not 3 to 130 colon-separated hex bytes (write it like                  \"00:03:00:01:52:54:00:00:00:11\", as the client's lease file shows)",
+                q(s.get_ref())
+            ),
+        )),
+    }
 }
 
 /// Why `addr` cannot be a machine's address in `subnet`, if it cannot.
@@ -385,6 +535,73 @@ mod tests {
         assert_eq!(flags(RaMode::Slaac), (true, true, true));
         assert_eq!(flags(RaMode::Stateless), (false, true, true));
         assert_eq!(flags(RaMode::Stateful), (true, true, false));
+        let d = with6("").unwrap().ipv6.unwrap().dhcp6;
+        assert_eq!(
+            (d.enabled, d.pool, d.lease_time),
+            (true, None, DEFAULT_LEASE6)
+        );
+        let cfg = with6("[ra]\nmode = \"ra-only\"\n").unwrap();
+        assert!(!cfg.ipv6.unwrap().dhcp6.enabled);
+        let cfg = with6(
+            "[dhcp6]\npool = [\"fd00:13:31::100\", \"fd00:13:31::1ff\"]\nlease_time = \"10m\"\n",
+        )
+        .unwrap();
+        let d = cfg.ipv6.unwrap().dhcp6;
+        assert_eq!(
+            d.pool,
+            Some((
+                "fd00:13:31::100".parse().unwrap(),
+                "fd00:13:31::1ff".parse().unwrap()
+            ))
+        );
+        assert_eq!(d.lease_time, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn dhcp6_checks() {
+        assert_err(
+            with("[dhcp6]\nenabled = true\n"),
+            7,
+            &["[dhcp6]", "subnet6"],
+        );
+        assert_err(
+            with6("[dhcp6]\npool = [\"fd00:13:31::1\", \"fd00:13:31::9\"]\n"),
+            10,
+            &["gateway6"],
+        );
+        assert_err(
+            with6("[dhcp6]\npool = [\"fd00:13:31::9\", \"fd00:13:31::2\"]\n"),
+            10,
+            &["starts after"],
+        );
+        assert_err(
+            with6("[dhcp6]\npool = [\"fd00:13:32::9\", \"fd00:13:31::2\"]\n"),
+            10,
+            &["outside subnet6"],
+        );
+        assert_err(
+            with6("[dhcp6]\nlease_time = \"10s\"\n"),
+            10,
+            &["lease_time"],
+        );
+        let host = "[[host]]\nname = \"h\"\nmac = \"52:54:00:00:00:11\"\n";
+        assert_err(
+            with6(&format!("{host}duid = \"00:03\"\n")),
+            12,
+            &["add ipv6"],
+        );
+        assert_err(
+            with6(&format!(
+                "{host}ipv6 = \"fd00:13:31::11\"\nduid = \"00:zz:01\"\n"
+            )),
+            13,
+            &["duid"],
+        );
+        let cfg = with6(&format!(
+            "{host}ipv6 = \"fd00:13:31::11\"\nduid = \"00:04:aa:bb\"\n"
+        ))
+        .unwrap();
+        assert_eq!(cfg.hosts[0].duid, Some(vec![0, 4, 0xaa, 0xbb]));
     }
 
     #[test]

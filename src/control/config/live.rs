@@ -131,6 +131,7 @@ impl Config {
             mac: Some(new.mac),
             ipv4: Some(new.ipv4),
             ipv6: None,
+            duid: None,
             client_id: None,
             match_by: HostMatch::Mac,
             extra_macs: Vec::new(),

@@ -17,6 +17,7 @@ pub(super) struct RawConfig {
     pub(super) dhcp: Option<dhcp::RawDhcp>,
     pub(super) dns: Option<dns::RawDns>,
     pub(super) ra: Option<Spanned<ipv6::RawRa>>,
+    pub(super) dhcp6: Option<Spanned<ipv6::RawDhcp6>>,
     pub(super) metrics: Option<control::RawMetrics>,
 }
 
@@ -67,6 +68,7 @@ pub(super) struct RawHost {
     pub(super) mac: Option<Spanned<String>>,
     pub(super) ipv4: Option<Spanned<String>>,
     pub(super) ipv6: Option<Spanned<String>>,
+    pub(super) duid: Option<Spanned<String>>,
     pub(super) client_id: Option<Spanned<String>>,
     #[serde(rename = "match")]
     pub(super) match_by: Option<Spanned<String>>,

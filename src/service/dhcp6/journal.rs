@@ -33,7 +33,11 @@ pub struct Journal6 {
 
 fn parse_hex(s: &str) -> Option<Vec<u8>> {
     s.split(':')
-        .map(|b| (b.len() == 2).then(|| u8::from_str_radix(b, 16).ok()).flatten())
+        .map(|b| {
+            (b.len() == 2)
+                .then(|| u8::from_str_radix(b, 16).ok())
+                .flatten()
+        })
         .collect()
 }
 
@@ -189,7 +193,10 @@ mod tests {
         bytes.extend_from_slice(b"U 5 torn");
         let (leases, stats) = replay(&bytes);
         assert_eq!(leases, vec![lease(1), lease(3)]);
-        assert_eq!((stats.applied, stats.corrupt, stats.truncated_tail), (4, 1, true));
+        assert_eq!(
+            (stats.applied, stats.corrupt, stats.truncated_tail),
+            (4, 1, true)
+        );
     }
 
     #[test]

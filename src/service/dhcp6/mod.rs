@@ -294,7 +294,7 @@ impl Dhcp6Server {
         }
         self.check_port(port, mac)?;
         if kind == MessageType::InformationRequest {
-            return Ok(self.reply(&msg, MessageType::Reply, duid.as_deref(), Vec::new(), Vec::new()));
+            return Ok(self.reply(&msg, MessageType::Reply, duid.as_deref(), Vec::new()));
         }
         let duid = duid.ok_or(Drop::Invalid)?;
         if self.params.stateless {
@@ -381,7 +381,7 @@ impl Dhcp6Server {
     }
 
     /// A pool address for `key`: from a point hashed from it, the first free one.
-    fn from_pool(&self, key: &Key, now: u64) -> Option<Ipv6Addr> {
+    fn pool_address(&self, key: &Key, now: u64) -> Option<Ipv6Addr> {
         let (start, end) = self.params.pool?;
         let (s, e) = (u128::from(start), u128::from(end));
         let size = e - s + 1;
@@ -423,8 +423,12 @@ impl Dhcp6Server {
                 }
             }
             let ip = reserved
-                .or_else(|| held.as_ref().map(|l| l.ip).filter(|ip| self.is_free(*ip, &key, req.now)))
-                .or_else(|| self.from_pool(&key, req.now));
+                .or_else(|| {
+                    held.as_ref()
+                        .map(|l| l.ip)
+                        .filter(|ip| self.is_free(*ip, &key, req.now))
+                })
+                .or_else(|| self.pool_address(&key, req.now));
             let Some(ip) = ip else {
                 ias.push(self.ia(iaid, None, Some(Status::NoAddrsAvail)));
                 continue;
@@ -455,7 +459,7 @@ impl Dhcp6Server {
             extra.push(DhcpOption::Preference(255));
         }
         ias.extend(extra);
-        let mut out = self.reply(req.msg, kind, Some(&req.duid), ias, Vec::new());
+        let mut out = self.reply(req.msg, kind, Some(&req.duid), ias);
         out.changes = changes;
         Ok(out)
     }
@@ -486,7 +490,7 @@ impl Dhcp6Server {
             status: Status::Success,
             msg: String::new(),
         });
-        let mut out = self.reply(req.msg, MessageType::Reply, Some(&req.duid), vec![status], Vec::new());
+        let mut out = self.reply(req.msg, MessageType::Reply, Some(&req.duid), vec![status]);
         out.changes = changes;
         Ok(out)
     }
@@ -507,7 +511,7 @@ impl Dhcp6Server {
             },
             msg: String::new(),
         });
-        self.reply(req.msg, MessageType::Reply, Some(&req.duid), vec![status], Vec::new())
+        self.reply(req.msg, MessageType::Reply, Some(&req.duid), vec![status])
     }
 
     fn ia(&self, iaid: u32, ip: Option<Ipv6Addr>, status: Option<Status>) -> DhcpOption {
@@ -548,7 +552,6 @@ impl Dhcp6Server {
         kind: MessageType,
         duid: Option<&[u8]>,
         opts: Vec<DhcpOption>,
-        _changes: Vec<Change6>,
     ) -> Outcome {
         let mut m = Message::new_with_id(kind, msg.xid());
         let o = m.opts_mut();

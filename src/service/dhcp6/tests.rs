@@ -53,7 +53,12 @@ fn duid() -> Vec<u8> {
     Dhcp6Params::duid_ll(MAC)
 }
 
-fn message(kind: MessageType, duid: &[u8], server: Option<&[u8]>, extra: Vec<DhcpOption>) -> Vec<u8> {
+fn message(
+    kind: MessageType,
+    duid: &[u8],
+    server: Option<&[u8]>,
+    extra: Vec<DhcpOption>,
+) -> Vec<u8> {
     let mut m = Message::new_with_id(kind, [1, 2, 3]);
     let o = m.opts_mut();
     o.insert(DhcpOption::ClientId(duid.to_vec()));
@@ -106,8 +111,16 @@ fn solicit_advertise_request_reply_renew_release() {
     assert_eq!(m.msg_type(), MessageType::Advertise);
     assert_eq!(m.xid(), [1, 2, 3]);
     let ip = address(&m, 7).expect("an address");
-    assert!(params().pool.is_some_and(|(lo, hi)| (lo..=hi).contains(&ip)), "{ip}");
-    assert!(matches!(m.opts().get(OptionCode::Preference), Some(DhcpOption::Preference(255))));
+    assert!(
+        params()
+            .pool
+            .is_some_and(|(lo, hi)| (lo..=hi).contains(&ip)),
+        "{ip}"
+    );
+    assert!(matches!(
+        m.opts().get(OptionCode::Preference),
+        Some(DhcpOption::Preference(255))
+    ));
     assert!(matches!(
         m.opts().get(OptionCode::DomainNameServers),
         Some(DhcpOption::DomainNameServers(d)) if d == &[a("fd00:13:31::1")]
@@ -116,7 +129,10 @@ fn solicit_advertise_request_reply_renew_release() {
     let req = message(MessageType::Request, &duid(), Some(&sid), vec![ia_na(7)]);
     let rep = s.handle(&req, PORT, MAC, NOW).unwrap();
     let m = decode(&rep.reply);
-    assert_eq!((m.msg_type(), address(&m, 7)), (MessageType::Reply, Some(ip)));
+    assert_eq!(
+        (m.msg_type(), address(&m, 7)),
+        (MessageType::Reply, Some(ip))
+    );
     assert_eq!(rep.changes.len(), 1);
     assert_eq!(s.leases(NOW).count(), 1);
     // RENEW later: the same address, a later expiry.
@@ -125,21 +141,34 @@ fn solicit_advertise_request_reply_renew_release() {
     assert_eq!(address(&decode(&rep.reply), 7), Some(ip));
     assert!(matches!(&rep.changes[..], [Change6::Upsert(l)] if l.expires == NOW + 1800 + 3600));
     // A REQUEST for another server is not ours; one without a server id is invalid.
-    let other = message(MessageType::Request, &duid(), Some(&[0, 3, 0, 1, 9, 9, 9, 9, 9, 9]), vec![ia_na(7)]);
+    let other = message(
+        MessageType::Request,
+        &duid(),
+        Some(&[0, 3, 0, 1, 9, 9, 9, 9, 9, 9]),
+        vec![ia_na(7)],
+    );
     assert_eq!(s.handle(&other, PORT, MAC, NOW), Err(Drop::NotForUs));
     let none = message(MessageType::Request, &duid(), None, vec![ia_na(7)]);
     assert_eq!(s.handle(&none, PORT, MAC, NOW), Err(Drop::Invalid));
     // RELEASE ends the binding.
     let rel = message(MessageType::Release, &duid(), Some(&sid), vec![ia_na(7)]);
     let rep = s.handle(&rel, PORT, MAC, NOW).unwrap();
-    assert!(matches!(&rep.changes[..], [Change6::Remove { iaid: 7, .. }]));
+    assert!(matches!(
+        &rep.changes[..],
+        [Change6::Remove { iaid: 7, .. }]
+    ));
     assert_eq!(s.leases(NOW).count(), 0);
 }
 
 #[test]
 fn rapid_commit_confirm_information_request_and_expiry() {
     let mut s = Dhcp6Server::new(params(), []);
-    let sol = message(MessageType::Solicit, &duid(), None, vec![ia_na(1), DhcpOption::RapidCommit]);
+    let sol = message(
+        MessageType::Solicit,
+        &duid(),
+        None,
+        vec![ia_na(1), DhcpOption::RapidCommit],
+    );
     let rep = s.handle(&sol, PORT, MAC, NOW).unwrap();
     let m = decode(&rep.reply);
     assert_eq!(m.msg_type(), MessageType::Reply);
@@ -150,21 +179,41 @@ fn rapid_commit_confirm_information_request_and_expiry() {
     assert!(m.opts().get(OptionCode::DomainSearchList).is_some());
     assert!(m.opts().get(OptionCode::IANA).is_none());
     let on = |addr: &str| {
-        let mut ia = IANA { id: 1, t1: 0, t2: 0, opts: DhcpOptions::new() };
+        let mut ia = IANA {
+            id: 1,
+            t1: 0,
+            t2: 0,
+            opts: DhcpOptions::new(),
+        };
         ia.opts.insert(DhcpOption::IAAddr(IAAddr {
             addr: a(addr),
             preferred_life: 0,
             valid_life: 0,
             opts: DhcpOptions::new(),
         }));
-        message(MessageType::Confirm, &duid(), None, vec![DhcpOption::IANA(ia)])
+        message(
+            MessageType::Confirm,
+            &duid(),
+            None,
+            vec![DhcpOption::IANA(ia)],
+        )
     };
     let status = |bytes: &[u8]| match decode(bytes).opts().get(OptionCode::StatusCode) {
         Some(DhcpOption::StatusCode(c)) => c.status,
         other => panic!("{other:?}"),
     };
-    assert_eq!(status(&s.handle(&on("fd00:13:31::5"), PORT, MAC, NOW).unwrap().reply), Status::Success);
-    assert_eq!(status(&s.handle(&on("fd00:99::5"), PORT, MAC, NOW).unwrap().reply), Status::NotOnLink);
+    assert_eq!(
+        status(
+            &s.handle(&on("fd00:13:31::5"), PORT, MAC, NOW)
+                .unwrap()
+                .reply
+        ),
+        Status::Success
+    );
+    assert_eq!(
+        status(&s.handle(&on("fd00:99::5"), PORT, MAC, NOW).unwrap().reply),
+        Status::NotOnLink
+    );
     let gone = s.expire(NOW + 3600);
     assert_eq!(gone.len(), 1);
     assert_eq!(s.leases(NOW).count(), 0);
@@ -184,7 +233,12 @@ fn reservations_by_duid_or_mac_and_port_ownership() {
     let mut p = params();
     p.reservations[0].duid = None;
     let mut s2 = Dhcp6Server::new(p, []);
-    let req2 = message(MessageType::Request, &[0, 4, 1, 1], Some(&sid), vec![ia_na(1)]);
+    let req2 = message(
+        MessageType::Request,
+        &[0, 4, 1, 1],
+        Some(&sid),
+        vec![ia_na(1)],
+    );
     let rep = s2.handle(&req2, OTHER_PORT, VICTIM_MAC, NOW).unwrap();
     assert_eq!(address(&decode(&rep.reply), 1), Some(a("fd00:13:31::12")));
     // A guest writing the victim's DUID, from its own port: impersonation.
@@ -192,7 +246,10 @@ fn reservations_by_duid_or_mac_and_port_ownership() {
     assert_eq!(s.handle(&fake, PORT, MAC, NOW), Err(Drop::Impersonation));
     // The victim's MAC as source on the guest's enforcing port: impersonation.
     let own = message(MessageType::Solicit, &duid(), None, vec![ia_na(1)]);
-    assert_eq!(s.handle(&own, PORT, VICTIM_MAC, NOW), Err(Drop::Impersonation));
+    assert_eq!(
+        s.handle(&own, PORT, VICTIM_MAC, NOW),
+        Err(Drop::Impersonation)
+    );
     // The victim's binding, renewed from the guest's port (with the victim's DUID): refused.
     let ren = message(MessageType::Renew, &victim, Some(&sid), vec![ia_na(1)]);
     assert!(s.handle(&ren, PORT, MAC, NOW).is_err());
@@ -213,8 +270,16 @@ fn reservations_by_duid_or_mac_and_port_ownership() {
 #[test]
 fn malformed_messages_are_counted_drops() {
     let mut s = Dhcp6Server::new(params(), []);
-    for bad in [&[][..], &[1, 2, 3], &[1, 2, 3, 4, 0, 13, 0, 1, 0], &[7, 1, 2, 3]] {
-        assert!(matches!(s.handle(bad, PORT, MAC, NOW), Err(Drop::Malformed(_))), "{bad:?}");
+    for bad in [
+        &[][..],
+        &[1, 2, 3],
+        &[1, 2, 3, 4, 0, 13, 0, 1, 0],
+        &[7, 1, 2, 3],
+    ] {
+        assert!(
+            matches!(s.handle(bad, PORT, MAC, NOW), Err(Drop::Malformed(_))),
+            "{bad:?}"
+        );
     }
     assert_eq!(s.counters().dropped, 4);
 }

@@ -51,12 +51,12 @@ fn check_option(code: u16, len: usize) -> Result<Option<usize>, Invalid> {
     let bad = Err(Invalid::OptionLength(code));
     let nested = match code {
         1 | 2 if (1..=MAX_DUID_LEN + 2).contains(&len) => None,
-        3 if len >= 12 => Some(12),  // IA_NA: IAID, T1, T2
-        4 if len >= 4 => Some(4),    // IA_TA: IAID
-        5 if len >= 24 => Some(24),  // IA_ADDR: address, lifetimes
-        6 if len % 2 == 0 => None,   // ORO
-        7 if len == 1 => None,       // preference
-        8 if len == 2 => None,       // elapsed time
+        3 if len >= 12 => Some(12), // IA_NA: IAID, T1, T2
+        4 if len >= 4 => Some(4),   // IA_TA: IAID
+        5 if len >= 24 => Some(24), // IA_ADDR: address, lifetimes
+        6 if len % 2 == 0 => None,  // ORO
+        7 if len == 1 => None,      // preference
+        8 if len == 2 => None,      // elapsed time
         9 => return Err(Invalid::Relay),
         11 if len >= 11 => None,     // authentication
         12 if len == 16 => None,     // server unicast
@@ -99,7 +99,9 @@ fn walk(mut opts: &[u8], depth: usize, count: &mut usize) -> Result<(), Invalid>
             // NTP suboptions: each 4 bytes of header and its length.
             let mut sub = body;
             while !sub.is_empty() {
-                let l = sub.get(2..4).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])));
+                let l = sub
+                    .get(2..4)
+                    .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])));
                 sub = l
                     .and_then(|l| sub.get(4 + l..))
                     .ok_or(Invalid::OptionLength(code))?;
@@ -135,7 +137,10 @@ mod tests {
         let iaaddr = opt(5, &[0; 24]);
         let mut ia = vec![0; 12];
         ia.extend_from_slice(&iaaddr);
-        let good = msg(1, &[duid.clone(), opt(3, &ia), opt(8, &[0, 0]), opt(6, &[0, 23])]);
+        let good = msg(
+            1,
+            &[duid.clone(), opt(3, &ia), opt(8, &[0, 0]), opt(6, &[0, 23])],
+        );
         assert_eq!(validate(&good), Ok(()));
         for (bad, why) in [
             (msg(1, &[opt(13, &[0])]), Invalid::OptionLength(13)),
@@ -144,10 +149,16 @@ mod tests {
             (msg(1, &[opt(11, &[0; 5])]), Invalid::OptionLength(11)),
             (msg(1, &[opt(3, &[0; 8])]), Invalid::OptionLength(3)),
             (msg(1, &[opt(9, &[1, 2, 3, 4])]), Invalid::Relay),
-            (msg(2, &[duid.clone()]), Invalid::NotClientMessage),
+            (
+                msg(2, std::slice::from_ref(&duid)),
+                Invalid::NotClientMessage,
+            ),
             (msg(12, &[]), Invalid::NotClientMessage),
             (msg(1, &[opt(1, &[])]), Invalid::OptionLength(1)),
-            (msg(1, &[opt(56, &[0, 1, 0, 16])]), Invalid::OptionLength(56)),
+            (
+                msg(1, &[opt(56, &[0, 1, 0, 16])]),
+                Invalid::OptionLength(56),
+            ),
         ] {
             assert_eq!(validate(&bad), Err(why), "{bad:?}");
         }
