@@ -283,3 +283,29 @@ fn malformed_messages_are_counted_drops() {
     }
     assert_eq!(s.counters().dropped, 4);
 }
+
+#[test]
+fn the_fuzz_seeds_and_every_mangling_of_them_never_panic() {
+    // The seeds of `fuzz/fuzz_targets/dhcp6.rs`: a SOLICIT and a REQUEST as dhclient -6 sends
+    // them. Truncated at every length and with every byte replaced by values that upset length
+    // fields, through a debug build (where dhcproto's unchecked subtractions would panic).
+    let seeds: [&[u8]; 2] = [
+        include_bytes!("../../../fuzz/seeds/dhcp6/dhclient-solicit"),
+        include_bytes!("../../../fuzz/seeds/dhcp6/dhclient-request"),
+    ];
+    let mut s = Dhcp6Server::new(params(), []);
+    let solicit = s.handle(seeds[0], PORT, MAC, NOW);
+    assert!(solicit.is_ok(), "the seed is a valid SOLICIT: {solicit:?}");
+    for seed in seeds {
+        for end in 0..seed.len() {
+            let _ = s.handle(&seed[..end], PORT, MAC, NOW);
+        }
+        for at in 0..seed.len() {
+            for v in [0u8, 1, 2, 3, 4, 11, 0x7f, 0xff] {
+                let mut m = seed.to_vec();
+                m[at] = v;
+                let _ = s.handle(&m, PORT, MAC, NOW);
+            }
+        }
+    }
+}
