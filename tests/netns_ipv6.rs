@@ -25,6 +25,11 @@ fn drops_of(drops: &str, reason: &str) -> u64 {
 
 /// h1 and h2, guarded, on a network with `subnet6` and `[ra]` (SLAAC, RDNSS, DNSSL).
 fn start(lab: &mut Lab, extra: &str) {
+    start_with(lab, extra, "");
+}
+
+/// Like `start`, with `h2_extra` (keys) added to h2's `[[host]]`.
+fn start_with(lab: &mut Lab, extra: &str, h2_extra: &str) {
     let cfg = lab_config(lab, &[("h1", 11, false), ("h2", 12, false)], "")
         .replacen(
             "domain = \"lab.test\"\n",
@@ -36,7 +41,7 @@ fn start(lab: &mut Lab, extra: &str) {
         )
         .replacen(
             "ipv4 = \"10.13.31.12\"\n",
-            "ipv4 = \"10.13.31.12\"\nipv6 = \"fd00:13:31::12\"\n",
+            &format!("ipv4 = \"10.13.31.12\"\nipv6 = \"fd00:13:31::12\"\n{h2_extra}"),
             1,
         );
     let (i1, i2) = (lab.ifname("h1"), lab.ifname("h2"));
@@ -324,4 +329,56 @@ fn dhclient_6_gets_a_pool_lease_and_a_reservation_durable_in_leases6_journal() {
     let exit = lab.stop_with("TERM");
     assert_eq!(exit.counters("h1").drops, "-", "{}", exit.stdout);
     assert_eq!(exit.counters("h2").drops, "-", "{}", exit.stdout);
+}
+
+#[test]
+fn dhcpv6_impersonation_and_a_rogue_dhcpv6_server_get_nothing() {
+    let mut lab = Lab::new();
+    // h2's reservation is keyed by its DUID: h1 copies that DUID into its own SOLICIT.
+    start_with(
+        &mut lab,
+        "\n[dhcp6]\npool = [\"fd00:13:31::100\", \"fd00:13:31::1ff\"]\n",
+        "duid = \"00:02:00:00:00:09:76:69:63:74:69:6d\"\n",
+    );
+    wait_for_address(&mut lab, "h1", "fe80::5054:ff:fe31:b");
+    let i1 = lab.ifname("h1");
+    let script = format!(
+        "import logging\nlogging.getLogger('scapy.runtime').setLevel(logging.ERROR)\n\
+         import time\nfrom scapy.all import *\nfrom scapy.layers.dhcp6 import *\nconf.verb = 0\n\
+         def solicit(duid, trid):\n\
+         \x20   p = Ether(src='{H1_MAC}', dst='33:33:00:01:00:02')/IPv6(src='fe80::5054:ff:fe31:b', dst='ff02::1:2')/UDP(sport=546, dport=547)/DHCP6_Solicit(trid=trid)/DHCP6OptClientId(duid=duid)/DHCP6OptIA_NA(iaid=1)\n\
+         \x20   s = AsyncSniffer(iface='{i1}', filter='udp and dst port 546', lfilter=lambda r: DHCP6_Advertise in r and r[DHCP6_Advertise].trid == trid)\n\
+         \x20   s.start()\n\
+         \x20   time.sleep(1)\n\
+         \x20   sendp(p, iface='{i1}')\n\
+         \x20   time.sleep(2)\n\
+         \x20   return len(s.stop()) > 0\n\
+         own = solicit(DUID_LL(lladdr='{H1_MAC}'), 7)\n\
+         stolen = solicit(DUID_EN(enterprisenum=9, id=b'victim'), 8)\n\
+         print('own', own, 'stolen', stolen)\n\
+         sendp(Ether(src='{H1_MAC}', dst='33:33:00:00:00:01')/IPv6(src='fe80::5054:ff:fe31:b', dst='ff02::1')/UDP(sport=547, dport=546)/DHCP6_Advertise(trid=7), iface='{i1}', count=3)\n"
+    );
+    let out = lab.exec("h1", &["timeout", "30", "/usr/bin/python3", "-c", &script]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "scapy: {out:?}");
+    assert!(
+        text.contains("own True"),
+        "positive control: h1's own SOLICIT is answered: {text}"
+    );
+    assert!(
+        text.contains("stolen False"),
+        "h2's DUID from h1's port got an answer: {text}"
+    );
+    let exit = lab.stop_with("TERM");
+    let drops = exit.counters("h1").drops;
+    assert!(
+        drops_of(&drops, "rogue_dhcp") >= 3,
+        "{drops}\n{}",
+        exit.stdout
+    );
+    assert!(
+        exit.stderr.contains("DHCPv6 message refused") && exit.stderr.contains("Impersonation"),
+        "the refusal is logged:\n{}",
+        exit.stderr
+    );
 }

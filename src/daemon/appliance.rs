@@ -215,10 +215,13 @@ impl Identity {
             }
             EtherType::Ipv4 => self.classify_ipv4(&frame[14..], refused),
             // IPv6: NS for its addresses, RS, ping6, DHCPv6 and DNS (`ndp::Served6`).
-            EtherType::Ipv6 => match self.ipv6.and_then(|v6| v6.is_served(frame)) {
-                Some(true) => Want::Serve,
-                Some(false) => Want::NotServed,
-                None => refused,
+            EtherType::Ipv6 => match self.ipv6.map(|v6| v6.is_served(frame)) {
+                Some(Some(true)) => Want::Serve,
+                Some(Some(false)) => Want::NotServed,
+                // A guest's ICMPv6 to the appliance (port unreachable for an ADVERTISE, an NA,
+                // MLD): legitimate, never queued, not a drop.
+                Some(None) if crate::service::ndp::is_icmpv6(frame) => Want::Ignore,
+                _ => refused,
             },
             _ => refused,
         }
@@ -605,6 +608,51 @@ mod tests {
         assert_eq!(id().classify(&arp), Want::Serve);
         arp[21] = 2;
         assert_eq!(id().classify(&arp), Want::Ignore);
+    }
+
+    #[test]
+    fn ipv6_is_served_as_ndp_says_and_icmpv6_to_us_is_ignored() {
+        use crate::service::ndp::{Ndp, NdpParams};
+        use crate::wire::ipv6::{self, Ends, NEXT_ICMPV6};
+        let gw: std::net::Ipv6Addr = "fd00::1".parse().unwrap();
+        let params = NdpParams {
+            mac: id().mac,
+            gateway: gw,
+            ra: None,
+            dhcp6: false,
+            dns: true,
+        };
+        let me = Identity {
+            ipv6: Some(Ndp::new(params, std::time::Duration::ZERO).served()),
+            ..id()
+        };
+        let ends = Ends {
+            src_mac: MacAddr([0x52, 0x54, 0, 0, 0, 9]),
+            dst_mac: id().mac,
+            src: "fd00::9".parse().unwrap(),
+            dst: gw,
+        };
+        let mut f = Vec::new();
+        ipv6::build(
+            &mut f,
+            &ends,
+            NEXT_ICMPV6,
+            64,
+            &[128, 0, 0, 0, 0, 1, 0, 1],
+            2,
+        );
+        assert_eq!(me.classify(&f), Want::Serve, "ping6");
+        assert_eq!(id().classify(&f), Want::NotServed, "no subnet6: not served");
+        ipv6::build(&mut f, &ends, NEXT_ICMPV6, 64, &[1, 4, 0, 0, 0, 0, 0, 0], 2);
+        assert_eq!(
+            me.classify(&f),
+            Want::Ignore,
+            "port unreachable from a guest"
+        );
+        ipv6::build_udp(&mut f, &ends, (1000, 53), 64, b"q");
+        assert_eq!(me.classify(&f), Want::Serve, "DNS over IPv6");
+        ipv6::build_udp(&mut f, &ends, (1000, 9), 64, b"q");
+        assert_eq!(me.classify(&f), Want::NotServed);
     }
 
     #[test]

@@ -147,6 +147,13 @@ impl Served6 {
     }
 }
 
+/// Whether `frame` is ICMPv6 (without extension headers): what the appliance does not answer
+/// of it (errors about its own replies, NAs, MLD) is a guest's stack talking, never queued and
+/// never a `not_served` drop.
+pub fn is_icmpv6(frame: &[u8]) -> bool {
+    Ipv6View::parse(frame).is_some_and(|ip| ip.next_header == NEXT_ICMPV6)
+}
+
 /// Messages handled, by kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct NdpCounters {
