@@ -382,3 +382,75 @@ fn dhcpv6_impersonation_and_a_rogue_dhcpv6_server_get_nothing() {
         exit.stderr
     );
 }
+
+/// A client running in the background, stopped with SIGTERM (which `timeout` passes on) and
+/// reaped when dropped.
+struct Bg(std::process::Child);
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        common::sh(&["kill", "-TERM", &self.0.id().to_string()]);
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn dhcpcd_6_gets_a_pool_address_from_the_managed_flag() {
+    let mut lab = Lab::new();
+    let ns = lab.ns("h1");
+    let _r1 = NetnsResolv::new(&ns);
+    start(
+        &mut lab,
+        "\n[dhcp6]\npool = [\"fd00:13:31::100\", \"fd00:13:31::1ff\"]\n",
+    );
+    wait_for_address(&mut lab, "h1", "fe80::5054:ff:fe31:b");
+    let i1 = lab.ifname("h1");
+    // dhcpcd starts DHCPv6 because the RA has the managed flag; it sets the address itself.
+    let child = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns,
+            "timeout",
+            "40",
+            "dhcpcd",
+            "-6",
+            "-B",
+            "-f",
+            "/dev/null",
+            "-c",
+            "/bin/true",
+            "--nohook",
+            "resolv.conf",
+            &i1,
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn dhcpcd");
+    let bg = Bg(child);
+    let ns2 = ns.clone();
+    let pool_address = move || -> Option<String> {
+        let out = common::sh(&["ip", "-n", &ns2, "-6", "addr", "show", "scope", "global"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("inet6 "))
+            .filter(|l| l.contains("/128"))
+            .filter_map(|l| l.split('/').next())
+            .find(|a| a.starts_with("fd00:13:31::1"))
+            .map(str::to_string)
+    };
+    let check = pool_address.clone();
+    lab.wait_for(
+        "a DHCPv6 address from dhcpcd",
+        Duration::from_secs(30),
+        || check().is_some(),
+    );
+    let addr = pool_address().unwrap();
+    drop(bg);
+    let journal = std::fs::read_to_string(lab.dir.join("state").join("leases6.journal")).unwrap();
+    assert!(
+        journal.contains(&format!(" {addr} ")),
+        "{addr} not in:\n{journal}"
+    );
+}
