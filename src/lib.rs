@@ -58,7 +58,8 @@
 //!   on SIGINT/SIGTERM.
 //!
 //! `switch`, `service`, `wire` and `control` import nothing from `port` or `daemon` (the lease
-//! journal's file I/O, plain `std::fs`, is the one exception in `service`); `port` may read
+//! journals' file I/O, plain `std::fs`, DHCPv4's and DHCPv6's, is the one exception in
+//! `service`); `port` may read
 //! `control::config`'s plain data types, since each kind builds itself from its section.
 //!
 //! # Threat model (so far)
