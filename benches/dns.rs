@@ -35,6 +35,7 @@ fn bench_dns(c: &mut Criterion) {
             name: format!("vm{i}"),
             ipv4: Some(Ipv4Addr::from(0x0a0d_0100 + i)),
             mac: None,
+            ipv6: None,
             match_hostname: true,
         })
         .collect();

@@ -17,6 +17,7 @@ fi
 declare -A need=(
   [ip]=iproute2
   [ping]=iputils-ping
+  [rdisc6]=ndisc6
   [nsenter]=util-linux
   [sysctl]=procps
   [tcpdump]=tcpdump

@@ -27,6 +27,7 @@ mod build;
 mod capture;
 mod control;
 mod dhcp;
+mod dhcp6;
 mod dns;
 mod hotplug;
 mod live_state;
@@ -303,6 +304,10 @@ fn start_threads(
         switch: Arc::clone(switch),
         dhcp,
         dns,
+        dhcp6: dhcp6::Dhcp6Service::open(config, service.id.mac, Arc::clone(switch))
+            .map_err(|message| DaemonError::Dhcp { message })?,
+        ndp: build::ndp_params(config, service.id.mac)
+            .map(|p| crate::service::ndp::Ndp::new(p, std::time::Duration::ZERO)),
         nice: built.dropped.service_nice(),
     };
     let appliance = {

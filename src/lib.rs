@@ -36,8 +36,9 @@
 //!   QEMU's stream/dgram unix sockets. Also network namespaces, rtnetlink, epoll and signals.
 //!   `port/sys.rs` is the one file that allows `unsafe_code` (each block with a SAFETY comment).
 //! - [`service`]: the appliance's services, sans-IO: the DHCPv4 server (`service::dhcp`), its
-//!   lease table and its journal format; the DNS zone, cache, forwarder and TCP responder
-//!   (`service::dns`). Replies are values; the daemon sends them.
+//!   lease table and its journal format; the DHCPv6 server and its journal (`service::dhcp6`);
+//!   NDP, ping6 and router advertisements (`service::ndp`); the DNS zone, cache, forwarder and
+//!   TCP responder (`service::dns`). Replies are values; the daemon sends them.
 //! - [`control`]: the configuration (TOML → validated [`control::config::Config`]: the serde
 //!   mirror in `config/raw.rs`, `file:line` diagnostics in `config/diag.rs`, one module per
 //!   section's checks; and the live changes to it), the control protocol (typed JSON lines with a version,
@@ -59,7 +60,8 @@
 //!   on SIGINT/SIGTERM.
 //!
 //! `switch`, `service`, `wire` and `control` import nothing from `port` or `daemon` (the lease
-//! journal's file I/O, plain `std::fs`, is the one exception in `service`); `port` may read
+//! journals' file I/O, plain `std::fs`, DHCPv4's and DHCPv6's, is the one exception in
+//! `service`); `port` may read
 //! `control::config`'s plain data types, since each kind builds itself from its section.
 //!
 //! # Threat model (so far)

@@ -36,18 +36,21 @@ fn params() -> DnsParams {
             name: "vm1".into(),
             ipv4: Some(Ipv4Addr::new(10, 13, 31, 11)),
             mac: Some(mac(0x11)),
+            ipv6: None,
             match_hostname: false,
         },
         DnsHost {
             name: "vm2".into(),
             ipv4: Some(Ipv4Addr::new(10, 13, 31, 12)),
             mac: Some(mac(0x12)),
+            ipv6: None,
             match_hostname: false,
         },
         DnsHost {
             name: "floater".into(),
             ipv4: None,
             mac: Some(mac(0x20)),
+            ipv6: None,
             match_hostname: false,
         },
     ];

@@ -20,7 +20,7 @@
 //! [`ConfigError::Invalid`] located at `file:line`, naming the entry and the key, and saying what
 //! to do. Validation stops at the first problem; a duplicate is reported at its second occurrence.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -37,6 +37,7 @@ mod dns;
 mod guard;
 mod host_port;
 mod hosts;
+mod ipv6;
 mod kinds;
 mod live;
 mod network;
@@ -52,6 +53,7 @@ pub use dhcp::{dhcp_params, DhcpConfig, HostMatch};
 pub use dns::{dns_params, DnsConfig};
 pub use guard::Guard;
 pub use host_port::Forward;
+pub use ipv6::{Dhcp6Config, Ipv6Config, RaConfig, RaMode};
 pub use kinds::MAX_PATH_LEN as MAX_SOCKET_PATH_LEN;
 pub use live::{LiveError, NewHost};
 pub use ports::NewPort;
@@ -87,6 +89,8 @@ pub struct Config {
     pub dns: DnsConfig,
     /// The control socket (`[switch] control_socket`, `control_group`) and `[metrics]`.
     pub control: ControlConfig,
+    /// `subnet6`/`gateway6` and `[ra]`: `None` without `subnet6` (no IPv6 service).
+    pub ipv6: Option<Ipv6Config>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -148,6 +152,10 @@ pub struct Host {
     pub mac: Option<MacAddr>,
     /// Inside the subnet, not the gateway, network or broadcast address.
     pub ipv4: Option<Ipv4Addr>,
+    /// Inside `subnet6`, not `gateway6`.
+    pub ipv6: Option<Ipv6Addr>,
+    /// The DHCPv6 client's DUID its `ipv6` is reserved for (else it is matched by MAC).
+    pub duid: Option<Vec<u8>>,
     /// DHCP client identifier (option 61), 2 to 255 bytes; set when `match_by` is `ClientId`.
     pub client_id: Option<Vec<u8>>,
     /// How DHCP recognises this host (default: by MAC, or by client id when one is given).
@@ -392,8 +400,10 @@ pub fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
         ));
     };
     let forward_span = network.forward.as_ref().map(Spanned::span);
+    let (subnet6, gateway6) = (network.subnet6.clone(), network.gateway6.clone());
     let network = validate_network(&cx, network)?;
-    let hosts = validate_hosts(&cx, &network, raw.host)?;
+    let ipv6 = ipv6::validate_ipv6(&cx, subnet6, gateway6, &network.domain, raw.ra, raw.dhcp6)?;
+    let hosts = validate_hosts(&cx, &network, ipv6.as_ref(), raw.host)?;
     let host_addresses: Vec<_> = raw
         .port
         .iter()
@@ -423,6 +433,7 @@ pub fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
         dhcp,
         dns,
         control,
+        ipv6,
     })
 }
 

@@ -35,6 +35,7 @@ use crate::service::dhcp::frame::{
 };
 use crate::service::dhcp::Lease;
 use crate::service::dns::DnsCounters;
+use crate::service::ndp::{Ndp, Served6};
 use crate::switch::{PortId, Switch};
 use crate::wire::icmp::Icmpv4Message;
 use crate::wire::ipv4::{
@@ -156,6 +157,8 @@ pub(super) enum Call {
 pub struct Identity {
     pub mac: MacAddr,
     pub ip: Ipv4Addr,
+    /// Its IPv6 addresses and what it serves there (`None` without `subnet6`).
+    pub ipv6: Option<Served6>,
 }
 
 /// What the appliance makes of a frame the switch delivered to it (see [`Identity::classify`]).
@@ -207,6 +210,15 @@ impl Identity {
                 }
             }
             EtherType::Ipv4 => self.classify_ipv4(&frame[14..], refused),
+            // IPv6: NS for its addresses, RS, ping6, DHCPv6 and DNS (`ndp::Served6`).
+            EtherType::Ipv6 => match self.ipv6.map(|v6| v6.is_served(frame)) {
+                Some(Some(true)) => Want::Serve,
+                Some(Some(false)) => Want::NotServed,
+                // A guest's ICMPv6 to the appliance (port unreachable for an ADVERTISE, an NA,
+                // MLD): legitimate, never queued, not a drop.
+                Some(None) if crate::service::ndp::is_icmpv6(frame) => Want::Ignore,
+                _ => refused,
+            },
             _ => refused,
         }
     }
@@ -284,6 +296,10 @@ pub(super) struct Appliance {
     pub(super) switch: Arc<Switch>,
     pub(super) dhcp: Option<DhcpService>,
     pub(super) dns: Option<DnsService>,
+    /// NDP, ping6 and router advertisements (`None` without `subnet6`).
+    pub(super) ndp: Option<Ndp>,
+    /// The DHCPv6 server (`None` without `subnet6` or with `[dhcp6]` off).
+    pub(super) dhcp6: Option<super::dhcp6::Dhcp6Service>,
     /// The nice value to take back if the thread inherited the workers' (see
     /// `privileges::Dropped::service_nice`).
     pub(super) nice: Option<i32>,
@@ -301,6 +317,8 @@ impl Appliance {
         let mut reply = Vec::with_capacity(1600);
         let mut out = Vec::with_capacity(1600);
         let mut last_sweep = epoch_now();
+        // The clock of the periodic router advertisements (`Ndp::poll`).
+        let started = std::time::Instant::now();
         if let (Some(dns), Some(dhcp)) = (self.dns.as_mut(), self.dhcp.as_ref()) {
             dns.load_leases(dhcp.live_leases(last_sweep));
         }
@@ -347,9 +365,13 @@ impl Appliance {
             }
             let frames = self.dns.as_mut().map(DnsService::poll);
             self.send_all(frames.unwrap_or_default(), &mut out);
+            self.advertise(started.elapsed(), &mut out);
             let now = epoch_now();
             if now != last_sweep {
                 last_sweep = now;
+                if let Some(d6) = self.dhcp6.as_mut() {
+                    d6.tick(now);
+                }
                 if let Some(dhcp) = self.dhcp.as_mut() {
                     // Expired leases lose their guard binding (and their DNS name) within about
                     // a second.
@@ -366,6 +388,24 @@ impl Appliance {
         let dns = self.dns.as_mut()?;
         dns.shut_down();
         Some(dns.counters())
+    }
+
+    /// An unsolicited router advertisement, if one is due: out of every plugged port (the
+    /// service port is not in the table).
+    fn advertise(&mut self, now: std::time::Duration, out: &mut Vec<u8>) {
+        let Some(ra) = self.ndp.as_mut().and_then(|n| n.poll(now)) else {
+            return;
+        };
+        let ports: Vec<PortId> = {
+            let table = self.ports.table();
+            (0..table.slots.len())
+                .map(|i| PortId(i as u16))
+                .filter(|p| table.port(*p).is_some())
+                .collect()
+        };
+        for port in ports {
+            self.send(port, &ra, out);
+        }
     }
 
     /// DNS to the gateway (UDP or TCP port 53), if `frame` is that.
@@ -433,6 +473,9 @@ impl Appliance {
         if let Some(dhcp) = self.dhcp.as_mut() {
             dhcp.set_hosts(config, now)?;
         }
+        if let Some(d6) = self.dhcp6.as_mut() {
+            d6.set_hosts(config);
+        }
         if let Some(dns) = self.dns.as_mut() {
             match self.dhcp.as_ref() {
                 Some(dhcp) => dns.set_hosts(config, dhcp.live_leases(now)),
@@ -451,7 +494,16 @@ impl Appliance {
         frame: &[u8],
         reply: &mut Vec<u8>,
     ) -> Option<(PortId, bool)> {
-        let Identity { mac, ip } = self.id;
+        if let Some(r) = self.ndp.as_mut().and_then(|n| n.handle(frame)) {
+            *reply = r;
+            return Some((ingress, false));
+        }
+        if let Some(r) = self.dhcp6.as_mut().and_then(|d| d.handle(ingress, frame)) {
+            // Already durable: the DHCPv6 journal was fsynced before `handle` returned.
+            *reply = r;
+            return Some((ingress, false));
+        }
+        let Identity { mac, ip, .. } = self.id;
         if arp_reply(frame, mac, ip, reply) || icmp_echo_reply(frame, mac, ip, reply) {
             return Some((ingress, false));
         }
@@ -491,6 +543,7 @@ mod tests {
         Identity {
             mac: MacAddr([2, 0, 0, 0, 0, 1]),
             ip: Ipv4Addr::new(10, 0, 0, 1),
+            ipv6: None,
         }
     }
 
@@ -561,6 +614,51 @@ mod tests {
         assert_eq!(id().classify(&arp), Want::Serve);
         arp[21] = 2;
         assert_eq!(id().classify(&arp), Want::Ignore);
+    }
+
+    #[test]
+    fn ipv6_is_served_as_ndp_says_and_icmpv6_to_us_is_ignored() {
+        use crate::service::ndp::{Ndp, NdpParams};
+        use crate::wire::ipv6::{self, Ends, NEXT_ICMPV6};
+        let gw: std::net::Ipv6Addr = "fd00::1".parse().unwrap();
+        let params = NdpParams {
+            mac: id().mac,
+            gateway: gw,
+            ra: None,
+            dhcp6: false,
+            dns: true,
+        };
+        let me = Identity {
+            ipv6: Some(Ndp::new(params, std::time::Duration::ZERO).served()),
+            ..id()
+        };
+        let ends = Ends {
+            src_mac: MacAddr([0x52, 0x54, 0, 0, 0, 9]),
+            dst_mac: id().mac,
+            src: "fd00::9".parse().unwrap(),
+            dst: gw,
+        };
+        let mut f = Vec::new();
+        ipv6::build(
+            &mut f,
+            &ends,
+            NEXT_ICMPV6,
+            64,
+            &[128, 0, 0, 0, 0, 1, 0, 1],
+            2,
+        );
+        assert_eq!(me.classify(&f), Want::Serve, "ping6");
+        assert_eq!(id().classify(&f), Want::NotServed, "no subnet6: not served");
+        ipv6::build(&mut f, &ends, NEXT_ICMPV6, 64, &[1, 4, 0, 0, 0, 0, 0, 0], 2);
+        assert_eq!(
+            me.classify(&f),
+            Want::Ignore,
+            "port unreachable from a guest"
+        );
+        ipv6::build_udp(&mut f, &ends, (1000, 53), 64, b"q");
+        assert_eq!(me.classify(&f), Want::Serve, "DNS over IPv6");
+        ipv6::build_udp(&mut f, &ends, (1000, 9), 64, b"q");
+        assert_eq!(me.classify(&f), Want::NotServed);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! per table slot, the static FDB entries and the appliance's MAC on the service port.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::table::{Plugged, Ports};
 use super::{default_mac, DaemonError, Identity, SERVICE_PORT_NAME};
@@ -19,7 +20,9 @@ use crate::port::tap::TapPort;
 use crate::port::vhost_user::VhostUserPort;
 use crate::port::vxlan::VxlanPort;
 use crate::port::{Port, PortError};
+use crate::service::ndp::{Ndp, NdpParams, RaParams};
 use crate::switch::{PortId, PortSpec, Switch, SwitchParams};
+use crate::wire::MacAddr;
 
 /// Builds every namespace and port of `config` into the first slots of a table of
 /// `[switch] max_ports` slots and the service port's, or none. Workers are given later.
@@ -124,10 +127,39 @@ pub(super) fn port_spec(config: &Config, p: &PortConfig) -> PortSpec {
 
 /// The appliance's address and MAC on the segment.
 pub(super) fn identity(config: &Config) -> Identity {
+    let mac = default_mac(&config.network.name);
     Identity {
-        mac: default_mac(&config.network.name),
+        mac,
         ip: config.network.gateway,
+        ipv6: ndp_params(config, mac).map(|p| Ndp::new(p, Duration::ZERO).served()),
     }
+}
+
+/// What the appliance's IPv6 side answers and advertises (`None` without `subnet6`). RDNSS
+/// names the gateway only when the appliance answers DNS.
+pub(super) fn ndp_params(config: &Config, mac: MacAddr) -> Option<NdpParams> {
+    let v6 = config.ipv6.as_ref()?;
+    let ra = v6.ra.enabled.then(|| RaParams {
+        prefix: v6.subnet,
+        managed: v6.ra.mode.managed(),
+        other: v6.ra.mode.other(),
+        autonomous: v6.ra.mode.autonomous(),
+        interval: v6.ra.interval,
+        rdnss: if v6.ra.rdnss && config.dns.enabled {
+            vec![v6.gateway]
+        } else {
+            Vec::new()
+        },
+        dnssl: v6.ra.dnssl.clone(),
+        mtu: v6.ra.mtu.then_some(config.network.mtu),
+    });
+    Some(NdpParams {
+        mac,
+        gateway: v6.gateway,
+        ra,
+        dhcp6: v6.dhcp6.enabled,
+        dns: config.dns.enabled,
+    })
 }
 
 /// The service port's slot comes after every slot a port may take.

@@ -476,6 +476,7 @@ impl Control {
         let mut policy = p.policy(cfg);
         if let (Some(new), Some(old)) = (policy.as_mut(), self.switch.policy(id)) {
             new.leased_ipv4 = old.leased_ipv4;
+            new.leased_ipv6 = old.leased_ipv6;
         }
         self.switch.set_policy(id, policy);
     }

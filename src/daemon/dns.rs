@@ -18,7 +18,7 @@
 
 use std::collections::HashSet;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
@@ -36,6 +36,7 @@ use crate::service::dns::{
 };
 use crate::switch::PortId;
 use crate::wire::ipv4::{build_udp, Ipv4View, UdpEndpoints, IPV4_HEADER_LEN, UDP_HEADER_LEN};
+use crate::wire::ipv6::{self, Ipv6View};
 use crate::wire::tcp::{build_tcp, TcpSegment, PROTO_TCP, TCP_HEADER_LEN};
 use crate::wire::{MacAddr, VNET_HDR_LEN};
 
@@ -76,6 +77,13 @@ pub(super) enum Client {
         port: PortId,
         mac: MacAddr,
         ip: Ipv4Addr,
+        udp_port: u16,
+    },
+    /// A UDP query over IPv6 to `gateway6`: reply out of `port` to `mac`/`ip`:`udp_port`.
+    Frame6 {
+        port: PortId,
+        mac: MacAddr,
+        ip: Ipv6Addr,
         udp_port: u16,
     },
     /// A query on a TCP connection through the service port.
@@ -252,7 +260,9 @@ impl DnsService {
     /// Handles `frame` from `ingress` if it is DNS for the appliance (UDP or TCP to
     /// gateway:53): `None` if it is not, else the frames to send.
     pub(super) fn process_frame(&mut self, ingress: PortId, frame: &[u8]) -> Option<Vec<OutFrame>> {
-        let ip = Ipv4View::parse(frame)?;
+        let Some(ip) = Ipv4View::parse(frame) else {
+            return self.process_frame6(ingress, frame);
+        };
         if ip.dst != self.id.ip {
             return None;
         }
@@ -288,6 +298,31 @@ impl DnsService {
         };
         let outputs = self.tcp.process_segment(ip.src, &seg, peer, now);
         Some(self.tcp_outputs(outputs, now))
+    }
+
+    /// A UDP query over IPv6 to `gateway6`:53 (DNS over TCP is IPv4 only).
+    fn process_frame6(&mut self, ingress: PortId, frame: &[u8]) -> Option<Vec<OutFrame>> {
+        let ip = Ipv6View::parse(frame)?;
+        if Some(ip.dst) != self.id.ipv6.map(|v6| v6.gateway) {
+            return None;
+        }
+        let (src_port, DNS_PORT, payload) = ip.udp()? else {
+            return None;
+        };
+        let client = Client::Frame6 {
+            port: ingress,
+            mac: ip.src_mac,
+            ip: ip.src,
+            udp_port: src_port,
+        };
+        // The IPv6 header is 20 bytes longer than IPv4's.
+        let transport = Transport::Udp {
+            limit: self.udp_limit.saturating_sub(20),
+        };
+        let outcome = self
+            .server
+            .process_query(payload, client.clone(), transport, self.now());
+        Some(self.carry_out(outcome, client))
     }
 
     /// Segments become frames; queries go to the server, and local answers straight back.
@@ -359,6 +394,25 @@ impl DnsService {
             } => {
                 let mut f = Vec::with_capacity(42 + reply.bytes.len());
                 build_udp(&mut f, &self.endpoints(mac, ip, udp_port), &reply.bytes);
+                vec![(port, f)]
+            }
+            Client::Frame6 {
+                port,
+                mac,
+                ip,
+                udp_port,
+            } => {
+                let Some(v6) = self.id.ipv6 else {
+                    return Vec::new();
+                };
+                let ends = ipv6::Ends {
+                    src_mac: self.id.mac,
+                    dst_mac: mac,
+                    src: v6.gateway,
+                    dst: ip,
+                };
+                let mut f = Vec::with_capacity(62 + reply.bytes.len());
+                ipv6::build_udp(&mut f, &ends, (DNS_PORT, udp_port), 64, &reply.bytes);
                 vec![(port, f)]
             }
             Client::Tcp(key) => {

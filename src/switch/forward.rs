@@ -948,6 +948,16 @@ impl Switch {
         self.edit_policy(port, |p| p.leased_ipv4.remove(&Ipv4Net::from(addr)))
     }
 
+    /// Binds a DHCPv6 lease: `addr` is allowed on `port` while the lease lives.
+    pub fn bind_lease6(&self, port: PortId, addr: std::net::Ipv6Addr) -> bool {
+        self.edit_policy(port, |p| p.leased_ipv6.insert(ipnet::Ipv6Net::from(addr)))
+    }
+
+    /// Unbinds a DHCPv6 lease (expired or released).
+    pub fn unbind_lease6(&self, port: PortId, addr: std::net::Ipv6Addr) -> bool {
+        self.edit_policy(port, |p| p.leased_ipv6.remove(&ipnet::Ipv6Net::from(addr)))
+    }
+
     pub fn counters(&self, port: PortId) -> CounterSnapshot {
         self.ports[port.index()].counters.snapshot()
     }

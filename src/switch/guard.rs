@@ -201,8 +201,15 @@ pub struct PortPolicy {
     /// Addresses leased to this port by the DHCP server, bound while the lease lives. Kept apart
     /// from `ipv4` so that a lease ending never removes a declared address.
     pub leased_ipv4: AllowedIps<Ipv4Net>,
-    /// Declared IPv6 addresses and prefixes (besides `::` for DAD and the EUI-64 link-local).
+    /// Declared IPv6 addresses and prefixes (besides `::` for DAD and the EUI-64 link-local),
+    /// and the host's `ipv6` reservation.
     pub ipv6: AllowedIps<Ipv6Net>,
+    /// Addresses leased to this port by the DHCPv6 server, bound while the lease lives (apart
+    /// from `ipv6` for the same reason as `leased_ipv4`).
+    pub leased_ipv6: AllowedIps<Ipv6Net>,
+    /// The advertised SLAAC prefix (a /64): the host may use the address its MACs form in it
+    /// (modified EUI-64, RFC 4862), and only that one.
+    pub slaac: Option<Ipv6Net>,
     pub mode: GuardMode,
     /// Allow any fe80::/10 source, not just the EUI-64 one of `macs` (for guests with
     /// stable-privacy or random link-local addresses).
@@ -238,7 +245,21 @@ impl PortPolicy {
                 || self.macs.iter().any(|m| eui64_link_local(*m) == addr)
                 || self.ipv6.contains(&addr);
         }
-        self.ipv6.contains(&addr)
+        self.ipv6.contains(&addr) || self.leased_ipv6.contains(&addr) || self.is_own_slaac(addr)
+    }
+
+    /// Whether `addr` is the SLAAC address one of the host's MACs forms in the advertised
+    /// prefix. Threat: a guest taking another host's SLAAC address (or the gateway's) inside
+    /// the prefix. Assumption: SLAAC hosts use EUI-64 interface identifiers; a guest with
+    /// RFC 7217 stable-privacy or RFC 8981 temporary addresses needs them declared (or DHCPv6).
+    pub fn is_own_slaac(&self, addr: Ipv6Addr) -> bool {
+        self.slaac.is_some_and(|p| {
+            p.contains(&addr)
+                && self
+                    .macs
+                    .iter()
+                    .any(|m| crate::wire::ipv6::eui64(p.network(), *m) == addr)
+        })
     }
 }
 

@@ -14,6 +14,7 @@ mod ethernet;
 pub mod gso;
 pub mod icmp;
 pub mod ipv4;
+pub mod ipv6;
 mod mac;
 pub mod tcp;
 pub mod udp;

@@ -29,7 +29,13 @@ pub fn policy() -> PortPolicy {
     p.ipv4.insert("10.0.0.50/32".parse().unwrap());
     p.ipv4.insert("10.0.0.64/28".parse().unwrap());
     p.ipv6.insert("fd00::50/128".parse().unwrap());
+    p.slaac = Some("fd00:13:31::/64".parse().unwrap());
     p
+}
+
+/// The SLAAC address `mac` forms in the test policy's prefix.
+pub fn slaac(mac: MacAddr) -> Ipv6Addr {
+    switchyard::wire::ipv6::eui64(v6("fd00:13:31::"), mac)
 }
 
 // ---- Frame builders (checksums are irrelevant to the guard). ----
@@ -463,6 +469,50 @@ pub fn cases() -> Vec<(&'static str, Vec<u8>, Result<(), DropReason>)> {
             "router advertisement",
             v6f(ll(), ICMPV6, &icmpv6(134, ll())),
             Err(RogueRa),
+        ),
+        (
+            "own slaac address",
+            v6f(slaac(HOST_MAC), UDP, &udp(1, 2)),
+            ok,
+        ),
+        (
+            "slaac address of the extra mac",
+            v6f(slaac(VRRP_MAC), UDP, &udp(1, 2)),
+            ok,
+        ),
+        (
+            "another host's slaac address",
+            v6f(slaac(OTHER_MAC), UDP, &udp(1, 2)),
+            Err(SpoofedIp),
+        ),
+        (
+            "an address of the prefix that is not our eui-64",
+            v6f(v6("fd00:13:31::1"), ICMPV6, &icmpv6(128, ll())),
+            Err(SpoofedIp),
+        ),
+        (
+            "own eui-64 outside the slaac prefix",
+            v6f(
+                switchyard::wire::ipv6::eui64(v6("fd00:99::"), HOST_MAC),
+                UDP,
+                &udp(1, 2),
+            ),
+            Err(SpoofedIp),
+        ),
+        (
+            "na for own slaac address",
+            v6f(ll(), ICMPV6, &icmpv6(136, slaac(HOST_MAC))),
+            ok,
+        ),
+        (
+            "na claiming another host's slaac address",
+            v6f(ll(), ICMPV6, &icmpv6(136, slaac(OTHER_MAC))),
+            Err(SpoofedNd),
+        ),
+        (
+            "na claiming the gateway's address",
+            v6f(ll(), ICMPV6, &icmpv6(136, v6("fd00:13:31::1"))),
+            Err(SpoofedNd),
         ),
         (
             "ra behind hop-by-hop and dest opts",

@@ -436,9 +436,11 @@ pub fn dns_params(config: &Config) -> DnsParams {
             name: h.name.clone(),
             ipv4: h.ipv4,
             mac: h.mac,
+            ipv6: h.ipv6,
             match_hostname: h.match_by == super::HostMatch::Hostname,
         })
         .collect();
+    p.ipv6 = config.ipv6.as_ref().map(|v6| (v6.gateway, v6.subnet));
     p.records = d.records.clone();
     p.local_ttl = d.local_ttl;
     p.upstreams = d.upstreams.clone();

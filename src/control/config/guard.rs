@@ -215,6 +215,8 @@ impl PortConfig {
         policy.macs.extend(host.extra_macs.iter().copied());
         policy.ipv4.extend(host.extra_ipv4.iter().copied());
         policy.ipv6.extend(host.extra_ipv6.iter().copied());
+        policy.ipv6.extend(host.ipv6.map(Ipv6Net::from));
+        policy.slaac = config.ipv6.as_ref().and_then(|v6| v6.slaac_prefix());
         policy.mode = mode;
         policy.allow_any_link_local = self.any_link_local;
         Some(policy)

@@ -14,82 +14,134 @@ use crate::wire::MacAddr;
 pub(super) fn validate_hosts(
     cx: &Cx<'_>,
     network: &Network,
+    net6: Option<&super::Ipv6Config>,
     raw: Vec<Spanned<RawHost>>,
 ) -> Result<Vec<Host>, ConfigError> {
-    let (mut names, mut macs, mut ips) = (Unique::new(cx), Unique::new(cx), Unique::new(cx));
-    let mut client_ids = Unique::new(cx);
-    let mut hosts = Vec::with_capacity(raw.len());
-    for (i, spanned) in raw.into_iter().enumerate() {
-        let table = spanned.span();
-        let h = spanned.into_inner();
-        let name = h.name.get_ref();
-        if let Some(problem) = dns_label_problem(name) {
-            return Err(cx.error(
-                h.name.span(),
-                format!(
-                    "[[host]] #{}: name {} {problem} (a host name is one DNS label, \
-                     1 to 63 characters)",
-                    i + 1,
-                    q(name)
-                ),
-            ));
-        }
-        let e = format!("host {}", q(name));
-        names.check(
-            name.clone(),
-            &h.name.span(),
-            &e,
-            "name",
-            "host names must be unique",
-        )?;
+    let mut seen = Seen {
+        names: Unique::new(cx),
+        macs: Unique::new(cx),
+        ips: Unique::new(cx),
+        client_ids: Unique::new(cx),
+        ipv6s: Unique::new(cx),
+    };
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, spanned)| validate_host(cx, network, net6, i, spanned, &mut seen))
+        .collect()
+}
 
-        let hd = dhcp::host_dhcp(cx, &e, &h, table)?;
-        if let (Some(mac), Some(raw_mac)) = (hd.mac, &h.mac) {
-            macs.check(
-                mac.to_string(),
-                &raw_mac.span(),
-                &e,
-                "mac",
-                "each host needs its own MAC",
-            )?;
-        }
-        if let (Some(id), Some(raw_id)) = (&hd.client_id, &h.client_id) {
-            client_ids.check(
-                crate::service::dhcp::leases::hex_colon(id),
-                &raw_id.span(),
-                &e,
-                "client_id",
-                "each host needs its own client id",
-            )?;
-        }
+/// What must be unique across the `[[host]]` tables.
+struct Seen<'a> {
+    names: Unique<'a>,
+    macs: Unique<'a>,
+    ips: Unique<'a>,
+    client_ids: Unique<'a>,
+    ipv6s: Unique<'a>,
+}
 
-        let ipv4 = match &h.ipv4 {
-            None => None,
-            Some(raw_ip) => {
-                let ip = host_ipv4(cx, network, &e, raw_ip)?;
-                ips.check(
-                    ip.to_string(),
-                    &raw_ip.span(),
-                    &e,
-                    "ipv4",
-                    "each host needs its own address",
-                )?;
-                Some(ip)
-            }
-        };
-        let extras = guard::host_extras(cx, network, &e, &h)?;
-        hosts.push(Host {
-            name: name.clone(),
-            mac: hd.mac,
-            ipv4,
-            client_id: hd.client_id,
-            match_by: hd.match_by,
-            extra_macs: extras.macs,
-            extra_ipv4: extras.ipv4,
-            extra_ipv6: extras.ipv6,
-        });
+/// The `i`th `[[host]]` (from 0).
+fn validate_host<'a>(
+    cx: &Cx<'a>,
+    network: &Network,
+    net6: Option<&super::Ipv6Config>,
+    i: usize,
+    spanned: Spanned<RawHost>,
+    seen: &mut Seen<'a>,
+) -> Result<Host, ConfigError> {
+    let table = spanned.span();
+    let h = spanned.into_inner();
+    let name = h.name.get_ref();
+    if let Some(problem) = dns_label_problem(name) {
+        return Err(cx.error(
+            h.name.span(),
+            format!(
+                "[[host]] #{}: name {} {problem} (a host name is one DNS label, \
+                 1 to 63 characters)",
+                i + 1,
+                q(name)
+            ),
+        ));
     }
-    Ok(hosts)
+    let e = format!("host {}", q(name));
+    seen.names.check(
+        name.clone(),
+        &h.name.span(),
+        &e,
+        "name",
+        "host names must be unique",
+    )?;
+
+    let hd = dhcp::host_dhcp(cx, &e, &h, table)?;
+    if let (Some(mac), Some(raw_mac)) = (hd.mac, &h.mac) {
+        seen.macs.check(
+            mac.to_string(),
+            &raw_mac.span(),
+            &e,
+            "mac",
+            "each host needs its own MAC",
+        )?;
+    }
+    if let (Some(id), Some(raw_id)) = (&hd.client_id, &h.client_id) {
+        seen.client_ids.check(
+            crate::service::dhcp::leases::hex_colon(id),
+            &raw_id.span(),
+            &e,
+            "client_id",
+            "each host needs its own client id",
+        )?;
+    }
+
+    let (ipv4, ipv6) = host_addresses(cx, network, net6, &e, &h, seen)?;
+    let duid = super::ipv6::host_duid(cx, net6, &e, &h)?;
+    let extras = guard::host_extras(cx, network, &e, &h)?;
+    Ok(Host {
+        name: name.clone(),
+        mac: hd.mac,
+        ipv4,
+        ipv6,
+        duid,
+        client_id: hd.client_id,
+        match_by: hd.match_by,
+        extra_macs: extras.macs,
+        extra_ipv4: extras.ipv4,
+        extra_ipv6: extras.ipv6,
+    })
+}
+
+/// A `[[host]]`'s `ipv4` and `ipv6`, each unique across the hosts.
+fn host_addresses<'a>(
+    cx: &Cx<'a>,
+    network: &Network,
+    net6: Option<&super::Ipv6Config>,
+    e: &str,
+    h: &RawHost,
+    seen: &mut Seen<'a>,
+) -> Result<(Option<std::net::Ipv4Addr>, Option<std::net::Ipv6Addr>), ConfigError> {
+    let ipv4 = match &h.ipv4 {
+        None => None,
+        Some(raw_ip) => {
+            let ip = host_ipv4(cx, network, e, raw_ip)?;
+            seen.ips.check(
+                ip.to_string(),
+                &raw_ip.span(),
+                e,
+                "ipv4",
+                "each host needs its own address",
+            )?;
+            Some(ip)
+        }
+    };
+    let ipv6 = super::ipv6::host_ipv6(cx, net6, e, h)?;
+    if let (Some(ip), Some(raw_ip)) = (ipv6, &h.ipv6) {
+        seen.ipv6s.check(
+            ip.to_string(),
+            &raw_ip.span(),
+            e,
+            "ipv6",
+            "each host needs its own address",
+        )?;
+    }
+    Ok((ipv4, ipv6))
 }
 
 /// A `[[host]]`'s `ipv4`: an address inside the subnet, not the gateway's.

@@ -82,24 +82,7 @@ pub(super) fn validate_kind(
             let path = socket_path(cx, e, "path", p.path.as_ref(), &table, paths)?;
             Ok(PortKind::Stream(StreamConfig { path }))
         }
-        "vhost-user" => {
-            let path = socket_path(cx, e, "path", p.path.as_ref(), &table, paths)?;
-            let mode = match p.mode.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
-                None | Some(("server", _)) => VhostUserMode::Server,
-                Some(("client", _)) => VhostUserMode::Client,
-                Some((other, span)) => {
-                    return Err(cx.error(
-                        span,
-                        format!(
-                            "{e}: mode {} is neither \"server\" (the switch listens, QEMU \
-                             connects) nor \"client\" (QEMU listens with server=on)",
-                            q(other)
-                        ),
-                    ))
-                }
-            };
-            Ok(PortKind::VhostUser(VhostUserConfig { path, mode }))
-        }
+        "vhost-user" => validate_vhost_user(cx, e, p, table, paths).map(PortKind::VhostUser),
         _ => {
             let path = socket_path(cx, e, "path", p.path.as_ref(), &table, paths)?;
             let peer = match &p.peer {
@@ -109,6 +92,32 @@ pub(super) fn validate_kind(
             Ok(PortKind::Dgram(DgramConfig { path, peer }))
         }
     }
+}
+
+/// `path` and `mode` of a vhost-user port.
+fn validate_vhost_user(
+    cx: &Cx<'_>,
+    e: &str,
+    p: &RawPort,
+    table: Range<usize>,
+    paths: &mut Unique<'_>,
+) -> Result<VhostUserConfig, ConfigError> {
+    let path = socket_path(cx, e, "path", p.path.as_ref(), &table, paths)?;
+    let mode = match p.mode.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
+        None | Some(("server", _)) => VhostUserMode::Server,
+        Some(("client", _)) => VhostUserMode::Client,
+        Some((other, span)) => {
+            return Err(cx.error(
+                span,
+                format!(
+                    "{e}: mode {} is neither \"server\" (the switch listens, QEMU \
+                     connects) nor \"client\" (QEMU listens with server=on)",
+                    q(other)
+                ),
+            ))
+        }
+    };
+    Ok(VhostUserConfig { path, mode })
 }
 
 fn validate_packet(
@@ -177,6 +186,22 @@ fn validate_vxlan(
         "local",
         "each local UDP address belongs to one vxlan port",
     )?;
+    let remotes = vxlan_remotes(cx, e, p, local, &missing)?;
+    Ok(VxlanConfig {
+        vni,
+        local,
+        remotes,
+    })
+}
+
+/// `remotes` of a vxlan port whose `local` is `local` (see [`validate_vxlan`]).
+fn vxlan_remotes(
+    cx: &Cx<'_>,
+    e: &str,
+    p: &RawPort,
+    local: std::net::SocketAddr,
+    missing: &dyn Fn(&str, &str) -> ConfigError,
+) -> Result<Vec<std::net::SocketAddr>, ConfigError> {
     let raw_remotes = p
         .remotes
         .as_ref()
@@ -216,11 +241,7 @@ fn validate_vxlan(
         }
         remotes.push(addr);
     }
-    Ok(VxlanConfig {
-        vni,
-        local,
-        remotes,
-    })
+    Ok(remotes)
 }
 
 /// `ADDR:PORT`, `[V6]:PORT`, or a bare address with the VXLAN port 4789.
@@ -446,6 +467,10 @@ mod tests {
         assert_eq!(cfg.ports[0].kind.name(), "vxlan");
         assert!(matches!(&cfg.ports[1].kind,
             PortKind::Vxlan(v) if v.vni == 16_777_215 && v.remotes == ["[fd00::2]:4789".parse().unwrap()]));
+    }
+
+    #[test]
+    fn vxlan_ports_refuse_bad_vnis_addresses_and_remotes() {
         let vx = |keys: &str| with(&port("vx", "vxlan", keys));
         assert_err(
             vx("local = \"10.9.0.1\"\nremotes = [\"10.9.0.2\"]\n"),
@@ -497,6 +522,11 @@ mod tests {
             11,
             &["listed twice"],
         );
+    }
+
+    #[test]
+    fn vxlan_keys_belong_to_vxlan_ports_and_a_local_address_to_one() {
+        let vx = |keys: &str| with(&port("vx", "vxlan", keys));
         assert_err(
             vx("vni = 1\nlocal = \"10.9.0.1\"\nremotes = [\"10.9.0.2\"]\npath = \"/x.sock\"\n"),
             12,

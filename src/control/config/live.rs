@@ -68,6 +68,8 @@ impl Config {
             name: new.name,
             mac: Some(new.mac),
             ipv4: Some(new.ipv4),
+            ipv6: None,
+            duid: None,
             client_id: None,
             match_by: HostMatch::Mac,
             extra_macs: Vec::new(),

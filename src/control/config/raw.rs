@@ -1,7 +1,7 @@
 //! The file as written: private serde mirrors of the TOML, with a span on every value a
 //! check may point at. Validation (one module per section) turns these into `Config`.
 
-use super::{control, dhcp, dns};
+use super::{control, dhcp, dns, ipv6};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -16,6 +16,8 @@ pub(super) struct RawConfig {
     pub(super) port: Vec<Spanned<RawPort>>,
     pub(super) dhcp: Option<dhcp::RawDhcp>,
     pub(super) dns: Option<dns::RawDns>,
+    pub(super) ra: Option<Spanned<ipv6::RawRa>>,
+    pub(super) dhcp6: Option<Spanned<ipv6::RawDhcp6>>,
     pub(super) metrics: Option<control::RawMetrics>,
 }
 
@@ -28,6 +30,8 @@ pub(super) struct RawNetwork {
     pub(super) domain: Spanned<String>,
     pub(super) mtu: Option<Spanned<i64>>,
     pub(super) forward: Option<Spanned<String>>,
+    pub(super) subnet6: Option<Spanned<String>>,
+    pub(super) gateway6: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -64,6 +68,8 @@ pub(super) struct RawHost {
     /// Required unless `match = "hostname"` (checked in `dhcp::host_dhcp`).
     pub(super) mac: Option<Spanned<String>>,
     pub(super) ipv4: Option<Spanned<String>>,
+    pub(super) ipv6: Option<Spanned<String>>,
+    pub(super) duid: Option<Spanned<String>>,
     pub(super) client_id: Option<Spanned<String>>,
     #[serde(rename = "match")]
     pub(super) match_by: Option<Spanned<String>>,

@@ -25,6 +25,7 @@
 pub mod cache;
 pub mod fast;
 pub mod params;
+mod reverse6;
 pub mod server;
 pub mod tcp;
 pub mod zone;

@@ -3,7 +3,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 use crate::wire::MacAddr;
 
@@ -23,6 +23,8 @@ pub struct DnsHost {
     /// MAC, or any lease when `match_hostname`, may carry it).
     pub ipv4: Option<Ipv4Addr>,
     pub mac: Option<MacAddr>,
+    /// Its AAAA record and `ip6.arpa` PTR.
+    pub ipv6: Option<Ipv6Addr>,
     /// DHCP recognises the host by the hostname it sends (`match = "hostname"`).
     pub match_hostname: bool,
 }
@@ -67,6 +69,9 @@ pub struct DnsParams {
     pub subnet: Ipv4Net,
     /// The appliance's address: the zone's name server.
     pub gateway: Ipv4Addr,
+    /// The appliance's IPv6 address and the /64 it is in (`subnet6`): the apex's AAAA and the
+    /// `ip6.arpa` reverse zone of that prefix.
+    pub ipv6: Option<(Ipv6Addr, Ipv6Net)>,
     pub hosts: Vec<DnsHost>,
     pub records: Vec<StaticRecord>,
     /// TTL of local answers (and of the SOA's negative-caching minimum).
@@ -86,6 +91,7 @@ impl DnsParams {
             domain: domain.to_ascii_lowercase(),
             subnet,
             gateway,
+            ipv6: None,
             hosts: Vec::new(),
             records: Vec::new(),
             local_ttl: 0,

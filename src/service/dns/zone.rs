@@ -3,7 +3,8 @@
 //! # Theory of operation
 //!
 //! The zone is authoritative for `[network] domain` and for the subnet's reverse names under
-//! `in-addr.arpa`. Its names come from three places, in this order of precedence:
+//! `in-addr.arpa` (and, with `subnet6`, the /64's under `ip6.arpa`: hosts' `ipv6` and the
+//! gateway's, see `reverse6`). Its names come from three places, in this order of precedence:
 //! 1. `[[host]]` reservations: a reserved name always belongs to its host. With an `ipv4` it
 //!    answers that address; without one it answers the address of the host's own lease.
 //! 2. `[[dns.record]]` static records (A, AAAA, CNAME, TXT, SRV), possibly several labels deep.
@@ -21,14 +22,15 @@
 //! the question against the answer, or randomises the case, is satisfied.
 
 use std::collections::{HashMap, HashSet};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 use super::params::{DnsHost, DnsParams, RecordValue};
+use super::reverse6::{self, Reverse6};
 use crate::service::dhcp::{ClientKey, Lease};
 
 /// CNAME chains inside the zone are followed this far.
@@ -82,6 +84,8 @@ pub struct Zone {
     ttl: u32,
     gateway: Ipv4Addr,
     subnet: Ipv4Net,
+    /// `gateway6` and `subnet6`.
+    ipv6: Option<(Ipv6Addr, Ipv6Net)>,
     soa: SOA,
     /// Static records by relative lowercase name ("" = apex).
     statics: HashMap<String, Vec<RData>>,
@@ -97,6 +101,8 @@ pub struct Zone {
     static_ptr: HashMap<Ipv4Addr, String>,
     /// Addresses named by leases (and reserved hosts without ipv4).
     lease_ptr: HashMap<Ipv4Addr, String>,
+    /// IPv6 addresses named statically (hosts' `ipv6`, static AAAA records): first name wins.
+    static_ptr6: HashMap<Ipv6Addr, String>,
 }
 
 /// Is `label` a valid host label (RFC 1123, lowercase)?
@@ -136,6 +142,7 @@ impl Zone {
             ttl: p.local_ttl,
             gateway: p.gateway,
             subnet: p.subnet,
+            ipv6: p.ipv6,
             soa,
             statics: HashMap::new(),
             empty_non_terminals: HashSet::new(),
@@ -145,11 +152,15 @@ impl Zone {
             lease_name_of: HashMap::new(),
             static_ptr: HashMap::new(),
             lease_ptr: HashMap::new(),
+            static_ptr6: HashMap::new(),
         };
         for h in &p.hosts {
             z.reserved.insert(h.name.clone(), h.clone());
             if let Some(ip) = h.ipv4 {
                 z.static_ptr.entry(ip).or_insert_with(|| h.name.clone());
+            }
+            if let Some(ip) = h.ipv6 {
+                z.static_ptr6.entry(ip).or_insert_with(|| h.name.clone());
             }
         }
         for r in &p.records {
@@ -160,7 +171,12 @@ impl Zone {
                     }
                     RData::A(A(*ip))
                 }
-                RecordValue::Aaaa(ip) => RData::AAAA(AAAA(*ip)),
+                RecordValue::Aaaa(ip) => {
+                    if !r.name.is_empty() {
+                        z.static_ptr6.entry(*ip).or_insert_with(|| r.name.clone());
+                    }
+                    RData::AAAA(AAAA(*ip))
+                }
                 RecordValue::Cname(t) => match fqdn(t) {
                     Some(t) => RData::CNAME(CNAME(t)),
                     None => continue,
@@ -305,6 +321,11 @@ impl Zone {
     /// Answers `qname`/`qtype` from local data, or says it is not local.
     pub fn lookup(&self, qname: &Name, qtype: RecordType) -> Lookup {
         let lower = qname.to_lowercase();
+        if let Some((_, net6)) = self.ipv6 {
+            if let Some(r) = reverse6::classify(&lower, net6) {
+                return self.lookup_reverse6(qname, qtype, r);
+            }
+        }
         if let Some(octets) = self.reverse_octets(&lower) {
             return self.lookup_reverse(qname, qtype, &octets);
         }
@@ -388,6 +409,9 @@ impl Zone {
             data.push(RData::SOA(self.soa.clone()));
             data.push(RData::NS(NS(self.apex.clone())));
             data.push(RData::A(A(self.gateway)));
+            if let Some((gw6, _)) = self.ipv6 {
+                data.push(RData::AAAA(AAAA(gw6)));
+            }
         }
         if let Some(host) = self.reserved.get(relative) {
             if let Some(ip) = host
@@ -395,6 +419,9 @@ impl Zone {
                 .or_else(|| self.reserved_lease.get(relative).copied())
             {
                 data.push(RData::A(A(ip)));
+            }
+            if let Some(ip) = host.ipv6 {
+                data.push(RData::AAAA(AAAA(ip)));
             }
         } else if let Some(l) = self.leases.get(relative) {
             data.push(RData::A(A(l.ip)));
@@ -486,6 +513,42 @@ impl Zone {
                 RData::PTR(PTR(t)),
             )]),
             None => Lookup::NxDomain(soa),
+        }
+    }
+
+    /// A name under the /64's `ip6.arpa` tree: the PTR of the gateway or a named address.
+    fn lookup_reverse6(&self, owner: &Name, qtype: RecordType, r: Reverse6) -> Lookup {
+        let Some((gw6, net6)) = self.ipv6 else {
+            return Lookup::NotLocal;
+        };
+        let soa = Record::from_rdata(
+            fqdn(&reverse6::apex(net6)).unwrap_or_else(Name::root),
+            self.ttl,
+            RData::SOA(self.soa.clone()),
+        );
+        let ip = match r {
+            Reverse6::Invalid => return Lookup::NxDomain(soa),
+            Reverse6::Inner => return Lookup::NoData(soa),
+            Reverse6::Address(ip) => ip,
+        };
+        let target = if ip == gw6 {
+            Some(self.apex.clone())
+        } else {
+            match self.static_ptr6.get(&ip) {
+                Some(name) => fqdn(&format!("{name}.{}", self.apex)),
+                None => return Lookup::NxDomain(soa),
+            }
+        };
+        match (target, qtype) {
+            (Some(t), RecordType::PTR | RecordType::ANY) => {
+                Lookup::Answer(vec![Record::from_rdata(
+                    owner.clone(),
+                    self.ttl,
+                    RData::PTR(PTR(t)),
+                )])
+            }
+            (Some(_), _) => Lookup::NoData(soa),
+            (None, _) => Lookup::NxDomain(soa),
         }
     }
 
