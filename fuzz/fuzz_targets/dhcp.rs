@@ -16,7 +16,10 @@ fuzz_target!(|data: &[u8]| {
     p.pool = Some((Ipv4Addr::new(10, 0, 0, 100), Ipv4Addr::new(10, 0, 0, 103)));
     p.domain = Some("lab.test".into());
     p.search = vec!["lab.test".into()];
-    p.routes = vec![("192.168.0.0/16".parse().unwrap(), Ipv4Addr::new(10, 0, 0, 2))];
+    p.routes = vec![(
+        "192.168.0.0/16".parse().unwrap(),
+        Ipv4Addr::new(10, 0, 0, 2),
+    )];
     p.mtu = Some(1400);
     let mut s = DhcpServer::new(p).unwrap();
     let half = data.len() / 2;

@@ -24,7 +24,10 @@ fuzz_target!(|data: &[u8]| {
         server_duid: Dhcp6Params::duid_ll(me),
         subnet: "fd00:13:31::/64".parse().unwrap(),
         gateway: "fd00:13:31::1".parse().unwrap(),
-        pool: Some(("fd00:13:31::100".parse().unwrap(), "fd00:13:31::103".parse().unwrap())),
+        pool: Some((
+            "fd00:13:31::100".parse().unwrap(),
+            "fd00:13:31::103".parse().unwrap(),
+        )),
         lease_time: 600,
         reservations: vec![Reservation6 {
             name: "vm1".into(),
@@ -45,7 +48,10 @@ fuzz_target!(|data: &[u8]| {
         let mac = MacAddr([0x52, 0x54, 0, 0, 0, i as u8]);
         if let Ok(out) = s.handle(msg, i as u16, mac, 1_700_000_000 + i as u64) {
             let m = Message::decode(&mut Decoder::new(&out.reply)).expect("reply decodes");
-            assert!(matches!(m.msg_type(), MessageType::Advertise | MessageType::Reply));
+            assert!(matches!(
+                m.msg_type(),
+                MessageType::Advertise | MessageType::Reply
+            ));
             assert!(matches!(
                 m.opts().get(OptionCode::ServerId),
                 Some(DhcpOption::ServerId(id)) if *id == sid

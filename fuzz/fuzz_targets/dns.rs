@@ -34,6 +34,7 @@ fuzz_target!(|data: &[u8]| {
     p.hosts.push(DnsHost {
         name: "vm1".into(),
         ipv4: Some(Ipv4Addr::new(10, 13, 31, 11)),
+        ipv6: None,
         mac: None,
         match_hostname: true,
     });
@@ -76,10 +77,9 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         // What the workers answer from the shared memo is the full path's answer too.
-        if let (Transport::Udp { limit }, Some(shared)) = (
-            transport,
-            fast.shared_memo().answer_udp(data, 1472, now),
-        ) {
+        if let (Transport::Udp { limit }, Some(shared)) =
+            (transport, fast.shared_memo().answer_udp(data, 1472, now))
+        {
             assert_eq!(limit, 1472);
             assert_eq!(want, Outcome::Reply(shared), "shared memo differs");
         }

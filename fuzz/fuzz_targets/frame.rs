@@ -31,6 +31,8 @@ fuzz_target!(|data: &[u8]| {
             mtu: if i == 3 { 576 } else { 1500 },
             isolated: i < 2,
             policy: (i == 2).then(policy),
+            vlan: Default::default(),
+            limits: Default::default(),
         })
         .collect();
     let sw = Switch::new(

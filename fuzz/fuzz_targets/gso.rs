@@ -41,7 +41,10 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(s, bytes, "a plain frame must pass unchanged");
             return;
         }
-        assert!(s[..VNET_HDR_LEN].iter().all(|b| *b == 0), "header not zeroed");
+        assert!(
+            s[..VNET_HDR_LEN].iter().all(|b| *b == 0),
+            "header not zeroed"
+        );
         let Some(l) = layout else { return };
         let f = &s[VNET_HDR_LEN..];
         assert!(f.len() - l.l3 <= mtu, "segment larger than the MTU");

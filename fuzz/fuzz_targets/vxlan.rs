@@ -29,7 +29,10 @@ fuzz_target!(|data: &[u8]| {
     let Ok(vni) = VxlanHeader::parse(datagram).map(|h| h.vni) else {
         return;
     };
-    assert_eq!(VxlanHeader::parse(&VxlanHeader { vni }.to_bytes()), Ok(VxlanHeader { vni }));
+    assert_eq!(
+        VxlanHeader::parse(&VxlanHeader { vni }.to_bytes()),
+        Ok(VxlanHeader { vni })
+    );
     if decap(datagram, from, vni, &remotes).is_err() {
         return;
     }
@@ -51,7 +54,10 @@ fuzz_target!(|data: &[u8]| {
         let f = &s[VNET_HDR_LEN..];
         let (l3, l4, is_ipv6) = match layout {
             Some(l) => {
-                assert!(f.len() - l.l3 <= mtu as usize, "segment larger than the MTU");
+                assert!(
+                    f.len() - l.l3 <= mtu as usize,
+                    "segment larger than the MTU"
+                );
                 (l.l3, l.l4, l.is_ipv6)
             }
             None => {
