@@ -67,19 +67,25 @@ pub struct Journal {
     since_compaction: usize,
 }
 
+/// The bytes of the journal at `path` for replay: empty if it does not exist yet, with its
+/// directory created. Shared by the DHCPv6 journal.
+pub(crate) fn read_for_replay(path: &Path) -> io::Result<Vec<u8>> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    match std::fs::read(path) {
+        Ok(b) => Ok(b),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
 impl Journal {
     /// Replays the journal at `path` (a missing file is an empty table; missing directories are
     /// created), compacts it, and opens it for appending. Returns the rebuilt table and what
     /// replay found.
     pub fn open(path: &Path) -> io::Result<(Journal, LeaseTable, ReplayStats)> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(e),
-        };
+        let bytes = read_for_replay(path)?;
         let (table, stats) = replay(&bytes);
         let compacted = snapshot(&table);
         write_atomically(path, &compacted)?;

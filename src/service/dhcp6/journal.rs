@@ -20,7 +20,7 @@ use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
 
 use super::{Change6, Lease6};
-use crate::service::dhcp::journal::{crc32, ReplayStats};
+use crate::service::dhcp::journal::{crc32, read_for_replay, ReplayStats};
 use crate::service::dhcp::leases::{hex_colon, write_atomically};
 
 /// An open journal.
@@ -120,14 +120,7 @@ fn snapshot<'a>(leases: impl Iterator<Item = &'a Lease6>) -> Vec<u8> {
 impl Journal6 {
     /// Replays the journal at `path` (missing: empty), compacts it, opens it for appending.
     pub fn open(path: &Path) -> io::Result<(Journal6, Vec<Lease6>, ReplayStats)> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(e),
-        };
+        let bytes = read_for_replay(path)?;
         let (leases, stats) = replay(&bytes);
         write_atomically(path, &snapshot(leases.iter()))?;
         let file = OpenOptions::new().append(true).open(path)?;
