@@ -105,6 +105,19 @@ impl Drop for Libvirt {
     }
 }
 
+/// Writes `xml` to `xml_path`, starts the test's libvirtd and creates the domain `name` from it.
+fn create_domain(lab: &Lab, name: &str, xml_path: &Path, xml: &str) -> Libvirt {
+    fs::write(xml_path, xml).unwrap();
+    let lv = start_libvirtd(lab, name);
+    let out = lv.virsh(&["create", xml_path.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "virsh create: {out:?}\nlibvirtd:\n{}",
+        fs::read_to_string(lv.dir.join("libvirtd.log")).unwrap_or_default()
+    );
+    lv
+}
+
 fn start_libvirtd(lab: &Lab, domain: &str) -> Libvirt {
     let dir = lab.dir.join("libvirt");
     for d in [
@@ -273,9 +286,11 @@ fn a_libvirt_domain_gets_its_reservation_and_stays_on_across_reload_and_restart(
     assert!(tap.len() <= 15, "{tap}");
     let console_path = lab.dir.join("console.log");
     let xml_path = lab.dir.join("domain.xml");
-    fs::write(
+    let lv = create_domain(
+        &lab,
+        &name,
         &xml_path,
-        domain_xml(
+        &domain_xml(
             &name,
             "",
             &ethernet_interface(&tap),
@@ -284,15 +299,6 @@ fn a_libvirt_domain_gets_its_reservation_and_stays_on_across_reload_and_restart(
             &initrd,
             &console_path,
         ),
-    )
-    .unwrap();
-
-    let lv = start_libvirtd(&lab, &name);
-    let out = lv.virsh(&["create", xml_path.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "virsh create: {out:?}\nlibvirtd:\n{}",
-        fs::read_to_string(lv.dir.join("libvirtd.log")).unwrap_or_default()
     );
     // The hook plugged the tap as a guarded port with the host's reservation.
     let ports = lab.cli_ok(&["ports"]);
@@ -398,9 +404,11 @@ fn a_libvirt_vhostuser_domain_gets_its_reservation_and_stays_on_across_reload_an
          <alias name='ua-sy-net'/>\n    </interface>\n",
         vhost.display()
     );
-    fs::write(
+    let lv = create_domain(
+        &lab,
+        &name,
         &xml_path,
-        domain_xml(
+        &domain_xml(
             &name,
             memory_backing,
             &interface,
@@ -409,15 +417,6 @@ fn a_libvirt_vhostuser_domain_gets_its_reservation_and_stays_on_across_reload_an
             &initrd,
             &console_path,
         ),
-    )
-    .unwrap();
-
-    let lv = start_libvirtd(&lab, &name);
-    let out = lv.virsh(&["create", xml_path.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "virsh create: {out:?}\nlibvirtd:\n{}",
-        fs::read_to_string(lv.dir.join("libvirtd.log")).unwrap_or_default()
     );
     // What libvirt made of it: shared memfd memory and a vhost-user netdev on our socket.
     let cmdline = lv
