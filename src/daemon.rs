@@ -193,6 +193,7 @@ struct Services {
     rx: Receiver<appliance::ApplianceMsg>,
     dns: Option<dns::DnsService>,
     dhcp: Option<dhcp::DhcpService>,
+    segments: Vec<appliance::SegmentService>,
 }
 
 /// Phase 3: the DNS service and the DHCP server, each if enabled.
@@ -208,6 +209,11 @@ fn start_services(
         id: build::identity(config),
         tx,
         dns: None,
+        segments: config
+            .segments
+            .iter()
+            .map(|s| (s.vlan, build::segment_identity(config, s)))
+            .collect(),
     };
     let dns = if config.dns.enabled {
         Some(dns::DnsService::start(
@@ -220,10 +226,44 @@ fn start_services(
         None
     };
     service.dns = dns.as_ref().map(dns::DnsService::for_workers);
+    let dhcp = open_dhcp(config, config.dhcp.journal_path(), built, &service)?;
+    let mut segments = Vec::with_capacity(config.segments.len());
+    for s in &config.segments {
+        let c = build::segment_config(config, s);
+        let id = build::segment_identity(config, s);
+        let dns = if c.dns.enabled {
+            Some(dns::DnsService::start(&c, id, &service.tx, stop)?)
+        } else {
+            None
+        };
+        let journal = c.dhcp.state_dir.join(s.journal_file());
+        segments.push(appliance::SegmentService {
+            vlan: s.vlan,
+            id,
+            dhcp: open_dhcp(&c, journal, built, &service)?,
+            dns,
+        });
+    }
+    Ok(Services {
+        service,
+        rx,
+        dns,
+        dhcp,
+        segments,
+    })
+}
+
+/// The DHCP server of `config` (`None` if `[dhcp]` is off), its leases in `journal`.
+fn open_dhcp(
+    config: &Config,
+    journal: std::path::PathBuf,
+    built: &Built,
+    service: &Service,
+) -> Result<Option<dhcp::DhcpService>, DaemonError> {
     let dhcp = if config.dhcp.enabled {
         let svc = dhcp::DhcpService::open(
             dhcp_params(config),
-            config.dhcp.journal_path(),
+            journal,
             config.dhcp.lease_file.clone(),
             Arc::clone(&built.switch),
             dhcp::ReplySink::new(
@@ -238,12 +278,7 @@ fn start_services(
     } else {
         None
     };
-    Ok(Services {
-        service,
-        rx,
-        dns,
-        dhcp,
-    })
+    Ok(dhcp)
 }
 
 /// The running daemon. Field order is drop order: the control socket's file is removed last.
@@ -275,6 +310,7 @@ fn start_threads(
         rx,
         dns,
         dhcp,
+        segments,
     } = services;
     let (ports, switch) = (&built.ports, &built.switch);
     let epolls = worker::give_ports_to_workers(ports, worker::worker_count(config))?;
@@ -304,6 +340,7 @@ fn start_threads(
         switch: Arc::clone(switch),
         dhcp,
         dns,
+        segments,
         dhcp6: dhcp6::Dhcp6Service::open(config, service.id.mac, Arc::clone(switch))
             .map_err(|message| DaemonError::Dhcp { message })?,
         ndp: build::ndp_params(config, service.id.mac)

@@ -45,6 +45,7 @@ mod port_entries;
 mod ports;
 mod raw;
 mod segment;
+mod segments;
 mod switch;
 #[cfg(test)]
 mod test_util;
@@ -57,6 +58,7 @@ pub use ipv6::{Dhcp6Config, Ipv6Config, RaConfig, RaMode};
 pub use kinds::MAX_PATH_LEN as MAX_SOCKET_PATH_LEN;
 pub use live::{LiveError, NewHost};
 pub use ports::NewPort;
+pub use segments::Segment;
 
 use diag::{q, Cx, Unique};
 use hosts::{unicast_mac, validate_hosts};
@@ -91,6 +93,8 @@ pub struct Config {
     pub control: ControlConfig,
     /// `subnet6`/`gateway6` and `[ra]`: `None` without `subnet6` (no IPv6 service).
     pub ipv6: Option<Ipv6Config>,
+    /// `[[segment]]`s: further networks the appliance serves, each on its own VLAN.
+    pub segments: Vec<Segment>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -414,6 +418,7 @@ pub fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
         control::validate_control(&cx, &network, raw.switch.as_ref(), raw.metrics.as_ref())?;
     let switch = validate_switch(&cx, raw.switch, &hosts, &ports)?;
     let dhcp = dhcp::validate_dhcp(&cx, &network, raw.dhcp)?;
+    let segments = segments::validate_segments(&cx, &network, raw.segment)?;
     let dns = dns::validate_dns(&cx, &network, &hosts, raw.dns)?;
     host_port::validate_host_ports(
         &cx,
@@ -434,6 +439,7 @@ pub fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
         dns,
         control,
         ipv6,
+        segments,
     })
 }
 

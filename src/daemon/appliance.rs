@@ -36,12 +36,13 @@ use crate::service::dhcp::frame::{
 use crate::service::dhcp::Lease;
 use crate::service::dns::DnsCounters;
 use crate::service::ndp::{Ndp, Served6};
-use crate::switch::{PortId, Switch};
+use crate::switch::{PortId, Switch, DEFAULT_VLAN};
 use crate::wire::icmp::Icmpv4Message;
 use crate::wire::ipv4::{
     arp_reply, icmp_echo_reply, Ipv4Packet, IPV4_HEADER_LEN, PROTO_ICMP, PROTO_UDP,
 };
 use crate::wire::tcp::PROTO_TCP;
+use crate::wire::vlan::TPID_8021Q;
 use crate::wire::{EtherType, EthernetFrame, MacAddr, VNET_HDR_LEN};
 
 /// Frames the appliance answers before one group commit of the lease journal.
@@ -57,6 +58,8 @@ pub(super) const YIELD_EVERY: usize = 8;
 /// One frame for the appliance, with the port it arrived on.
 pub(super) struct ServiceFrame {
     pub(super) ingress: PortId,
+    /// Its VLAN: `[network]`'s (1) or a `[[segment]]`'s. The frame itself is untagged.
+    pub(super) vlan: u16,
     pub(super) frame: Vec<u8>,
 }
 
@@ -284,6 +287,30 @@ pub fn default_mac(network: &str) -> MacAddr {
     MacAddr([0x02, b[1], b[2], b[3], b[4], b[5]])
 }
 
+/// What the appliance serves on a `[[segment]]`'s VLAN: its own identity, DHCP server (leases
+/// in their own journal, bound in the guard like `[network]`'s) and DNS zone.
+pub(super) struct SegmentService {
+    pub(super) vlan: u16,
+    pub(super) id: Identity,
+    pub(super) dhcp: Option<DhcpService>,
+    pub(super) dns: Option<DnsService>,
+}
+
+/// `frame` (no virtio-net header) as it leaves `port` in VLAN `vlan`: tagged where the port
+/// carries the VLAN tagged, as it is where untagged; `None` if the port no longer carries it.
+fn tag_for(switch: &Switch, port: PortId, vlan: u16, mut frame: Vec<u8>) -> Option<Vec<u8>> {
+    match switch.egress_tagged(port, vlan)? {
+        false => Some(frame),
+        true if frame.len() >= 12 => {
+            let mut tag = TPID_8021Q.to_be_bytes().to_vec();
+            tag.extend_from_slice(&(vlan & 0x0fff).to_be_bytes());
+            frame.splice(12..12, tag);
+            Some(frame)
+        }
+        true => None,
+    }
+}
+
 /// The appliance thread's state.
 pub(super) struct Appliance {
     pub(super) id: Identity,
@@ -296,6 +323,8 @@ pub(super) struct Appliance {
     pub(super) switch: Arc<Switch>,
     pub(super) dhcp: Option<DhcpService>,
     pub(super) dns: Option<DnsService>,
+    /// One per `[[segment]]`.
+    pub(super) segments: Vec<SegmentService>,
     /// NDP, ping6 and router advertisements (`None` without `subnet6`).
     pub(super) ndp: Option<Ndp>,
     /// The DHCPv6 server (`None` without `subnet6` or with `[dhcp6]` off).
@@ -322,6 +351,11 @@ impl Appliance {
         if let (Some(dns), Some(dhcp)) = (self.dns.as_mut(), self.dhcp.as_ref()) {
             dns.load_leases(dhcp.live_leases(last_sweep));
         }
+        for seg in &mut self.segments {
+            if let (Some(dns), Some(dhcp)) = (seg.dns.as_mut(), seg.dhcp.as_ref()) {
+                dns.load_leases(dhcp.live_leases(last_sweep));
+            }
+        }
         while !stop.load(Ordering::Relaxed) {
             match self.rx.recv_timeout(TICK) {
                 Ok(first) => {
@@ -337,6 +371,9 @@ impl Appliance {
                             }
                         }
                         match msg {
+                            ApplianceMsg::Frame(sf) if sf.vlan != DEFAULT_VLAN => {
+                                self.answer_segment(&sf, &mut out);
+                            }
                             ApplianceMsg::Frame(sf) => {
                                 match self.answer(sf.ingress, &sf.frame, &mut reply) {
                                     Some((port, true)) => self.wait_for_commit(port, &reply),
@@ -359,16 +396,19 @@ impl Appliance {
                     if let Some(dhcp) = self.dhcp.as_mut() {
                         dhcp.commit();
                     }
+                    self.commit_segments();
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             let frames = self.dns.as_mut().map(DnsService::poll);
             self.send_all(frames.unwrap_or_default(), &mut out);
+            self.poll_segments(&mut out);
             self.advertise(started.elapsed(), &mut out);
             let now = epoch_now();
             if now != last_sweep {
                 last_sweep = now;
+                self.tick_segments(now);
                 if let Some(d6) = self.dhcp6.as_mut() {
                     d6.tick(now);
                 }
@@ -385,9 +425,101 @@ impl Appliance {
         if let Some(dhcp) = self.dhcp.as_mut() {
             dhcp.finish(epoch_now());
         }
+        for seg in &mut self.segments {
+            if let Some(dhcp) = seg.dhcp.as_mut() {
+                dhcp.finish(epoch_now());
+            }
+            if let Some(dns) = seg.dns.as_mut() {
+                dns.shut_down();
+            }
+        }
         let dns = self.dns.as_mut()?;
         dns.shut_down();
         Some(dns.counters())
+    }
+
+    /// Answers a frame of a segment's VLAN with that segment's identity, DHCP and DNS: out of
+    /// the ingress port, tagged as the port carries the VLAN.
+    fn answer_segment(&mut self, sf: &ServiceFrame, out: &mut Vec<u8>) {
+        let Some(seg) = self.segments.iter_mut().find(|s| s.vlan == sf.vlan) else {
+            return;
+        };
+        let (vlan, frame, ingress) = (sf.vlan, &sf.frame[..], sf.ingress);
+        let Identity { mac, ip, .. } = seg.id;
+        let mut reply = Vec::new();
+        let frames = if arp_reply(frame, mac, ip, &mut reply)
+            || icmp_echo_reply(frame, mac, ip, &mut reply)
+        {
+            vec![(ingress, reply)]
+        } else if let Some(payload) = dhcp_payload(frame, ip) {
+            let Some(dhcp) = seg.dhcp.as_mut() else {
+                return;
+            };
+            let Some((r, wait)) = dhcp.handle(payload, ingress) else {
+                return;
+            };
+            let src = MacAddr::from_bytes(&frame[6..12]);
+            let port = PortId(r.port);
+            let Some(f) = tag_for(&self.switch, port, vlan, emit_reply_frame(&r, mac, ip, src))
+            else {
+                return;
+            };
+            if wait {
+                return dhcp.wait(port, f);
+            }
+            vec![(port, f)]
+        } else {
+            seg.dns
+                .as_mut()
+                .and_then(|d| d.process_frame(ingress, frame))
+                .unwrap_or_default()
+        };
+        self.send_tagged(vlan, frames, out);
+    }
+
+    /// Sends `frames` of VLAN `vlan`, each tagged as its port carries the VLAN.
+    fn send_tagged(&self, vlan: u16, frames: Vec<(PortId, Vec<u8>)>, out: &mut Vec<u8>) {
+        for (port, frame) in frames {
+            if let Some(f) = tag_for(&self.switch, port, vlan, frame) {
+                self.send(port, &f, out);
+            }
+        }
+    }
+
+    /// Each segment's zone follows its batch's leases, then its journal commits.
+    fn commit_segments(&mut self) {
+        for seg in &mut self.segments {
+            if let (Some(dns), Some(dhcp)) = (seg.dns.as_mut(), seg.dhcp.as_mut()) {
+                dns.apply_lease_changes(dhcp.take_changes());
+            }
+            if let Some(dhcp) = seg.dhcp.as_mut() {
+                dhcp.commit();
+            }
+        }
+    }
+
+    /// Each segment's DNS deadlines (TCP connections).
+    fn poll_segments(&mut self, out: &mut Vec<u8>) {
+        let polled: Vec<_> = self
+            .segments
+            .iter_mut()
+            .filter_map(|s| Some((s.vlan, s.dns.as_mut()?.poll())))
+            .collect();
+        for (vlan, frames) in polled {
+            self.send_tagged(vlan, frames, out);
+        }
+    }
+
+    /// Each segment's lease expiry, once a second.
+    fn tick_segments(&mut self, now: u64) {
+        for seg in &mut self.segments {
+            if let Some(dhcp) = seg.dhcp.as_mut() {
+                dhcp.tick(now);
+                if let Some(dns) = seg.dns.as_mut() {
+                    dns.expire_leases(dhcp.live_leases(now));
+                }
+            }
+        }
     }
 
     /// An unsolicited router advertisement, if one is due: out of every plugged port (the
@@ -447,10 +579,15 @@ impl Appliance {
         match call {
             Call::Leases(answer) => {
                 let now = epoch_now();
-                let leases = self
+                let mut leases = self
                     .dhcp
                     .as_ref()
                     .map_or_else(Vec::new, |d| d.live_leases_sorted(now));
+                for seg in &self.segments {
+                    if let Some(d) = seg.dhcp.as_ref() {
+                        leases.extend(d.live_leases_sorted(now));
+                    }
+                }
                 let _ = answer.send(leases);
             }
             Call::DhcpStats(answer) => {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::table::{Plugged, Ports};
 use super::{default_mac, DaemonError, Identity, SERVICE_PORT_NAME};
-use crate::control::config::{Config, PortConfig, PortKind};
+use crate::control::config::{Config, PortConfig, PortKind, Segment};
 use crate::port::netns::Netns;
 use crate::port::packet::PacketPort;
 use crate::port::socket::{DgramPort, StreamPort};
@@ -21,7 +21,7 @@ use crate::port::vhost_user::VhostUserPort;
 use crate::port::vxlan::VxlanPort;
 use crate::port::{Port, PortError};
 use crate::service::ndp::{Ndp, NdpParams, RaParams};
-use crate::switch::{PortId, PortSpec, Switch, SwitchParams};
+use crate::switch::{PortId, PortSpec, PortVlan, Switch, SwitchParams, DEFAULT_VLAN};
 use crate::wire::MacAddr;
 
 /// Builds every namespace and port of `config` into the first slots of a table of
@@ -99,7 +99,7 @@ pub(super) fn switch(config: &Config) -> Switch {
         mtu: config.network.mtu,
         isolated: false,
         policy: None,
-        vlan: Default::default(),
+        vlan: service_vlan(config),
         limits: Default::default(),
     }));
     let sw = Switch::with_slots(&params, slots);
@@ -107,6 +107,13 @@ pub(super) fn switch(config: &Config) -> Switch {
         sw.add_static(s.mac, PortId(s.port as u16));
     }
     sw.add_static(identity(config).mac, service_port(config));
+    for s in &config.segments {
+        sw.add_static_in(
+            s.vlan,
+            segment_identity(config, s).mac,
+            service_port(config),
+        );
+    }
     for (i, p) in config.ports.iter().enumerate() {
         sw.set_service_exempt(PortId(i as u16), p.trusted);
     }
@@ -133,6 +140,59 @@ pub(super) fn identity(config: &Config) -> Identity {
         ip: config.network.gateway,
         ipv6: ndp_params(config, mac).map(|p| Ndp::new(p, Duration::ZERO).served()),
     }
+}
+
+/// The service port's membership: VLAN 1 untagged (`[network]`), and with `[[segment]]`s a
+/// trunk carrying their VLANs too, so their floods and the appliance's MACs in them reach it.
+fn service_vlan(config: &Config) -> PortVlan {
+    if config.segments.is_empty() {
+        return PortVlan::default();
+    }
+    PortVlan::Trunk {
+        allowed: config.segments.iter().map(|s| s.vlan).collect(),
+        native: Some(DEFAULT_VLAN),
+    }
+}
+
+/// The appliance's address and MAC on segment `s` (its MAC from both names: stable, and
+/// different from `[network]`'s and every other segment's).
+pub(super) fn segment_identity(config: &Config, s: &Segment) -> Identity {
+    Identity {
+        mac: default_mac(&format!("{}/{}", config.network.name, s.network.name)),
+        ip: s.network.gateway,
+        ipv6: None,
+    }
+}
+
+/// `config` as segment `s` sees it, for its DHCP and DNS servers: `s`'s network, pool and lease
+/// time; no hosts, no extra DHCP options, no IPv6; DNS for its own names only (no upstreams,
+/// forwards, static records or listen sockets); DHCP option 6 the segment's gateway (if DNS
+/// runs) and option 119 its domain; its lease file `leases-<name>` in `[dhcp] state_dir`.
+pub(super) fn segment_config(config: &Config, s: &Segment) -> Config {
+    let mut c = config.clone();
+    c.network = s.network.clone();
+    c.hosts.clear();
+    for p in &mut c.ports {
+        p.host = None;
+    }
+    c.dhcp.pool = s.pool;
+    c.dhcp.lease_time = s.lease_time;
+    c.dhcp.options.clear();
+    c.dhcp.dns = if c.dns.enabled {
+        vec![s.network.gateway]
+    } else {
+        Vec::new()
+    };
+    c.dhcp.search = vec![s.network.domain.clone()];
+    c.dhcp.lease_file = c.dhcp.state_dir.join(s.lease_file());
+    c.dns.upstreams.clear();
+    c.dns.upstreams_from_host = false;
+    c.dns.listen.clear();
+    c.dns.forwards.clear();
+    c.dns.records.clear();
+    c.ipv6 = None;
+    c.segments.clear();
+    c
 }
 
 /// What the appliance's IPv6 side answers and advertises (`None` without `subnet6`). RDNSS

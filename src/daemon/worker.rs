@@ -35,7 +35,9 @@
 //!
 //! The appliance. Frames the appliance wants (`Identity::wants`) go to it on a bounded queue
 //! (`SERVICE_QUEUE`; a full queue is `tx_full` on its port), as plain frames with complete
-//! checksums; a DNS query the memo answers is answered here instead (`dns::WorkerDns`).
+//! checksums; a DNS query the memo answers is answered here instead (`dns::WorkerDns`). A
+//! frame of a `[[segment]]`'s VLAN goes to it untagged, with its VLAN, for that segment's
+//! identity (`Service::identity_for`).
 
 use std::cell::RefCell;
 use std::io;
@@ -49,7 +51,7 @@ use super::table::{self, Ports, Table};
 use super::{appliance, capture, dns, DaemonError, Identity, TICK};
 use crate::control::config::Config;
 use crate::port::{self, Epoll, RxQueue};
-use crate::switch::{Decision, DropReason, PortId, Switch, Verdict};
+use crate::switch::{Decision, DropReason, PortId, Switch, Verdict, DEFAULT_VLAN};
 use crate::wire::{gso, vlan, VLAN_TAG_LEN, VNET_HDR_LEN};
 
 /// Frames read from one port per wake-up before the worker moves on to the next ready port.
@@ -78,6 +80,22 @@ pub(super) struct Service {
     pub(super) tx: SyncSender<appliance::ApplianceMsg>,
     /// DNS answers the worker gives itself (`None` without DNS).
     pub(super) dns: Option<dns::WorkerDns>,
+    /// Each `[[segment]]`'s VLAN and the appliance's identity there.
+    pub(super) segments: Arc<[(u16, Identity)]>,
+}
+
+impl Service {
+    /// Who the appliance is to a frame of `vlan`: `[network]`'s identity on VLAN 1 where it
+    /// arrived untagged, a segment's on the segment's VLAN; `None`: not served there.
+    fn identity_for(&self, vlan: u16, tagged: bool) -> Option<Identity> {
+        if vlan == DEFAULT_VLAN {
+            return (!tagged).then_some(self.id);
+        }
+        self.segments
+            .iter()
+            .find(|(v, _)| *v == vlan)
+            .map(|(_, id)| *id)
+    }
 }
 
 /// One data-plane thread: an epoll set over its ports (shared with the control thread, which
@@ -469,14 +487,23 @@ impl Worker {
         now: Duration,
     ) {
         if egress == self.service.port {
-            // The appliance serves VLAN 1 where it is untagged (see docs/config.md).
-            if d.tagged {
+            // `[network]` on VLAN 1 where it is untagged, a `[[segment]]` on its VLAN tagged or
+            // not (see docs/config.md); the appliance gets the frame untagged.
+            let Some(id) = self.service.identity_for(d.vlan, d.tagged) else {
                 if matches!(d.verdict, Verdict::Forward(_)) {
                     self.switch.count_drop(ingress, DropReason::NotServed);
                 }
                 return;
-            }
-            return self.dispatch_to_appliance(table, ingress, bytes, scratch);
+            };
+            let mut untag = self.retag.borrow_mut();
+            let bytes = match d.tagged {
+                false => bytes,
+                true => match vlan::pop_tag(bytes, &mut untag) {
+                    Some(n) => &untag[..n],
+                    None => return self.switch.count_drop(ingress, DropReason::Malformed),
+                },
+            };
+            return self.dispatch_to_appliance(table, ingress, bytes, scratch, (d.vlan, &id));
         }
         let mut retag = self.retag.borrow_mut();
         let bytes = match (d.tagged, self.switch.egress_tagged(egress, d.vlan)) {
@@ -521,9 +548,10 @@ impl Worker {
         ingress: PortId,
         bytes: &[u8],
         scratch: &mut [u8],
+        (vlan, id): (u16, &Identity),
     ) {
         let frame = &bytes[bytes.len().min(VNET_HDR_LEN)..];
-        match self.service.id.classify(frame) {
+        match id.classify(frame) {
             appliance::Want::Serve => {}
             appliance::Want::NotServed => {
                 return self.switch.count_drop(ingress, DropReason::NotServed)
@@ -531,10 +559,10 @@ impl Worker {
             appliance::Want::Ignore => return,
         }
         if !gso::needs_software(bytes) {
-            return self.enqueue_for_appliance(table, ingress, frame);
+            return self.enqueue_for_appliance(table, ingress, frame, vlan);
         }
         let done = gso::for_each_segment(bytes, self.service.mtu, scratch, |seg| {
-            self.enqueue_for_appliance(table, ingress, &seg[VNET_HDR_LEN..]);
+            self.enqueue_for_appliance(table, ingress, &seg[VNET_HDR_LEN..], vlan);
         });
         if done.is_err() {
             self.switch.count_drop(ingress, DropReason::Malformed);
@@ -543,8 +571,9 @@ impl Worker {
 
     /// Hands one plain frame to the appliance, unless it is a DNS query the memo answers:
     /// that one is answered here, out of `ingress` (see `dns::WorkerDns`).
-    fn enqueue_for_appliance(&self, table: &Table<'_>, ingress: PortId, frame: &[u8]) {
-        if let Some(dns) = &self.service.dns {
+    fn enqueue_for_appliance(&self, table: &Table<'_>, ingress: PortId, frame: &[u8], vlan: u16) {
+        // The memo holds `[network]`'s names only: a segment's queries go to the appliance.
+        if let Some(dns) = self.service.dns.as_ref().filter(|_| vlan == DEFAULT_VLAN) {
             let mut bufs = self.dns_out.borrow_mut();
             let (out, work) = &mut *bufs;
             if dns.answer(frame, out, work) {
@@ -565,6 +594,7 @@ impl Worker {
         }
         let sf = appliance::ApplianceMsg::Frame(appliance::ServiceFrame {
             ingress,
+            vlan,
             frame: frame.to_vec(),
         });
         match self.service.tx.try_send(sf) {

@@ -704,6 +704,11 @@ impl Switch {
         self.fdb_of(vlan).add_static(mac, port);
     }
 
+    /// Adds a static FDB entry in VLAN `vlan` (the appliance's MAC on a segment's VLAN).
+    pub fn add_static_in(&self, vlan: u16, mac: MacAddr, port: PortId) {
+        self.fdb_of(vlan).add_static(mac, port);
+    }
+
     /// Reclaims expired FDB entries, in every VLAN; the daemon calls this about once a second.
     pub fn expire(&self, now: Duration) -> usize {
         self.fdbs().map(|(_, f)| f.expire(now)).sum()

@@ -264,7 +264,7 @@ pub(super) fn validate_dhcp(
 }
 
 /// `lease_time`: a duration of at least [`MIN_LEASE`], or "infinite" (`None`).
-fn lease_time(
+pub(super) fn lease_time(
     cx: &Cx<'_>,
     e: &str,
     lease_time: &Option<Spanned<toml::Value>>,
@@ -411,7 +411,7 @@ fn search_list(
 }
 
 /// `pool = ["START", "END"]`: both host addresses of the subnet, start <= end, gateway outside.
-fn pool(
+pub(super) fn pool(
     cx: &Cx<'_>,
     network: &Network,
     e: &str,

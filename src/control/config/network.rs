@@ -8,7 +8,16 @@ use ipnet::Ipv4Net;
 use toml::Spanned;
 
 pub(super) fn validate_network(cx: &Cx<'_>, raw: RawNetwork) -> Result<Network, ConfigError> {
-    let e = "[network]";
+    validate_network_as(cx, "[network]", raw)
+}
+
+/// `[network]`'s checks for the entry `e` (a `[[segment]]` shares them: name, subnet, gateway,
+/// domain).
+pub(super) fn validate_network_as(
+    cx: &Cx<'_>,
+    e: &str,
+    raw: RawNetwork,
+) -> Result<Network, ConfigError> {
     let name = raw.name.get_ref();
     if !is_name(name, 32, |c| {
         c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-'

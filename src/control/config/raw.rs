@@ -1,7 +1,7 @@
 //! The file as written: private serde mirrors of the TOML, with a span on every value a
 //! check may point at. Validation (one module per section) turns these into `Config`.
 
-use super::{control, dhcp, dns, ipv6};
+use super::{control, dhcp, dns, ipv6, segments};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -19,6 +19,8 @@ pub(super) struct RawConfig {
     pub(super) ra: Option<Spanned<ipv6::RawRa>>,
     pub(super) dhcp6: Option<Spanned<ipv6::RawDhcp6>>,
     pub(super) metrics: Option<control::RawMetrics>,
+    #[serde(default)]
+    pub(super) segment: Vec<segments::RawSegment>,
 }
 
 #[derive(Deserialize)]
