@@ -411,6 +411,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 ),
                 None => String::new(),
             };
+            let segments: Vec<String> = cfg
+                .segments
+                .iter()
+                .map(|s| {
+                    format!(
+                        "'{}' {} on VLAN {}",
+                        s.network.name, s.network.subnet, s.vlan
+                    )
+                })
+                .collect();
+            let leg = match segments.is_empty() {
+                true => leg,
+                false => format!("{leg}; segments {}", segments.join(", ")),
+            };
             println!(
                 "{}: ok: network '{}' {} with {} hosts and {} ports{leg}",
                 file.display(),

@@ -268,6 +268,48 @@ fn isolated_clients_reach_the_server_not_each_other() {
     stop_cleanly(&mut lab);
 }
 
+#[test]
+fn vlan_segments_lease_from_their_own_pool() {
+    let mut lab = Lab::new();
+    let ex = rewrite(&mut lab, "vlan-segments.toml");
+    let ports = ["staff", "office", "guest"];
+    let hosts: Vec<(String, String)> = ports
+        .iter()
+        .map(|p| (ex.host(&lab, p), ex.ifname(p).to_string()))
+        .collect();
+    let waits: Vec<(&str, &str)> = hosts
+        .iter()
+        .map(|(h, i)| (h.as_str(), i.as_str()))
+        .collect();
+    start_as_unit(&mut lab, &ex.text, &waits);
+    let script = common::clients::udhcpc_script(&lab.dir);
+    for ((host, ifname), subnet) in hosts.iter().zip(["10.13.39.", "10.13.40.", "10.13.41."]) {
+        let udhcpc = [
+            "timeout",
+            "30",
+            "udhcpc",
+            "-i",
+            ifname,
+            "-n",
+            "-q",
+            "-f",
+            "-t",
+            "10",
+            "-T",
+            "1",
+            "-s",
+            script.to_str().unwrap(),
+        ];
+        ok(lab.exec(host, &udhcpc), "udhcpc");
+        let out = ok(
+            lab.exec(host, &["ip", "-4", "-o", "addr", "show", "dev", ifname]),
+            "ip addr",
+        );
+        assert!(out.contains(&format!("inet {subnet}1")), "{host}: {out}");
+    }
+    stop_cleanly(&mut lab);
+}
+
 /// The harness itself: the same start without one capability the config needs fails, so the
 /// examples above really ran under the set they were given.
 #[test]

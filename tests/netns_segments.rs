@@ -99,7 +99,10 @@ fn each_vlan_gets_its_own_segment_leases_and_names_and_vlans_stay_apart() {
         .iter()
         .map(|(h, ..)| (h.to_string(), lab.ifname(h)))
         .collect();
-    let refs: Vec<(&str, &str)> = hosts.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let refs: Vec<(&str, &str)> = hosts
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     lab.start(&cfg, &refs);
 
     let mut addrs = Vec::new();
@@ -142,12 +145,19 @@ fn each_vlan_gets_its_own_segment_leases_and_names_and_vlans_stay_apart() {
 
     // Each segment's leases in a journal of its own; all of them in `switchyard leases`.
     let state = lab.dir.join("state");
-    for f in ["leases.journal", "leases-ten.journal", "leases-twenty.journal"] {
+    for f in [
+        "leases.journal",
+        "leases-ten.journal",
+        "leases-twenty.journal",
+    ] {
         assert!(state.join(f).exists(), "{f} missing in {}", state.display());
     }
     let table = lab.cli_ok(&["leases"]);
     for a in &addrs {
-        assert!(table.contains(a.as_str()), "{a} missing from leases:\n{table}");
+        assert!(
+            table.contains(a.as_str()),
+            "{a} missing from leases:\n{table}"
+        );
     }
     let exit = lab.stop_with("TERM");
     assert_eq!(exit.code, Some(0), "{exit:?}");

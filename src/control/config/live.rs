@@ -281,6 +281,9 @@ impl Config {
         if self.dhcp != new.dhcp {
             changed.push("[dhcp]".to_string());
         }
+        if self.segments != new.segments {
+            changed.push("[[segment]]".to_string());
+        }
         if self.control != new.control {
             changed.push("control_socket, control_group or [metrics]".to_string());
         }

@@ -209,6 +209,10 @@ lease_time = "10m"
         assert_eq!(s.lease_time, Some(std::time::Duration::from_secs(600)));
         assert_eq!(s.journal_file(), "leases-ten.journal");
         assert!(with("").unwrap().segments.is_empty());
+        // Segments are read at start: a reload that changes them is refused.
+        let err = cfg.live_difference(&with("").unwrap()).unwrap_err();
+        assert!(err.to_string().contains("[[segment]]"), "{err}");
+        assert!(cfg.live_difference(&with(TEN).unwrap()).is_ok());
     }
 
     #[test]
