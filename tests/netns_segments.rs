@@ -4,13 +4,16 @@
 //! hostname; it pings its own gateway, resolves its own name in its segment's domain with dig at
 //! that gateway, and cannot reach the other segment's host nor its gateway even with an on-link
 //! route (the VLANs keep them apart). Each segment's leases are in a journal of their own and
-//! all of them in `switchyard leases`. The lab is removed even when the test fails.
+//! all of them in `switchyard leases`. A second test asks across a trunk (a packet port on a
+//! veth, scapy on the far end, as the kernel here has no 8021q): tagged ARP and DHCP get tagged
+//! answers from the segment of the tag, and nothing from another segment. The lab is removed
+//! even when the test fails.
 
 mod common;
 
 use std::path::Path;
 
-use common::{clients, Lab};
+use common::{clients, sh, Lab};
 
 /// (host, VLAN, subnet prefix, gateway, domain).
 const HOSTS: [(&str, u16, &str, &str, &str); 3] = [
@@ -20,7 +23,21 @@ const HOSTS: [(&str, u16, &str, &str, &str); 3] = [
 ];
 
 fn config(lab: &mut Lab) -> String {
-    let mut c = format!(
+    let mut c = segments_config(lab);
+    for (h, vlan, ..) in HOSTS {
+        let ns = lab.ns(h);
+        let ifname = lab.ifname(h);
+        c.push_str(&format!(
+            "\n[[port]]\nname = \"{h}\"\nkind = \"tap\"\nifname = \"{ifname}\"\n\
+             netns = \"{ns}\"\naddress = \"none\"\nvlan = {vlan}\n"
+        ));
+    }
+    c
+}
+
+/// `[network]` and the two segments, without ports.
+fn segments_config(lab: &mut Lab) -> String {
+    format!(
         "[network]\nname = \"{tag}\"\nsubnet = \"10.13.31.0/24\"\ngateway = \"10.13.31.1\"\n\
          domain = \"lab.test\"\n\n[dhcp]\npool = [\"10.13.31.100\", \"10.13.31.199\"]\n\
          state_dir = \"{state}\"\n\n[dns]\nupstreams = []\n\n[switch]\n\
@@ -33,16 +50,7 @@ fn config(lab: &mut Lab) -> String {
         tag = lab.tag,
         state = lab.dir.join("state").display(),
         socket = lab.control_socket().display()
-    );
-    for (h, vlan, ..) in HOSTS {
-        let ns = lab.ns(h);
-        let ifname = lab.ifname(h);
-        c.push_str(&format!(
-            "\n[[port]]\nname = \"{h}\"\nkind = \"tap\"\nifname = \"{ifname}\"\n\
-             netns = \"{ns}\"\naddress = \"none\"\nvlan = {vlan}\n"
-        ));
-    }
-    c
+    )
 }
 
 fn ipv4_of(lab: &mut Lab, host: &str) -> Option<String> {
@@ -159,6 +167,124 @@ fn each_vlan_gets_its_own_segment_leases_and_names_and_vlans_stay_apart() {
             "{a} missing from leases:\n{table}"
         );
     }
+    let exit = lab.stop_with("TERM");
+    assert_eq!(exit.code, Some(0), "{exit:?}");
+}
+
+/// On `iface`, tagged: ARP requests for each segment's gateway on its VLAN and for 10.20.0.1 on
+/// VLAN 10, and a DHCP DISCOVER on VLAN 20. Prints what came back: `ARP vid ip mac` (vid 0:
+/// untagged) and `OFFER vid yiaddr`, then `DONE`.
+const TRUNK_SIDE: &str = r#"
+import sys, time
+from scapy.all import Ether, Dot1Q, ARP, IP, UDP, BOOTP, DHCP, AsyncSniffer, sendp, conf
+conf.verb = 0
+iface = sys.argv[1]
+mac = "52:54:00:31:00:77"
+sniffer = AsyncSniffer(iface=iface, store=True)
+sniffer.start()
+time.sleep(0.5)
+for vid, src, target in [(10, "10.10.0.50", "10.10.0.1"), (20, "10.20.0.50", "10.20.0.1"),
+                         (10, "10.10.0.50", "10.20.0.1")]:
+    for _ in range(2):
+        sendp(Ether(dst="ff:ff:ff:ff:ff:ff", src=mac) / Dot1Q(vlan=vid) /
+              ARP(op=1, hwsrc=mac, psrc=src, pdst=target), iface=iface)
+        time.sleep(0.3)
+for _ in range(3):
+    sendp(Ether(dst="ff:ff:ff:ff:ff:ff", src=mac) / Dot1Q(vlan=20) /
+          IP(src="0.0.0.0", dst="255.255.255.255") / UDP(sport=68, dport=67) /
+          BOOTP(chaddr=bytes.fromhex(mac.replace(":", "")), xid=0x5e6a) /
+          DHCP(options=[("message-type", "discover"), "end"]), iface=iface)
+    time.sleep(0.7)
+for p in sniffer.stop():
+    if p.src == mac:
+        continue
+    vid = p[Dot1Q].vlan if Dot1Q in p else 0
+    if ARP in p and p[ARP].op == 2:
+        print("ARP %d %s %s" % (vid, p[ARP].psrc, p[ARP].hwsrc), flush=True)
+    if BOOTP in p and p[BOOTP].op == 2:
+        print("OFFER %d %s" % (vid, p[BOOTP].yiaddr), flush=True)
+print("DONE", flush=True)
+"#;
+
+#[test]
+fn a_trunk_gets_each_segment_tagged_with_its_vlan() {
+    let mut lab = Lab::new();
+    let (up, far) = (lab.ns("up"), lab.ns("far"));
+    for ns in [&up, &far] {
+        assert!(
+            sh(&["ip", "netns", "add", ns]).status.success(),
+            "netns add {ns}"
+        );
+    }
+    let (sw_end, far_end) = (lab.ifname("ts"), lab.ifname("tf"));
+    let veth = [
+        "ip", "link", "add", &sw_end, "netns", &up, "type", "veth", "peer", "name", &far_end,
+        "netns", &far,
+    ];
+    assert!(sh(&veth).status.success(), "veth");
+    for args in [
+        vec!["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"],
+        vec!["ip", "link", "set", &far_end, "up"],
+    ] {
+        assert!(lab.exec("far", &args).status.success(), "{args:?}");
+    }
+    let mut cfg = segments_config(&mut lab);
+    cfg.push_str(&format!(
+        "\n[[port]]\nname = \"trunk\"\nkind = \"packet\"\nifname = \"{sw_end}\"\n\
+         netns = \"{up}\"\ntrunk = [10, 20]\n"
+    ));
+    lab.spawn(&cfg);
+    lab.wait_for("the trunk up", std::time::Duration::from_secs(15), || {
+        let out = sh(&["ip", "-n", &up, "-br", "link", "show", "dev", &sw_end]);
+        String::from_utf8_lossy(&out.stdout).contains("UP")
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let out = lab.exec(
+        "far",
+        &[
+            "timeout",
+            "60",
+            "/usr/bin/python3",
+            "-c",
+            TRUNK_SIDE,
+            &far_end,
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("DONE"), "scapy: {out:?}");
+    let arp: Vec<&str> = text.lines().filter(|l| l.starts_with("ARP ")).collect();
+    assert!(
+        arp.iter().any(|l| l.starts_with("ARP 10 10.10.0.1 ")),
+        "no tagged ARP reply from VLAN 10's gateway: {text}"
+    );
+    assert!(
+        arp.iter().any(|l| l.starts_with("ARP 20 10.20.0.1 ")),
+        "no tagged ARP reply from VLAN 20's gateway: {text}"
+    );
+    assert!(
+        !arp.iter()
+            .any(|l| !l.starts_with("ARP 10 10.10.0.1 ") && !l.starts_with("ARP 20 10.20.0.1 ")),
+        "an answer in the wrong VLAN or from the wrong segment: {text}"
+    );
+    // The two segments' gateways have MACs of their own.
+    let mac_of = |p: &str| {
+        arp.iter()
+            .find(|l| l.starts_with(p))
+            .map(|l| l.rsplit(' ').next())
+    };
+    assert_ne!(mac_of("ARP 10 "), mac_of("ARP 20 "), "{text}");
+    let offer = text
+        .lines()
+        .find_map(|l| l.strip_prefix("OFFER 20 10.20.0."))
+        .unwrap_or_else(|| panic!("no tagged OFFER from VLAN 20's pool: {text}"));
+    let last: u8 = offer.parse().unwrap();
+    assert!((100..=199).contains(&last), "offer 10.20.0.{last}");
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.starts_with("OFFER ") && !l.starts_with("OFFER 20 ")),
+        "{text}"
+    );
     let exit = lab.stop_with("TERM");
     assert_eq!(exit.code, Some(0), "{exit:?}");
 }
