@@ -87,25 +87,27 @@ pub(crate) fn log_host_upstreams(file: Option<PathBuf>, cfg: &config::Config) {
 
 /// The live leases from the journal, read-only, as a table or JSON.
 fn offline_leases(cfg: &config::Config, json: bool) -> anyhow::Result<String> {
-    let path = cfg.dhcp.journal_path();
-    let (table, stats) = journal::read(&path)
-        .with_context(|| format!("cannot read the lease journal {}", path.display()))?;
-    if stats.corrupt > 0 {
-        eprintln!(
-            "switchyard: warning: skipped {} corrupt record(s) in {}",
-            stats.corrupt,
-            path.display()
-        );
-    }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let mut live: Vec<&Lease> = table.iter().filter(|l| !l.has_expired(now)).collect();
-    live.sort_by_key(|l| l.ip);
-    let prefix = cfg.network.subnet.prefix_len();
-    let rows: Vec<LeaseRow> = live
-        .iter()
-        .map(|l| LeaseRow::from_lease(l, prefix, None))
-        .collect();
+    let mut rows: Vec<LeaseRow> = Vec::new();
+    // `[network]`'s journal, then each segment's.
+    for path in cfg.journal_paths() {
+        let (table, stats) = journal::read(&path)
+            .with_context(|| format!("cannot read the lease journal {}", path.display()))?;
+        if stats.corrupt > 0 {
+            eprintln!(
+                "switchyard: warning: skipped {} corrupt record(s) in {}",
+                stats.corrupt,
+                path.display()
+            );
+        }
+        let mut live: Vec<&Lease> = table.iter().filter(|l| !l.has_expired(now)).collect();
+        live.sort_by_key(|l| l.ip);
+        rows.extend(
+            live.iter()
+                .map(|l| LeaseRow::from_lease(l, cfg.prefix_of(l.ip), None)),
+        );
+    }
     Ok(cli::render(&Body::Leases(rows), json))
 }

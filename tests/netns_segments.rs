@@ -169,6 +169,25 @@ fn each_vlan_gets_its_own_segment_leases_and_names_and_vlans_stay_apart() {
     }
     let exit = lab.stop_with("TERM");
     assert_eq!(exit.code, Some(0), "{exit:?}");
+    // With the daemon gone, `leases --offline` reads every segment's journal too.
+    let cfg_path = lab.dir.join("switchyard.toml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args([
+            "leases",
+            "--offline",
+            "--config",
+            cfg_path.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let offline = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    for a in &addrs {
+        assert!(
+            offline.contains(a.as_str()),
+            "{a} missing offline:\n{offline}"
+        );
+    }
 }
 
 /// On `iface`, tagged: ARP requests for each segment's gateway on its VLAN and for 10.20.0.1 on

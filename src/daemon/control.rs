@@ -387,10 +387,11 @@ impl Control {
     /// The live leases, with the port each is bound to.
     pub(super) fn leases(&self) -> Result<Vec<LeaseRow>, Failure> {
         let leases = self.ask(Call::Leases)?;
-        let prefix = self.live().network.subnet.prefix_len();
+        let live = self.live();
         Ok(leases
             .iter()
             .map(|l| {
+                let prefix = live.prefix_of(l.ip);
                 // A lease whose port was unplugged since shows no port.
                 let id = PortId(l.port);
                 let port = (usize::from(l.port) < self.switch.port_count()

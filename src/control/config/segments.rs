@@ -14,6 +14,10 @@ use super::network::validate_network_as;
 use super::{dhcp, q, ConfigError, Cx, Network, RawNetwork};
 use crate::switch::{DEFAULT_VLAN, MAX_VID};
 
+/// The most `[[segment]]`s a file may hold: each has a DHCP server, a DNS zone and a DNS
+/// reader thread in the daemon.
+const MAX_SEGMENTS: usize = 64;
+
 /// One `[[segment]]` as written.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a [[segment]] table")]
@@ -49,6 +53,27 @@ impl Segment {
     /// The dnsmasq-format lease file's name in `[dhcp] state_dir`.
     pub fn lease_file(&self) -> String {
         format!("leases-{}", self.network.name)
+    }
+}
+
+impl super::Config {
+    /// The prefix length of the subnet `ip` is in: `[network]`'s or a segment's (`[network]`'s
+    /// if none holds it).
+    pub fn prefix_of(&self, ip: Ipv4Addr) -> u8 {
+        self.segments
+            .iter()
+            .map(|s| s.network.subnet)
+            .find(|n| n.contains(&ip))
+            .unwrap_or(self.network.subnet)
+            .prefix_len()
+    }
+
+    /// Every lease journal: `[network]`'s, then each segment's, in `[dhcp] state_dir`.
+    pub fn journal_paths(&self) -> Vec<std::path::PathBuf> {
+        let segments = self.segments.iter();
+        std::iter::once(self.dhcp.journal_path())
+            .chain(segments.map(|s| self.dhcp.state_dir.join(s.journal_file())))
+            .collect()
     }
 }
 
@@ -163,8 +188,15 @@ pub(super) fn validate_segments(
     main: &Network,
     raw: Vec<RawSegment>,
 ) -> Result<Vec<Segment>, ConfigError> {
-    let mut segments = Vec::with_capacity(raw.len());
+    let mut segments = Vec::with_capacity(raw.len().min(MAX_SEGMENTS));
     for r in raw {
+        if segments.len() == MAX_SEGMENTS {
+            let e = format!("[[segment]] {}", q(r.name.get_ref()));
+            return Err(cx.error(
+                r.name.span(),
+                format!("{e}: more than {MAX_SEGMENTS} segments (run another daemon for more)"),
+            ));
+        }
         let s = validate_segment(cx, main, &segments, r)?;
         segments.push(s);
     }
@@ -277,5 +309,15 @@ lease_time = "10m"
             8,
             &["subnet"],
         );
+        // Each `seg` is 7 lines from a blank one; the 65th's name is on its third line.
+        let many: String = (0..=super::MAX_SEGMENTS)
+            .map(|i| {
+                let (name, vlan) = (format!("s{i}"), (i + 2).to_string());
+                let (net, gw) = (format!("10.1.{i}.0/24"), format!("10.1.{i}.1"));
+                seg(&name, &vlan, &net, &gw, &format!("s{i}.test"))
+            })
+            .collect();
+        let line = 7 + super::MAX_SEGMENTS * 7 + 2;
+        assert_err(with(&many), line, &["more than 64 segments"]);
     }
 }
