@@ -5,7 +5,8 @@
 //! One config file describes one network: its `[network]` (subnet, gateway, domain), the
 //! `[switch]` tuning, the `[[host]]` reservations, the `[[port]]`s, the `[dhcp]` server
 //! (`dhcp.rs`, its `[[dhcp.option]]`s in `dhcp_option.rs`, with the hosts' `client_id`/`match` keys and [`dhcp_params`]) and the `[dns]`
-//! server (`dns.rs`, with [`dns_params`]).
+//! server (`dns.rs`, with [`dns_params`]), and the `[[segment]]`s, further networks the
+//! appliance serves on VLANs of their own (`segments.rs`).
 //! `config/default.toml` is the reference: it is embedded in the binary ([`DEFAULT_CONFIG`]) and
 //! commented key by key.
 //!
