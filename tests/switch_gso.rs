@@ -175,3 +175,28 @@ fn super_frame_that_lies_about_its_headers_is_malformed() {
         Verdict::Drop(DropReason::Runt)
     );
 }
+
+#[test]
+fn the_decision_carries_what_it_read_of_the_frame_to_egress() {
+    use switchyard::wire::gso::Offload;
+    let sw = switch();
+    let f = tcp_super_frame(mac(7), mac(1), HOST_IP, 60_000);
+    let d = sw.decide_vnet(P0, &f, S);
+    assert_eq!(d.verdict, Verdict::Flood);
+    // Its segments' size (1460 + 40), and the layout egress cuts it by.
+    assert_eq!(d.frame.mtu_len, 1500);
+    assert_eq!(d.frame.offload, Offload::parse(&f).unwrap());
+    assert!(matches!(d.frame.offload, Offload::Gso(l) if l.l3 == 14 && l.gso_size == 1460));
+    // The flood chosen from the decision is the flood chosen from the bytes, counts included.
+    let from_decision: Vec<PortId> = sw.flood_targets_of(P0, &d).collect();
+    assert_eq!(from_decision, vec![P1]);
+    assert_eq!(sw.counters(P0).drops(DropReason::Mtu), 1);
+    let from_bytes: Vec<PortId> = sw.flood_targets_vnet(P0, &f).collect();
+    assert_eq!(from_bytes, from_decision);
+    assert_eq!(sw.counters(P0).drops(DropReason::Mtu), 2);
+    // A plain frame without a virtio-net header: nothing to do at egress, its own payload.
+    let mut plain = f[VNET_HDR_LEN..VNET_HDR_LEN + 14 + 100].to_vec();
+    plain[16..18].copy_from_slice(&100u16.to_be_bytes());
+    let d = sw.decide_frame(P0, &plain, S);
+    assert_eq!((d.frame.offload, d.frame.mtu_len), (Offload::None, 100));
+}

@@ -64,6 +64,9 @@ const FRAME_BUF: usize = VNET_HDR_LEN + 65_550;
 /// to move. Without CAP_SYS_NICE they keep the daemon's priority.
 pub(super) const WORKER_NICE: i32 = -10;
 
+/// The bytes an 802.1Q tag pushed or popped at egress moves the frame's headers by.
+const TAG: isize = VLAN_TAG_LEN as isize;
+
 /// How many foreign egress ports a worker remembers between looks; frames flooded to more are
 /// left to their owners.
 const WRITTEN_MAX: usize = 8;
@@ -459,7 +462,7 @@ impl Worker {
                 self.dispatch(table, ingress, egress, bytes, scratch, &d, now);
             }
             Verdict::Flood => {
-                for egress in self.switch.flood_targets_vnet(ingress, bytes) {
+                for egress in self.switch.flood_targets_of(ingress, &d) {
                     self.dispatch(table, ingress, egress, bytes, scratch, &d, now);
                 }
             }
@@ -474,7 +477,8 @@ impl Worker {
     /// port's form of the frame's VLAN (a tag pushed or popped: `wire::vlan`), within its
     /// egress limit (else `rate_limited` on `egress`), as it is if the port accepts offloads or
     /// the frame needs none, else as the plain frames `wire::gso` makes of it (a frame it
-    /// cannot cut is counted `malformed` on the ingress).
+    /// cannot cut is counted `malformed` on the ingress). What the frame needs is the
+    /// decision's reading of its headers (`d.frame`), not a second one.
     #[allow(clippy::too_many_arguments)]
     fn dispatch(
         &self,
@@ -496,26 +500,28 @@ impl Worker {
                 return;
             };
             let mut untag = self.retag.borrow_mut();
-            let bytes = match d.tagged {
-                false => bytes,
+            let (bytes, offload) = match d.tagged {
+                false => (bytes, d.frame.offload),
                 true => match vlan::pop_tag(bytes, &mut untag) {
-                    Some(n) => &untag[..n],
+                    Some(n) => (&untag[..n], d.frame.offload.moved(-TAG)),
                     None => return self.switch.count_drop(ingress, DropReason::Malformed),
                 },
             };
-            return self.dispatch_to_appliance(table, ingress, bytes, scratch, (d.vlan, &id));
+            let to = (d.vlan, &id);
+            return self.dispatch_to_appliance(table, ingress, bytes, scratch, &offload, to);
         }
         let mut retag = self.retag.borrow_mut();
-        let bytes = match (d.tagged, self.switch.egress_tagged(egress, d.vlan)) {
+        let offload = d.frame.offload;
+        let (bytes, offload) = match (d.tagged, self.switch.egress_tagged(egress, d.vlan)) {
             (false, Some(true)) => match vlan::push_tag(bytes, d.vlan, &mut retag) {
-                Some(n) => &retag[..n],
+                Some(n) => (&retag[..n], offload.moved(TAG)),
                 None => return self.switch.count_drop(ingress, DropReason::Malformed),
             },
             (true, Some(false)) => match vlan::pop_tag(bytes, &mut retag) {
-                Some(n) => &retag[..n],
+                Some(n) => (&retag[..n], offload.moved(-TAG)),
                 None => return self.switch.count_drop(ingress, DropReason::Malformed),
             },
-            (_, Some(_)) => bytes,
+            (_, Some(_)) => (bytes, offload),
             // Not a member (a live change raced the decision): nothing leaks out of the VLAN.
             (_, None) => return,
         };
@@ -525,11 +531,11 @@ impl Worker {
         }
         self.note_written(table, egress);
         let me = Some(self.id);
-        if table.accepts_offloads(egress) || !gso::needs_software(bytes) {
+        if table.accepts_offloads(egress) || !offload.is_needed() {
             return table.send_counted_from(&self.switch, egress, me, bytes);
         }
         let mtu = self.switch.port_mtu(egress) as usize;
-        let done = gso::for_each_segment(bytes, mtu, scratch, |seg| {
+        let done = gso::for_each_segment_as(bytes, &offload, mtu, scratch, |seg| {
             table.send_counted_from(&self.switch, egress, me, seg);
         });
         if done.is_err() {
@@ -541,13 +547,15 @@ impl Worker {
 impl Worker {
     /// Hands `bytes` (virtio-net header + frame) to the appliance as plain frames with complete
     /// checksums, if it wants them; never blocks. The appliance verifies checksums, so a partial
-    /// one is completed and a super-frame segmented (at the network's MTU) first.
+    /// one is completed and a super-frame segmented (at the network's MTU) first, as `offload`
+    /// (the decision's reading of the header) says.
     fn dispatch_to_appliance(
         &self,
         table: &Table<'_>,
         ingress: PortId,
         bytes: &[u8],
         scratch: &mut [u8],
+        offload: &gso::Offload,
         (vlan, id): (u16, &Identity),
     ) {
         let frame = &bytes[bytes.len().min(VNET_HDR_LEN)..];
@@ -558,10 +566,10 @@ impl Worker {
             }
             appliance::Want::Ignore => return,
         }
-        if !gso::needs_software(bytes) {
+        if !offload.is_needed() {
             return self.enqueue_for_appliance(table, ingress, frame, vlan);
         }
-        let done = gso::for_each_segment(bytes, self.service.mtu, scratch, |seg| {
+        let done = gso::for_each_segment_as(bytes, offload, self.service.mtu, scratch, |seg| {
             self.enqueue_for_appliance(table, ingress, &seg[VNET_HDR_LEN..], vlan);
         });
         if done.is_err() {

@@ -51,9 +51,9 @@ use super::loops::{own_probe, LoopKey, LOOP_BLOCK};
 use super::rate::{Meter, PortLimits};
 use super::vlan::{PortVlan, VlanState, DEFAULT_VLAN, MAX_VID};
 use super::{CounterSnapshot, DropReason, Fdb, FdbEntry, Learn, PortCounters, PortId};
-use crate::wire::gso::GsoLayout;
+use crate::wire::gso::Offload;
 use crate::wire::vlan::tag_vid;
-use crate::wire::{EtherType, EthernetFrame, MacAddr, VnetHeader, VNET_HDR_LEN};
+use crate::wire::{EtherType, EthernetFrame, MacAddr, VNET_HDR_LEN};
 
 /// What to do with a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,8 +66,10 @@ pub enum Verdict {
     Drop(DropReason),
 }
 
-/// A verdict with the VLAN the frame is in, and whether it arrived tagged: what the worker
-/// needs to give each egress port the frame in its form ([`Switch::egress_tagged`]).
+/// A verdict with the VLAN the frame is in, whether it arrived tagged, and what the decision
+/// read of its headers: what the worker needs to give each egress port the frame in its form
+/// ([`Switch::egress_tagged`], [`Switch::flood_targets_of`], `wire::gso::for_each_segment_as`)
+/// without parsing it again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision {
     pub verdict: Verdict,
@@ -75,6 +77,22 @@ pub struct Decision {
     pub vlan: u16,
     /// It carried an 802.1Q tag on the ingress port.
     pub tagged: bool,
+    /// The frame's headers as the decision read them; meaningful for `Forward` and `Flood`.
+    pub frame: FrameSummary,
+}
+
+/// What the decision read of a frame's virtio-net, Ethernet and IP headers, carried in its
+/// [`Decision`] so that egress does not read them a second and third time: the size the egress
+/// MTU is held to (which a flood's targets are chosen by) and what a port without offloads needs
+/// done to the frame (segmentation, a checksum; `wire::gso::Offload`), both as the frame came in
+/// (an egress that pushes or pops its tag moves the offsets: `Offload::moved`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FrameSummary {
+    /// The L2 payload length (after Ethernet and VLAN headers) of the frame, or of a GSO
+    /// super-frame's largest segment: what `should_deliver` compares with the egress MTU.
+    pub mtu_len: usize,
+    /// What the virtio-net header asks of a port that takes no offloads.
+    pub offload: Offload,
 }
 
 /// The static description of one port, as the switch needs it.
@@ -313,12 +331,13 @@ impl Switch {
     /// Decides the fate of `frame` (an Ethernet frame, no virtio-net header) received on
     /// `ingress`, learning its source and counting it on the way.
     pub fn process(&self, ingress: PortId, frame: &[u8], now: Duration) -> Verdict {
-        self.process_sized(ingress, frame, Ok(None), now).verdict
+        self.process_sized(ingress, frame, Ok(Offload::None), now)
+            .verdict
     }
 
     /// `process`, with the frame's VLAN.
     pub fn decide_frame(&self, ingress: PortId, frame: &[u8], now: Duration) -> Decision {
-        self.process_sized(ingress, frame, Ok(None), now)
+        self.process_sized(ingress, frame, Ok(Offload::None), now)
     }
 
     /// Decides the fate of `bytes`, a frame with its virtio-net header in front, exactly as
@@ -332,7 +351,8 @@ impl Switch {
     /// `process_vnet`, with the frame's VLAN.
     pub fn decide_vnet(&self, ingress: PortId, bytes: &[u8], now: Duration) -> Decision {
         let frame = bytes.get(VNET_HDR_LEN..).unwrap_or_default();
-        self.process_sized(ingress, frame, segment_len(bytes), now)
+        let offload = Offload::parse(bytes).map_err(|_| DropReason::Malformed);
+        self.process_sized(ingress, frame, offload, now)
     }
 
     /// Asks the CPU to fetch the FDB buckets that processing `frame` (an Ethernet frame, no
@@ -366,13 +386,13 @@ impl Switch {
         self.prefetch_frame(bytes.get(VNET_HDR_LEN..).unwrap_or_default());
     }
 
-    /// `seg_len`: `Ok(Some(n))` for a GSO super-frame whose segments carry `n` bytes of L2
-    /// payload, `Ok(None)` for a plain frame, `Err` for a super-frame that does not parse.
+    /// `offload`: what the frame's virtio-net header asks (`Offload::None` for a frame without
+    /// one), `Err` for a super-frame whose headers do not parse.
     fn process_sized(
         &self,
         ingress: PortId,
         frame: &[u8],
-        seg_len: Result<Option<usize>, DropReason>,
+        offload: Result<Offload, DropReason>,
         now: Duration,
     ) -> Decision {
         let port = &self.ports[ingress.index()];
@@ -381,12 +401,13 @@ impl Switch {
             verdict: Verdict::Drop(DropReason::Runt),
             vlan: 0,
             tagged: false,
+            frame: FrameSummary::default(),
         };
         d.verdict = if !port.rate_in.admit(frame.len(), now) {
             Verdict::Drop(DropReason::RateLimited)
         } else {
-            match seg_len {
-                Ok(seg_len) => self.decide(ingress, frame, seg_len, now, &mut d),
+            match offload {
+                Ok(offload) => self.decide(ingress, frame, offload, now, &mut d),
                 Err(reason) => Verdict::Drop(reason),
             }
         };
@@ -438,12 +459,16 @@ impl Switch {
         &self,
         ingress: PortId,
         frame: &[u8],
-        seg_len: Option<usize>,
+        offload: Offload,
         now: Duration,
         d: &mut Decision,
     ) -> Verdict {
         let Some(eth) = EthernetFrame::new_checked(frame) else {
             return Verdict::Drop(DropReason::Runt);
+        };
+        d.frame = FrameSummary {
+            mtu_len: offload.segment_l3_len().unwrap_or(eth.payload_len()),
+            offload,
         };
         let port = &self.ports[ingress.index()];
         if !port.up.load(Relaxed) {
@@ -498,12 +523,10 @@ impl Switch {
             Some(egress) if self.ports[egress.index()].vlan.egress(vlan).is_none() => {
                 Verdict::Flood
             }
-            Some(egress) => {
-                match self.should_deliver(ingress, egress, seg_len.unwrap_or(eth.payload_len())) {
-                    Ok(()) => Verdict::Forward(egress),
-                    Err(reason) => Verdict::Drop(reason),
-                }
-            }
+            Some(egress) => match self.should_deliver(ingress, egress, d.frame.mtu_len) {
+                Ok(()) => Verdict::Forward(egress),
+                Err(reason) => Verdict::Drop(reason),
+            },
         }
     }
 
@@ -577,12 +600,22 @@ impl Switch {
         bytes: &[u8],
     ) -> impl Iterator<Item = PortId> + 'a {
         let frame = bytes.get(VNET_HDR_LEN..).unwrap_or_default();
-        let payload_len = match segment_len(bytes) {
+        let payload_len = match Offload::parse(bytes).map(|o| o.segment_l3_len()) {
             Ok(Some(n)) => n,
             _ => EthernetFrame::new_checked(frame).map_or(0, |e| e.payload_len()),
         };
         let vlan = self.ingress_vlan(ingress, frame).map_or(0, |(v, _)| v);
         self.flood_targets_sized(ingress, vlan, payload_len)
+    }
+
+    /// `flood_targets_vnet` from what the decision `d` (a `Flood` of a frame from `ingress`)
+    /// read of the frame: its VLAN and size, without parsing the frame again.
+    pub fn flood_targets_of<'a>(
+        &'a self,
+        ingress: PortId,
+        d: &Decision,
+    ) -> impl Iterator<Item = PortId> + 'a {
+        self.flood_targets_sized(ingress, d.vlan, d.frame.mtu_len)
     }
 
     /// The ports a flood of `vlan` from `ingress` goes out of: only the VLAN's members (a
@@ -972,17 +1005,6 @@ fn meter(limit: Option<&super::RateLimit>) -> Meter {
     let m = Meter::default();
     m.set(limit, Duration::ZERO);
     m
-}
-
-/// The L2 payload of a GSO super-frame's segments (`Ok(Some)`), `Ok(None)` for a plain frame,
-/// `Err(Malformed)` for a super-frame whose headers do not parse.
-fn segment_len(bytes: &[u8]) -> Result<Option<usize>, DropReason> {
-    let Some(hdr) = VnetHeader::parse(bytes).filter(VnetHeader::is_gso) else {
-        return Ok(None);
-    };
-    GsoLayout::parse(&hdr, &bytes[VNET_HDR_LEN..])
-        .map(|l| Some(l.segment_l3_len()))
-        .map_err(|_| DropReason::Malformed)
 }
 
 #[cfg(test)]

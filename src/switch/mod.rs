@@ -18,7 +18,8 @@ pub use counters::{CounterSnapshot, DropReason, PortCounters};
 pub use droplog::{DropLog, DropRecord, RING as DROP_RING};
 pub use fdb::{Fdb, FdbEntry, Learn};
 pub use forward::{
-    Decision, PortSpec, Switch, SwitchParams, Verdict, SERVICE_BURST, SERVICE_PER_SEC, STORM_WINDOW,
+    Decision, FrameSummary, PortSpec, Switch, SwitchParams, Verdict, SERVICE_BURST,
+    SERVICE_PER_SEC, STORM_WINDOW,
 };
 pub use guard::{check, check_tagged, eui64_link_local, AllowedIps, GuardMode, PortPolicy, Prefix};
 pub use loops::{own_probe, probe_frame, LoopKey, LOOP_BLOCK, LOOP_PROBE_ETHERTYPE};

@@ -54,6 +54,7 @@ pub const GSO_UDP_L4: u8 = 5;
 /// `VIRTIO_NET_HDR_GSO_ECN`: the sender set ECN CWR; it goes on the first segment only.
 pub const GSO_ECN: u8 = 0x80;
 
+const IPV4_MIN_HEADER_LEN: usize = 20;
 const IPV6_HEADER_LEN: usize = 40;
 const TCP_MIN_HEADER_LEN: usize = 20;
 const UDP_HEADER_LEN: usize = 8;
@@ -153,11 +154,109 @@ impl GsoLayout {
         })
     }
 
+    /// Whether the offsets are in order and inside a frame of `frame_len` bytes, with room for
+    /// the headers `segment` writes: always so for a layout [`GsoLayout::parse`] made of that
+    /// frame; checked because the fields are public and a layout may travel with its frame.
+    fn fits(&self, frame_len: usize) -> bool {
+        let ip = if self.is_ipv6 {
+            IPV6_HEADER_LEN
+        } else {
+            IPV4_MIN_HEADER_LEN
+        };
+        let l4 = if self.is_tcp {
+            TCP_MIN_HEADER_LEN
+        } else {
+            UDP_HEADER_LEN
+        };
+        self.gso_size > 0
+            && self.l3.checked_add(ip).is_some_and(|e| e <= self.l4)
+            && self.l4.checked_add(l4).is_some_and(|e| e <= self.payload)
+            && self.payload <= self.end
+            && self.end <= frame_len
+    }
+
     /// The L2 payload length (IP header to end of segment) of the largest segment as the sender
     /// cut it: what an egress MTU is compared against (the kernel's
     /// `skb_gso_validate_network_len`).
     pub fn segment_l3_len(&self) -> usize {
         (self.payload - self.l3) + self.gso_size.min(self.end - self.payload)
+    }
+}
+
+/// What a frame's virtio-net header asks of whoever sends it on to a port that takes no
+/// offloads, read once: the forwarding decision parses it (`Switch::decide_vnet`) and carries it
+/// in its verdict, so egress ([`for_each_segment_as`]) does not walk the same headers again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Offload {
+    /// A plain, complete frame: it goes anywhere as it is.
+    #[default]
+    None,
+    /// A partial checksum (`VIRTIO_NET_HDR_F_NEEDS_CSUM`, no GSO): the sum of the bytes from
+    /// `start` to the end goes at `start + offset` (offsets from the start of the Ethernet frame).
+    Csum { start: u16, offset: u16 },
+    /// A GSO super-frame whose headers parse, and where they are.
+    Gso(GsoLayout),
+}
+
+impl Offload {
+    /// What `hdr` asks of `frame` (Ethernet, no virtio-net header); `Err` for a super-frame whose
+    /// headers do not match its virtio-net header.
+    pub fn of(hdr: &VnetHeader, frame: &[u8]) -> Result<Offload, GsoError> {
+        if hdr.is_gso() {
+            return GsoLayout::parse(hdr, frame).map(Offload::Gso);
+        }
+        if hdr.flags & VnetHeader::F_NEEDS_CSUM != 0 {
+            return Ok(Offload::Csum {
+                start: hdr.csum_start,
+                offset: hdr.csum_offset,
+            });
+        }
+        Ok(Offload::None)
+    }
+
+    /// [`Offload::of`] for a frame with its virtio-net header in front; bytes too short to
+    /// hold the header are a plain frame (`None`), as the decision reads them.
+    pub fn parse(frame_with_vnet_hdr: &[u8]) -> Result<Offload, GsoError> {
+        match VnetHeader::parse(frame_with_vnet_hdr) {
+            Some(hdr) => Offload::of(&hdr, &frame_with_vnet_hdr[VNET_HDR_LEN..]),
+            None => Ok(Offload::None),
+        }
+    }
+
+    /// Whether the frame needs [`for_each_segment_as`] before it may leave through a port that
+    /// takes no offloads ([`needs_software`], without reading the header again).
+    pub fn is_needed(&self) -> bool {
+        !matches!(self, Offload::None)
+    }
+
+    /// The L2 payload length of a super-frame's largest segment ([`GsoLayout::segment_l3_len`]);
+    /// `None` for a frame that is not one.
+    pub fn segment_l3_len(&self) -> Option<usize> {
+        match self {
+            Offload::Gso(l) => Some(l.segment_l3_len()),
+            _ => None,
+        }
+    }
+
+    /// The same frame with `delta` bytes inserted (positive) or removed (negative) behind its
+    /// MACs: an 802.1Q tag pushed or popped (`wire::vlan`, which moves the virtio-net header's
+    /// `csum_start` the same way). What parsing the retagged frame would give.
+    pub fn moved(self, delta: isize) -> Offload {
+        let by = |v: usize| v.saturating_add_signed(delta);
+        match self {
+            Offload::None => Offload::None,
+            Offload::Csum { start, offset } => Offload::Csum {
+                start: (start as isize + delta).clamp(0, u16::MAX as isize) as u16,
+                offset,
+            },
+            Offload::Gso(l) => Offload::Gso(GsoLayout {
+                l3: by(l.l3),
+                l4: by(l.l4),
+                payload: by(l.payload),
+                end: by(l.end),
+                ..l
+            }),
+        }
     }
 }
 
@@ -196,26 +295,45 @@ pub fn for_each_segment(
     frame_with_vnet_hdr: &[u8],
     mtu: usize,
     scratch: &mut [u8],
-    mut out: impl FnMut(&[u8]),
+    out: impl FnMut(&[u8]),
 ) -> Result<usize, GsoError> {
     let hdr = VnetHeader::parse(frame_with_vnet_hdr).ok_or(GsoError::Truncated)?;
-    let frame = &frame_with_vnet_hdr[VNET_HDR_LEN..];
-    if hdr.is_gso() {
-        let layout = GsoLayout::parse(&hdr, frame)?;
-        return segment(frame, &layout, mtu, scratch, out);
-    }
-    if hdr.flags & VnetHeader::F_NEEDS_CSUM == 0 {
-        out(frame_with_vnet_hdr);
-        return Ok(1);
-    }
+    let offload = Offload::of(&hdr, &frame_with_vnet_hdr[VNET_HDR_LEN..])?;
+    for_each_segment_as(frame_with_vnet_hdr, &offload, mtu, scratch, out)
+}
+
+/// [`for_each_segment`] for a frame whose virtio-net header was read before (`offload`, from
+/// [`Offload::parse`] of these bytes, [`Offload::moved`] if a tag was pushed or popped since):
+/// the headers are not walked again. A layout that does not fit the frame is `Malformed`.
+pub fn for_each_segment_as(
+    frame_with_vnet_hdr: &[u8],
+    offload: &Offload,
+    mtu: usize,
+    scratch: &mut [u8],
+    mut out: impl FnMut(&[u8]),
+) -> Result<usize, GsoError> {
+    let frame = frame_with_vnet_hdr
+        .get(VNET_HDR_LEN..)
+        .ok_or(GsoError::Truncated)?;
+    let (start, offset) = match *offload {
+        Offload::Gso(layout) if layout.fits(frame.len()) => {
+            return segment(frame, &layout, mtu, scratch, out);
+        }
+        Offload::Gso(_) => return Err(GsoError::Malformed("layout does not fit the frame")),
+        Offload::None => {
+            out(frame_with_vnet_hdr);
+            return Ok(1);
+        }
+        Offload::Csum { start, offset } => (start, offset),
+    };
     let len = VNET_HDR_LEN + frame.len();
     let buf = scratch.get_mut(..len).ok_or(GsoError::ScratchTooSmall)?;
     buf[..VNET_HDR_LEN].fill(0);
     buf[VNET_HDR_LEN..].copy_from_slice(frame);
     complete_checksum(
         &mut buf[VNET_HDR_LEN..],
-        usize::from(hdr.csum_start),
-        usize::from(hdr.csum_offset),
+        usize::from(start),
+        usize::from(offset),
     )?;
     out(buf);
     Ok(1)

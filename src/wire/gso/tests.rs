@@ -485,3 +485,99 @@ fn every_truncation_and_random_bytes_never_panic() {
         let _ = for_each_segment(&g, mtu, &mut scratch, |_| {});
     }
 }
+
+#[test]
+fn an_offload_read_once_and_moved_with_a_tag_is_what_reading_the_retagged_frame_gives() {
+    use crate::wire::vlan::{pop_tag, push_tag};
+    let mut frames = Vec::new();
+    for (tcp, ipv6) in [(true, false), (false, false), (true, true), (false, true)] {
+        let s = Spec {
+            ipv6,
+            tcp,
+            vlan: false,
+            gso_size: 1400,
+            tcp_flags: 0x18,
+            payload: 5000,
+        };
+        frames.push(super_frame(&s));
+        frames.push(partial_frame(tcp, ipv6, 300));
+    }
+    frames.push(vec![0u8; VNET_HDR_LEN + 60]);
+    for f in &frames {
+        let offload = Offload::parse(f).unwrap();
+        assert_eq!(offload.is_needed(), needs_software(f));
+        assert_eq!(offload.segment_l3_len(), segment_l3_len(f));
+        let mut tagged = vec![0u8; f.len() + VLAN_TAG_LEN];
+        let n = push_tag(f, 7, &mut tagged).unwrap();
+        let moved = offload.moved(VLAN_TAG_LEN as isize);
+        assert_eq!(moved, Offload::parse(&tagged[..n]).unwrap());
+        // Cut from the summary or from the bytes: the same segments.
+        let mut scratch = vec![0u8; 70_000];
+        let mut from_summary = Vec::new();
+        for_each_segment_as(&tagged[..n], &moved, 1500, &mut scratch, |s| {
+            from_summary.push(s.to_vec())
+        })
+        .unwrap();
+        assert_eq!(from_summary, collect(&tagged[..n], 1500).unwrap());
+        let mut back = vec![0u8; n];
+        let m = pop_tag(&tagged[..n], &mut back).unwrap();
+        assert_eq!(moved.moved(-(VLAN_TAG_LEN as isize)), offload);
+        assert_eq!(Offload::parse(&back[..m]).unwrap(), offload);
+    }
+}
+
+#[test]
+fn a_layout_that_does_not_fit_its_frame_is_an_error_not_a_panic() {
+    let f = super_frame(&Spec {
+        ipv6: false,
+        tcp: true,
+        vlan: false,
+        gso_size: 1448,
+        tcp_flags: 0x10,
+        payload: 3000,
+    });
+    let Offload::Gso(good) = Offload::parse(&f).unwrap() else {
+        panic!("a TCPv4 super-frame")
+    };
+    let mut scratch = vec![0u8; 70_000];
+    let bad = [
+        GsoLayout {
+            end: f.len(),
+            ..good
+        },
+        GsoLayout {
+            gso_size: 0,
+            ..good
+        },
+        GsoLayout {
+            l4: good.l3 + 4,
+            ..good
+        },
+        GsoLayout {
+            payload: good.l4 + 4,
+            ..good
+        },
+        GsoLayout {
+            l3: usize::MAX - 8,
+            ..good
+        },
+        GsoLayout {
+            payload: good.end + 1,
+            ..good
+        },
+    ];
+    for layout in bad {
+        let r = for_each_segment_as(&f, &Offload::Gso(layout), 1500, &mut scratch, |_| {});
+        assert!(
+            matches!(r, Err(GsoError::Malformed(_))),
+            "{layout:?}: {r:?}"
+        );
+    }
+    // The frame cut short under its layout (a summary carried to the wrong bytes).
+    let r = for_each_segment_as(&f[..200], &Offload::Gso(good), 1500, &mut scratch, |_| {});
+    assert!(r.is_err());
+    assert_eq!(
+        for_each_segment_as(&f[..4], &Offload::None, 1500, &mut scratch, |_| {}),
+        Err(GsoError::Truncated)
+    );
+}
