@@ -446,6 +446,11 @@ perf_top() { # world GB N perf-report-options...: the first N lines of a flat re
     "$WORK/report.$w"
 }
 
+SYSCALLS=raw_syscalls:sys_enter
+for c in epoll_wait poll ppoll read readv write writev recvmsg recvmmsg sendmsg sendmmsg; do
+  SYSCALLS="$SYSCALLS,syscalls:sys_enter_$c"
+done
+
 # One more TCP 1-stream run per profiled world under perf (cpu-clock: a VM may have no hardware
 # counters), not counted in the table; the summaries name the symbols the samples fell in.
 profiles() {
@@ -458,10 +463,16 @@ profiles() {
     out=$PROFILE_DIR/$w.txt
     timeout $((DUR + 20)) perf record -q -e cpu-clock -g -p "$pid" -o "$WORK/perf.$w.data" \
       -- sleep "$((DUR + 1))" 2>"$WORK/perf.$w.err" &
-    local perf_pid=$!
+    local perf_pid=$! stat_pid
+    # The same window counted by system call (tracepoints, no sampling): how often each daemon
+    # enters the kernel per GB, and with which calls.
+    timeout $((DUR + 20)) perf stat -x, -o "$WORK/stat.$w" -p "$pid" -e "$SYSCALLS" \
+      -- sleep "$((DUR + 1))" 2>/dev/null &
+    stat_pid=$!
     sleep 0.5
     j=$(timeout $((DUR + 15)) ip netns exec "$(ns_a "$w")" iperf3 -c $IP_B -p 5201 -t "$DUR" -J) ||
       j='{"end":{"sum_received":{"bits_per_second":0,"bytes":0}}}'
+    wait "$stat_pid" || echo "perf stat failed ($w): no system call counts" >&2
     wait "$perf_pid" || { echo "perf record failed ($w):" >&2; cat "$WORK/perf.$w.err" >&2; continue; }
     local gb ev
     gb=$(jq '.end.sum_received.bytes / 1e9' <<<"$j")
@@ -473,6 +484,9 @@ profiles() {
         "$(awk -v ev="${ev:-0}" -v gb="$gb" 'BEGIN{printf "%.2f s of CPU sampled, %.3f s/GB", ev / 1e9, (gb > 0 ? ev / 1e9 / gb : 0)}')"
       echo "## by shared object"
       perf_top "$w" "$gb" 8 --no-children --sort dso
+      echo "## system calls per GB (perf stat, tracepoints)"
+      awk -F, -v gb="$gb" '$3 ~ /sys_enter/ && $1 + 0 > 0 {
+        printf "%10.0f /GB  %s\n", (gb > 0 ? $1 / gb : 0), $3 }' "$WORK/stat.$w" 2>/dev/null || true
       echo "## top symbols (self)"
       perf_top "$w" "$gb" 40 --no-children --sort dso,sym
       echo "## top symbols with what they call (children)"
