@@ -1,37 +1,52 @@
 #!/usr/bin/env bash
-# Forwarding speed, switchyard vs the Linux kernel bridge, side by side in one run.
+# Forwarding speed: switchyard against the Linux kernel bridge and Open vSwitch's userspace
+# datapath, side by side in one run.
 #
-# Builds two namespace hosts twice: once plugged into switchyard (release build, tap ports with
-# GSO passthrough, the guard on), once into a kernel bridge over veth pairs (the bridge lives in
-# a namespace of its own; nothing is added to the root namespace). Then it runs the same
-# workloads through both, alternating (switchyard first in odd rounds, the bridge first in even
-# ones), and prints the median of ROUNDS runs of each, with the ratio switchyard / bridge:
+# Builds the same two namespace hosts once per "world", all at the same time:
+#   kb  a kernel bridge over veth pairs (the reference; the bridge in a namespace of its own)
+#   ov  Open vSwitch's userspace datapath (datapath_type=netdev) with tap ports and its userspace
+#       TSO (other_config:userspace-tso-enable=true): Debian's openvswitch-switch, run by hand
+#       with a private ovsdb in a temporary directory, in a namespace of its own (OVS=0: not run)
+#   sy  switchyard (release build, tap ports with GSO passthrough, the guard on)
+#   mq  a second switchyard with `multi_queue = true` (MQ_CONF; one tap queue per worker) (MQ=0:
+#       not run)
+#   pk  a third switchyard on `kind = "packet"` ports (AF_PACKET) on veth pairs (PACKET=0: not run)
+# Nothing is added to the root namespace. Then it runs the same workloads through every world,
+# alternating the order (forwards in odd rounds, backwards in even ones), and prints the median
+# of ROUNDS runs of each, with each world's ratio to the bridge and to Open vSwitch:
 #
 #   - iperf3 TCP, 1 and 4 streams, at MTU 1500 and 9000 (Gbit/s received)
 #   - small UDP frames (64 B on the wire): iperf3 -u -l 18 (sender-bound near 200 kpps here) and
 #     trafgen (netsniff-ng), received frame rate at the receiving host's NIC and loss
 #   - ping latency p50/p99 (500 pings, 2 ms apart)
-#   - CPU seconds per GB moved during the 1-stream TCP run at MTU 1500: the whole machine's
-#     busy time for both (comparable), and switchyard's own process time
+#   - CPU seconds per GB moved during the 1-stream TCP run at MTU 1500: the whole machine's busy
+#     time, its softirq time (where the kernel bridge's work is done, but the two hosts' stacks
+#     run there too, so it is not the bridge's alone), and the switch process's own time
+#     (switchyard, ovs-vswitchd; the kernel bridge has no process)
+#   - idle CPU: the switch process's CPU over IDLE_S seconds with no traffic, % of one core
 #
-# With MQ=1 (the default) a third world runs in the same rounds: a second switchyard with
-# `multi_queue = true` (MQ_CONF; one tap queue per worker), its own column and its own ratio
-# to the bridge, so single-queue, multi-queue and the bridge are measured side by side.
+# PROFILE=1 adds a pass after the rounds: one more TCP 1-stream run per world in PROFILE_WORLDS
+# (default "sy ov": switchyard's tap world and ovs-vswitchd) under `perf record -e cpu-clock -g
+# -p PID`, not counted in the table, and writes `perf report --stdio` top-symbol summaries to
+# PROFILE_DIR (default target/bench/profile/WORLD.txt). The release build keeps its debug line
+# tables (Cargo.toml's profile.release debug = 1); Debian's ovs-vswitchd is stripped, so its own
+# functions show as addresses in ovs-vswitchd (the kernel's symbols are all there).
 #
-# Bounded: about 3 minutes with the defaults; every command has a timeout; a trap removes the
-# namespaces and stops every process the script started, even on failure or Ctrl-C.
+# Bounded: about 7 minutes with the defaults (five worlds); every command has a timeout; a trap
+# removes the namespaces and stops every process the script started, even on failure or Ctrl-C.
 #
 #   sudo ./scripts/bench-forward.sh            # ROUNDS=3 DUR=3 (seconds per iperf3 run)
 #   sudo ROUNDS=5 DUR=5 ./scripts/bench-forward.sh
 #   sudo TESTS=latency MTUS=1500 ./scripts/bench-forward.sh   # a part only
 #   sudo SWITCH_CONF="workers = 1" ./scripts/bench-forward.sh  # extra [switch] settings
-#   sudo MQ=0 ./scripts/bench-forward.sh                        # no multi-queue column
+#   sudo MQ=0 OVS=0 PACKET=0 ./scripts/bench-forward.sh         # switchyard and the bridge only
+#   sudo PROFILE=1 MTUS=1500 ./scripts/bench-forward.sh         # and the two profiles
 # The table is also drawn as an SVG chart, at $CHART (default target/bench/forward.svg).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
-export PATH="$HOME/.cargo/bin:$PATH"
+export PATH="$HOME/.cargo/bin:$PATH:/usr/sbin:/sbin"
 
 ROUNDS=${ROUNDS:-3}
 DUR=${DUR:-3}
@@ -40,6 +55,12 @@ MTUS=${MTUS:-"1500 9000"}
 SWITCH_CONF=${SWITCH_CONF:-}      # extra lines for switchyard's [switch] table, e.g. "poll_us = 50"
 MQ=${MQ:-1}                       # 1: also a multi-queue switchyard ("mq")
 MQ_CONF=${MQ_CONF:-"multi_queue = true"} # its extra [switch] lines
+OVS=${OVS:-1}                     # 1: also Open vSwitch's userspace datapath ("ov")
+PACKET=${PACKET:-1}               # 1: also switchyard on packet ports over veth ("pk")
+IDLE_S=${IDLE_S:-2}               # seconds of idle CPU measured per switch
+PROFILE=${PROFILE:-0}             # 1: perf profiles of PROFILE_WORLDS during TCP 1 stream
+PROFILE_WORLDS=${PROFILE_WORLDS:-"sy ov"}
+PROFILE_DIR=${PROFILE_DIR:-target/bench/profile}
 CHART=${CHART:-target/bench/forward.svg} # the table as an SVG chart (scripts/chart.py)
 
 if [ "$(id -u)" != 0 ]; then
@@ -49,62 +70,113 @@ fi
 
 declare -A need=([iperf3]=iperf3 [ethtool]=ethtool [trafgen]=netsniff-ng [ping]=iputils-ping
   [jq]=jq [nsenter]=util-linux [ip]=iproute2)
-install_missing
+[ "$PROFILE" = 1 ] && need[perf]=linux-perf
+# Open vSwitch is installed only to be run by hand below: a policy-rc.d that answers 101 keeps
+# the package's own service from being started by the install (removed again right after).
+OWN_POLICY=""
+if [ "$OVS" = 1 ] && ! command -v ovs-vswitchd >/dev/null; then
+  need[ovs-vswitchd]=openvswitch-switch
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    OWN_POLICY=1
+  fi
+fi
+# shellcheck disable=SC2119 # no packages beyond the need map
+install_missing || { rc=$?; [ -n "$OWN_POLICY" ] && rm -f /usr/sbin/policy-rc.d; exit "$rc"; }
+[ -n "$OWN_POLICY" ] && rm -f /usr/sbin/policy-rc.d
 modprobe tun 2>/dev/null || true
 
 cargo build --release --locked -q
 BIN=$PWD/target/release/switchyard
 
-P="syf$((RANDOM % 9000 + 1000))" # unique prefix: namespaces $P-*, taps ${P}a / ${P}b
-SW=$P-sw                         # switchyard's own namespace
-SA=$P-sa SB=$P-sb                # hosts on switchyard
-BR=$P-br                         # the kernel bridge's namespace
-KA=$P-ka KB=$P-kb                # hosts on the kernel bridge
-MW=$P-mw                         # the multi-queue switchyard's namespace
-MA=$P-ma MB=$P-mb                # hosts on it (taps ${P}c / ${P}d)
+P="syf$((RANDOM % 9000 + 1000))" # unique prefix: namespaces $P-*, taps and veths $P?
 IP_A=10.77.0.11 IP_B=10.77.0.12
 MAC_A=52:54:00:77:00:0b MAC_B=52:54:00:77:00:0c
 WORK=$(mktemp -d /tmp/bench-forward.XXXXXX)
-SY_PID=""
-MQ_PID=""
-WORLDS="sy kb"
-[ "$MQ" = 1 ] && WORLDS="sy mq kb"
-
+OVS_DIR=$WORK/ovs
+# Each world: its switch's namespace, its two hosts' namespaces and their interfaces.
+declare -A NS_SW=([sy]=$P-sw [mq]=$P-mw [pk]=$P-pw [ov]=$P-ow [kb]=$P-br)
+declare -A NS_A=([sy]=$P-sa [mq]=$P-ma [pk]=$P-pa [ov]=$P-oa [kb]=$P-ka)
+declare -A NS_B=([sy]=$P-sb [mq]=$P-mb [pk]=$P-pb [ov]=$P-ob [kb]=$P-kb)
+declare -A IF_A=([sy]=${P}a [mq]=${P}c [pk]=eth0 [ov]=${P}e [kb]=eth0)
+declare -A IF_B=([sy]=${P}b [mq]=${P}d [pk]=eth0 [ov]=${P}f [kb]=eth0)
+declare -A PORT_A=([pk]=${P}g) PORT_B=([pk]=${P}h) # packet ports: the veth peers in pk's switch
+declare -A LABEL=([kb]="kernel bridge" [ov]="OVS tap+TSO" [sy]="switchyard tap"
+  [mq]="switchyard tap mq" [pk]="switchyard packet")
+declare -A SHORT=([kb]=bridge [ov]=OVS [sy]=tap [mq]=mq [pk]=packet)
+declare -A PID=()
+WORLDS="sy"
+[ "$MQ" = 1 ] && WORLDS="$WORLDS mq"
+[ "$PACKET" = 1 ] && WORLDS="$WORLDS pk"
+[ "$OVS" = 1 ] && WORLDS="$WORLDS ov"
+WORLDS="$WORLDS kb"
 
 cleanup() {
   set +e
-  stop_switchyard
-  stop_switchyard mq
+  for w in sy mq pk; do stop_switchyard "$w"; done
+  stop_ovs
   for f in "$WORK"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
-  for ns in "$SW" "$SA" "$SB" "$BR" "$KA" "$KB" "$MW" "$MA" "$MB"; do
-    ip netns del "$ns" 2>/dev/null
-  done
-  rm -rf "$WORK"
+  local ns=()
+  for w in sy mq pk ov kb; do ns+=("${NS_SW[$w]}" "${NS_A[$w]}" "${NS_B[$w]}"); done
+  remove_lab "$WORK" "${ns[@]}"
 }
-stop_switchyard() { # [mq]
-  local pid=$SY_PID
-  [ "${1:-sy}" = mq ] && pid=$MQ_PID
-  [ -n "$pid" ] || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  if [ "${1:-sy}" = mq ]; then MQ_PID=""; else SY_PID=""; fi
+stop_switchyard() { # world
+  stop_pid "${PID[$1]:-}"
+  PID[$1]=""
+}
+stop_ovs() {
+  local d
+  for d in vswitchd ovsdb; do
+    [ -s "$OVS_DIR/$d.pid" ] && stop_pid "$(cat "$OVS_DIR/$d.pid")"
+    rm -f "$OVS_DIR/$d.pid"
+  done
+  PID[ov]=""
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# ---- the two worlds ---------------------------------------------------------------------------
+# ---- the worlds -------------------------------------------------------------------------------
 
-start_switchyard() { # MTU [mq]
-  local w=${2:-sy} conf=$SWITCH_CONF name=$P sw=$SW sa=$SA sb=$SB ta=${P}a tb=${P}b
-  if [ "$w" = mq ]; then
-    conf="$SWITCH_CONF
-$MQ_CONF" name=${P}m sw=$MW sa=$MA sb=$MB ta=${P}c tb=${P}d
-  fi
-  cat >"$WORK/$w.toml" <<EOF
+ports_toml() { # world
+  local w=$1 h ns ifn
+  for h in a b; do
+    if [ "$w" = pk ]; then
+      ifn=${PORT_A[pk]}
+      [ $h = b ] && ifn=${PORT_B[pk]}
+      printf '\n[[port]]\nname = "%s"\nkind = "packet"\nifname = "%s"\nhost = "%s"\n' "$h" "$ifn" "$h"
+    else
+      ns=${NS_A[$w]} ifn=${IF_A[$w]}
+      [ $h = b ] && ns=${NS_B[$w]} ifn=${IF_B[$w]}
+      printf '\n[[port]]\nname = "%s"\nkind = "tap"\nifname = "%s"\nhost = "%s"\nnetns = "%s"\n' \
+        "$h" "$ifn" "$h" "$ns"
+    fi
+  done
+}
+
+# The two hosts of the packet world: a veth each, its peer in the switch's namespace.
+make_veth_hosts() { # MTU
+  local h ns ip mac peer
+  for h in a b; do
+    if [ $h = a ]; then ns=${NS_A[pk]} ip=$IP_A mac=$MAC_A peer=${PORT_A[pk]}; else
+      ns=${NS_B[pk]} ip=$IP_B mac=$MAC_B peer=${PORT_B[pk]}; fi
+    ip netns add "$ns"
+    ip -n "$ns" link add eth0 type veth peer name "$peer" netns "${NS_SW[pk]}"
+    ip -n "$ns" link set eth0 address "$mac" mtu "$1" up
+    ip -n "$ns" addr add "$ip/24" dev eth0
+    ip -n "${NS_SW[pk]}" link set "$peer" mtu "$1"
+  done
+}
+
+is_up() { ip -n "$1" -br link show "$2" 2>/dev/null | grep -q UP; } # ns ifname
+
+start_switchyard() { # MTU world
+  local w=$2 conf=$SWITCH_CONF
+  [ "$w" = mq ] && conf="$SWITCH_CONF
+$MQ_CONF"
+  cat >"$WORK/$w.toml" <<EOT
 [network]
-name = "$name"
+name = "${P}$w"
 subnet = "10.77.0.0/24"
 gateway = "10.77.0.1"
 domain = "bench.test"
@@ -126,73 +198,123 @@ ipv4 = "$IP_A"
 name = "b"
 mac = "$MAC_B"
 ipv4 = "$IP_B"
-
-[[port]]
-name = "a"
-kind = "tap"
-ifname = "$ta"
-host = "a"
-netns = "$sa"
-
-[[port]]
-name = "b"
-kind = "tap"
-ifname = "$tb"
-host = "b"
-netns = "$sb"
-EOF
-  nsenter --net="/run/netns/$sw" "$BIN" run --config "$WORK/$w.toml" \
+$(ports_toml "$w")
+EOT
+  nsenter --net="/run/netns/${NS_SW[$w]}" "$BIN" run --config "$WORK/$w.toml" \
     >"$WORK/$w.out" 2>"$WORK/$w.err" &
-  local pid=$!
-  if [ "$w" = mq ]; then MQ_PID=$pid; else SY_PID=$pid; fi
+  PID[$w]=$!
+  local ns=${NS_SW[$w]} ia=${PORT_A[$w]:-} ib=${PORT_B[$w]:-} nsa=${NS_SW[$w]} nsb=${NS_SW[$w]}
+  if [ "$w" != pk ]; then ia=${IF_A[$w]} ib=${IF_B[$w]} nsa=${NS_A[$w]} nsb=${NS_B[$w]}; fi
   for _ in $(seq 100); do
-    if ip -n "$sb" -br link show "$tb" 2>/dev/null | grep -q UP &&
-      ip -n "$sa" -br link show "$ta" 2>/dev/null | grep -q UP; then
-      break
-    fi
-    kill -0 "$pid" 2>/dev/null || { cat "$WORK/$w.err" >&2; exit 1; }
+    is_up "$nsa" "$ia" && is_up "$nsb" "$ib" && break
+    kill -0 "${PID[$w]}" 2>/dev/null || { cat "$WORK/$w.err" >&2; exit 1; }
     sleep 0.1
   done
-  for ns in "$sa" "$sb"; do
+  for ns in "${NS_A[$w]}" "${NS_B[$w]}"; do
     ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
     ip -n "$ns" link set lo up
+  done
+}
+
+# Open vSwitch, all private: its database, sockets, pid and log files in $OVS_DIR, its daemons
+# in the namespace NS_SW[ov], its tap ports (created there by ovs-vswitchd) moved into the hosts'
+# namespaces. ovs-vswitchd runs at nice -10, as ovs-ctl starts it (and as switchyard's workers run).
+ovs_vsctl() { timeout 20 ovs-vsctl --db="unix:$OVS_DIR/db.sock" --timeout=10 "$@"; }
+start_ovs() { # MTU
+  local ns=${NS_SW[ov]} h t hns ip mac
+  mkdir -p "$OVS_DIR"
+  export OVS_RUNDIR=$OVS_DIR OVS_LOGDIR=$OVS_DIR OVS_DBDIR=$OVS_DIR
+  ovsdb-tool create "$OVS_DIR/conf.db" /usr/share/openvswitch/vswitch.ovsschema
+  nsenter --net="/run/netns/$ns" ovsdb-server "$OVS_DIR/conf.db" \
+    --remote="punix:$OVS_DIR/db.sock" --pidfile="$OVS_DIR/ovsdb.pid" \
+    --unixctl="$OVS_DIR/ovsdb.ctl" --log-file="$OVS_DIR/ovsdb.log" --detach --no-chdir \
+    2>>"$OVS_DIR/console.log"
+  ovs_vsctl --no-wait init
+  ovs_vsctl --no-wait set Open_vSwitch . other_config:userspace-tso-enable=true
+  nsenter --net="/run/netns/$ns" nice -n -10 ovs-vswitchd "unix:$OVS_DIR/db.sock" \
+    --pidfile="$OVS_DIR/vswitchd.pid" --unixctl="$OVS_DIR/vswitchd.ctl" \
+    --log-file="$OVS_DIR/vswitchd.log" --detach --no-chdir 2>>"$OVS_DIR/console.log"
+  PID[ov]=$(cat "$OVS_DIR/vswitchd.pid")
+  ovs_vsctl add-br br0 -- set bridge br0 datapath_type=netdev
+  ovs_vsctl add-port br0 "${IF_A[ov]}" -- set interface "${IF_A[ov]}" type=tap \
+    -- add-port br0 "${IF_B[ov]}" -- set interface "${IF_B[ov]}" type=tap
+  grep -q "userspace_tso.*enabled" "$OVS_DIR/vswitchd.log" ||
+    { echo "ovs-vswitchd did not enable userspace TSO:" >&2; tail "$OVS_DIR/vswitchd.log" >&2; exit 1; }
+  for h in a b; do
+    if [ $h = a ]; then t=${IF_A[ov]} hns=${NS_A[ov]} ip=$IP_A mac=$MAC_A; else
+      t=${IF_B[ov]} hns=${NS_B[ov]} ip=$IP_B mac=$MAC_B; fi
+    for _ in $(seq 50); do ip -n "$ns" link show "$t" >/dev/null 2>&1 && break; sleep 0.1; done
+    ip netns add "$hns"
+    ip -n "$ns" link set "$t" netns "$hns"
+    ip netns exec "$hns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+    ip -n "$hns" link set "$t" address "$mac" mtu "$1" up
+    ip -n "$hns" link set lo up
+    ip -n "$hns" addr add "$ip/24" dev "$t"
   done
 }
 
 start_bridge() { # MTU
-  ip netns add "$BR"
-  ip -n "$BR" link add br0 type bridge
-  ip -n "$BR" link set br0 mtu "$1" up
-  local ns ip mac
+  local ns ip mac br=${NS_SW[kb]}
+  ip netns add "$br"
+  ip -n "$br" link add br0 type bridge
+  ip -n "$br" link set br0 mtu "$1" up
   for h in a b; do
-    if [ $h = a ]; then ns=$KA ip=$IP_A mac=$MAC_A; else ns=$KB ip=$IP_B mac=$MAC_B; fi
+    if [ $h = a ]; then ns=${NS_A[kb]} ip=$IP_A mac=$MAC_A; else ns=${NS_B[kb]} ip=$IP_B mac=$MAC_B; fi
     ip netns add "$ns"
     ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
-    ip -n "$ns" link add eth0 type veth peer name "p$h" netns "$BR"
+    ip -n "$ns" link add eth0 type veth peer name "p$h" netns "$br"
     ip -n "$ns" link set eth0 address "$mac" mtu "$1" up
     ip -n "$ns" link set lo up
     ip -n "$ns" addr add "$ip/24" dev eth0
-    ip -n "$BR" link set "p$h" mtu "$1" master br0 up
+    ip -n "$br" link set "p$h" mtu "$1" master br0 up
   done
 }
 
 set_mtu_bridge() { # MTU
-  for ns in "$KA" "$KB"; do ip -n "$ns" link set eth0 mtu "$1"; done
-  for d in pa pb br0; do ip -n "$BR" link set "$d" mtu "$1"; done
+  for ns in "${NS_A[kb]}" "${NS_B[kb]}"; do ip -n "$ns" link set eth0 mtu "$1"; done
+  for d in pa pb br0; do ip -n "${NS_SW[kb]}" link set "$d" mtu "$1"; done
 }
 
-# host namespaces of a world: "sy", "mq" or "kb"
-ns_a() { case $1 in sy) echo "$SA" ;; mq) echo "$MA" ;; *) echo "$KA" ;; esac; }
-ns_b() { case $1 in sy) echo "$SB" ;; mq) echo "$MB" ;; *) echo "$KB" ;; esac; }
-if_a() { case $1 in sy) echo "${P}a" ;; mq) echo "${P}c" ;; *) echo eth0 ;; esac; }
-if_b() { case $1 in sy) echo "${P}b" ;; mq) echo "${P}d" ;; *) echo eth0 ;; esac; }
-pid_of() { if [ "$1" = mq ]; then echo "$MQ_PID"; else echo "$SY_PID"; fi; }
+# A world at a new MTU: switchyard restarts with it (the packet world's veths first), the bridge
+# and Open vSwitch's hosts only change their links (OVS reads its taps' frames into 64 KiB buffers
+# with TSO on, whatever the MTU).
+set_mtu() { # MTU world
+  case $2 in
+    kb) set_mtu_bridge "$1" ;;
+    ov) ip -n "${NS_A[ov]}" link set "${IF_A[ov]}" mtu "$1"
+      ip -n "${NS_B[ov]}" link set "${IF_B[ov]}" mtu "$1" ;;
+    *) stop_switchyard "$2"
+      if [ "$2" = pk ]; then
+        for h in a b; do
+          local ns=${NS_A[pk]} peer=${PORT_A[pk]}
+          [ $h = b ] && ns=${NS_B[pk]} peer=${PORT_B[pk]}
+          ip -n "$ns" link set eth0 mtu "$1"
+          ip -n "${NS_SW[pk]}" link set "$peer" mtu "$1"
+        done
+      fi
+      start_switchyard "$1" "$2" ;;
+  esac
+}
 
-start_iperf_servers() {
-  for w in $WORLDS; do
-    ip netns exec "$(ns_b $w)" iperf3 -s -D -p 5201 -I "$WORK/iperf-$w.pid"
-  done
-  sleep 0.3
+start_world() { # MTU world
+  case $2 in
+    kb) start_bridge "$1" ;;
+    ov) ip netns add "${NS_SW[ov]}"; start_ovs "$1" ;;
+    pk) ip netns add "${NS_SW[pk]}"; make_veth_hosts "$1"; start_switchyard "$1" pk ;;
+    *) ip netns add "${NS_SW[$2]}"; start_switchyard "$1" "$2" ;;
+  esac
+}
+
+ns_a() { echo "${NS_A[$1]}"; }
+ns_b() { echo "${NS_B[$1]}"; }
+if_a() { echo "${IF_A[$1]}"; }
+if_b() { echo "${IF_B[$1]}"; }
+pid_of() { echo "${PID[$1]:-}"; }
+
+start_iperf_server() { # world
+  kill "$(cat "$WORK/iperf-$1.pid" 2>/dev/null)" 2>/dev/null || true
+  rm -f "$WORK/iperf-$1.pid"
+  ip netns exec "$(ns_b "$1")" iperf3 -s -D -p 5201 -I "$WORK/iperf-$1.pid"
 }
 
 # ---- measurements -----------------------------------------------------------------------------
@@ -200,26 +322,40 @@ start_iperf_servers() {
 record() { echo "$3" >>"$WORK/res.$1.$2"; } # metric world value
 
 busy_jiffies() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9}' /proc/stat; }
-proc_jiffies() { awk '{print $14+$15}' "/proc/$1/stat"; }
+softirq_jiffies() { awk '/^cpu /{print $8}' /proc/stat; }
+proc_jiffies() { awk '{print $14+$15}' "/proc/$1/stat"; } # all the process's threads
 HZ=$(getconf CLK_TCK)
+per_gb() { awk -v d="$1" -v hz="$HZ" -v gb="$2" 'BEGIN{print d / hz / gb}'; } # jiffies GB
 
 tcp() { # world streams metric [cpu]
-  local w=$1 j t0 p0
+  local w=$1 j t0 s0 p0 pid
+  pid=$(pid_of "$w")
   t0=$(busy_jiffies)
-  [ "$w" != kb ] && p0=$(proc_jiffies "$(pid_of "$w")")
+  s0=$(softirq_jiffies)
+  [ -n "$pid" ] && p0=$(proc_jiffies "$pid")
   j=$(timeout $((DUR + 15)) ip netns exec "$(ns_a "$w")" \
     iperf3 -c $IP_B -p 5201 -t "$DUR" -P "$2" -J) || { echo "iperf3 failed ($w, $3)" >&2; return; }
   record "$3" "$w" "$(jq '.end.sum_received.bits_per_second / 1e9' <<<"$j")"
   if [ "${4:-}" = cpu ]; then
     local gb
     gb=$(jq '.end.sum_received.bytes / 1e9' <<<"$j")
-    record cpu_sys "$w" "$(awk -v d=$(($(busy_jiffies) - t0)) -v hz="$HZ" -v gb="$gb" \
-      'BEGIN{print d / hz / gb}')"
-    if [ "$w" != kb ]; then
-      record cpu_proc "$w" "$(awk -v d=$(($(proc_jiffies "$(pid_of "$w")") - p0)) -v hz="$HZ" \
-        -v gb="$gb" 'BEGIN{print d / hz / gb}')"
-    fi
+    record cpu_sys "$w" "$(per_gb $(($(busy_jiffies) - t0)) "$gb")"
+    record cpu_si "$w" "$(per_gb $(($(softirq_jiffies) - s0)) "$gb")"
+    [ -n "$pid" ] && record cpu_proc "$w" "$(per_gb $(($(proc_jiffies "$pid") - p0)) "$gb")"
   fi
+  return 0
+}
+
+# The switch process's CPU with no traffic at all, % of one core over IDLE_S seconds.
+idle_cpu() {
+  local w pid
+  declare -A p0=()
+  for w in $WORLDS; do pid=$(pid_of "$w"); [ -n "$pid" ] && p0[$w]=$(proc_jiffies "$pid"); done
+  sleep "$IDLE_S"
+  for w in "${!p0[@]}"; do
+    record idle_pct "$w" "$(awk -v d=$(($(proc_jiffies "$(pid_of "$w")") - p0[$w])) -v hz="$HZ" \
+      -v s="$IDLE_S" 'BEGIN{print 100 * d / hz / s}')"
+  done
 }
 
 udp_iperf() { # world
@@ -244,9 +380,9 @@ offered() { # world
 
 udp_trafgen() { # world
   local w=$1 r0 r1 o0 o1
-  cat >"$WORK/trafgen.cfg" <<EOF
+  cat >"$WORK/trafgen.cfg" <<EOT
 { eth(da=$MAC_B, sa=$MAC_A), ipv4(saddr=$IP_A, daddr=$IP_B, ttl=64), udp(sport=9, dport=9), fill(0x00, 18) }
-EOF
+EOT
   r0=$(rx_packets "$w")
   o0=$(offered "$w")
   ip netns exec "$(ns_a "$w")" timeout -s INT "$DUR" \
@@ -294,40 +430,94 @@ round() { # mtu worlds...
 rounds() { # mtu
   for r in $(seq "$ROUNDS"); do
     echo "  MTU $1, round $r/$ROUNDS" >&2
-    # shellcheck disable=SC2086 # WORLDS is a list
+    # shellcheck disable=SC2086,SC2046 # WORLDS is a list
     if [ $((r % 2)) = 1 ]; then round "$1" $WORLDS; else round "$1" $(echo $WORLDS | tr ' ' '\n' | tac); fi
+  done
+}
+
+perf_top() { # world GB N perf-report-options...: the first N lines of a flat report, each with
+  # the CPU time it stands for per GB moved (cpu-clock's event count is in ns)
+  local w=$1 gb=$2 n=$3 ev
+  shift 3
+  perf report -i "$WORK/perf.$w.data" --stdio -g none "$@" >"$WORK/report.$w" 2>/dev/null || true
+  ev=$(sed -n 's/^# Event count (approx.): //p' "$WORK/report.$w" | head -1)
+  awk -v n="$n" -v ev="${ev:-0}" -v gb="$gb" '/^ +[0-9]/ && k++ < n {
+    p = $1; sub("%", "", p); printf "%7.1f ms/GB %s\n", (gb > 0 ? p / 100 * ev / 1e6 / gb : 0), $0 }' \
+    "$WORK/report.$w"
+}
+
+SYSCALLS=raw_syscalls:sys_enter
+for c in epoll_wait poll ppoll read readv write writev recvmsg recvmmsg sendmsg sendmmsg; do
+  SYSCALLS="$SYSCALLS,syscalls:sys_enter_$c"
+done
+
+# One more TCP 1-stream run per profiled world under perf (cpu-clock: a VM may have no hardware
+# counters), not counted in the table; the summaries name the symbols the samples fell in.
+profiles() {
+  local w pid j out
+  mkdir -p "$PROFILE_DIR"
+  for w in $PROFILE_WORLDS; do
+    pid=$(pid_of "$w")
+    case " $WORLDS " in *" $w "*) ;; *) continue ;; esac
+    [ -n "$pid" ] || { echo "no process to profile in world $w" >&2; continue; }
+    out=$PROFILE_DIR/$w.txt
+    timeout $((DUR + 20)) perf record -q -e cpu-clock -g -p "$pid" -o "$WORK/perf.$w.data" \
+      -- sleep "$((DUR + 1))" 2>"$WORK/perf.$w.err" &
+    local perf_pid=$! stat_pid
+    # The same window counted by system call (tracepoints, no sampling): how often each daemon
+    # enters the kernel per GB, and with which calls.
+    timeout $((DUR + 20)) perf stat -x, -o "$WORK/stat.$w" -p "$pid" -e "$SYSCALLS" \
+      -- sleep "$((DUR + 1))" 2>/dev/null &
+    stat_pid=$!
+    sleep 0.5
+    j=$(timeout $((DUR + 15)) ip netns exec "$(ns_a "$w")" iperf3 -c $IP_B -p 5201 -t "$DUR" -J) ||
+      j='{"end":{"sum_received":{"bits_per_second":0,"bytes":0}}}'
+    wait "$stat_pid" || echo "perf stat failed ($w): no system call counts" >&2
+    wait "$perf_pid" || { echo "perf record failed ($w):" >&2; cat "$WORK/perf.$w.err" >&2; continue; }
+    local gb ev
+    gb=$(jq '.end.sum_received.bytes / 1e9' <<<"$j")
+    perf report -i "$WORK/perf.$w.data" --stdio -g none --sort dso >"$WORK/report.$w" 2>/dev/null || true
+    ev=$(sed -n 's/^# Event count (approx.): //p' "$WORK/report.$w" | head -1)
+    {
+      echo "# ${LABEL[$w]} (pid $pid), TCP 1 stream at MTU 1500 under perf record -e cpu-clock -g:"
+      echo "# $(jq '.end.sum_received.bits_per_second / 1e9' <<<"$j") Gbit/s, $gb GB moved;" \
+        "$(awk -v ev="${ev:-0}" -v gb="$gb" 'BEGIN{printf "%.2f s of CPU sampled, %.3f s/GB", ev / 1e9, (gb > 0 ? ev / 1e9 / gb : 0)}')"
+      echo "## by shared object"
+      perf_top "$w" "$gb" 8 --no-children --sort dso
+      echo "## system calls per GB (perf stat, tracepoints)"
+      awk -F, -v gb="$gb" '$3 ~ /sys_enter/ && $1 + 0 > 0 {
+        printf "%10.0f /GB  %s\n", (gb > 0 ? $1 / gb : 0), $3 }' "$WORK/stat.$w" 2>/dev/null || true
+      echo "## top symbols (self)"
+      perf_top "$w" "$gb" 40 --no-children --sort dso,sym
+      echo "## top symbols with what they call (children)"
+      perf_top "$w" "$gb" 30 --children --sort sym
+    } >"$out"
+    echo "profile: $out" >&2
   done
 }
 
 # ---- run --------------------------------------------------------------------------------------
 
-echo "bench-forward: prefix $P, $ROUNDS rounds of ${DUR}s; load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-ip netns add "$SW"
-start_switchyard 1500
-if [ "$MQ" = 1 ]; then
-  ip netns add "$MW"
-  start_switchyard 1500 mq
-fi
-start_bridge 1500
-start_iperf_servers
+echo "bench-forward: prefix $P, worlds $WORLDS, $ROUNDS rounds of ${DUR}s; load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+for w in $WORLDS; do start_world 1500 "$w"; done
+for w in $WORLDS; do start_iperf_server "$w"; done
+sleep 0.3
 for w in $WORLDS; do
-  ip netns exec "$(ns_a $w)" ping -c 2 -i 0.2 -W 2 -q $IP_B >/dev/null || { echo "no path ($w)" >&2; exit 1; }
+  ip netns exec "$(ns_a "$w")" ping -c 2 -i 0.2 -W 2 -q $IP_B >/dev/null || { echo "no path ($w)" >&2; exit 1; }
 done
+idle_cpu
 case " $MTUS " in *" 1500 "*) rounds 1500 ;; esac
+if [ "$PROFILE" = 1 ] && [[ " $MTUS " == *" 1500 "* ]]; then profiles; fi
 
 if [[ " $MTUS " == *" 9000 "* ]]; then
   for w in $WORLDS; do
-    [ "$w" = kb ] && continue
-    stop_switchyard "$w"
-    start_switchyard 9000 "$w"
-    kill "$(cat "$WORK/iperf-$w.pid")" 2>/dev/null || true
-    rm -f "$WORK/iperf-$w.pid"
-    ip netns exec "$(ns_b "$w")" iperf3 -s -D -p 5201 -I "$WORK/iperf-$w.pid"
+    set_mtu 9000 "$w"
+    start_iperf_server "$w"
   done
-  set_mtu_bridge 9000
   sleep 0.3
   for w in $WORLDS; do
-    ip netns exec "$(ns_a "$w")" ping -c 2 -i 0.2 -W 2 -q $IP_B >/dev/null || { echo "no path at MTU 9000 ($w)" >&2; exit 1; }
+    ip netns exec "$(ns_a "$w")" ping -c 2 -i 0.2 -W 2 -q -s 8000 $IP_B >/dev/null ||
+      { echo "no path at MTU 9000 ($w)" >&2; exit 1; }
   done
   rounds 9000
 fi
@@ -341,68 +531,99 @@ median() { # file
 }
 
 ratio() { awk -v s="$1" -v k="$2" 'BEGIN{ if (s == "-" || k == "-" || k == 0) print "-"; else printf "%.2fx", s / k }'; }
+# shellcheck disable=SC2059 # the format is the caller's
 fmt() { if [ "$2" = - ]; then echo -; else printf "$1" "$2"; fi; } # fmt value
 
+# Column order: the bridge, OVS, then the switchyard worlds; ratios after the values.
+SHOWN=""
+for w in kb ov sy mq pk; do case " $WORLDS " in *" $w "*) SHOWN="$SHOWN $w" ;; esac; done
+RATIOS="" # pairs world:reference
+for w in $SHOWN; do [ "$w" != kb ] && RATIOS="$RATIOS $w:kb"; done
+if [ "$OVS" = 1 ]; then
+  for w in $SHOWN; do case $w in kb | ov) ;; *) RATIOS="$RATIOS $w:ov" ;; esac; done
+fi
+
+line() { # cells... : one Markdown table row
+  local out="|" c
+  for c in "$@"; do out="$out $c |"; done
+  echo "$out"
+}
+
+header() {
+  local cells=(workload) sep="|---|" w p
+  for w in $SHOWN; do cells+=("${LABEL[$w]}"); sep="$sep---:|"; done
+  for p in $RATIOS; do cells+=("${SHORT[${p%:*}]} / ${SHORT[${p#*:}]}"); sep="$sep---:|"; done
+  line "${cells[@]}"
+  echo "$sep"
+}
+
+# The same rows for scripts/chart.py, which writes one ratio beside each bar: every world but
+# the bridge followed by its ratio to the bridge, the bridge last.
+chart_header() {
+  local cells=(workload) sep="|---|" w
+  for w in $SHOWN; do [ "$w" != kb ] && { cells+=("${LABEL[$w]}" ratio); sep="$sep---:|---:|"; }; done
+  cells+=("${LABEL[kb]}")
+  line "${cells[@]}"
+  echo "$sep---:|"
+}
+
 row() { # label metric fmt
-  local s k m
-  s=$(median "$WORK/res.$2.sy")
-  k=$(median "$WORK/res.$2.kb")
-  m=$(median "$WORK/res.$2.mq")
-  [ "$s$k$m" != "---" ] || return 0 # not measured in this run (TESTS, MTUS)
-  if [ "$MQ" = 1 ]; then
-    printf "| %-38s | %12s | %12s | %12s | %6s | %6s |\n" "$1" "$(fmt "$3" "$s")" "$(fmt "$3" "$m")" \
-      "$(fmt "$3" "$k")" "$(ratio "$s" "$k")" "$(ratio "$m" "$k")"
-  else
-    printf "| %-38s | %12s | %12s | %6s |\n" "$1" "$(fmt "$3" "$s")" "$(fmt "$3" "$k")" "$(ratio "$s" "$k")"
-  fi
+  local w p cells=("$1") chart=("$1") any=""
+  declare -A v=()
+  for w in $SHOWN; do
+    v[$w]=$(median "$WORK/res.$2.$w")
+    [ "${v[$w]}" != - ] && any=1
+  done
+  [ -n "$any" ] || return 0 # not measured in this run (TESTS, MTUS)
+  for w in $SHOWN; do cells+=("$(fmt "$3" "${v[$w]}")"); done
+  for p in $RATIOS; do cells+=("$(ratio "${v[${p%:*}]}" "${v[${p#*:}]}")"); done
+  line "${cells[@]}" >>"$WORK/table.md"
+  for w in $SHOWN; do
+    [ "$w" != kb ] && chart+=("$(fmt "$3" "${v[$w]}")" "$(ratio "${v[$w]}" "${v[kb]}" | tr -d x)")
+  done
+  chart+=("$(fmt "$3" "${v[kb]}")")
+  line "${chart[@]}" >>"$WORK/chart.md"
 }
 
 {
   echo
-  if [ "$MQ" = 1 ]; then
-    echo "switchyard (single-queue taps, and multi-queue: $MQ_CONF) vs kernel bridge, medians of $ROUNDS runs of ${DUR}s (ratios: switchyard / bridge)"
-    echo
-    printf "| %-38s | %12s | %12s | %12s | %6s | %6s |\n" workload switchyard "switchyard mq" "kernel bridge" ratio "mq ratio"
-    echo "|----------------------------------------|--------------|--------------|--------------|--------|--------|"
-  else
-    echo "switchyard vs kernel bridge, medians of $ROUNDS runs of ${DUR}s (ratio: switchyard / bridge)"
-    echo
-    printf "| %-38s | %12s | %12s | %6s |\n" workload switchyard "kernel bridge" ratio
-    echo "|----------------------------------------|--------------|--------------|--------|"
-  fi
-  row "TCP 1 stream, MTU 1500 (Gbit/s)" tcp1_1500 "%.2f"
-  row "TCP 4 streams, MTU 1500 (Gbit/s)" tcp4_1500 "%.2f"
-  row "TCP 1 stream, MTU 9000 (Gbit/s)" tcp1_9000 "%.2f"
-  row "TCP 4 streams, MTU 9000 (Gbit/s)" tcp4_9000 "%.2f"
-  row "UDP 64 B iperf3, received (kpps)" udp_kpps "%.0f"
-  row "UDP 64 B iperf3, loss (%)" udp_loss "%.1f"
-  row "UDP 64 B trafgen, offered (kpps)" tg_offered "%.0f"
-  row "UDP 64 B trafgen, received (kpps)" tg_kpps "%.0f"
-  row "UDP 64 B trafgen, loss (%)" tg_loss "%.1f"
-  row "ping p50 (us)" ping_p50 "%.0f"
-  row "ping p99 (us)" ping_p99 "%.0f"
-  row "CPU s/GB, TCP 1 stream, whole machine" cpu_sys "%.2f"
-  if [ "$MQ" = 1 ]; then
-    printf "| %-38s | %12s | %12s | %12s | %6s | %6s |\n" "CPU s/GB, TCP 1 stream, switchyard only" \
-      "$(fmt "%.2f" "$(median "$WORK/res.cpu_proc.sy")")" "$(fmt "%.2f" "$(median "$WORK/res.cpu_proc.mq")")" "-" "-" "-"
-  else
-    printf "| %-38s | %12s | %12s | %6s |\n" "CPU s/GB, TCP 1 stream, switchyard only" \
-      "$(fmt "%.2f" "$(median "$WORK/res.cpu_proc.sy")")" "-" "-"
-  fi
-} | tee "$WORK/table.md"
-write_chart "$WORK/table.md" "$CHART" "Forwarding: switchyard against the kernel bridge ($(date -u +%F), $ROUNDS rounds of ${DUR}s)"
+  echo "Forwarding, medians of $ROUNDS runs of ${DUR}s (ratios: the world on the left / the one on the right)"
+  echo
+  header
+} >"$WORK/table.md"
+{
+  echo "Forwarding, medians of $ROUNDS runs of ${DUR}s (ratios: against the kernel bridge)"
+  echo
+  chart_header
+} >"$WORK/chart.md"
+row "TCP 1 stream, MTU 1500 (Gbit/s)" tcp1_1500 "%.2f"
+row "TCP 4 streams, MTU 1500 (Gbit/s)" tcp4_1500 "%.2f"
+row "TCP 1 stream, MTU 9000 (Gbit/s)" tcp1_9000 "%.2f"
+row "TCP 4 streams, MTU 9000 (Gbit/s)" tcp4_9000 "%.2f"
+row "UDP 64 B iperf3, received (kpps)" udp_kpps "%.0f"
+row "UDP 64 B iperf3, loss (%)" udp_loss "%.1f"
+row "UDP 64 B trafgen, offered (kpps)" tg_offered "%.0f"
+row "UDP 64 B trafgen, received (kpps)" tg_kpps "%.0f"
+row "UDP 64 B trafgen, loss (%)" tg_loss "%.1f"
+row "ping p50 (us)" ping_p50 "%.0f"
+row "ping p99 (us)" ping_p99 "%.0f"
+row "CPU s/GB, TCP 1 stream, whole machine" cpu_sys "%.2f"
+row "CPU s/GB, TCP 1 stream, softirq (all)" cpu_si "%.2f"
+row "CPU s/GB, TCP 1 stream, switch process" cpu_proc "%.2f"
+row "idle CPU, switch process (% of a core)" idle_pct "%.1f"
+cat "$WORK/table.md"
+write_chart "$WORK/chart.md" "$CHART" "Forwarding: switchyard, Open vSwitch and the kernel bridge ($(date -u +%F), $ROUNDS rounds of ${DUR}s)"
 echo
-echo "Kernel drops at the taps' rings (tx_dropped: frames the switch did not read in time), last phase:"
-for h in a b; do
-  ns=$SA
-  [ $h = b ] && ns=$SB
-  printf "  %s: %s\n" "${P}$h" "$(ip netns exec "$ns" cat "/sys/class/net/${P}$h/statistics/tx_dropped")"
+echo "Kernel drops at the hosts' interfaces (tx_dropped: frames the switch did not take in time), last phase:"
+for w in $SHOWN; do
+  [ "$w" = kb ] && continue
+  printf "  %s: a %s, b %s\n" "${LABEL[$w]}" \
+    "$(ip netns exec "$(ns_a "$w")" cat "/sys/class/net/$(if_a "$w")/statistics/tx_dropped")" \
+    "$(ip netns exec "$(ns_b "$w")" cat "/sys/class/net/$(if_b "$w")/statistics/tx_dropped")"
 done
-echo "switchyard's own counters, last phase:"
-stop_switchyard
-grep -E "^(PORT|a|b) " "$WORK/sy.out" || true
-if [ "$MQ" = 1 ]; then
-  echo "the multi-queue switchyard's counters, per port, worker and queue, last phase:"
-  stop_switchyard mq
-  grep -E "^(PORT|a|b|WORKER\|QUEUE|sy-worker-[0-9]+|queue-[0-9]+) " "$WORK/mq.out" || true
-fi
+for w in sy mq pk; do
+  case " $WORLDS " in *" $w "*) ;; *) continue ;; esac
+  echo "${LABEL[$w]}: its counters, per port (and per worker and queue), last phase:"
+  stop_switchyard "$w"
+  grep -E "^(PORT|a|b|WORKER|sy-worker-[0-9]+|queue-[0-9]+) " "$WORK/$w.out" || true
+done
