@@ -24,6 +24,7 @@
 
 pub mod cache;
 pub mod fast;
+pub mod lease6;
 pub mod params;
 mod reverse6;
 pub mod server;
@@ -37,4 +38,5 @@ pub use server::{
     ClientReply, DnsCounters, DnsServer, DropReason, IdSource, Outcome, Transport, Xorshift,
     ZoneMut,
 };
+pub use lease6::Refused6;
 pub use zone::{Lookup, NameRefused, Zone};

@@ -11,6 +11,8 @@
 //! 3. Live DHCP leases that carried a hostname (option 12), a valid label, that is no
 //!    reservation's name. A lease cannot take `vm1` from the host `vm1`: the collision is
 //!    refused and returned to the caller to log. Two leases with one name: the newer wins.
+//!    DHCPv6 bindings give AAAA and `ip6.arpa` PTR names the same way (the host of their MAC,
+//!    the client's FQDN option, or the DHCPv4 name of the same MAC: see `lease6`).
 //!
 //! [`Zone::lookup`] maps a question to [`Lookup`]: records, NODATA or NXDOMAIN (each with the
 //! zone's SOA as authority), or `NotLocal` (the caller forwards). A name with a single label
@@ -30,8 +32,11 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use ipnet::{Ipv4Net, Ipv6Net};
 
 use super::params::{DnsHost, DnsParams, RecordValue};
+use super::lease6::{LeaseNames6, Refused6};
 use super::reverse6::{self, Reverse6};
 use crate::service::dhcp::{ClientKey, Lease};
+use crate::service::dhcp6::Lease6;
+use crate::wire::MacAddr;
 
 /// CNAME chains inside the zone are followed this far.
 const MAX_CNAME_CHAIN: usize = 8;
@@ -73,6 +78,7 @@ pub enum NameRefused {
 struct LeaseName {
     key: ClientKey,
     ip: Ipv4Addr,
+    mac: MacAddr,
 }
 
 /// The zone's data; see the module docs.
@@ -103,6 +109,8 @@ pub struct Zone {
     lease_ptr: HashMap<Ipv4Addr, String>,
     /// IPv6 addresses named statically (hosts' `ipv6`, static AAAA records): first name wins.
     static_ptr6: HashMap<Ipv6Addr, String>,
+    /// DHCPv6 bindings and the AAAA/PTR names they give.
+    names6: LeaseNames6,
 }
 
 /// Is `label` a valid host label (RFC 1123, lowercase)?
@@ -153,6 +161,7 @@ impl Zone {
             static_ptr: HashMap::new(),
             lease_ptr: HashMap::new(),
             static_ptr6: HashMap::new(),
+            names6: LeaseNames6::default(),
         };
         for h in &p.hosts {
             z.reserved.insert(h.name.clone(), h.clone());
@@ -210,12 +219,18 @@ impl Zone {
     /// Puts `lease`'s hostname into the zone (or refreshes it). `Err` says why it was refused;
     /// a lease without a hostname only releases a name its owner held before.
     pub fn upsert_lease(&mut self, lease: &Lease) -> Result<(), NameRefused> {
+        let r = self.upsert_lease_v4(lease);
+        self.rebuild6();
+        r
+    }
+
+    fn upsert_lease_v4(&mut self, lease: &Lease) -> Result<(), NameRefused> {
         self.bump_serial();
-        self.remove_lease(&lease.key);
+        self.forget_lease(&lease.key);
         // The address moved to this lease: whichever lease held it before lost it.
         if let Some(old) = self.lease_ptr.get(&lease.ip).cloned() {
             if let Some(owner) = self.leases.get(&old).map(|l| l.key.clone()) {
-                self.remove_lease(&owner);
+                self.forget_lease(&owner);
             }
         }
         let Some(raw) = lease.hostname.as_deref() else {
@@ -243,7 +258,7 @@ impl Zone {
         }
         if let Some(prev) = self.leases.get(&name).map(|l| l.key.clone()) {
             // Two clients, one name: the newer lease wins (dnsmasq does the same).
-            self.remove_lease(&prev);
+            self.forget_lease(&prev);
         }
         self.lease_ptr.insert(lease.ip, name.clone());
         self.lease_name_of.insert(lease.key.clone(), name.clone());
@@ -252,6 +267,7 @@ impl Zone {
             LeaseName {
                 key: lease.key.clone(),
                 ip: lease.ip,
+                mac: lease.mac,
             },
         );
         Ok(())
@@ -259,8 +275,16 @@ impl Zone {
 
     /// Takes the name of `key`'s lease out of the zone (release, expiry, replacement).
     pub fn remove_lease(&mut self, key: &ClientKey) {
+        if self.forget_lease(key) {
+            self.rebuild6();
+        }
+    }
+
+    /// [`remove_lease`](Self::remove_lease) without the DHCPv6 names' rebuild; true if the
+    /// lease had a name.
+    fn forget_lease(&mut self, key: &ClientKey) -> bool {
         let Some(name) = self.lease_name_of.remove(key) else {
-            return;
+            return false;
         };
         self.bump_serial();
         let ip = match self.leases.remove(&name) {
@@ -272,6 +296,56 @@ impl Zone {
                 self.lease_ptr.remove(&ip);
             }
         }
+        true
+    }
+
+    /// Puts a DHCPv6 binding's name into the zone (or refreshes it); `Err` if the client's
+    /// FQDN name is a host's that is not this client (the binding still gets no name).
+    pub fn upsert_lease6(&mut self, lease: &Lease6) -> Result<(), Refused6> {
+        self.bump_serial();
+        self.names6.upsert(lease);
+        self.rebuild6();
+        LeaseNames6::check(lease, &self.reserved)
+    }
+
+    /// Takes a DHCPv6 binding's name out (release, decline, expiry).
+    pub fn remove_lease6(&mut self, duid: &[u8], iaid: u32) {
+        if self.names6.remove(duid, iaid) {
+            self.bump_serial();
+            self.rebuild6();
+        }
+    }
+
+    /// Takes out the DHCPv6 bindings `is_live` says are gone (expiry).
+    pub fn retain_leases6(&mut self, is_live: impl FnMut(&[u8], u32) -> bool) {
+        if self.names6.retain(is_live) {
+            self.bump_serial();
+            self.rebuild6();
+        }
+    }
+
+    /// DHCPv6 bindings the zone holds.
+    pub fn lease6_count(&self) -> usize {
+        self.names6.len()
+    }
+
+    /// The name a DHCPv6-bound address answers to in the zone, if any.
+    pub fn lease6_name(&self, ip: Ipv6Addr) -> Option<&str> {
+        self.names6.name_of(ip)
+    }
+
+    /// The DHCPv6 names follow the bindings, the hosts and the DHCPv4 names.
+    fn rebuild6(&mut self) {
+        if self.names6.is_empty() {
+            return;
+        }
+        let by_mac: HashMap<MacAddr, String> = self
+            .leases
+            .iter()
+            .map(|(name, l)| (l.mac, name.clone()))
+            .collect();
+        self.names6
+            .rebuild(&self.reserved, |mac| by_mac.get(&mac).cloned());
     }
 
     /// Takes out the names of every lease whose key `is_live` says is gone (expiry).
@@ -282,8 +356,12 @@ impl Zone {
             .filter(|k| !is_live(k))
             .cloned()
             .collect();
+        let mut any = false;
         for k in gone {
-            self.remove_lease(&k);
+            any |= self.forget_lease(&k);
+        }
+        if any {
+            self.rebuild6();
         }
     }
 
@@ -426,6 +504,12 @@ impl Zone {
         } else if let Some(l) = self.leases.get(relative) {
             data.push(RData::A(A(l.ip)));
         }
+        data.extend(
+            self.names6
+                .addresses(relative)
+                .iter()
+                .map(|ip| RData::AAAA(AAAA(*ip))),
+        );
         if let Some(s) = self.statics.get(relative) {
             data.extend(s.iter().cloned());
         }
@@ -534,7 +618,12 @@ impl Zone {
         let target = if ip == gw6 {
             Some(self.apex.clone())
         } else {
-            match self.static_ptr6.get(&ip) {
+            match self
+                .static_ptr6
+                .get(&ip)
+                .map(String::as_str)
+                .or_else(|| self.names6.name_of(ip))
+            {
                 Some(name) => fqdn(&format!("{name}.{}", self.apex)),
                 None => return Lookup::NxDomain(soa),
             }
