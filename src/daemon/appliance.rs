@@ -152,6 +152,15 @@ pub(super) enum Call {
     DhcpStats(SyncSender<Option<DhcpStats>>),
     /// The DNS server's counts, the workers' memo answers included (`None` without DNS).
     DnsStats(SyncSender<Option<DnsCounters>>),
+    /// The live DHCPv6 bindings, each with the name DNS gives it, and the server's counts
+    /// (`None` without DHCPv6).
+    Dhcp6(SyncSender<Option<Dhcp6Snapshot>>),
+}
+
+/// What [`Call::Dhcp6`] answers.
+pub(super) struct Dhcp6Snapshot {
+    pub(super) leases: Vec<(Lease6, Option<String>)>,
+    pub(super) counters: crate::service::dhcp6::Dhcp6Counters,
 }
 
 /// The appliance's identity on the segment.
@@ -504,6 +513,21 @@ impl Appliance {
             }
             Call::DnsStats(answer) => {
                 let _ = answer.send(self.dns.as_ref().map(DnsService::counters));
+            }
+            Call::Dhcp6(answer) => {
+                let dns = self.dns.as_ref();
+                let snap = self.dhcp6.as_ref().map(|d6| Dhcp6Snapshot {
+                    leases: d6
+                        .live_leases(epoch_now())
+                        .into_iter()
+                        .map(|l| {
+                            let name = dns.map_or_else(|| l.hostname.clone(), |d| d.lease6_name(&l));
+                            (l, name)
+                        })
+                        .collect(),
+                    counters: d6.counters(),
+                });
+                let _ = answer.send(snap);
             }
             Call::Hosts(config, answer) => {
                 let result = self.apply_hosts(&config);

@@ -82,6 +82,10 @@ pub fn services_table(s: &ServiceStats, all: bool) -> String {
             None => out.push_str(&format!("{name}: off\n")),
         }
     }
+    // Only where it runs: most networks have no IPv6.
+    if let Some(rows) = &s.dhcp6 {
+        out.push_str(&section("dhcp6", rows, all));
+    }
     out
 }
 
@@ -165,6 +169,7 @@ mod tests {
         let services = ServiceStats {
             dhcp: Some(vec![("leases".into(), 0), ("acks".into(), 4)]),
             dns: None,
+            dhcp6: None,
         };
         assert_eq!(
             services_table(&services, false),
