@@ -477,7 +477,14 @@ impl Appliance {
     /// The zone follows the lease changes of the batch just handled.
     fn update_zone(&mut self) {
         if let (Some(dns), Some(dhcp)) = (self.dns.as_mut(), self.dhcp.as_mut()) {
-            dns.apply_lease_changes(dhcp.take_changes());
+            let changes = dhcp.take_changes();
+            if !changes.is_empty() {
+                // A DHCPv4 name may be a DHCPv6 binding's too (see `service::dns::lease6`).
+                if let Some(d6) = self.dhcp6.as_mut() {
+                    d6.mark_file_dirty();
+                }
+            }
+            dns.apply_lease_changes(changes);
         }
     }
 
@@ -521,7 +528,8 @@ impl Appliance {
                         .live_leases(epoch_now())
                         .into_iter()
                         .map(|l| {
-                            let name = dns.map_or_else(|| l.hostname.clone(), |d| d.lease6_name(&l));
+                            let name =
+                                dns.map_or_else(|| l.hostname.clone(), |d| d.lease6_name(&l));
                             (l, name)
                         })
                         .collect(),

@@ -246,6 +246,11 @@ impl Dhcp6Service {
         ))
     }
 
+    /// The names may have changed (a DHCPv4 name a binding borrows): rewrite the section.
+    pub(super) fn mark_file_dirty(&mut self) {
+        self.file_dirty |= !self.bound.is_empty();
+    }
+
     /// The lease file, when DHCPv4 (which otherwise writes it) is off.
     pub(super) fn lease_file(&self) -> &std::path::Path {
         &self.lease_file

@@ -582,9 +582,7 @@ impl DnsService {
         for change in changes {
             match change {
                 Change6::Upsert(l) => self.upsert_lease6(l),
-                Change6::Remove { duid, iaid } => {
-                    self.server.zone_mut().remove_lease6(duid, *iaid)
-                }
+                Change6::Remove { duid, iaid } => self.server.zone_mut().remove_lease6(duid, *iaid),
             }
         }
     }

@@ -57,9 +57,12 @@ mod tests {
             hostname: (n == 2).then(|| "vm2".to_string()),
         };
         let leases = [l(9, 2000), l(2, 3000), l(5, 50)];
-        let text = format_dnsmasq6(&[0, 3, 0, 1, 2, 0xaa, 0, 0, 0, 1], leases.iter(), 100, |l| {
-            l.hostname.clone()
-        });
+        let text = format_dnsmasq6(
+            &[0, 3, 0, 1, 2, 0xaa, 0, 0, 0, 1],
+            leases.iter(),
+            100,
+            |l| l.hostname.clone(),
+        );
         assert_eq!(
             text,
             "duid 00:03:00:01:02:aa:00:00:00:01\n\

@@ -33,10 +33,10 @@ pub mod zone;
 
 pub use cache::Cache;
 pub use fast::SharedMemo;
+pub use lease6::Refused6;
 pub use params::{DnsHost, DnsParams, ForwardRule, RecordValue, StaticRecord};
 pub use server::{
     ClientReply, DnsCounters, DnsServer, DropReason, IdSource, Outcome, Transport, Xorshift,
     ZoneMut,
 };
-pub use lease6::Refused6;
 pub use zone::{Lookup, NameRefused, Zone};

@@ -31,8 +31,8 @@ use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use ipnet::{Ipv4Net, Ipv6Net};
 
-use super::params::{DnsHost, DnsParams, RecordValue};
 use super::lease6::{LeaseNames6, Refused6};
+use super::params::{DnsHost, DnsParams, RecordValue};
 use super::reverse6::{self, Reverse6};
 use crate::service::dhcp::{ClientKey, Lease};
 use crate::service::dhcp6::Lease6;
