@@ -322,6 +322,23 @@ fn dhclient_6_gets_a_pool_lease_and_a_reservation_durable_in_leases6_journal() {
         "ping6 from h1's lease to h2's: {out:?}"
     );
 
+    // h1's pool address has h1's name (its `[[host]]` by MAC; dhclient sends no FQDN), and
+    // h2's reserved address keeps its static one: AAAA and PTR, asked over IPv6.
+    for (args, want) in [
+        (["AAAA", "h1.lab.test"], h1[0].clone()),
+        (["-x", h1[0].as_str()], "h1.lab.test.".to_string()),
+        (["-x", "fd00:13:31::12"], "h2.lab.test.".to_string()),
+    ] {
+        let mut full = vec!["dig", "+short", "+time=2", "+tries=3", "@fd00:13:31::1"];
+        full.extend_from_slice(&args);
+        let out = lab.exec("h2", &full);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            want,
+            "dig {args:?}: {out:?}"
+        );
+    }
+
     // Both bindings are in the journal, fsynced before their REPLY.
     let journal = std::fs::read_to_string(lab.dir.join("state").join("leases6.journal")).unwrap();
     for ip in [h1[0].as_str(), "fd00:13:31::12"] {
