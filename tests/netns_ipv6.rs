@@ -459,17 +459,12 @@ fn pool_address(ns: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-#[test]
-fn dhcpcd_6_gets_a_pool_address_named_in_dns_until_it_releases() {
-    let mut lab = Lab::new();
-    let ns = lab.ns("h1");
-    let ns2 = lab.ns("h2");
-    let _r1 = NetnsResolv::new(&ns);
-    let _r2 = NetnsResolv::new(&ns2);
-    // h1 is no `[[host]]` here (a host's name would beat the client's: see
-    // service::dns::lease6), and its port is bound to none.
+/// Starts the lab with a DHCPv4 and a DHCPv6 pool, h1 no `[[host]]` (a host's name would beat
+/// the client's: see service::dns::lease6) and its port bound to none; waits for both hosts'
+/// link-local addresses past DAD and returns h1's MAC (whatever its tap got).
+fn start_h1_unnamed(lab: &mut Lab) -> String {
     start_edited(
-        &mut lab,
+        lab,
         "\n[dhcp6]\npool = [\"fd00:13:31::100\", \"fd00:13:31::1ff\"]\n",
         "",
         |c| {
@@ -479,27 +474,101 @@ fn dhcpcd_6_gets_a_pool_address_named_in_dns_until_it_releases() {
                 1,
             )
             .replacen("host = \"h1\"\n", "", 1)
+            .replacen(
+                "[dhcp]\n",
+                "[dhcp]\npool = [\"10.13.31.100\", \"10.13.31.149\"]\n",
+                1,
+            )
         },
     );
-    // h1's MAC is whatever its tap got (no host names one): DAD passed on its link-local.
-    let link_local = |ns: &str| {
-        let out = common::sh(&["ip", "-n", ns, "-6", "addr", "show", "scope", "link"]);
+    let ns = lab.ns("h1");
+    lab.wait_for("h1's link-local address", Duration::from_secs(40), || {
+        let out = common::sh(&["ip", "-n", &ns, "-6", "addr", "show", "scope", "link"]);
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .any(|l| l.contains("inet6 fe80::") && !l.contains("tentative"))
-    };
-    lab.wait_for("h1's link-local address", Duration::from_secs(40), || {
-        link_local(&ns)
     });
-    wait_for_address(&mut lab, "h2", "fe80::5054:ff:fe31:c");
+    wait_for_address(lab, "h2", "fe80::5054:ff:fe31:c");
     let i1 = lab.ifname("h1");
     let link = common::sh(&["ip", "-n", &ns, "link", "show", &i1]);
-    let h1_mac = String::from_utf8_lossy(&link.stdout)
+    String::from_utf8_lossy(&link.stdout)
         .split_whitespace()
         .skip_while(|w| *w != "link/ether")
         .nth(1)
         .expect("h1's MAC")
-        .to_string();
+        .to_string()
+}
+
+/// `dig +short ARGS` from `host` to the gateway's IPv6 address.
+fn dig6(lab: &mut Lab, host: &str, args: &[&str]) -> String {
+    let mut full = vec!["dig", "+short", "+time=2", "+tries=3", "@fd00:13:31::1"];
+    full.extend_from_slice(args);
+    let out = lab.exec(host, &full);
+    assert!(out.status.success(), "dig {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn dhclient_6_without_a_name_takes_the_dhcpv4_name_of_its_mac() {
+    let mut lab = Lab::new();
+    let ns = lab.ns("h1");
+    let _r1 = NetnsResolv::new(&ns);
+    let _r2 = NetnsResolv::new(&lab.ns("h2"));
+    start_h1_unnamed(&mut lab);
+    // DHCPv4 first, with its hostname (option 12); then dhclient -6, which sends no FQDN.
+    let script4 = common::clients::udhcpc_script(&lab.dir.clone());
+    let i1 = lab.ifname("h1");
+    let script4 = script4.display().to_string();
+    let out = lab.exec(
+        "h1",
+        &[
+            "timeout",
+            "30",
+            "udhcpc",
+            "-i",
+            &i1,
+            "-n",
+            "-q",
+            "-f",
+            "-t",
+            "5",
+            "-T",
+            "1",
+            "-x",
+            "hostname:web4",
+            "-s",
+            &script4,
+        ],
+    );
+    assert!(out.status.success(), "udhcpc: {out:?}");
+    let v4 = dig6(&mut lab, "h2", &["A", "web4.lab.test"]);
+    assert!(v4.starts_with("10.13.31.1"), "web4's A: {v4:?}");
+    let script6 = dhclient6_script(&lab.dir.clone());
+    let out = dhclient6(&mut lab, "h1", &script6);
+    assert!(out.status.success(), "dhclient -6 on h1: {out:?}");
+    let out = common::sh(&["ip", "-n", &ns, "-6", "addr", "show", "scope", "global"]);
+    let addr = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("inet6 "))
+        .filter_map(|l| l.split('/').next())
+        .find(|a| a.starts_with("fd00:13:31::1"))
+        .map(str::to_string)
+        .expect("a DHCPv6 pool address on h1");
+    assert_eq!(dig6(&mut lab, "h2", &["AAAA", "web4.lab.test"]), addr);
+    assert_eq!(dig6(&mut lab, "h2", &["-x", &addr]), "web4.lab.test.");
+    stop_dhclient6(&mut lab, "h1");
+    let exit = lab.stop_with("TERM");
+    assert_eq!(exit.counters("h1").drops, "-", "{}", exit.stdout);
+}
+
+#[test]
+fn dhcpcd_6_gets_a_pool_address_named_in_dns_until_it_releases() {
+    let mut lab = Lab::new();
+    let ns = lab.ns("h1");
+    let ns2 = lab.ns("h2");
+    let _r1 = NetnsResolv::new(&ns);
+    let _r2 = NetnsResolv::new(&ns2);
+    let h1_mac = start_h1_unnamed(&mut lab);
     // dhcpcd starts DHCPv6 because the RA has the managed flag; it sets the address itself.
     let bg = dhcpcd6(&mut lab);
     lab.wait_for(
