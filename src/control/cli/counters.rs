@@ -175,6 +175,15 @@ mod tests {
             services_table(&services, false),
             "dhcp\n  acks  4\n  (1 counters at zero; --all shows them)\ndns: off\n"
         );
+        let with6 = ServiceStats {
+            dhcp6: Some(vec![("leases".into(), 2), ("dropped".into(), 0)]),
+            ..services
+        };
+        assert!(
+            services_table(&with6, true).ends_with("dhcp6\n  leases   2\n  dropped  0\n"),
+            "{}",
+            services_table(&with6, true)
+        );
     }
 
     #[test]
