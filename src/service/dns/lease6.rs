@@ -18,8 +18,10 @@
 //! address without a name (dnsmasq: the newer lease wins). One client with several IA_NAs:
 //! the name answers all their addresses.
 //!
-//! The derived maps are rebuilt from the bindings on every change of a binding or of a
-//! DHCPv4 lease name (O(bindings); DHCPv6 on a VM segment is a handful of clients).
+//! Each binding's name is chosen when it is added, and again for the bindings of a MAC whose
+//! DHCPv4 name changed; a name's answer is picked at lookup among the few bindings that claim
+//! it. So a change costs O(claims of one name + hosts), not O(bindings): a segment with
+//! thousands of DHCPv6 clients (a perfdhcp run) stays linear.
 
 use std::collections::HashMap;
 use std::net::Ipv6Addr;
@@ -38,6 +40,8 @@ struct Binding {
     mac: Option<MacAddr>,
     hostname: Option<String>,
     expires: u64,
+    /// The name chosen for it (module docs), if any.
+    name: Option<String>,
 }
 
 /// Why a binding's client name did not enter the zone.
@@ -47,105 +51,162 @@ pub enum Refused6 {
     Reserved { name: String, ip: Ipv6Addr },
 }
 
-/// The bindings and the names they give.
+/// The bindings and the names they claim.
 #[derive(Debug, Clone, Default)]
 pub(super) struct LeaseNames6 {
     bindings: HashMap<Key, Binding>,
-    /// Name → the DUID that holds it and its addresses.
-    names: HashMap<String, (Vec<u8>, Vec<Ipv6Addr>)>,
-    ptr: HashMap<Ipv6Addr, String>,
+    by_ip: HashMap<Ipv6Addr, Key>,
+    by_mac: HashMap<MacAddr, Vec<Key>>,
+    /// Name → the bindings that chose it.
+    claims: HashMap<String, Vec<Key>>,
 }
 
 impl LeaseNames6 {
-    /// No bindings and no names left from earlier ones: a rebuild has nothing to do.
-    pub(super) fn is_empty(&self) -> bool {
-        self.bindings.is_empty() && self.names.is_empty()
-    }
-
     pub(super) fn len(&self) -> usize {
         self.bindings.len()
     }
 
-    /// Adds or refreshes `lease` (the caller rebuilds).
-    pub(super) fn upsert(&mut self, lease: &Lease6) {
-        let b = Binding {
+    /// Does a binding of `mac` exist (its name may follow `mac`'s DHCPv4 name)?
+    pub(super) fn has_mac(&self, mac: MacAddr) -> bool {
+        self.by_mac.contains_key(&mac)
+    }
+
+    /// Adds or refreshes `lease`, its name chosen now; `Err` if the client's FQDN name is a
+    /// host's that is not this client (the binding then has no name from it).
+    pub(super) fn upsert(
+        &mut self,
+        lease: &Lease6,
+        hosts: &HashMap<String, DnsHost>,
+        v4_name_of: impl Fn(MacAddr) -> Option<String>,
+    ) -> Result<(), Refused6> {
+        let key = (lease.duid.clone(), lease.iaid);
+        self.remove_key(&key);
+        // An address moved to this binding: whichever binding held it before lost it.
+        if let Some(old) = self.by_ip.get(&lease.ip).cloned() {
+            self.remove_key(&old);
+        }
+        let mut b = Binding {
             ip: lease.ip,
             mac: lease.mac,
             hostname: lease.hostname.clone(),
             expires: lease.expires,
+            name: None,
         };
-        self.bindings.insert((lease.duid.clone(), lease.iaid), b);
-        // An address moved to this binding: whichever binding held it before lost it.
-        let key = (lease.duid.clone(), lease.iaid);
-        self.bindings
-            .retain(|k, other| *k == key || other.ip != lease.ip);
-    }
-
-    /// Forgets a binding (the caller rebuilds); false if it was not there.
-    pub(super) fn remove(&mut self, duid: &[u8], iaid: u32) -> bool {
-        self.bindings.remove(&(duid.to_vec(), iaid)).is_some()
-    }
-
-    /// Keeps the bindings `is_live` says are live (the caller rebuilds); true if any went.
-    pub(super) fn retain(&mut self, mut is_live: impl FnMut(&[u8], u32) -> bool) -> bool {
-        let before = self.bindings.len();
-        self.bindings.retain(|(d, i), _| is_live(d, *i));
-        self.bindings.len() != before
-    }
-
-    /// The addresses `name` answers through bindings.
-    pub(super) fn addresses(&self, name: &str) -> &[Ipv6Addr] {
-        self.names.get(name).map_or(&[], |(_, ips)| ips.as_slice())
-    }
-
-    /// The name a bound address has, if any.
-    pub(super) fn name_of(&self, ip: Ipv6Addr) -> Option<&str> {
-        self.ptr.get(&ip).map(String::as_str)
-    }
-
-    /// The client's name, checked against the hosts: `Err` if it is another's reserved name.
-    pub(super) fn check(lease: &Lease6, hosts: &HashMap<String, DnsHost>) -> Result<(), Refused6> {
-        let Some(name) = lease.hostname.as_deref() else {
-            return Ok(());
-        };
-        match hosts.get(name) {
+        b.name = choose(&b, hosts, &v4_name_of);
+        self.insert(key, b);
+        match lease.hostname.as_deref().and_then(|n| hosts.get(n)) {
             Some(h) if !is_hosts(h, lease.mac, lease.ip) => Err(Refused6::Reserved {
-                name: name.to_string(),
+                name: h.name.clone(),
                 ip: lease.ip,
             }),
             _ => Ok(()),
         }
     }
 
-    /// Recomputes the names from the bindings, the hosts and the DHCPv4 lease names by MAC.
-    pub(super) fn rebuild(
+    fn insert(&mut self, key: Key, b: Binding) {
+        self.by_ip.insert(b.ip, key.clone());
+        if let Some(mac) = b.mac {
+            self.by_mac.entry(mac).or_default().push(key.clone());
+        }
+        if let Some(n) = &b.name {
+            self.claims.entry(n.clone()).or_default().push(key.clone());
+        }
+        self.bindings.insert(key, b);
+    }
+
+    fn remove_key(&mut self, key: &Key) -> bool {
+        let Some(b) = self.bindings.remove(key) else {
+            return false;
+        };
+        if self.by_ip.get(&b.ip) == Some(key) {
+            self.by_ip.remove(&b.ip);
+        }
+        if let Some(mac) = b.mac {
+            drop_from(&mut self.by_mac, mac, key);
+        }
+        if let Some(n) = b.name {
+            drop_from(&mut self.claims, n, key);
+        }
+        true
+    }
+
+    /// Forgets a binding; false if it was not there.
+    pub(super) fn remove(&mut self, duid: &[u8], iaid: u32) -> bool {
+        self.remove_key(&(duid.to_vec(), iaid))
+    }
+
+    /// Keeps the bindings `is_live` says are live; true if any went.
+    pub(super) fn retain(&mut self, mut is_live: impl FnMut(&[u8], u32) -> bool) -> bool {
+        let gone: Vec<Key> = self
+            .bindings
+            .keys()
+            .filter(|(d, i)| !is_live(d, *i))
+            .cloned()
+            .collect();
+        for k in &gone {
+            self.remove_key(k);
+        }
+        !gone.is_empty()
+    }
+
+    /// `mac`'s DHCPv4 name changed: its bindings choose their names again.
+    pub(super) fn follow_mac(
         &mut self,
+        mac: MacAddr,
         hosts: &HashMap<String, DnsHost>,
         v4_name_of: impl Fn(MacAddr) -> Option<String>,
     ) {
-        self.names.clear();
-        self.ptr.clear();
-        let mut order: Vec<(&Key, &Binding)> = self.bindings.iter().collect();
-        // The binding that expires last first: it wins a name two clients send.
-        order.sort_by(|a, b| b.1.expires.cmp(&a.1.expires).then(a.0.cmp(b.0)));
-        for ((duid, _), b) in order {
-            let Some(name) = choose(b, hosts, &v4_name_of) else {
+        let keys = self.by_mac.get(&mac).cloned().unwrap_or_default();
+        for k in keys {
+            let Some(mut b) = self.bindings.get(&k).cloned() else {
                 continue;
             };
-            if hosts.get(&name).and_then(|h| h.ipv6) == Some(b.ip) {
-                // The host's own reserved address: a static AAAA already.
-                continue;
-            }
-            let entry = self
-                .names
-                .entry(name.clone())
-                .or_insert_with(|| (duid.clone(), Vec::new()));
-            if entry.0 != *duid {
-                continue;
-            }
-            entry.1.push(b.ip);
-            entry.1.sort();
-            self.ptr.insert(b.ip, name);
+            self.remove_key(&k);
+            b.name = choose(&b, hosts, &v4_name_of);
+            self.insert(k, b);
+        }
+    }
+
+    /// The DUID that holds `name`: of its claims, the binding that expires last.
+    fn holder(&self, name: &str) -> Option<&[u8]> {
+        self.claims
+            .get(name)?
+            .iter()
+            .filter_map(|k| self.bindings.get(k).map(|b| (k, b.expires)))
+            .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))
+            .map(|(k, _)| k.0.as_slice())
+    }
+
+    /// The addresses `name` answers through bindings (the holder's, sorted), leaving out
+    /// `except` (a host's own reserved address, a static AAAA already).
+    pub(super) fn addresses(&self, name: &str, except: Option<Ipv6Addr>) -> Vec<Ipv6Addr> {
+        let Some(holder) = self.holder(name) else {
+            return Vec::new();
+        };
+        let mut ips: Vec<Ipv6Addr> = self.claims[name]
+            .iter()
+            .filter(|k| k.0 == holder)
+            .filter_map(|k| self.bindings.get(k).map(|b| b.ip))
+            .filter(|ip| Some(*ip) != except)
+            .collect();
+        ips.sort();
+        ips
+    }
+
+    /// The name a bound address has, if its binding holds it.
+    pub(super) fn name_of(&self, ip: Ipv6Addr) -> Option<&str> {
+        let key = self.by_ip.get(&ip)?;
+        let name = self.bindings.get(key)?.name.as_deref()?;
+        (self.holder(name) == Some(key.0.as_slice())).then_some(name)
+    }
+}
+
+/// Takes `key` out of `map[k]`, and the entry out when it is empty.
+fn drop_from<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Vec<Key>>, k: K, key: &Key) {
+    if let Some(v) = map.get_mut(&k) {
+        v.retain(|x| x != key);
+        if v.is_empty() {
+            map.remove(&k);
         }
     }
 }

@@ -111,6 +111,10 @@ pub struct Zone {
     static_ptr6: HashMap<Ipv6Addr, String>,
     /// DHCPv6 bindings and the AAAA/PTR names they give.
     names6: LeaseNames6,
+    /// MACs of DHCPv6 bindings whose DHCPv4 name went since their names were chosen.
+    macs6_changed: Vec<MacAddr>,
+    /// The lease name each MAC holds (for DHCPv6 bindings that send none).
+    lease_name_by_mac: HashMap<MacAddr, String>,
 }
 
 /// Is `label` a valid host label (RFC 1123, lowercase)?
@@ -162,6 +166,8 @@ impl Zone {
             lease_ptr: HashMap::new(),
             static_ptr6: HashMap::new(),
             names6: LeaseNames6::default(),
+            macs6_changed: Vec::new(),
+            lease_name_by_mac: HashMap::new(),
         };
         for h in &p.hosts {
             z.reserved.insert(h.name.clone(), h.clone());
@@ -220,7 +226,7 @@ impl Zone {
     /// a lease without a hostname only releases a name its owner held before.
     pub fn upsert_lease(&mut self, lease: &Lease) -> Result<(), NameRefused> {
         let r = self.upsert_lease_v4(lease);
-        self.rebuild6();
+        self.follow_macs6(lease.mac);
         r
     }
 
@@ -262,6 +268,7 @@ impl Zone {
         }
         self.lease_ptr.insert(lease.ip, name.clone());
         self.lease_name_of.insert(lease.key.clone(), name.clone());
+        self.lease_name_by_mac.insert(lease.mac, name.clone());
         self.leases.insert(
             name,
             LeaseName {
@@ -276,7 +283,7 @@ impl Zone {
     /// Takes the name of `key`'s lease out of the zone (release, expiry, replacement).
     pub fn remove_lease(&mut self, key: &ClientKey) {
         if self.forget_lease(key) {
-            self.rebuild6();
+            self.follow_macs6(None);
         }
     }
 
@@ -288,7 +295,15 @@ impl Zone {
         };
         self.bump_serial();
         let ip = match self.leases.remove(&name) {
-            Some(l) => Some(l.ip),
+            Some(l) => {
+                if self.lease_name_by_mac.get(&l.mac) == Some(&name) {
+                    self.lease_name_by_mac.remove(&l.mac);
+                }
+                if self.names6.has_mac(l.mac) {
+                    self.macs6_changed.push(l.mac);
+                }
+                Some(l.ip)
+            }
             None => self.reserved_lease.remove(&name),
         };
         if let Some(ip) = ip {
@@ -303,16 +318,15 @@ impl Zone {
     /// FQDN name is a host's that is not this client (the binding still gets no name).
     pub fn upsert_lease6(&mut self, lease: &Lease6) -> Result<(), Refused6> {
         self.bump_serial();
-        self.names6.upsert(lease);
-        self.rebuild6();
-        LeaseNames6::check(lease, &self.reserved)
+        let by_mac = &self.lease_name_by_mac;
+        self.names6
+            .upsert(lease, &self.reserved, |mac| by_mac.get(&mac).cloned())
     }
 
     /// Takes a DHCPv6 binding's name out (release, decline, expiry).
     pub fn remove_lease6(&mut self, duid: &[u8], iaid: u32) {
         if self.names6.remove(duid, iaid) {
             self.bump_serial();
-            self.rebuild6();
         }
     }
 
@@ -320,7 +334,6 @@ impl Zone {
     pub fn retain_leases6(&mut self, is_live: impl FnMut(&[u8], u32) -> bool) {
         if self.names6.retain(is_live) {
             self.bump_serial();
-            self.rebuild6();
         }
     }
 
@@ -334,18 +347,16 @@ impl Zone {
         self.names6.name_of(ip)
     }
 
-    /// The DHCPv6 names follow the bindings, the hosts and the DHCPv4 names.
-    fn rebuild6(&mut self) {
-        if self.names6.is_empty() {
-            return;
+    /// The DHCPv6 bindings of `mac` (and of every MAC whose DHCPv4 name went meanwhile)
+    /// choose their names again: a DHCPv4 name may be theirs (see `lease6`).
+    fn follow_macs6(&mut self, mac: impl Into<Option<MacAddr>>) {
+        let mut macs = std::mem::take(&mut self.macs6_changed);
+        macs.extend(mac.into().filter(|m| self.names6.has_mac(*m)));
+        for m in macs {
+            let by_mac = &self.lease_name_by_mac;
+            self.names6
+                .follow_mac(m, &self.reserved, |mac| by_mac.get(&mac).cloned());
         }
-        let by_mac: HashMap<MacAddr, String> = self
-            .leases
-            .iter()
-            .map(|(name, l)| (l.mac, name.clone()))
-            .collect();
-        self.names6
-            .rebuild(&self.reserved, |mac| by_mac.get(&mac).cloned());
     }
 
     /// Takes out the names of every lease whose key `is_live` says is gone (expiry).
@@ -361,7 +372,7 @@ impl Zone {
             any |= self.forget_lease(&k);
         }
         if any {
-            self.rebuild6();
+            self.follow_macs6(None);
         }
     }
 
@@ -504,11 +515,12 @@ impl Zone {
         } else if let Some(l) = self.leases.get(relative) {
             data.push(RData::A(A(l.ip)));
         }
+        let own6 = self.reserved.get(relative).and_then(|h| h.ipv6);
         data.extend(
             self.names6
-                .addresses(relative)
-                .iter()
-                .map(|ip| RData::AAAA(AAAA(*ip))),
+                .addresses(relative, own6)
+                .into_iter()
+                .map(|ip| RData::AAAA(AAAA(ip))),
         );
         if let Some(s) = self.statics.get(relative) {
             data.extend(s.iter().cloned());
