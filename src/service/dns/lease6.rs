@@ -28,6 +28,7 @@ use std::net::Ipv6Addr;
 
 use super::params::DnsHost;
 use super::zone::is_host_label;
+use super::zone::Zone;
 use crate::service::dhcp6::Lease6;
 use crate::wire::MacAddr;
 
@@ -198,6 +199,53 @@ impl LeaseNames6 {
         let key = self.by_ip.get(&ip)?;
         let name = self.bindings.get(key)?.name.as_deref()?;
         (self.holder(name) == Some(key.0.as_slice())).then_some(name)
+    }
+}
+
+impl Zone {
+    /// Puts a DHCPv6 binding's name into the zone (or refreshes it); `Err` if the client's
+    /// FQDN name is a host's that is not this client (the binding still gets no name).
+    pub fn upsert_lease6(&mut self, lease: &Lease6) -> Result<(), Refused6> {
+        self.bump_serial();
+        let by_mac = &self.lease_name_by_mac;
+        self.names6
+            .upsert(lease, &self.reserved, |mac| by_mac.get(&mac).cloned())
+    }
+
+    /// Takes a DHCPv6 binding's name out (release, decline, expiry).
+    pub fn remove_lease6(&mut self, duid: &[u8], iaid: u32) {
+        if self.names6.remove(duid, iaid) {
+            self.bump_serial();
+        }
+    }
+
+    /// Takes out the DHCPv6 bindings `is_live` says are gone (expiry).
+    pub fn retain_leases6(&mut self, is_live: impl FnMut(&[u8], u32) -> bool) {
+        if self.names6.retain(is_live) {
+            self.bump_serial();
+        }
+    }
+
+    /// DHCPv6 bindings the zone holds.
+    pub fn lease6_count(&self) -> usize {
+        self.names6.len()
+    }
+
+    /// The name a DHCPv6-bound address answers to in the zone, if any.
+    pub fn lease6_name(&self, ip: Ipv6Addr) -> Option<&str> {
+        self.names6.name_of(ip)
+    }
+
+    /// The DHCPv6 bindings of `mac` (and of every MAC whose DHCPv4 name went meanwhile)
+    /// choose their names again: a DHCPv4 name may be theirs (see `lease6`).
+    pub(super) fn follow_macs6(&mut self, mac: impl Into<Option<MacAddr>>) {
+        let mut macs = std::mem::take(&mut self.macs6_changed);
+        macs.extend(mac.into().filter(|m| self.names6.has_mac(*m)));
+        for m in macs {
+            let by_mac = &self.lease_name_by_mac;
+            self.names6
+                .follow_mac(m, &self.reserved, |mac| by_mac.get(&mac).cloned());
+        }
     }
 }
 

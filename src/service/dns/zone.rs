@@ -31,11 +31,10 @@ use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use ipnet::{Ipv4Net, Ipv6Net};
 
-use super::lease6::{LeaseNames6, Refused6};
+use super::lease6::LeaseNames6;
 use super::params::{DnsHost, DnsParams, RecordValue};
 use super::reverse6::{self, Reverse6};
 use crate::service::dhcp::{ClientKey, Lease};
-use crate::service::dhcp6::Lease6;
 use crate::wire::MacAddr;
 
 /// CNAME chains inside the zone are followed this far.
@@ -97,7 +96,7 @@ pub struct Zone {
     statics: HashMap<String, Vec<RData>>,
     /// Names that exist only because a longer static name ends with them.
     empty_non_terminals: HashSet<String>,
-    reserved: HashMap<String, DnsHost>,
+    pub(super) reserved: HashMap<String, DnsHost>,
     /// Reserved names without an ipv4, answered from their own host's lease.
     reserved_lease: HashMap<String, Ipv4Addr>,
     /// Lease hostnames (not reserved) → owner and address.
@@ -110,11 +109,11 @@ pub struct Zone {
     /// IPv6 addresses named statically (hosts' `ipv6`, static AAAA records): first name wins.
     static_ptr6: HashMap<Ipv6Addr, String>,
     /// DHCPv6 bindings and the AAAA/PTR names they give.
-    names6: LeaseNames6,
+    pub(super) names6: LeaseNames6,
     /// MACs of DHCPv6 bindings whose DHCPv4 name went since their names were chosen.
-    macs6_changed: Vec<MacAddr>,
+    pub(super) macs6_changed: Vec<MacAddr>,
     /// The lease name each MAC holds (for DHCPv6 bindings that send none).
-    lease_name_by_mac: HashMap<MacAddr, String>,
+    pub(super) lease_name_by_mac: HashMap<MacAddr, String>,
 }
 
 /// Is `label` a valid host label (RFC 1123, lowercase)?
@@ -314,51 +313,6 @@ impl Zone {
         true
     }
 
-    /// Puts a DHCPv6 binding's name into the zone (or refreshes it); `Err` if the client's
-    /// FQDN name is a host's that is not this client (the binding still gets no name).
-    pub fn upsert_lease6(&mut self, lease: &Lease6) -> Result<(), Refused6> {
-        self.bump_serial();
-        let by_mac = &self.lease_name_by_mac;
-        self.names6
-            .upsert(lease, &self.reserved, |mac| by_mac.get(&mac).cloned())
-    }
-
-    /// Takes a DHCPv6 binding's name out (release, decline, expiry).
-    pub fn remove_lease6(&mut self, duid: &[u8], iaid: u32) {
-        if self.names6.remove(duid, iaid) {
-            self.bump_serial();
-        }
-    }
-
-    /// Takes out the DHCPv6 bindings `is_live` says are gone (expiry).
-    pub fn retain_leases6(&mut self, is_live: impl FnMut(&[u8], u32) -> bool) {
-        if self.names6.retain(is_live) {
-            self.bump_serial();
-        }
-    }
-
-    /// DHCPv6 bindings the zone holds.
-    pub fn lease6_count(&self) -> usize {
-        self.names6.len()
-    }
-
-    /// The name a DHCPv6-bound address answers to in the zone, if any.
-    pub fn lease6_name(&self, ip: Ipv6Addr) -> Option<&str> {
-        self.names6.name_of(ip)
-    }
-
-    /// The DHCPv6 bindings of `mac` (and of every MAC whose DHCPv4 name went meanwhile)
-    /// choose their names again: a DHCPv4 name may be theirs (see `lease6`).
-    fn follow_macs6(&mut self, mac: impl Into<Option<MacAddr>>) {
-        let mut macs = std::mem::take(&mut self.macs6_changed);
-        macs.extend(mac.into().filter(|m| self.names6.has_mac(*m)));
-        for m in macs {
-            let by_mac = &self.lease_name_by_mac;
-            self.names6
-                .follow_mac(m, &self.reserved, |mac| by_mac.get(&mac).cloned());
-        }
-    }
-
     /// Takes out the names of every lease whose key `is_live` says is gone (expiry).
     pub fn retain_leases(&mut self, mut is_live: impl FnMut(&ClientKey) -> bool) {
         let gone: Vec<ClientKey> = self
@@ -382,7 +336,7 @@ impl Zone {
         self.soa.serial
     }
 
-    fn bump_serial(&mut self) {
+    pub(super) fn bump_serial(&mut self) {
         self.soa.serial = self.soa.serial.wrapping_add(1);
         self.version = next_version();
     }
