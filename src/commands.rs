@@ -109,5 +109,23 @@ fn offline_leases(cfg: &config::Config, json: bool) -> anyhow::Result<String> {
                 .map(|l| LeaseRow::from_lease(l, cfg.prefix_of(l.ip), None)),
         );
     }
+    if let Some(v6) = &cfg.ipv6 {
+        // The DHCPv6 bindings from leases6.journal (missing: none), with the client's name.
+        let path = cfg.dhcp.state_dir.join("leases6.journal");
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => anyhow::bail!("cannot read the DHCPv6 journal {}: {e}", path.display()),
+        };
+        let (mut leases, _) = switchyard::service::dhcp6::journal::replay(&bytes);
+        leases.retain(|l| !l.has_expired(now));
+        leases.sort_by_key(|l| l.ip);
+        let prefix6 = v6.subnet.prefix_len();
+        rows.extend(
+            leases
+                .iter()
+                .map(|l| LeaseRow::from_lease6(l, prefix6, l.hostname.clone(), None)),
+        );
+    }
     Ok(cli::render(&Body::Leases(rows), json))
 }

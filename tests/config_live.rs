@@ -225,6 +225,13 @@ fn a_reload_may_change_hosts_guards_and_ports_only() {
         (format!("{TEXT}\n[switch]\nageing = \"10s\"\n"), "[switch]"),
         (format!("{TEXT}\n[dhcp]\nlease_time = \"2h\"\n"), "[dhcp]"),
         (
+            TEXT.replace(
+                "domain = \"t.test\"",
+                "domain = \"t.test\"\nsubnet6 = \"fd00:1::/64\"\ngateway6 = \"fd00:1::1\"",
+            ),
+            "subnet6, gateway6, [ra] or [dhcp6]",
+        ),
+        (
             format!("{TEXT}\n[metrics]\nlisten = \"127.0.0.1:9\"\n"),
             "metrics",
         ),

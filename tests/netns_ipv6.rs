@@ -30,6 +30,11 @@ fn start(lab: &mut Lab, extra: &str) {
 
 /// Like `start`, with `h2_extra` (keys) added to h2's `[[host]]`.
 fn start_with(lab: &mut Lab, extra: &str, h2_extra: &str) {
+    start_edited(lab, extra, h2_extra, |c| c);
+}
+
+/// Like `start_with`, the config passed through `edit` first.
+fn start_edited(lab: &mut Lab, extra: &str, h2_extra: &str, edit: impl Fn(String) -> String) {
     let cfg = lab_config(lab, &[("h1", 11, false), ("h2", 12, false)], "")
         .replacen(
             "domain = \"lab.test\"\n",
@@ -44,6 +49,7 @@ fn start_with(lab: &mut Lab, extra: &str, h2_extra: &str) {
             &format!("ipv4 = \"10.13.31.12\"\nipv6 = \"fd00:13:31::12\"\n{h2_extra}"),
             1,
         );
+    let cfg = edit(cfg);
     let (i1, i2) = (lab.ifname("h1"), lab.ifname("h2"));
     lab.start(&cfg, &[("h1", &i1), ("h2", &i2)]);
 }
@@ -316,6 +322,23 @@ fn dhclient_6_gets_a_pool_lease_and_a_reservation_durable_in_leases6_journal() {
         "ping6 from h1's lease to h2's: {out:?}"
     );
 
+    // h1's pool address has h1's name (its `[[host]]` by MAC; dhclient sends no FQDN), and
+    // h2's reserved address keeps its static one: AAAA and PTR, asked over IPv6.
+    for (args, want) in [
+        (["AAAA", "h1.lab.test"], h1[0].clone()),
+        (["-x", h1[0].as_str()], "h1.lab.test.".to_string()),
+        (["-x", "fd00:13:31::12"], "h2.lab.test.".to_string()),
+    ] {
+        let mut full = vec!["dig", "+short", "+time=2", "+tries=3", "@fd00:13:31::1"];
+        full.extend_from_slice(&args);
+        let out = lab.exec("h2", &full);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            want,
+            "dig {args:?}: {out:?}"
+        );
+    }
+
     // Both bindings are in the journal, fsynced before their REPLY.
     let journal = std::fs::read_to_string(lab.dir.join("state").join("leases6.journal")).unwrap();
     for ip in [h1[0].as_str(), "fd00:13:31::12"] {
@@ -394,63 +417,248 @@ impl Drop for Bg {
     }
 }
 
-#[test]
-fn dhcpcd_6_gets_a_pool_address_from_the_managed_flag() {
-    let mut lab = Lab::new();
+/// `dhcpcd -6` on h1 in the background, in the lab's namespace and a mount namespace of its
+/// own: a tmpfs over /run (its pid file and control sockets) and the lab's directory over
+/// /var/lib/dhcpcd (its DUID and leases), so nothing of the host's dhcpcd is touched. Its
+/// config sends the hostname `web6` as the Client FQDN option and releases on SIGTERM.
+fn dhcpcd6(lab: &mut Lab) -> Bg {
     let ns = lab.ns("h1");
-    let _r1 = NetnsResolv::new(&ns);
-    start(
-        &mut lab,
-        "\n[dhcp6]\npool = [\"fd00:13:31::100\", \"fd00:13:31::1ff\"]\n",
-    );
-    wait_for_address(&mut lab, "h1", "fe80::5054:ff:fe31:b");
     let i1 = lab.ifname("h1");
-    // dhcpcd starts DHCPv6 because the RA has the managed flag; it sets the address itself.
+    let db = lab.dir.join("dhcpcd-db");
+    std::fs::create_dir_all(&db).unwrap();
+    let conf = lab.dir.join("dhcpcd.conf");
+    std::fs::write(
+        &conf,
+        "hostname web6\nfqdn both\nrelease\nipv6only\nduid\nnooption domain_name_servers\n",
+    )
+    .unwrap();
+    let inner = format!(
+        "mount -t tmpfs sy-dhcpcd-run /run && mount --bind {db} /var/lib/dhcpcd && \
+         exec timeout 60 dhcpcd -6 -B -f {conf} -c /bin/true --nohook resolv.conf {i1}",
+        db = db.display(),
+        conf = conf.display(),
+    );
     let child = std::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &ns,
-            "timeout",
-            "40",
-            "dhcpcd",
-            "-6",
-            "-B",
-            "-f",
-            "/dev/null",
-            "-c",
-            "/bin/true",
-            "--nohook",
-            "resolv.conf",
-            &i1,
-        ])
+        .args(["netns", "exec", &ns, "unshare", "-m", "sh", "-c", &inner])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn dhcpcd");
-    let bg = Bg(child);
-    let ns2 = ns.clone();
-    let pool_address = move || -> Option<String> {
-        let out = common::sh(&["ip", "-n", &ns2, "-6", "addr", "show", "scope", "global"]);
+    Bg(child)
+}
+
+/// The DHCPv6 address (a /128 in the pool) `host` has, if any.
+fn pool_address(ns: &str) -> Option<String> {
+    let out = common::sh(&["ip", "-n", ns, "-6", "addr", "show", "scope", "global"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("inet6 "))
+        .filter(|l| l.contains("/128"))
+        .filter_map(|l| l.split('/').next())
+        .find(|a| a.starts_with("fd00:13:31::1"))
+        .map(str::to_string)
+}
+
+/// Starts the lab with a DHCPv4 and a DHCPv6 pool, h1 no `[[host]]` (a host's name would beat
+/// the client's: see service::dns::lease6) and its port bound to none; waits for both hosts'
+/// link-local addresses past DAD and returns h1's MAC (whatever its tap got).
+fn start_h1_unnamed(lab: &mut Lab) -> String {
+    start_edited(
+        lab,
+        "\n[dhcp6]\npool = [\"fd00:13:31::100\", \"fd00:13:31::1ff\"]\n",
+        "",
+        |c| {
+            c.replacen(
+                "\n[[host]]\nname = \"h1\"\nmac = \"52:54:00:31:00:0b\"\nipv4 = \"10.13.31.11\"\n",
+                "",
+                1,
+            )
+            .replacen("host = \"h1\"\n", "", 1)
+            .replacen(
+                "[dhcp]\n",
+                "[dhcp]\npool = [\"10.13.31.100\", \"10.13.31.149\"]\n",
+                1,
+            )
+        },
+    );
+    let ns = lab.ns("h1");
+    lab.wait_for("h1's link-local address", Duration::from_secs(40), || {
+        let out = common::sh(&["ip", "-n", &ns, "-6", "addr", "show", "scope", "link"]);
         String::from_utf8_lossy(&out.stdout)
             .lines()
-            .filter_map(|l| l.trim().strip_prefix("inet6 "))
-            .filter(|l| l.contains("/128"))
-            .filter_map(|l| l.split('/').next())
-            .find(|a| a.starts_with("fd00:13:31::1"))
-            .map(str::to_string)
-    };
-    let check = pool_address.clone();
+            .any(|l| l.contains("inet6 fe80::") && !l.contains("tentative"))
+    });
+    wait_for_address(lab, "h2", "fe80::5054:ff:fe31:c");
+    let i1 = lab.ifname("h1");
+    let link = common::sh(&["ip", "-n", &ns, "link", "show", &i1]);
+    String::from_utf8_lossy(&link.stdout)
+        .split_whitespace()
+        .skip_while(|w| *w != "link/ether")
+        .nth(1)
+        .expect("h1's MAC")
+        .to_string()
+}
+
+/// `dig +short ARGS` from `host` to the gateway's IPv6 address.
+fn dig6(lab: &mut Lab, host: &str, args: &[&str]) -> String {
+    let mut full = vec!["dig", "+short", "+time=2", "+tries=3", "@fd00:13:31::1"];
+    full.extend_from_slice(args);
+    let out = lab.exec(host, &full);
+    assert!(out.status.success(), "dig {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn dhclient_6_without_a_name_takes_the_dhcpv4_name_of_its_mac() {
+    let mut lab = Lab::new();
+    let ns = lab.ns("h1");
+    let _r1 = NetnsResolv::new(&ns);
+    let _r2 = NetnsResolv::new(&lab.ns("h2"));
+    start_h1_unnamed(&mut lab);
+    // DHCPv4 first, with its hostname (option 12); then dhclient -6, which sends no FQDN.
+    let script4 = common::clients::udhcpc_script(&lab.dir.clone());
+    let i1 = lab.ifname("h1");
+    let script4 = script4.display().to_string();
+    let out = lab.exec(
+        "h1",
+        &[
+            "timeout",
+            "30",
+            "udhcpc",
+            "-i",
+            &i1,
+            "-n",
+            "-q",
+            "-f",
+            "-t",
+            "5",
+            "-T",
+            "1",
+            "-x",
+            "hostname:web4",
+            "-s",
+            &script4,
+        ],
+    );
+    assert!(out.status.success(), "udhcpc: {out:?}");
+    let v4 = dig6(&mut lab, "h2", &["A", "web4.lab.test"]);
+    assert!(v4.starts_with("10.13.31.1"), "web4's A: {v4:?}");
+    let script6 = dhclient6_script(&lab.dir.clone());
+    let out = dhclient6(&mut lab, "h1", &script6);
+    assert!(out.status.success(), "dhclient -6 on h1: {out:?}");
+    let out = common::sh(&["ip", "-n", &ns, "-6", "addr", "show", "scope", "global"]);
+    let addr = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("inet6 "))
+        .filter_map(|l| l.split('/').next())
+        .find(|a| a.starts_with("fd00:13:31::1"))
+        .map(str::to_string)
+        .expect("a DHCPv6 pool address on h1");
+    assert_eq!(dig6(&mut lab, "h2", &["AAAA", "web4.lab.test"]), addr);
+    assert_eq!(dig6(&mut lab, "h2", &["-x", &addr]), "web4.lab.test.");
+    stop_dhclient6(&mut lab, "h1");
+    let exit = lab.stop_with("TERM");
+    assert_eq!(exit.counters("h1").drops, "-", "{}", exit.stdout);
+}
+
+#[test]
+fn dhcpcd_6_gets_a_pool_address_named_in_dns_until_it_releases() {
+    let mut lab = Lab::new();
+    let ns = lab.ns("h1");
+    let ns2 = lab.ns("h2");
+    let _r1 = NetnsResolv::new(&ns);
+    let _r2 = NetnsResolv::new(&ns2);
+    let h1_mac = start_h1_unnamed(&mut lab);
+    // dhcpcd starts DHCPv6 because the RA has the managed flag; it sets the address itself.
+    let bg = dhcpcd6(&mut lab);
     lab.wait_for(
         "a DHCPv6 address from dhcpcd",
         Duration::from_secs(30),
-        || check().is_some(),
+        || pool_address(&ns).is_some(),
     );
-    let addr = pool_address().unwrap();
-    drop(bg);
+    let addr = pool_address(&ns).unwrap();
     let journal = std::fs::read_to_string(lab.dir.join("state").join("leases6.journal")).unwrap();
     assert!(
-        journal.contains(&format!(" {addr} ")),
-        "{addr} not in:\n{journal}"
+        journal.contains(&format!(" {addr} ")) && journal.contains(" web6 "),
+        "{addr} web6 not in:\n{journal}"
     );
+
+    // Its FQDN name answers AAAA and its address the PTR, asked from h2 over IPv6.
+    let dig = |lab: &mut Lab, args: &[&str]| {
+        let mut full = vec!["dig", "+short", "+time=2", "+tries=3", "@fd00:13:31::1"];
+        full.extend_from_slice(args);
+        let out = lab.exec("h2", &full);
+        assert!(out.status.success(), "dig {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(dig(&mut lab, &["AAAA", "web6.lab.test"]), addr);
+    assert_eq!(dig(&mut lab, &["-x", &addr]), "web6.lab.test.");
+    assert_eq!(dig(&mut lab, &["A", "web6.lab.test"]), "", "no IPv4 lease");
+
+    // `switchyard leases` lists the binding; the lease file has dnsmasq's IPv6 section.
+    let table = lab.cli_ok(&["leases"]);
+    let row = table
+        .lines()
+        .find(|l| l.contains(&addr))
+        .unwrap_or_else(|| panic!("{addr} not in:\n{table}"));
+    assert!(
+        row.contains("ipv6") && row.contains("web6") && row.contains(&h1_mac),
+        "{row}"
+    );
+    let services = lab.cli_ok(&["stats", "--services"]);
+    let dhcp6 = services.split("dhcp6\n").nth(1).expect(&services);
+    let leases = dhcp6.lines().find(|l| l.trim_start().starts_with("leases"));
+    assert_eq!(
+        leases.and_then(|l| l.split_whitespace().nth(1)),
+        Some("1"),
+        "{services}"
+    );
+    let file = lab.dir.join("state").join("leases");
+    lab.wait_for(
+        "the lease file's IPv6 section",
+        Duration::from_secs(5),
+        || std::fs::read_to_string(&file).is_ok_and(|t| t.contains(&addr)),
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    let duid_line = text.lines().find(|l| l.starts_with("duid ")).expect(&text);
+    assert_eq!(duid_line.split(':').count(), 10, "DUID-LL: {duid_line}");
+    let line = text.lines().find(|l| l.contains(&addr)).unwrap();
+    let f: Vec<&str> = line.split(' ').collect();
+    assert_eq!(
+        f.len(),
+        5,
+        "<expiry> <iaid> <ipv6> <hostname> <duid>: {line}"
+    );
+    assert!(
+        f[0].parse::<u64>().is_ok() && f[1].parse::<u32>().is_ok(),
+        "{line}"
+    );
+    assert_eq!((f[2], f[3]), (addr.as_str(), "web6"), "{line}");
+
+    // SIGTERM: dhcpcd sends RELEASE (its `release`); the name leaves DNS and the file.
+    drop(bg);
+    lab.wait_for("web6 gone from DNS", Duration::from_secs(10), || {
+        let out = common::sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &ns2,
+            "dig",
+            "+short",
+            "+time=1",
+            "+tries=1",
+            "@fd00:13:31::1",
+            "AAAA",
+            "web6.lab.test",
+        ]);
+        out.status.success() && String::from_utf8_lossy(&out.stdout).trim().is_empty()
+    });
+    assert_eq!(dig(&mut lab, &["-x", &addr]), "");
+    lab.wait_for(
+        "the binding gone from the lease file",
+        Duration::from_secs(5),
+        || std::fs::read_to_string(&file).is_ok_and(|t| !t.contains(&addr)),
+    );
+    let exit = lab.stop_with("TERM");
+    assert_eq!(exit.counters("h1").drops, "-", "{}", exit.stdout);
 }

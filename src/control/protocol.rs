@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::service::dhcp::leases::hex_colon;
 use crate::service::dhcp::Lease;
+use crate::service::dhcp6::Lease6;
 
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -353,6 +354,9 @@ pub struct LeaseRow {
     /// The switch port the lease is bound to (absent when read from the journal offline).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<String>,
+    /// A DHCPv6 binding's IAID (libvirt's `iaid`); absent for IPv4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iaid: Option<u32>,
 }
 
 impl LeaseRow {
@@ -367,6 +371,28 @@ impl LeaseRow {
             hostname: lease.hostname.clone(),
             clientid: lease.client_id.as_deref().map(hex_colon),
             port,
+            iaid: None,
+        }
+    }
+
+    /// The row for a DHCPv6 binding (`type` "ipv6", the client's DUID as its client id, the
+    /// name DNS gives it), bound to `port` if known.
+    pub fn from_lease6(
+        lease: &Lease6,
+        prefix: u8,
+        hostname: Option<String>,
+        port: Option<String>,
+    ) -> LeaseRow {
+        LeaseRow {
+            expiry_time: Some(lease.expires),
+            mac: lease.mac.map_or_else(|| "-".to_string(), |m| m.to_string()),
+            kind: "ipv6".into(),
+            ipaddr: lease.ip.to_string(),
+            prefix,
+            hostname,
+            clientid: Some(hex_colon(&lease.duid)),
+            port,
+            iaid: Some(lease.iaid),
         }
     }
 }
@@ -403,6 +429,10 @@ pub struct ServiceStats {
     pub dhcp: Option<Vec<(String, u64)>>,
     /// The DNS server's: queries, how they were answered, errors, drops; `None`: DNS is off.
     pub dns: Option<Vec<(String, u64)>>,
+    /// The DHCPv6 server's: `leases` (bindings live now), replies, advertises, drops; `None`:
+    /// DHCPv6 is off (or an older daemon).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dhcp6: Option<Vec<(String, u64)>>,
 }
 
 /// One frame a port dropped (`switchyard why`).

@@ -383,6 +383,7 @@ mod tests {
             services: ServiceStats {
                 dhcp: Some(vec![("leases".into(), 2), ("acks".into(), 0)]),
                 dns: Some(vec![("queries".into(), queries), ("local".into(), queries)]),
+                dhcp6: None,
             },
         }
     }

@@ -33,7 +33,9 @@ use crate::control::config::Config;
 use crate::service::dhcp::frame::{
     dhcp_payload, emit_reply_frame, SERVER_PORT as DHCP_SERVER_PORT,
 };
+use crate::service::dhcp::leases::write_atomically;
 use crate::service::dhcp::Lease;
+use crate::service::dhcp6::{Change6, Lease6};
 use crate::service::dns::DnsCounters;
 use crate::service::ndp::{Ndp, Served6};
 use crate::switch::{PortId, Switch, DEFAULT_VLAN};
@@ -153,6 +155,15 @@ pub(super) enum Call {
     DhcpStats(SyncSender<Option<DhcpStats>>),
     /// The DNS server's counts, the workers' memo answers included (`None` without DNS).
     DnsStats(SyncSender<Option<DnsCounters>>),
+    /// The live DHCPv6 bindings, each with the name DNS gives it, and the server's counts
+    /// (`None` without DHCPv6).
+    Dhcp6(SyncSender<Option<Dhcp6Snapshot>>),
+}
+
+/// What [`Call::Dhcp6`] answers.
+pub(super) struct Dhcp6Snapshot {
+    pub(super) leases: Vec<(Lease6, Option<String>)>,
+    pub(super) counters: crate::service::dhcp6::Dhcp6Counters,
 }
 
 /// The appliance's identity on the segment.
@@ -356,6 +367,11 @@ impl Appliance {
                 dns.load_leases(dhcp.live_leases(last_sweep));
             }
         }
+        if let (Some(dns), Some(d6)) = (self.dns.as_mut(), self.dhcp6.as_ref()) {
+            let live6 = d6.live_leases(last_sweep);
+            let changes: Vec<_> = live6.into_iter().map(Change6::Upsert).collect();
+            dns.apply_lease6_changes(&changes);
+        }
         while !stop.load(Ordering::Relaxed) {
             match self.rx.recv_timeout(TICK) {
                 Ok(first) => {
@@ -412,6 +428,7 @@ impl Appliance {
                 if let Some(d6) = self.dhcp6.as_mut() {
                     d6.tick(now);
                 }
+                self.follow_leases6(now);
                 if let Some(dhcp) = self.dhcp.as_mut() {
                     // Expired leases lose their guard binding (and their DNS name) within about
                     // a second.
@@ -551,10 +568,55 @@ impl Appliance {
         }
     }
 
+    /// The zone follows the DHCPv6 binding changes (called before a REPLY leaves, so a client
+    /// that has its REPLY finds its name, and after the expiries of a tick).
+    fn names_follow_leases6(&mut self) {
+        let Some(d6) = self.dhcp6.as_mut() else {
+            return;
+        };
+        let changes = d6.take_changes();
+        if let Some(dns) = self.dns.as_mut() {
+            dns.apply_lease6_changes(&changes);
+        }
+    }
+
+    /// Once a second: the zone follows the tick's expiries, and the lease file's IPv6 section,
+    /// if behind, goes to its writer (the DHCPv4 service's; written here when DHCPv4 is off).
+    fn follow_leases6(&mut self, now: u64) {
+        self.names_follow_leases6();
+        let Some(d6) = self.dhcp6.as_mut() else {
+            return;
+        };
+        let dns = self.dns.as_ref();
+        let name = |l: &Lease6| match dns {
+            Some(d) => d.lease6_name(l),
+            None => l.hostname.clone(),
+        };
+        let Some(section) = d6.take_file_section(now, name) else {
+            return;
+        };
+        match self.dhcp.as_mut() {
+            Some(dhcp) => dhcp.set_v6_section(section),
+            None => {
+                let path = d6.lease_file();
+                if let Err(e) = write_atomically(path, section.as_bytes()) {
+                    tracing::warn!(file = %path.display(), error = %e, "cannot write the lease file");
+                }
+            }
+        }
+    }
+
     /// The zone follows the lease changes of the batch just handled.
     fn update_zone(&mut self) {
         if let (Some(dns), Some(dhcp)) = (self.dns.as_mut(), self.dhcp.as_mut()) {
-            dns.apply_lease_changes(dhcp.take_changes());
+            let changes = dhcp.take_changes();
+            if !changes.is_empty() {
+                // A DHCPv4 name may be a DHCPv6 binding's too (see `service::dns::lease6`).
+                if let Some(d6) = self.dhcp6.as_mut() {
+                    d6.mark_file_dirty();
+                }
+            }
+            dns.apply_lease_changes(changes);
         }
     }
 
@@ -596,6 +658,22 @@ impl Appliance {
             Call::DnsStats(answer) => {
                 let _ = answer.send(self.dns.as_ref().map(DnsService::counters));
             }
+            Call::Dhcp6(answer) => {
+                let dns = self.dns.as_ref();
+                let snap = self.dhcp6.as_ref().map(|d6| Dhcp6Snapshot {
+                    leases: d6
+                        .live_leases(epoch_now())
+                        .into_iter()
+                        .map(|l| {
+                            let name =
+                                dns.map_or_else(|| l.hostname.clone(), |d| d.lease6_name(&l));
+                            (l, name)
+                        })
+                        .collect(),
+                    counters: d6.counters(),
+                });
+                let _ = answer.send(snap);
+            }
             Call::Hosts(config, answer) => {
                 let result = self.apply_hosts(&config);
                 let _ = answer.send(result);
@@ -614,9 +692,13 @@ impl Appliance {
             d6.set_hosts(config);
         }
         if let Some(dns) = self.dns.as_mut() {
+            let live6 = self
+                .dhcp6
+                .as_ref()
+                .map_or_else(Vec::new, |d| d.live_leases(now));
             match self.dhcp.as_ref() {
-                Some(dhcp) => dns.set_hosts(config, dhcp.live_leases(now)),
-                None => dns.set_hosts(config, std::iter::empty()),
+                Some(dhcp) => dns.set_hosts(config, dhcp.live_leases(now), &live6),
+                None => dns.set_hosts(config, std::iter::empty(), &live6),
             }
         }
         Ok(())
@@ -638,6 +720,8 @@ impl Appliance {
         if let Some(r) = self.dhcp6.as_mut().and_then(|d| d.handle(ingress, frame)) {
             // Already durable: the DHCPv6 journal was fsynced before `handle` returned.
             *reply = r;
+            // The names follow before the REPLY leaves; the lease file at the next tick.
+            self.names_follow_leases6();
             return Some((ingress, false));
         }
         let Identity { mac, ip, .. } = self.id;

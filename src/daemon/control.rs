@@ -378,28 +378,44 @@ impl Control {
             Some(d) => Some(dhcp_named(&d, self.ask(Call::Leases)?.len() as u64)),
             None => None,
         };
+        let dhcp6 = self.ask(Call::Dhcp6)?.map(|s| {
+            vec![
+                ("leases".to_string(), s.leases.len() as u64),
+                ("replies".to_string(), s.counters.replies),
+                ("advertises".to_string(), s.counters.advertises),
+                ("dropped".to_string(), s.counters.dropped),
+            ]
+        });
         Ok(ServiceStats {
             dhcp,
             dns: self.dns_stats()?.map(|c| dns_named(&c)),
+            dhcp6,
         })
     }
 
-    /// The live leases, with the port each is bound to.
+    /// The live leases, with the port each is bound to: the DHCPv4 ones, then the DHCPv6
+    /// bindings.
     pub(super) fn leases(&self) -> Result<Vec<LeaseRow>, Failure> {
         let leases = self.ask(Call::Leases)?;
         let live = self.live();
-        Ok(leases
+        // A lease whose port was unplugged since shows no port.
+        let port_of = |p: u16| {
+            let id = PortId(p);
+            (usize::from(p) < self.switch.port_count() && self.switch.is_present(id))
+                .then(|| self.port_name(id))
+        };
+        let mut rows: Vec<LeaseRow> = leases
             .iter()
-            .map(|l| {
-                let prefix = live.prefix_of(l.ip);
-                // A lease whose port was unplugged since shows no port.
-                let id = PortId(l.port);
-                let port = (usize::from(l.port) < self.switch.port_count()
-                    && self.switch.is_present(id))
-                .then(|| self.port_name(id));
-                LeaseRow::from_lease(l, prefix, port)
-            })
-            .collect())
+            .map(|l| LeaseRow::from_lease(l, live.prefix_of(l.ip), port_of(l.port)))
+            .collect();
+        if let Some(snap) = self.ask(Call::Dhcp6)? {
+            let prefix6 = live.ipv6.as_ref().map_or(64, |v6| v6.subnet.prefix_len());
+            rows.extend(snap.leases.into_iter().map(|(l, name)| {
+                let port = port_of(l.port);
+                LeaseRow::from_lease6(&l, prefix6, name, port)
+            }));
+        }
+        Ok(rows)
     }
 
     /// `switchyard list`'s row for this daemon.

@@ -146,6 +146,8 @@ pub(super) struct DhcpService {
     lease_file_dirty: bool,
     /// Lease changes not yet taken by the DNS zone ([`DhcpService::take_changes`]).
     changes: Vec<LeaseChange>,
+    /// The lease file's IPv6 section, after the DHCPv4 lines (empty without DHCPv6).
+    v6_section: String,
     stats: DhcpStats,
     /// Refusals logged at info, rate-limited per port and reason.
     refusals: RateLog,
@@ -280,6 +282,7 @@ impl DhcpService {
             bound: HashMap::new(),
             lease_file_dirty: false,
             changes: Vec::new(),
+            v6_section: String::new(),
             stats: DhcpStats::default(),
             refusals: RateLog::default(),
         };
@@ -467,9 +470,7 @@ impl DhcpService {
         self.sync_bindings(now);
         if self.lease_file_dirty {
             // Busy with the last one: this tick's text waits for the next tick.
-            self.lease_file_dirty = !self
-                .lease_file
-                .offer(self.server.leases().format_dnsmasq(now));
+            self.lease_file_dirty = !self.lease_file.offer(self.lease_file_text(now));
         }
     }
 
@@ -512,9 +513,21 @@ impl DhcpService {
         self.sync_bindings(now);
         if self.lease_file_dirty {
             self.lease_file_dirty = false;
-            self.lease_file
-                .hand_over(self.server.leases().format_dnsmasq(now));
+            self.lease_file.hand_over(self.lease_file_text(now));
         }
+    }
+
+    /// The lease file: the DHCPv4 lines, then the IPv6 section.
+    fn lease_file_text(&self, now: u64) -> String {
+        let mut text = self.server.leases().format_dnsmasq(now);
+        text.push_str(&self.v6_section);
+        text
+    }
+
+    /// The DHCPv6 bindings changed: the lease file's IPv6 section, written at the next tick.
+    pub(super) fn set_v6_section(&mut self, section: String) {
+        self.v6_section = section;
+        self.lease_file_dirty = true;
     }
 
     /// The lease changes handled since the last call (for the DNS zone, in the same thread).

@@ -9,13 +9,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv6Addr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::dhcp::epoch_now;
 use crate::control::config::{dhcp_params, Config};
 use crate::service::dhcp6::journal::Journal6;
+use crate::service::dhcp6::lease_file::format_dnsmasq6;
 use crate::service::dhcp6::{
-    Change6, Dhcp6Params, Dhcp6Server, Drop, Lease6, PortOwner, Reservation6,
+    Change6, Dhcp6Counters, Dhcp6Params, Dhcp6Server, Drop, Lease6, PortOwner, Reservation6,
 };
 use crate::switch::{PortId, Switch};
 use crate::wire::ipv6::{self, Ends, Ipv6View};
@@ -34,6 +36,13 @@ pub(super) struct Dhcp6Service {
     mac: MacAddr,
     /// What the guard has bound, by binding: so a release or an expiry unbinds exactly it.
     bound: HashMap<(Vec<u8>, u32), (PortId, Ipv6Addr)>,
+    /// Changes not yet taken by the DNS zone ([`Dhcp6Service::take_changes`]).
+    changes: Vec<Change6>,
+    /// The lease file's IPv6 section is behind the bindings.
+    file_dirty: bool,
+    /// The dnsmasq-format lease file (written here only when DHCPv4 is off; else the DHCPv4
+    /// service writes it, this section after its lines).
+    lease_file: PathBuf,
 }
 
 /// The server's parameters for `config` (`None` without `subnet6` or with `[dhcp6]` off).
@@ -109,6 +118,9 @@ impl Dhcp6Service {
             switch,
             mac,
             bound: HashMap::new(),
+            changes: Vec::new(),
+            file_dirty: true,
+            lease_file: config.dhcp.lease_file.clone(),
         };
         let live: Vec<Lease6> = leases.into_iter().filter(|l| !l.has_expired(now)).collect();
         for l in &live {
@@ -160,6 +172,8 @@ impl Dhcp6Service {
         for c in &outcome.changes {
             self.apply(c);
         }
+        self.file_dirty |= !outcome.changes.is_empty();
+        self.changes.extend(outcome.changes);
         self.compact_if_due(now);
         let ends = Ends {
             src_mac: self.mac,
@@ -192,6 +206,54 @@ impl Dhcp6Service {
         for c in &changes {
             self.apply(c);
         }
+        self.file_dirty = true;
+        self.changes.extend(changes);
+    }
+
+    /// The binding changes since the last call (for the DNS zone, in the same thread).
+    pub(super) fn take_changes(&mut self) -> Vec<Change6> {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// The live bindings at `now`, sorted by address.
+    pub(super) fn live_leases(&self, now: u64) -> Vec<Lease6> {
+        let mut v: Vec<Lease6> = self.server.leases(now).cloned().collect();
+        v.sort_by_key(|l| l.ip);
+        v
+    }
+
+    /// The server's message counts.
+    pub(super) fn counters(&self) -> Dhcp6Counters {
+        self.server.counters()
+    }
+
+    /// The lease file's IPv6 section if it is behind the bindings (then it is not any more);
+    /// `name` gives each binding's hostname.
+    pub(super) fn take_file_section(
+        &mut self,
+        now: u64,
+        name: impl Fn(&Lease6) -> Option<String>,
+    ) -> Option<String> {
+        if !std::mem::take(&mut self.file_dirty) {
+            return None;
+        }
+        let p = self.server.params();
+        Some(format_dnsmasq6(
+            &p.server_duid,
+            self.server.leases(now),
+            now,
+            name,
+        ))
+    }
+
+    /// The names may have changed (a DHCPv4 name a binding borrows): rewrite the section.
+    pub(super) fn mark_file_dirty(&mut self) {
+        self.file_dirty |= !self.bound.is_empty();
+    }
+
+    /// The lease file, when DHCPv4 (which otherwise writes it) is off.
+    pub(super) fn lease_file(&self) -> &std::path::Path {
+        &self.lease_file
     }
 
     /// The hosts changed: new reservations and port owners; bindings stay.

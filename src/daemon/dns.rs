@@ -30,9 +30,11 @@ use super::{DaemonError, TICK};
 use crate::control::config::{dns_params, Config};
 use crate::control::resolv;
 use crate::service::dhcp::{ClientKey, Lease, LeaseChange};
+use crate::service::dhcp6::{Change6, Lease6};
 use crate::service::dns::tcp::{ConnKey, TcpOutput, TcpResponder};
 use crate::service::dns::{
-    ClientReply, DnsCounters, DnsServer, NameRefused, Outcome, SharedMemo, Transport, Zone,
+    ClientReply, DnsCounters, DnsServer, NameRefused, Outcome, Refused6, SharedMemo, Transport,
+    Zone,
 };
 use crate::switch::PortId;
 use crate::wire::ipv4::{build_udp, Ipv4View, UdpEndpoints, IPV4_HEADER_LEN, UDP_HEADER_LEN};
@@ -560,10 +562,43 @@ impl DnsService {
     }
 
     /// The hosts changed (`host add`/`del`, reload): rebuild the zone from `config`'s hosts and
-    /// records, then put the live leases back (a lease whose name is now a host's is refused).
-    pub(super) fn set_hosts<'a>(&mut self, config: &Config, live: impl Iterator<Item = &'a Lease>) {
+    /// records, then put the live leases and DHCPv6 bindings back (a lease whose name is now a
+    /// host's is refused).
+    pub(super) fn set_hosts<'a>(
+        &mut self,
+        config: &Config,
+        live: impl Iterator<Item = &'a Lease>,
+        live6: &[Lease6],
+    ) {
         *self.server.zone_mut() = Zone::new(&dns_params(config));
         self.load_leases(live);
+        for l in live6 {
+            self.upsert_lease6(l);
+        }
+    }
+
+    /// Applies DHCPv6 binding changes to the zone (AAAA and `ip6.arpa` names).
+    pub(super) fn apply_lease6_changes(&mut self, changes: &[Change6]) {
+        for change in changes {
+            match change {
+                Change6::Upsert(l) => self.upsert_lease6(l),
+                Change6::Remove { duid, iaid } => self.server.zone_mut().remove_lease6(duid, *iaid),
+            }
+        }
+    }
+
+    /// The name a DHCPv6 binding has in the zone (for the lease file).
+    pub(super) fn lease6_name(&self, lease: &Lease6) -> Option<String> {
+        self.server.zone().lease6_name(lease.ip).map(str::to_string)
+    }
+
+    fn upsert_lease6(&mut self, lease: &Lease6) {
+        if let Err(Refused6::Reserved { name, ip }) = self.server.zone_mut().upsert_lease6(lease) {
+            tracing::warn!(
+                hostname = %name, ip = %ip,
+                "DHCPv6 client FQDN not put in DNS: it is a reserved host's name"
+            );
+        }
     }
 
     fn upsert_lease(&mut self, lease: &Lease) {

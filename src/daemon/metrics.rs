@@ -247,11 +247,35 @@ pub(super) fn render(ctl: &Control) -> String {
         render_dns(&mut out, &c);
     }
     if let Ok(leases) = ctl.leases() {
+        let v4 = leases.iter().filter(|l| l.kind == "ipv4").count();
         let _ = writeln!(out, "# HELP switchyard_dhcp_leases Live DHCP leases.");
         let _ = writeln!(out, "# TYPE switchyard_dhcp_leases gauge");
-        let _ = writeln!(out, "switchyard_dhcp_leases {}", leases.len());
+        let _ = writeln!(out, "switchyard_dhcp_leases {v4}");
+    }
+    if let Ok(Some(s)) = ctl.services().map(|s| s.dhcp6) {
+        render_dhcp6(&mut out, &s);
     }
     out
+}
+
+/// The DHCPv6 server's counts (`switchyard stats --services`' `dhcp6` rows).
+fn render_dhcp6(out: &mut String, rows: &[(String, u64)]) {
+    let get = |k: &str| rows.iter().find(|(n, _)| n == k).map_or(0, |(_, v)| *v);
+    let _ = writeln!(out, "# HELP switchyard_dhcp6_leases Live DHCPv6 bindings.");
+    let _ = writeln!(out, "# TYPE switchyard_dhcp6_leases gauge");
+    let _ = writeln!(out, "switchyard_dhcp6_leases {}", get("leases"));
+    let _ = writeln!(
+        out,
+        "# HELP switchyard_dhcp6_messages_total DHCPv6 client messages, by outcome."
+    );
+    let _ = writeln!(out, "# TYPE switchyard_dhcp6_messages_total counter");
+    for k in ["replies", "advertises", "dropped"] {
+        let _ = writeln!(
+            out,
+            "switchyard_dhcp6_messages_total{{outcome=\"{k}\"}} {}",
+            get(k)
+        );
+    }
 }
 
 /// The DHCP server's message counts.

@@ -82,6 +82,10 @@ pub fn services_table(s: &ServiceStats, all: bool) -> String {
             None => out.push_str(&format!("{name}: off\n")),
         }
     }
+    // Only where it runs: most networks have no IPv6.
+    if let Some(rows) = &s.dhcp6 {
+        out.push_str(&section("dhcp6", rows, all));
+    }
     out
 }
 
@@ -165,10 +169,20 @@ mod tests {
         let services = ServiceStats {
             dhcp: Some(vec![("leases".into(), 0), ("acks".into(), 4)]),
             dns: None,
+            dhcp6: None,
         };
         assert_eq!(
             services_table(&services, false),
             "dhcp\n  acks  4\n  (1 counters at zero; --all shows them)\ndns: off\n"
+        );
+        let with6 = ServiceStats {
+            dhcp6: Some(vec![("leases".into(), 2), ("dropped".into(), 0)]),
+            ..services
+        };
+        assert!(
+            services_table(&with6, true).ends_with("dhcp6\n  leases   2\n  dropped  0\n"),
+            "{}",
+            services_table(&with6, true)
         );
     }
 

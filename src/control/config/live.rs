@@ -284,6 +284,11 @@ impl Config {
         if self.segments != new.segments {
             changed.push("[[segment]]".to_string());
         }
+        // The appliance's IPv6 side (NDP, RAs, DHCPv6, the zone's ip6.arpa) is built once, at
+        // start: a changed prefix or mode is refused rather than half applied.
+        if self.ipv6 != new.ipv6 {
+            changed.push("subnet6, gateway6, [ra] or [dhcp6]".to_string());
+        }
         if self.control != new.control {
             changed.push("control_socket, control_group or [metrics]".to_string());
         }

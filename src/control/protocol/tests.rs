@@ -101,6 +101,7 @@ fn replies_round_trip() {
         Reply::ok(Body::Services(ServiceStats {
             dhcp: Some(vec![("leases".into(), 2), ("drop.malformed".into(), 0)]),
             dns: None,
+            dhcp6: Some(vec![("leases".into(), 1)]),
         })),
     ] {
         let line = reply.to_line();

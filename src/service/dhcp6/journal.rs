@@ -2,9 +2,12 @@
 //! CRC-checked text line per change, fsynced before the REPLY that acknowledges it.
 //!
 //! ```text
-//! U <expires> <duid-hex> <iaid> <ip> <port> <crc32-hex>
+//! U <expires> <duid-hex> <iaid> <ip> <port> <mac|*> <hostname|*> <crc32-hex>
 //! R <duid-hex> <iaid> <crc32-hex>
 //! ```
+//!
+//! A `U` line without the MAC and hostname (written before they were recorded) still reads,
+//! as a binding with neither.
 //!
 //! The CRC and the atomic rewrite are the DHCPv4 journal's (`dhcp::journal::crc32`,
 //! `dhcp::leases::write_atomically`), and so are the rules: replay applies the lines in order,
@@ -22,6 +25,8 @@ use std::path::{Path, PathBuf};
 use super::{Change6, Lease6};
 use crate::service::dhcp::journal::{crc32, read_for_replay, ReplayStats};
 use crate::service::dhcp::leases::{hex_colon, write_atomically};
+use crate::service::dns::zone::is_host_label;
+use crate::wire::MacAddr;
 
 /// An open journal.
 #[derive(Debug)]
@@ -45,12 +50,14 @@ fn parse_hex(s: &str) -> Option<Vec<u8>> {
 pub fn encode(change: &Change6) -> Vec<u8> {
     let body = match change {
         Change6::Upsert(l) => format!(
-            "U {} {} {} {} {}",
+            "U {} {} {} {} {} {} {}",
             l.expires,
             hex_colon(&l.duid),
             l.iaid,
             l.ip,
-            l.port
+            l.port,
+            l.mac.map_or_else(|| "*".to_string(), |m| m.to_string()),
+            l.hostname.as_deref().unwrap_or("*"),
         ),
         Change6::Remove { duid, iaid } => format!("R {} {}", hex_colon(duid), iaid),
     };
@@ -64,14 +71,32 @@ pub fn decode(line: &str) -> Option<Change6> {
         return None;
     }
     let f: Vec<&str> = body.split(' ').collect();
-    match f.as_slice() {
-        ["U", expires, duid, iaid, ip, port] => Some(Change6::Upsert(Lease6 {
+    let (upsert, mac, hostname) = match f.as_slice() {
+        ["U", rest @ .., mac, name] if rest.len() == 5 => (rest, Some(*mac), Some(*name)),
+        ["U", rest @ ..] if rest.len() == 5 => (rest, None, None),
+        _ => (&[][..], None, None),
+    };
+    if let [expires, duid, iaid, ip, port] = upsert {
+        let mac = match mac {
+            Some("*") | None => None,
+            Some(m) => Some(m.parse::<MacAddr>().ok()?),
+        };
+        let hostname = match hostname {
+            Some("*") | None => None,
+            Some(h) if is_host_label(h) => Some(h.to_string()),
+            Some(_) => return None,
+        };
+        return Some(Change6::Upsert(Lease6 {
             expires: expires.parse().ok()?,
             duid: parse_hex(duid)?,
             iaid: iaid.parse().ok()?,
             ip: ip.parse::<Ipv6Addr>().ok()?,
             port: port.parse().ok()?,
-        })),
+            mac,
+            hostname,
+        }));
+    }
+    match f.as_slice() {
         ["R", duid, iaid] => Some(Change6::Remove {
             duid: parse_hex(duid)?,
             iaid: iaid.parse().ok()?,
@@ -167,7 +192,25 @@ mod tests {
             ip: Ipv6Addr::new(0xfd00, 0x13, 0x31, 0, 0, 0, 0, u16::from(n)),
             port: 3,
             expires: 1_000 + u64::from(n),
+            mac: Some(MacAddr([2, 0, 0, 0, 0, n])),
+            hostname: (n % 2 == 1).then(|| format!("vm{n}")),
         }
+    }
+
+    #[test]
+    fn a_line_without_mac_and_hostname_still_reads() {
+        let body = "U 1001 00:03:00:01:02:00:00:00:00:01 1 fd00:13:31::1 3";
+        let line = format!("{body} {:08x}", crc32(body.as_bytes()));
+        let want = Lease6 {
+            mac: None,
+            hostname: None,
+            ..lease(1)
+        };
+        assert_eq!(decode(&line), Some(Change6::Upsert(want)));
+        let l = lease(1);
+        let text = String::from_utf8(encode(&Change6::Upsert(l.clone()))).unwrap();
+        assert!(text.contains(" 02:00:00:00:00:01 vm1 "), "{text}");
+        assert_eq!(decode(text.trim_end()), Some(Change6::Upsert(l)));
     }
 
     #[test]

@@ -31,6 +31,7 @@
 //! authentication, one address per IA_NA, T1/T2 at 0.5/0.8 of the lease time.
 
 pub mod journal;
+pub mod lease_file;
 pub mod validate;
 
 use std::collections::{BTreeMap, HashMap};
@@ -104,6 +105,12 @@ pub struct Lease6 {
     pub port: u16,
     /// Seconds since the epoch.
     pub expires: u64,
+    /// The source MAC of the message that made the binding (`None` in a journal line written
+    /// before it was recorded): how DNS finds the host's reservation or its DHCPv4 name.
+    pub mac: Option<MacAddr>,
+    /// The first label of the client's FQDN option (39, RFC 4704), lowercase, if it is a
+    /// valid host label.
+    pub hostname: Option<String>,
 }
 
 impl Lease6 {
@@ -440,6 +447,8 @@ impl Dhcp6Server {
                     ip,
                     port: req.port,
                     expires: req.now + u64::from(self.params.lease_time),
+                    mac: Some(req.mac),
+                    hostname: client_fqdn_label(req.msg),
                 };
                 self.insert(lease.clone());
                 changes.push(Change6::Upsert(lease));
@@ -582,6 +591,22 @@ impl Dhcp6Server {
             changes: Vec::new(),
         }
     }
+}
+
+/// The Client FQDN option's code (RFC 4704; `dhcproto` 0.15 does not decode it).
+const OPTION_CLIENT_FQDN: u16 = 39;
+
+/// The first label of the client's FQDN option (flags, then the name in DNS wire format,
+/// possibly partial), lowercase, if it is a valid host label. Anything else: `None`.
+pub fn client_fqdn_label(msg: &Message) -> Option<String> {
+    let data = msg.opts().iter().find_map(|o| match o {
+        DhcpOption::Unknown(u) if u16::from(u.code()) == OPTION_CLIENT_FQDN => Some(u.data()),
+        _ => None,
+    })?;
+    let len = usize::from(*data.get(1)?);
+    let label = data.get(2..2 + len)?;
+    let label = std::str::from_utf8(label).ok()?.to_ascii_lowercase();
+    crate::service::dns::zone::is_host_label(&label).then_some(label)
 }
 
 #[cfg(test)]

@@ -309,3 +309,40 @@ fn the_fuzz_seeds_and_every_mangling_of_them_never_panic() {
         }
     }
 }
+
+#[test]
+fn a_binding_records_the_mac_and_the_client_fqdn_label() {
+    use dhcproto::v6::UnknownOption;
+    let mut s = Dhcp6Server::new(params(), []);
+    // Flags 0x01 (S: the server updates AAAA), then "Web1.lab.test." in wire format.
+    let mut fqdn = vec![0x01, 4];
+    fqdn.extend_from_slice(b"Web1");
+    fqdn.extend_from_slice(b"\x03lab\x04test\x00");
+    let opt = DhcpOption::Unknown(UnknownOption::new(OptionCode::Unknown(39), fqdn));
+    let msg = message(
+        MessageType::Solicit,
+        &duid(),
+        None,
+        vec![ia_na(1), DhcpOption::RapidCommit, opt],
+    );
+    let o = s.handle(&msg, PORT, MAC, NOW).unwrap();
+    let [Change6::Upsert(l)] = o.changes.as_slice() else {
+        panic!("{:?}", o.changes)
+    };
+    assert_eq!((l.mac, l.hostname.as_deref()), (Some(MAC), Some("web1")));
+    // A label that is no host label is not recorded.
+    let mut bad = vec![0x01, 3];
+    bad.extend_from_slice(b"a_b");
+    let opt = DhcpOption::Unknown(UnknownOption::new(OptionCode::Unknown(39), bad));
+    let msg = message(
+        MessageType::Solicit,
+        &duid(),
+        None,
+        vec![ia_na(2), DhcpOption::RapidCommit, opt],
+    );
+    let o = s.handle(&msg, PORT, MAC, NOW).unwrap();
+    let [Change6::Upsert(l)] = o.changes.as_slice() else {
+        panic!("{:?}", o.changes)
+    };
+    assert_eq!(l.hostname, None);
+}

@@ -24,6 +24,7 @@
 
 pub mod cache;
 pub mod fast;
+pub mod lease6;
 pub mod params;
 mod reverse6;
 pub mod server;
@@ -32,6 +33,7 @@ pub mod zone;
 
 pub use cache::Cache;
 pub use fast::SharedMemo;
+pub use lease6::Refused6;
 pub use params::{DnsHost, DnsParams, ForwardRule, RecordValue, StaticRecord};
 pub use server::{
     ClientReply, DnsCounters, DnsServer, DropReason, IdSource, Outcome, Transport, Xorshift,

@@ -11,6 +11,8 @@
 //! 3. Live DHCP leases that carried a hostname (option 12), a valid label, that is no
 //!    reservation's name. A lease cannot take `vm1` from the host `vm1`: the collision is
 //!    refused and returned to the caller to log. Two leases with one name: the newer wins.
+//!    DHCPv6 bindings give AAAA and `ip6.arpa` PTR names the same way (the host of their MAC,
+//!    the client's FQDN option, or the DHCPv4 name of the same MAC: see `lease6`).
 //!
 //! [`Zone::lookup`] maps a question to [`Lookup`]: records, NODATA or NXDOMAIN (each with the
 //! zone's SOA as authority), or `NotLocal` (the caller forwards). A name with a single label
@@ -29,9 +31,11 @@ use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use ipnet::{Ipv4Net, Ipv6Net};
 
+use super::lease6::LeaseNames6;
 use super::params::{DnsHost, DnsParams, RecordValue};
 use super::reverse6::{self, Reverse6};
 use crate::service::dhcp::{ClientKey, Lease};
+use crate::wire::MacAddr;
 
 /// CNAME chains inside the zone are followed this far.
 const MAX_CNAME_CHAIN: usize = 8;
@@ -73,6 +77,7 @@ pub enum NameRefused {
 struct LeaseName {
     key: ClientKey,
     ip: Ipv4Addr,
+    mac: MacAddr,
 }
 
 /// The zone's data; see the module docs.
@@ -91,7 +96,7 @@ pub struct Zone {
     statics: HashMap<String, Vec<RData>>,
     /// Names that exist only because a longer static name ends with them.
     empty_non_terminals: HashSet<String>,
-    reserved: HashMap<String, DnsHost>,
+    pub(super) reserved: HashMap<String, DnsHost>,
     /// Reserved names without an ipv4, answered from their own host's lease.
     reserved_lease: HashMap<String, Ipv4Addr>,
     /// Lease hostnames (not reserved) → owner and address.
@@ -103,6 +108,12 @@ pub struct Zone {
     lease_ptr: HashMap<Ipv4Addr, String>,
     /// IPv6 addresses named statically (hosts' `ipv6`, static AAAA records): first name wins.
     static_ptr6: HashMap<Ipv6Addr, String>,
+    /// DHCPv6 bindings and the AAAA/PTR names they give.
+    pub(super) names6: LeaseNames6,
+    /// MACs of DHCPv6 bindings whose DHCPv4 name went since their names were chosen.
+    pub(super) macs6_changed: Vec<MacAddr>,
+    /// The lease name each MAC holds (for DHCPv6 bindings that send none).
+    pub(super) lease_name_by_mac: HashMap<MacAddr, String>,
 }
 
 /// Is `label` a valid host label (RFC 1123, lowercase)?
@@ -153,6 +164,9 @@ impl Zone {
             static_ptr: HashMap::new(),
             lease_ptr: HashMap::new(),
             static_ptr6: HashMap::new(),
+            names6: LeaseNames6::default(),
+            macs6_changed: Vec::new(),
+            lease_name_by_mac: HashMap::new(),
         };
         for h in &p.hosts {
             z.reserved.insert(h.name.clone(), h.clone());
@@ -210,12 +224,18 @@ impl Zone {
     /// Puts `lease`'s hostname into the zone (or refreshes it). `Err` says why it was refused;
     /// a lease without a hostname only releases a name its owner held before.
     pub fn upsert_lease(&mut self, lease: &Lease) -> Result<(), NameRefused> {
+        let r = self.upsert_lease_v4(lease);
+        self.follow_macs6(lease.mac);
+        r
+    }
+
+    fn upsert_lease_v4(&mut self, lease: &Lease) -> Result<(), NameRefused> {
         self.bump_serial();
-        self.remove_lease(&lease.key);
+        self.forget_lease(&lease.key);
         // The address moved to this lease: whichever lease held it before lost it.
         if let Some(old) = self.lease_ptr.get(&lease.ip).cloned() {
             if let Some(owner) = self.leases.get(&old).map(|l| l.key.clone()) {
-                self.remove_lease(&owner);
+                self.forget_lease(&owner);
             }
         }
         let Some(raw) = lease.hostname.as_deref() else {
@@ -243,15 +263,17 @@ impl Zone {
         }
         if let Some(prev) = self.leases.get(&name).map(|l| l.key.clone()) {
             // Two clients, one name: the newer lease wins (dnsmasq does the same).
-            self.remove_lease(&prev);
+            self.forget_lease(&prev);
         }
         self.lease_ptr.insert(lease.ip, name.clone());
         self.lease_name_of.insert(lease.key.clone(), name.clone());
+        self.lease_name_by_mac.insert(lease.mac, name.clone());
         self.leases.insert(
             name,
             LeaseName {
                 key: lease.key.clone(),
                 ip: lease.ip,
+                mac: lease.mac,
             },
         );
         Ok(())
@@ -259,12 +281,28 @@ impl Zone {
 
     /// Takes the name of `key`'s lease out of the zone (release, expiry, replacement).
     pub fn remove_lease(&mut self, key: &ClientKey) {
+        if self.forget_lease(key) {
+            self.follow_macs6(None);
+        }
+    }
+
+    /// [`remove_lease`](Self::remove_lease) without the DHCPv6 names' rebuild; true if the
+    /// lease had a name.
+    fn forget_lease(&mut self, key: &ClientKey) -> bool {
         let Some(name) = self.lease_name_of.remove(key) else {
-            return;
+            return false;
         };
         self.bump_serial();
         let ip = match self.leases.remove(&name) {
-            Some(l) => Some(l.ip),
+            Some(l) => {
+                if self.lease_name_by_mac.get(&l.mac) == Some(&name) {
+                    self.lease_name_by_mac.remove(&l.mac);
+                }
+                if self.names6.has_mac(l.mac) {
+                    self.macs6_changed.push(l.mac);
+                }
+                Some(l.ip)
+            }
             None => self.reserved_lease.remove(&name),
         };
         if let Some(ip) = ip {
@@ -272,6 +310,7 @@ impl Zone {
                 self.lease_ptr.remove(&ip);
             }
         }
+        true
     }
 
     /// Takes out the names of every lease whose key `is_live` says is gone (expiry).
@@ -282,8 +321,12 @@ impl Zone {
             .filter(|k| !is_live(k))
             .cloned()
             .collect();
+        let mut any = false;
         for k in gone {
-            self.remove_lease(&k);
+            any |= self.forget_lease(&k);
+        }
+        if any {
+            self.follow_macs6(None);
         }
     }
 
@@ -293,7 +336,7 @@ impl Zone {
         self.soa.serial
     }
 
-    fn bump_serial(&mut self) {
+    pub(super) fn bump_serial(&mut self) {
         self.soa.serial = self.soa.serial.wrapping_add(1);
         self.version = next_version();
     }
@@ -426,6 +469,13 @@ impl Zone {
         } else if let Some(l) = self.leases.get(relative) {
             data.push(RData::A(A(l.ip)));
         }
+        let own6 = self.reserved.get(relative).and_then(|h| h.ipv6);
+        data.extend(
+            self.names6
+                .addresses(relative, own6)
+                .into_iter()
+                .map(|ip| RData::AAAA(AAAA(ip))),
+        );
         if let Some(s) = self.statics.get(relative) {
             data.extend(s.iter().cloned());
         }
@@ -534,7 +584,12 @@ impl Zone {
         let target = if ip == gw6 {
             Some(self.apex.clone())
         } else {
-            match self.static_ptr6.get(&ip) {
+            match self
+                .static_ptr6
+                .get(&ip)
+                .map(String::as_str)
+                .or_else(|| self.names6.name_of(ip))
+            {
                 Some(name) => fqdn(&format!("{name}.{}", self.apex)),
                 None => return Lookup::NxDomain(soa),
             }
