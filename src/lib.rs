@@ -27,7 +27,10 @@
 //!   that cannot take them. Nothing else parses an IPv4 or UDP header. No I/O.
 //! - [`switch`]: the pure data plane. [`switch::Switch::process`] takes a frame, its ingress port
 //!   and `now`, and returns a [`switch::Verdict`]; it makes no syscall and reads no clock, so it
-//!   is tested without root and benchmarked without I/O. The FDB and counters live here; the
+//!   is tested without root and benchmarked without I/O. The worker's form of it,
+//!   `decide_vnet`, returns a [`switch::Decision`]: the verdict with the frame's VLAN and a
+//!   [`switch::FrameSummary`] of what it read of the headers (MTU length, `wire::gso::Offload`),
+//!   which egress uses instead of parsing the frame again. The FDB and counters live here; the
 //!   FDB's two memory helpers (a zeroed atomic table, a prefetch hint) come through `mem`, a
 //!   neutral name for safe wrappers whose unchecked bodies sit in `port/sys.rs`.
 //! - [`port`]: the I/O seam: the [`port::PortIo`] trait (fds for epoll, `recv` per queue,

@@ -31,7 +31,9 @@
 //! a frame may be a 64 KiB GSO super-frame or carry a partial checksum; it crosses to a port that
 //! `accepts_offloads` as it is (one read, one write), and is cut into plain frames and summed by
 //! `wire::gso` on the way to one that does not (the appliance; port kinds without a virtio-net
-//! header). Each worker owns a scratch buffer for that, next to its read buffer.
+//! header). Each worker owns a scratch buffer for that, next to its read buffer. What the frame
+//! needs, and a flood's targets, come from the decision (`Decision::frame`: the parsed
+//! `gso::Offload` and the MTU length), never from parsing the frame's headers again.
 //!
 //! The appliance. Frames the appliance wants (`Identity::wants`) go to it on a bounded queue
 //! (`SERVICE_QUEUE`; a full queue is `tx_full` on its port), as plain frames with complete

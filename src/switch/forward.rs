@@ -25,7 +25,9 @@
 //! with its virtio-net header and decides exactly as for a plain frame, reading the same headers;
 //! only the MTU check looks at the size of the segments the super-frame stands for, as the
 //! kernel bridge does (`skb_gso_validate_network_len`). Whether a port can take such a frame as
-//! it is, or needs it cut and summed first (`wire::gso`), is the egress side's business.
+//! it is, or needs it cut and summed first (`wire::gso`), is the egress side's business; the
+//! decision hands it what it read on the way ([`FrameSummary`] in the [`Decision`]: the MTU
+//! length and the parsed [`Offload`]), so egress reads none of those headers again.
 //!
 //! The decision is a function of the frame, the ingress port, the tables and `now`; its only side
 //! effects are on the FDB and the counters, both interior and lock-light, so `&self` is shared
