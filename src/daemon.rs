@@ -37,6 +37,7 @@ mod loops;
 mod metrics;
 mod nat;
 mod notify;
+mod poll;
 mod privileges;
 mod ratelog;
 mod report;

@@ -113,6 +113,17 @@ pub struct Network {
     pub forward: Forward,
 }
 
+/// The `[switch] poll_us` setting: how a worker polls after moving frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PollMode {
+    /// It sleeps at once (`poll_us = 0`).
+    Off,
+    /// It polls for this long after every wait that moved frames (`poll_us = N`).
+    Fixed(Duration),
+    /// It polls for a window that tunes itself, within a budget (`poll_us = "adaptive"`).
+    Adaptive,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct SwitchConfig {
     /// FDB ageing time (default 300 s). Zero: never learn (hub).
@@ -130,9 +141,9 @@ pub struct SwitchConfig {
     pub storm_limit: Option<u32>,
     /// Loop detection by probe (default on): a port that closes a loop is blocked for a while.
     pub loop_detection: bool,
-    /// Busy polling: after its last frame a worker keeps polling its ports for this long before
-    /// it sleeps (default zero: it sleeps at once).
-    pub poll: Duration,
+    /// `poll_us`: whether a worker polls its ports for a while after it moved frames before it
+    /// sleeps (default `Off`: it sleeps at once).
+    pub poll: PollMode,
     /// `multi_queue` (default off): taps the daemon creates get one queue per worker, and
     /// packet ports one `PACKET_FANOUT` socket per worker, so one port's flows spread over the
     /// workers.
@@ -367,6 +378,8 @@ const DEFAULT_MAX_MACS_PER_PORT: usize = 1024;
 const MAX_WORKERS: i64 = 64;
 /// A second: longer polling is a worker that never sleeps while anything moves.
 const MAX_POLL_US: i64 = 1_000_000;
+/// `poll_us` without one.
+const DEFAULT_POLL: PollMode = PollMode::Off;
 const DEFAULT_MAX_PORTS: usize = 256;
 const MAX_MAX_PORTS: i64 = 4096;
 /// Storm control default: broadcast/multicast frames a second per port. A host sending more is
@@ -500,7 +513,7 @@ mod tests {
                 max_ports: 256,
                 storm_limit: Some(10_000),
                 loop_detection: true,
-                poll: Duration::ZERO,
+                poll: PollMode::Off,
                 multi_queue: false,
                 static_fdb: vec![],
             }

@@ -49,6 +49,7 @@ use std::sync::{Arc, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::poll::{PollMode, Poller};
 use super::table::{self, Ports, Table};
 use super::{appliance, capture, dns, DaemonError, Identity, TICK};
 use crate::control::config::Config;
@@ -118,7 +119,7 @@ pub(super) struct Worker {
     /// This worker's index (`Plugged::worker` of the ports its epoll set watches).
     id: usize,
     /// `[switch] poll_us`.
-    poll: Duration,
+    poll: PollMode,
     /// Ports of other workers that this one wrote frames to since it last looked at them.
     written: RefCell<Vec<PortId>>,
     /// The second frame buffer of `process_port`, which reads one frame ahead.
@@ -212,20 +213,17 @@ impl Worker {
         let mut buf = vec![0u8; FRAME_BUF];
         let mut scratch = vec![0u8; FRAME_BUF];
         let mut events = port::Events::with_capacity(BATCH);
-        // Busy polling (`[switch] poll_us`): after a wake-up that found frames, look again
-        // without sleeping until `poll` passes with none. On a VM, waking a halted vCPU costs
-        // tens of microseconds per frame; a polling worker pays a core instead.
-        let mut poll_until: Option<Instant> = None;
+        // Polling (`[switch] poll_us`, `poll::Poller`): after a wait that moved frames, look
+        // again without sleeping for a while. On a VM, waking a halted vCPU costs tens of
+        // microseconds per frame; a polling worker pays CPU time instead.
+        let mut poller = Poller::new(self.poll);
         while !stop.load(Ordering::Relaxed) {
-            let timeout = match poll_until {
-                Some(t) if Instant::now() < t => Duration::ZERO,
-                _ => TICK,
+            let timeout = if poller.begin_wait(self.start.elapsed()) {
+                Duration::ZERO
+            } else {
+                TICK
             };
-            let ready = self.epoll.wait(&mut events, timeout);
-            if !self.poll.is_zero() && matches!(ready, Ok(n) if n > 0) {
-                poll_until = Some(Instant::now() + self.poll);
-            }
-            let ready = match ready {
+            let ready = match self.epoll.wait(&mut events, timeout) {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::error!(error = %e, "epoll_wait failed; worker stops");
@@ -233,18 +231,23 @@ impl Worker {
                 }
             };
             let now = self.start.elapsed();
+            let mut moved = 0;
             for i in 0..ready {
                 let (slot, rxq) = RxQueue::from_token(events.token(i));
-                self.process_port_exclusive(PortId(slot), rxq, &mut buf, &mut scratch, now);
+                moved +=
+                    self.process_port_exclusive(PortId(slot), rxq, &mut buf, &mut scratch, now);
             }
             // Replies to what was just written, while this worker is still awake: a few rounds
             // (a reply may go to a third port and be answered in turn), then back to its own
             // epoll set, so that traffic between other workers' ports cannot hold it here.
             for _ in 0..COLLECT_ROUNDS {
-                if !self.collect_replies(&mut buf, &mut scratch) {
-                    break;
+                match self.collect_replies(&mut buf, &mut scratch) {
+                    Some(n) => moved += n,
+                    None => break,
                 }
             }
+            let done = if moved > 0 { self.start.elapsed() } else { now };
+            poller.after_wait(now, moved > 0, done);
         }
     }
 
@@ -257,31 +260,33 @@ impl Worker {
         buf: &mut [u8],
         scratch: &mut [u8],
         now: Duration,
-    ) {
+    ) -> u64 {
         // One read lock for the batch: a port unplugged meanwhile waits for its end.
         let table = self.ports.table();
         let Some(p) = table.plugged(ingress) else {
-            return;
+            return 0;
         };
         let lock = table::reader_index(ingress.index(), p.queues, rxq);
         let batched = p.port.rx_batch() > 1;
         let Some(reader) = self.ports.readers.get(lock) else {
-            return;
+            return 0;
         };
         if reader
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
+            .is_err()
         {
-            let frames = if batched {
-                self.process_port_batched(&table, ingress, rxq, scratch, now)
-            } else {
-                self.process_port(&table, ingress, rxq, buf, scratch, now)
-            };
-            reader.store(false, Ordering::Release);
-            if frames > 0 {
-                self.ports.count_worker_rx(self.id, ingress, lock, frames);
-            }
+            return 0;
         }
+        let frames = if batched {
+            self.process_port_batched(&table, ingress, rxq, scratch, now)
+        } else {
+            self.process_port(&table, ingress, rxq, buf, scratch, now)
+        };
+        reader.store(false, Ordering::Release);
+        if frames > 0 {
+            self.ports.count_worker_rx(self.id, ingress, lock, frames);
+        }
+        frames
     }
 
     /// Reads the ports of other workers that this one has just written to.
@@ -291,16 +296,18 @@ impl Worker {
     /// by the time `write` returns the reply is queued on the egress tap. Its owner would need a
     /// wake-up (a cross-CPU IPI, several microseconds in a VM) to forward it; this worker is
     /// awake and takes it instead. It costs one `read` that finds nothing (EAGAIN) per such port
-    /// when no reply came. Returns whether anything was looked at: frames taken may have been
-    /// written to further ports, whose replies the caller collects in turn.
-    fn collect_replies(&self, buf: &mut [u8], scratch: &mut [u8]) -> bool {
+    /// when no reply came. Returns how many frames it moved, or `None` if there was nothing
+    /// to look at: frames taken may have been written to further ports, whose replies the
+    /// caller collects in turn.
+    fn collect_replies(&self, buf: &mut [u8], scratch: &mut [u8]) -> Option<u64> {
         let written = std::mem::take(&mut *self.written.borrow_mut());
         if written.is_empty() {
-            return false;
+            return None;
         }
         let now = self.start.elapsed();
+        let mut moved = 0;
         for port in &written {
-            self.process_port_exclusive(*port, RxQueue::ANY, buf, scratch, now);
+            moved += self.process_port_exclusive(*port, RxQueue::ANY, buf, scratch, now);
         }
         // Give the allocation back for the next round.
         let mut slot = self.written.borrow_mut();
@@ -308,7 +315,7 @@ impl Worker {
             *slot = written;
             slot.clear();
         }
-        true
+        Some(moved)
     }
 
     /// Notes that a frame went out of `egress`, a port another worker reads.

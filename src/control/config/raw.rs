@@ -48,7 +48,8 @@ pub(super) struct RawSwitch {
     /// Frames a second, or "off".
     pub(super) storm_limit: Option<Spanned<toml::Value>>,
     pub(super) loop_detection: Option<bool>,
-    pub(super) poll_us: Option<Spanned<i64>>,
+    /// Microseconds, or "adaptive".
+    pub(super) poll_us: Option<Spanned<toml::Value>>,
     pub(super) multi_queue: Option<bool>,
     #[serde(default)]
     pub(super) fdb: Vec<RawFdb>,

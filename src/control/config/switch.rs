@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use super::raw::RawFdb;
 use super::{
-    q, unicast_mac, ConfigError, Cx, Host, PortConfig, RawSwitch, StaticFdb, SwitchConfig, Unique,
-    DEFAULT_AGEING, DEFAULT_MAX_MACS, DEFAULT_MAX_MACS_PER_PORT, DEFAULT_MAX_PORTS,
-    DEFAULT_STORM_LIMIT, MAX_AGEING_SECS, MAX_MAX_MACS, MAX_MAX_PORTS, MAX_POLL_US,
-    MAX_STORM_LIMIT, MAX_WORKERS,
+    q, unicast_mac, ConfigError, Cx, Host, PollMode, PortConfig, RawSwitch, StaticFdb,
+    SwitchConfig, Unique, DEFAULT_AGEING, DEFAULT_MAX_MACS, DEFAULT_MAX_MACS_PER_PORT,
+    DEFAULT_MAX_PORTS, DEFAULT_POLL, DEFAULT_STORM_LIMIT, MAX_AGEING_SECS, MAX_MAX_MACS,
+    MAX_MAX_PORTS, MAX_POLL_US, MAX_STORM_LIMIT, MAX_WORKERS,
 };
 use toml::Spanned;
 
@@ -46,7 +46,7 @@ pub(super) fn validate_switch(
             max_ports,
             storm_limit: Some(DEFAULT_STORM_LIMIT),
             loop_detection: true,
-            poll: Duration::ZERO,
+            poll: DEFAULT_POLL,
             multi_queue: false,
             static_fdb: Vec::new(),
         });
@@ -74,7 +74,7 @@ pub(super) fn validate_switch(
         ));
     }
     let workers = count(cx, raw.workers.as_ref(), e, "workers", 0, MAX_WORKERS)?.unwrap_or(0);
-    let poll_us = count(cx, raw.poll_us.as_ref(), e, "poll_us", 0, MAX_POLL_US)?.unwrap_or(0);
+    let poll = poll(cx, e, raw.poll_us.as_ref())?;
     let storm_limit = storm_limit(cx, e, raw.storm_limit.as_ref())?;
     let static_fdb = validate_static_fdb(cx, &raw.fdb, hosts, ports)?;
 
@@ -86,7 +86,7 @@ pub(super) fn validate_switch(
         max_ports,
         storm_limit,
         loop_detection: raw.loop_detection.unwrap_or(true),
-        poll: Duration::from_micros(poll_us as u64),
+        poll,
         multi_queue: raw.multi_queue.unwrap_or(false),
         static_fdb,
     })
@@ -134,6 +134,27 @@ fn storm_limit(
             }
         },
     })
+}
+
+/// `poll_us`: microseconds (0 = off), or `"adaptive"`; the default without one.
+fn poll(cx: &Cx<'_>, e: &str, raw: Option<&Spanned<toml::Value>>) -> Result<PollMode, ConfigError> {
+    let Some(v) = raw else {
+        return Ok(DEFAULT_POLL);
+    };
+    match v.get_ref() {
+        toml::Value::String(s) if s == "adaptive" => Ok(PollMode::Adaptive),
+        toml::Value::Integer(0) => Ok(PollMode::Off),
+        toml::Value::Integer(n) if (1..=MAX_POLL_US).contains(n) => {
+            Ok(PollMode::Fixed(Duration::from_micros(*n as u64)))
+        }
+        other => Err(cx.error(
+            v.span(),
+            format!(
+                "{e}: poll_us {other} is not a polling time (write microseconds, 0 to \
+                 {MAX_POLL_US}, with 0 for none, or \"adaptive\")"
+            ),
+        )),
+    }
 }
 
 /// `[[switch.fdb]]`: each MAC once, on a defined port, and never a host's MAC away from the
@@ -309,10 +330,17 @@ mod tests {
         );
         assert_err(sw("workers = 65\n"), 19, &["workers 65", "64"]);
         assert_err(sw("poll_us = -1\n"), 19, &["poll_us -1", "0 to 1000000"]);
-        assert_eq!(
-            sw("poll_us = 5000\n").unwrap().switch.poll,
-            Duration::from_micros(5000)
+        assert_err(
+            sw("poll_us = \"fast\"\n"),
+            19,
+            &["poll_us \"fast\"", "\"adaptive\""],
         );
+        assert_err(sw("poll_us = 1000001\n"), 19, &["poll_us 1000001"]);
+        let poll = |v: &str| sw(&format!("poll_us = {v}\n")).unwrap().switch.poll;
+        assert_eq!(poll("5000"), PollMode::Fixed(Duration::from_micros(5000)));
+        assert_eq!(poll("0"), PollMode::Off);
+        assert_eq!(poll("\"adaptive\""), PollMode::Adaptive);
+        assert_eq!(sw("").unwrap().switch.poll, DEFAULT_POLL);
         let cfg = sw("max_macs = 10\nworkers = 2\n").unwrap();
         assert_eq!(
             (cfg.switch.max_macs, cfg.switch.max_macs_per_port),
