@@ -548,16 +548,70 @@ fn wait_slaac_and_default_route(lab: &mut Lab) {
     );
 }
 
+/// `nat_config` with `forward = MODE`, `subnet6` and SLAAC router advertisements.
+fn nat6_config(lab: &mut Lab, mode: &str) -> String {
+    nat_config(lab, "").replacen(
+        "forward = \"nat\"\n",
+        &format!(
+            "forward = \"{mode}\"\nsubnet6 = \"fd00:13:31::/64\"\ngateway6 = \"fd00:13:31::1\"\n\n\
+             [ra]\nmode = \"slaac\"\ninterval = \"30s\"\n"
+        ),
+        1,
+    )
+}
+
+#[test]
+fn route_carries_ipv6_unchanged() {
+    let mut lab = Lab::new();
+    make_outside6(&mut lab);
+    let cfg = nat6_config(&mut lab, "route");
+    let (vm_if, dh_if) = (lab.ifname("vm"), lab.ifname("dh"));
+    lab.start(&cfg, &[("vm", &vm_if), ("dh", &dh_if)]);
+    wait_host_leg(&mut lab);
+    let table = format!("switchyard_{}", lab.tag);
+    wait_forwarding(&mut lab, &table);
+    let listing = ok(
+        in_switch(&lab, &["nft", "list", "table", "inet", &table]),
+        "nft list table",
+    );
+    assert!(
+        !listing.contains("masquerade") && listing.contains("ip6 daddr fd00:13:31::/64 accept"),
+        "{listing}"
+    );
+    wait_slaac_and_default_route(&mut lab);
+    // Routed, addresses unchanged: the outside reaches the VM's SLAAC address by a route.
+    ok(
+        lab.exec(
+            "out",
+            &[
+                "ip",
+                "-6",
+                "route",
+                "add",
+                "fd00:13:31::/64",
+                "via",
+                DAEMON_SIDE6,
+            ],
+        ),
+        "route to the subnet6",
+    );
+    let ping = lab.exec(
+        "out",
+        &[
+            "ping", "-6", "-n", "-c", "3", "-i", "0.2", "-W", "2", VM_SLAAC,
+        ],
+    );
+    assert!(
+        ping.status.success(),
+        "the outside cannot ping6 the routed VM: {ping:?}"
+    );
+}
+
 #[test]
 fn a_slaac_vm_reaches_the_outside_over_ipv6_through_nat66() {
     let mut lab = Lab::new();
     let outside_if = make_outside6(&mut lab);
-    let cfg = nat_config(&mut lab, "").replacen(
-        "forward = \"nat\"\n",
-        "forward = \"nat\"\nsubnet6 = \"fd00:13:31::/64\"\ngateway6 = \"fd00:13:31::1\"\n\n\
-         [ra]\nmode = \"slaac\"\ninterval = \"30s\"\n",
-        1,
-    );
+    let cfg = nat6_config(&mut lab, "nat");
     let (vm_if, dh_if) = (lab.ifname("vm"), lab.ifname("dh"));
     lab.start(&cfg, &[("vm", &vm_if), ("dh", &dh_if)]);
     wait_host_leg(&mut lab);
