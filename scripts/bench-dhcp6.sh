@@ -197,15 +197,14 @@ EOF
 stop_switchyard() {
   stop_pid "$SW_PID"
   SW_PID=""
-  local i
-  for i in $(seq 50); do
+  for _ in $(seq 50); do
     ip -n "$NS_C1" link show dev "$TAP" >/dev/null 2>&1 || return 0
     sleep 0.1
   done
 }
 
 start_kea() { # dir: kea-dhcp6 with a private config, state and lock files in dir
-  local dir=$1 i
+  local dir=$1
   mkdir -p "$dir"
   cat >"$dir/kea6.json" <<EOF
 { "Dhcp6": {
@@ -226,7 +225,7 @@ EOF
   KEA_PIDFILE_DIR=$dir KEA_LOCKFILE_DIR=$dir ip netns exec "$NS_KS" kea-dhcp6 -c "$dir/kea6.json" \
     >"$dir/stdout" 2>"$dir/stderr" &
   KS_PID=$!
-  for i in $(seq 100); do
+  for _ in $(seq 100); do
     if ip netns exec "$NS_KS" ss -Hlun 'sport = :547' 2>/dev/null | grep -q .; then
       return 0
     fi
