@@ -145,7 +145,7 @@ wait_ll "$NS_C2" c0
 
 # ---- one server at a time ----------------------------------------------------------------
 start_switchyard() { # dir: fresh state dir, wait for the tap in the client namespace
-  local dir=$1 i
+  local dir=$1
   mkdir -p "$dir"
   cat >"$dir/switchyard.toml" <<EOF
 [network]
@@ -182,7 +182,7 @@ EOF
   RUST_LOG=warn nsenter --net="/run/netns/$NS_SW" "$SWITCHYARD" run --config "$dir/switchyard.toml" \
     >"$dir/stdout" 2>"$dir/stderr" &
   SW_PID=$!
-  for i in $(seq 150); do
+  for _ in $(seq 150); do
     if ip -n "$NS_C1" -br link show dev "$TAP" 2>/dev/null | grep -q UP; then
       wait_ll "$NS_C1" "$TAP"
       return 0
