@@ -130,8 +130,7 @@ ip -n "$NS_C2" link set c0 up
 # wait_ll NS IFNAME: until the interface has a link-local address past DAD (perfdhcp -6 and
 # kea-dhcp6 bind to it).
 wait_ll() {
-  local i
-  for i in $(seq 100); do
+  for _ in $(seq 100); do
     if ip -n "$1" -6 addr show dev "$2" scope link 2>/dev/null | grep -q 'inet6' &&
       ! ip -n "$1" -6 addr show dev "$2" 2>/dev/null | grep -q tentative; then
       return 0
