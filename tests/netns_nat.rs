@@ -238,6 +238,11 @@ fn a_stale_table_is_replaced_and_a_failed_start_removes_it() {
         in_switch(&lab, &["nft", "add", "chain", "inet", &table, "stale"]),
         "nft add chain",
     );
+    // And the `ip` table a daemon from before IPv6 forwarding left.
+    ok(
+        in_switch(&lab, &["nft", "add", "table", "ip", &table]),
+        "nft add table ip",
+    );
     // The metrics address is on no interface of the daemon's namespace: the start fails after
     // NAT is installed.
     let cfg = nat_config(&mut lab, "\n[metrics]\nlisten = \"192.0.2.99:9750\"\n");

@@ -13,7 +13,8 @@
 //! between the host leg and the VMs, multicast and broadcast are left alone). With `open` the
 //! table has no chain: it only marks the namespace as one where a switchyard network forwards.
 //! The ruleset first declares and deletes the table, so a table left behind by a daemon killed
-//! with `kill -9` is replaced in the same transaction: nft applies a file atomically.
+//! with `kill -9` is replaced in the same transaction: nft applies a file atomically (and so is
+//! the `ip` family table of the same name that versions before IPv6 forwarding loaded).
 //!
 //! A DROP forward policy elsewhere. nftables runs every table's `forward` chain: an accept in
 //! ours does not overrule a drop in another. The usual drop comes from iptables (ufw, Docker,
@@ -125,6 +126,8 @@ pub(super) fn ruleset(table: &str, mode: Forward, leg: Leg<'_>, was: &str) -> St
         "# switchyard: forward = \"{m}\" (removed when the daemon stops)\n\
          table inet {table} {{}}\n\
          delete table inet {table}\n\
+         table ip {table} {{}}\n\
+         delete table ip {table}\n\
          table inet {table} {{\n\
          \tcomment \"switchyard forward={m} {was}\"\n",
         m = mode.name(),
@@ -551,6 +554,8 @@ mod tests {
         let lines: Vec<&str> = r.lines().map(str::trim).collect();
         assert_eq!(lines[1], "table inet switchyard_lab {}");
         assert_eq!(lines[2], "delete table inet switchyard_lab");
+        // The IPv4-only table of a daemon before IPv6 forwarding, left by kill -9, goes too.
+        assert_eq!(lines[4], "delete table ip switchyard_lab");
         assert!(!r.contains("ip6"), "no IPv6 rules without subnet6: {r}");
         assert!(lines.contains(&"comment \"switchyard forward=nat ip_forward_was=0\""));
         assert!(lines.contains(&"type nat hook postrouting priority srcnat; policy accept;"));
