@@ -199,7 +199,7 @@ fn vm_host_reaches_its_vm_and_resolves_its_name() {
         String::from_utf8_lossy(&out.stdout).contains("10.13.34.2/24")
     });
     // The NAT table comes a moment after the address (the daemon adds it next): wait for it.
-    let table = format!("table ip switchyard_{}", lab.tag);
+    let table = format!("table inet switchyard_{}", lab.tag);
     lab.wait_for("the NAT table", Duration::from_secs(15), || {
         let out = sh(&["ip", "netns", "exec", &sw, "nft", "list", "tables"]);
         String::from_utf8_lossy(&out.stdout).contains(&table)

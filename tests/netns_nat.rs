@@ -117,7 +117,7 @@ fn host_reaches_vm_and_vm_reaches_outside_through_nat() {
     let (vm_if, dh_if) = (lab.ifname("vm"), lab.ifname("dh"));
     lab.start(&cfg, &[("vm", &vm_if), ("dh", &dh_if)]);
     wait_host_leg(&mut lab);
-    let table = format!("table ip switchyard_{}", lab.tag);
+    let table = format!("table inet switchyard_{}", lab.tag);
     // The daemon loads its table, then turns ip_forward on, after the host leg is up: give
     // both a moment rather than race the second, then check them.
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
@@ -231,12 +231,17 @@ fn a_stale_table_is_replaced_and_a_failed_start_removes_it() {
     // What a daemon killed with -9 leaves behind, with a chain of its own.
     let table = format!("switchyard_{}", lab.tag);
     ok(
-        in_switch(&lab, &["nft", "add", "table", "ip", &table]),
+        in_switch(&lab, &["nft", "add", "table", "inet", &table]),
         "nft add table",
     );
     ok(
-        in_switch(&lab, &["nft", "add", "chain", "ip", &table, "stale"]),
+        in_switch(&lab, &["nft", "add", "chain", "inet", &table, "stale"]),
         "nft add chain",
+    );
+    // And the `ip` table a daemon from before IPv6 forwarding left.
+    ok(
+        in_switch(&lab, &["nft", "add", "table", "ip", &table]),
+        "nft add table ip",
     );
     // The metrics address is on no interface of the daemon's namespace: the start fails after
     // NAT is installed.
@@ -291,7 +296,7 @@ fn iptables_forward(lab: &Lab) -> String {
 
 /// Waits until the daemon's table is loaded and forwarding is on.
 fn wait_forwarding(lab: &mut Lab, table: &str) {
-    let (sw, t) = (lab.switch_ns(), format!("table ip {table}"));
+    let (sw, t) = (lab.switch_ns(), format!("table inet {table}"));
     lab.wait_for(
         "the daemon's table and ip_forward",
         Duration::from_secs(15),
@@ -396,7 +401,7 @@ fn route_routes_unchanged_and_ip_forward_waits_for_the_last_network() {
     let table = format!("switchyard_{}", lab.tag);
     wait_forwarding(&mut lab, &table);
     let listing = ok(
-        in_switch(&lab, &["nft", "list", "table", "ip", &table]),
+        in_switch(&lab, &["nft", "list", "table", "inet", &table]),
         "nft list table",
     );
     assert!(!listing.contains("masquerade"), "{listing}");
@@ -454,7 +459,7 @@ fn route_routes_unchanged_and_ip_forward_waits_for_the_last_network() {
     let b_table = format!("switchyard_{name}");
     wait_forwarding(&mut lab, &b_table);
     let b_listing = ok(
-        in_switch(&lab, &["nft", "list", "table", "ip", &b_table]),
+        in_switch(&lab, &["nft", "list", "table", "inet", &b_table]),
         "nft list table",
     );
     assert!(
@@ -474,7 +479,7 @@ fn route_routes_unchanged_and_ip_forward_waits_for_the_last_network() {
         "{}",
         exit.stderr
     );
-    let t = format!("table ip {table}");
+    let t = format!("table inet {table}");
     assert!(
         !nft_tables(&lab).lines().any(|l| l.trim() == t),
         "{}",
@@ -497,4 +502,202 @@ fn route_routes_unchanged_and_ip_forward_waits_for_the_last_network() {
         "0",
         "ip_forward not restored by the last network"
     );
+}
+
+const DAEMON_SIDE6: &str = "fd00:99::1";
+const OUTSIDE6: &str = "fd00:99::2";
+/// The VM's SLAAC (EUI-64) address from its MAC 52:54:00:31:00:0b.
+const VM_SLAAC: &str = "fd00:13:31:0:5054:ff:fe31:b";
+
+fn ip6_forward(lab: &Lab) -> String {
+    let out = in_switch(lab, &["cat", "/proc/sys/net/ipv6/conf/all/forwarding"]);
+    ok(out, "read ipv6 forwarding").trim().to_string()
+}
+
+/// `make_outside` with IPv6 too: fd00:99::1 in the daemon's namespace, fd00:99::2 outside,
+/// IPv6 forwarding off in the daemon's namespace.
+fn make_outside6(lab: &mut Lab) -> String {
+    let there = make_outside(lab);
+    ok(
+        in_switch(lab, &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=0"]),
+        "ipv6 forwarding=0",
+    );
+    let here = lab.ifname("o0");
+    let d = format!("{DAEMON_SIDE6}/64");
+    ok(
+        in_switch(lab, &["ip", "addr", "add", &d, "dev", &here, "nodad"]),
+        "addr6",
+    );
+    let o = format!("{OUTSIDE6}/64");
+    ok(
+        lab.exec("out", &["ip", "addr", "add", &o, "dev", &there, "nodad"]),
+        "outside addr6",
+    );
+    there
+}
+
+/// Waits until the VM has its SLAAC address past DAD and a default route from the RA.
+fn wait_slaac_and_default_route(lab: &mut Lab) {
+    let ns = lab.ns("vm");
+    lab.wait_for(
+        "the VM's SLAAC address and IPv6 default route",
+        Duration::from_secs(40),
+        || {
+            let addr = sh(&["ip", "-n", &ns, "-6", "addr", "show"]);
+            let route = sh(&["ip", "-n", &ns, "-6", "route", "show", "default"]);
+            let addr = String::from_utf8_lossy(&addr.stdout).to_string();
+            addr.lines()
+                .any(|l| l.contains(&format!("inet6 {VM_SLAAC}/64")) && !l.contains("tentative"))
+                && String::from_utf8_lossy(&route.stdout).contains("via fe80::1 ")
+        },
+    );
+}
+
+/// `nat_config` with `forward = MODE`, `subnet6` and SLAAC router advertisements.
+fn nat6_config(lab: &mut Lab, mode: &str) -> String {
+    nat_config(lab, "").replacen(
+        "forward = \"nat\"\n",
+        &format!(
+            "forward = \"{mode}\"\nsubnet6 = \"fd00:13:31::/64\"\ngateway6 = \"fd00:13:31::1\"\n\n\
+             [ra]\nmode = \"slaac\"\ninterval = \"30s\"\n"
+        ),
+        1,
+    )
+}
+
+#[test]
+fn route_carries_ipv6_unchanged() {
+    let mut lab = Lab::new();
+    make_outside6(&mut lab);
+    let cfg = nat6_config(&mut lab, "route");
+    let (vm_if, dh_if) = (lab.ifname("vm"), lab.ifname("dh"));
+    lab.start(&cfg, &[("vm", &vm_if), ("dh", &dh_if)]);
+    wait_host_leg(&mut lab);
+    let table = format!("switchyard_{}", lab.tag);
+    wait_forwarding(&mut lab, &table);
+    let listing = ok(
+        in_switch(&lab, &["nft", "list", "table", "inet", &table]),
+        "nft list table",
+    );
+    assert!(
+        !listing.contains("masquerade") && listing.contains("ip6 daddr fd00:13:31::/64 accept"),
+        "{listing}"
+    );
+    wait_slaac_and_default_route(&mut lab);
+    // Routed, addresses unchanged: the outside reaches the VM's SLAAC address by a route.
+    ok(
+        lab.exec(
+            "out",
+            &[
+                "ip",
+                "-6",
+                "route",
+                "add",
+                "fd00:13:31::/64",
+                "via",
+                DAEMON_SIDE6,
+            ],
+        ),
+        "route to the subnet6",
+    );
+    let ping = lab.exec(
+        "out",
+        &[
+            "ping", "-6", "-n", "-c", "3", "-i", "0.2", "-W", "2", VM_SLAAC,
+        ],
+    );
+    assert!(
+        ping.status.success(),
+        "the outside cannot ping6 the routed VM: {ping:?}"
+    );
+}
+
+#[test]
+fn a_slaac_vm_reaches_the_outside_over_ipv6_through_nat66() {
+    let mut lab = Lab::new();
+    let outside_if = make_outside6(&mut lab);
+    let cfg = nat6_config(&mut lab, "nat");
+    let (vm_if, dh_if) = (lab.ifname("vm"), lab.ifname("dh"));
+    lab.start(&cfg, &[("vm", &vm_if), ("dh", &dh_if)]);
+    wait_host_leg(&mut lab);
+    let table = format!("switchyard_{}", lab.tag);
+    wait_forwarding(&mut lab, &table);
+    let sw = lab.switch_ns();
+    lab.wait_for("IPv6 forwarding on", Duration::from_secs(15), || {
+        let out = sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &sw,
+            "cat",
+            "/proc/sys/net/ipv6/conf/all/forwarding",
+        ]);
+        String::from_utf8_lossy(&out.stdout).trim() == "1"
+    });
+    // One table for both families: the IPv6 masquerade sits beside the IPv4 one.
+    let listing = ok(
+        in_switch(&lab, &["nft", "list", "table", "inet", &table]),
+        "nft list table",
+    );
+    assert!(
+        listing.contains("ip6 saddr fd00:13:31::/64") && listing.contains("ip6_forward_was=0"),
+        "{listing}"
+    );
+    // The RA names the host leg (fe80::1) as the default router: the kernel takes it.
+    wait_slaac_and_default_route(&mut lab);
+
+    let no_route = lab.exec("out", &["ip", "-6", "route", "get", VM_SLAAC]);
+    assert!(
+        !String::from_utf8_lossy(&no_route.stdout).contains("via"),
+        "the outside must have no route back to the subnet: {no_route:?}"
+    );
+    let out_ns = lab.ns("out");
+    let mut tcpdump = Command::new("ip")
+        .args([
+            "netns", "exec", &out_ns, "timeout", "20", "tcpdump", "-l", "-n",
+        ])
+        .args(["-i", &outside_if, "-c", "2", "icmp6 and ip6[40] == 128"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tcpdump");
+    let mut err_lines = BufReader::new(tcpdump.stderr.take().unwrap()).lines();
+    let started = err_lines
+        .by_ref()
+        .take(3)
+        .map_while(Result::ok)
+        .any(|l| l.contains("listening on"));
+    assert!(started, "tcpdump did not start in the outside namespace");
+    let ping = lab.exec(
+        "vm",
+        &[
+            "ping", "-6", "-n", "-c", "3", "-i", "0.2", "-W", "2", OUTSIDE6,
+        ],
+    );
+    assert!(
+        ping.status.success(),
+        "VM cannot ping6 the outside: {ping:?}"
+    );
+    let mut seen = String::new();
+    tcpdump
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut seen)
+        .unwrap();
+    let _ = tcpdump.wait();
+    assert!(
+        seen.contains(&format!("{DAEMON_SIDE6} > {OUTSIDE6}: ICMP6, echo request")),
+        "the outside did not see masqueraded IPv6 requests:\n{seen}"
+    );
+    assert!(
+        !seen.contains("fd00:13:31:"),
+        "the VM's own address leaked out:\n{seen}"
+    );
+
+    let exit = lab.stop_with("TERM");
+    assert_eq!(exit.code, Some(0), "{exit:?}");
+    assert!(!nft_tables(&lab).contains(&table), "{}", nft_tables(&lab));
+    assert_eq!(ip6_forward(&lab), "0", "IPv6 forwarding not restored");
+    assert_eq!(ip_forward(&lab), "0", "ip_forward not restored");
 }

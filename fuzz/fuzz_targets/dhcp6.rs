@@ -71,6 +71,7 @@ fuzz_target!(|data: &[u8]| {
                 rdnss: vec!["fd00:13:31::1".parse().unwrap()],
                 dnssl: vec!["lab.test".into()],
                 mtu: Some(1500),
+                router: None,
             }),
             dhcp6: true,
             dns: true,

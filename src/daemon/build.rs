@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::table::{Plugged, Ports};
 use super::{default_mac, DaemonError, Identity, SERVICE_PORT_NAME};
-use crate::control::config::{Config, PortConfig, PortKind, Segment};
+use crate::control::config::{Config, Forward, PortConfig, PortKind, Segment};
 use crate::port::netns::Netns;
 use crate::port::packet::PacketPort;
 use crate::port::socket::{DgramPort, StreamPort};
@@ -212,6 +212,9 @@ pub(super) fn ndp_params(config: &Config, mac: MacAddr) -> Option<NdpParams> {
         },
         dnssl: v6.ra.dnssl.clone(),
         mtu: v6.ra.mtu.then_some(config.network.mtu),
+        // With a forward mode the host leg routes IPv6 too: the advertisements name it.
+        router: (config.network.forward != Forward::None && config.host_port().is_some())
+            .then_some(super::nat::HOST_LEG6),
     });
     Some(NdpParams {
         mac,

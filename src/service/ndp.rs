@@ -26,8 +26,11 @@
 //! (a message from off-link is forged), code 0, a valid checksum, a non-multicast target.
 //! Limits: no extension headers (the stacks we serve send NDP without them), no options are
 //! read from solicitations (the reply goes to the frame's source MAC), and the appliance
-//! advertises a router lifetime of 0: it routes no IPv6, so hosts get the prefix on-link,
-//! RDNSS and DNSSL, and never a default route through it.
+//! never advertises itself as a router: it routes no IPv6. On an isolated network the router
+//! lifetime is 0, so hosts get the prefix on-link, RDNSS and DNSSL, and no default route. When
+//! the host leg routes (`forward`), the advertisements speak for the host leg instead: they
+//! leave from its link-local `fe80::1` ([`RaParams::router`]) with a non-zero lifetime, so
+//! hosts route through the host, as radvd on libvirt's bridge would make them.
 
 use std::net::Ipv6Addr;
 use std::time::Duration;
@@ -40,6 +43,8 @@ use crate::wire::MacAddr;
 /// RFC 4861 §10.
 const MAX_INITIAL_RTR_ADVERTISEMENTS: u8 = 3;
 const MAX_INITIAL_RTR_ADVERT_INTERVAL: Duration = Duration::from_secs(16);
+/// RFC 4861 §6.2.1: AdvDefaultLifetime is at most 9000 seconds.
+const MAX_ROUTER_LIFETIME: u16 = 9000;
 /// NDP messages are sent, and accepted, with hop limit 255 only.
 const NDP_HOP_LIMIT: u8 = 255;
 const ECHO_HOP_LIMIT: u8 = 64;
@@ -79,6 +84,12 @@ pub struct RaParams {
     /// DNSSL domains (normalized); empty: no option.
     pub dnssl: Vec<String>,
     pub mtu: Option<u32>,
+    /// The default router the advertisements name: `None` on a network that does not route
+    /// (router lifetime 0, sent from the appliance's link-local); `Some(fe80::1)` when the
+    /// host leg routes (`forward`): then they leave from that address with no source
+    /// link-layer option (hosts resolve the router by NDP, and the host leg answers) and a
+    /// router lifetime of 3 × `interval` (RFC 4861's AdvDefaultLifetime), at most 9000 s.
+    pub router: Option<Ipv6Addr>,
 }
 
 /// The appliance's IPv6 identity and what it advertises.
@@ -303,12 +314,22 @@ impl Ndp {
         if ra.other {
             flags |= RA_OTHER;
         }
-        // Cur hop limit 64, flags, router lifetime 0 (not a default router), reachable time
+        // Cur hop limit 64, flags, router lifetime (0: not a default router), reachable time
         // and retrans timer unspecified.
-        let mut m = vec![icmpv6::ROUTER_ADVERTISEMENT, 0, 0, 0, 64, flags, 0, 0];
+        let router_lifetime = match ra.router {
+            None => 0,
+            Some(_) => u16::try_from(ra.interval.as_secs().saturating_mul(3))
+                .unwrap_or(MAX_ROUTER_LIFETIME)
+                .min(MAX_ROUTER_LIFETIME),
+        };
+        let mut m = vec![icmpv6::ROUTER_ADVERTISEMENT, 0, 0, 0, 64, flags];
+        m.extend_from_slice(&router_lifetime.to_be_bytes());
         m.extend_from_slice(&[0; 8]);
-        m.extend_from_slice(&[OPT_SOURCE_LL, 1]);
-        m.extend_from_slice(&self.params.mac.0);
+        if ra.router.is_none() {
+            // The host leg's MAC is not ours to claim: with a router, hosts ask for it by NDP.
+            m.extend_from_slice(&[OPT_SOURCE_LL, 1]);
+            m.extend_from_slice(&self.params.mac.0);
+        }
         if let Some(mtu) = ra.mtu {
             m.extend_from_slice(&[OPT_MTU, 1, 0, 0]);
             m.extend_from_slice(&mtu.to_be_bytes());
@@ -352,7 +373,7 @@ impl Ndp {
         let ends = Ends {
             src_mac: self.params.mac,
             dst_mac,
-            src: self.link_local,
+            src: ra.router.unwrap_or(self.link_local),
             dst,
         };
         let mut out = Vec::with_capacity(m.len() + 54);

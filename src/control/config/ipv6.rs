@@ -5,9 +5,10 @@
 //! 64-bit interface identifier, RFC 4862), the gateway is the appliance's global address in it.
 //! `[ra]` picks what the router advertisements tell hosts, with dnsmasq's names for the modes
 //! (`ra-only`, `slaac`, `ra-stateless`, `ra-stateful`); it defaults to `slaac` (prefix with the
-//! autonomous flag) whenever `subnet6` is set. The appliance routes no IPv6, so the advertised
-//! router lifetime is always 0: hosts get the prefix on-link, the DNS server (RDNSS) and the
-//! search list (DNSSL), and no default route from us.
+//! autonomous flag) whenever `subnet6` is set. The appliance routes no IPv6: on an isolated
+//! network the advertised router lifetime is 0 (hosts get the prefix on-link, the DNS server
+//! (RDNSS) and the search list (DNSSL), and no default route); with a `forward` mode the
+//! advertisements name the host leg (`fe80::1`) as the default router (see docs/nat.md).
 //!
 //! `[dhcp6]` is the DHCPv6 server: on unless the mode is `ra-only` (`ra-stateless` serves
 //! INFORMATION-REQUEST only), reservations from `[[host]] ipv6` matched by `duid` or the MAC,

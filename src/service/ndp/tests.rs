@@ -22,6 +22,7 @@ fn params(ra: bool) -> NdpParams {
             rdnss: vec![gw()],
             dnssl: vec!["lab.test".into()],
             mtu: Some(1500),
+            router: None,
         }),
         dhcp6: true,
         dns: false,
@@ -196,6 +197,33 @@ fn a_router_solicitation_gets_the_prefix_rdnss_and_dnssl() {
     let v = ndp.handle(&rs0).unwrap();
     assert_eq!(Ipv6View::parse(&v).unwrap().dst, ALL_NODES);
     assert_eq!(ndp.counters().solicited_ras, 2);
+}
+
+#[test]
+fn when_the_host_leg_routes_the_advertisement_speaks_for_it() {
+    let router: Ipv6Addr = "fe80::1".parse().unwrap();
+    let mut p = params(true);
+    if let Some(ra) = p.ra.as_mut() {
+        ra.router = Some(router);
+    }
+    let ndp = Ndp::new(p.clone(), Duration::ZERO);
+    let ra = ndp.router_advertisement(GUEST, guest_ll()).unwrap();
+    let v = Ipv6View::parse(&ra).unwrap();
+    // From the host leg's address, our own MAC on the frame, no source link-layer option
+    // claiming the host leg's MAC.
+    assert_eq!((v.src, v.src_mac), (router, ME));
+    let m = v.icmpv6().unwrap();
+    assert_eq!(&m[6..8], &1800u16.to_be_bytes(), "3 x 600 s interval");
+    assert!(options(m).iter().all(|o| o.0 != OPT_SOURCE_LL));
+    // At the longest interval [ra] takes (1800 s): 5400 s, inside RFC 4861's 9000 s.
+    if let Some(ra) = p.ra.as_mut() {
+        ra.interval = Duration::from_secs(1800);
+    }
+    let ra = Ndp::new(p, Duration::ZERO)
+        .router_advertisement(GUEST, guest_ll())
+        .unwrap();
+    let v = Ipv6View::parse(&ra).unwrap();
+    assert_eq!(&v.icmpv6().unwrap()[6..8], &5400u16.to_be_bytes());
 }
 
 #[test]
