@@ -45,6 +45,54 @@ fn ip_forward(lab: &Lab) -> String {
 
 /// The daemon's namespace with forwarding off, and the outside namespace on a veth pair:
 /// 192.0.2.1 in the daemon's namespace, 192.0.2.2 outside. Returns the outside's ifname.
+/// tcpdump in the outside namespace, two packets of `filter` on `iface` (at most 20 s); it is
+/// killed when dropped, so a failing test leaves no capture behind.
+struct Capture(std::process::Child);
+
+impl Capture {
+    fn start(lab: &mut Lab, iface: &str, filter: &str) -> Capture {
+        let out_ns = lab.ns("out");
+        let mut child = Command::new("ip")
+            .args([
+                "netns", "exec", &out_ns, "timeout", "20", "tcpdump", "-l", "-n",
+            ])
+            .args(["-i", iface, "-c", "2", filter])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tcpdump");
+        // tcpdump says "listening on ..." once its capture is open.
+        let started = BufReader::new(child.stderr.take().unwrap())
+            .lines()
+            .take(3)
+            .map_while(Result::ok)
+            .any(|l| l.contains("listening on"));
+        let capture = Capture(child);
+        assert!(started, "tcpdump did not start in the outside namespace");
+        capture
+    }
+
+    /// What it printed, once it has seen its packets or timed out.
+    fn seen(mut self) -> String {
+        let mut seen = String::new();
+        self.0
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut seen)
+            .unwrap();
+        let _ = self.0.wait();
+        seen
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn make_outside(lab: &mut Lab) -> String {
     ok(
         in_switch(lab, &["sysctl", "-qw", "net.ipv4.ip_forward=0"]),
@@ -152,33 +200,9 @@ fn host_reaches_vm_and_vm_reaches_outside_through_nat() {
         lab.exec("vm", &["ip", "route", "add", "default", "via", HOST_LEG]),
         "default route",
     );
-    let out_ns = lab.ns("out");
-    let mut tcpdump = Command::new("ip")
-        .args([
-            "netns", "exec", &out_ns, "timeout", "20", "tcpdump", "-l", "-n",
-        ])
-        .args(["-i", &outside_if, "-c", "2", "icmp[icmptype] == icmp-echo"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("tcpdump");
-    // tcpdump says "listening on ..." once its capture is open.
-    let mut err_lines = BufReader::new(tcpdump.stderr.take().unwrap()).lines();
-    let started = err_lines
-        .by_ref()
-        .take(3)
-        .map_while(Result::ok)
-        .any(|l| l.contains("listening on"));
-    assert!(started, "tcpdump did not start in the outside namespace");
+    let tcpdump = Capture::start(&mut lab, &outside_if, "icmp[icmptype] == icmp-echo");
     assert!(lab.ping("vm", OUTSIDE, 3), "VM cannot reach the outside");
-    let mut seen = String::new();
-    tcpdump
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut seen)
-        .unwrap();
-    let _ = tcpdump.wait();
+    let seen = tcpdump.seen();
     assert!(
         seen.contains(&format!("{DAEMON_SIDE} > {OUTSIDE}: ICMP echo request")),
         "the outside did not see masqueraded requests:\n{seen}"
@@ -651,23 +675,7 @@ fn a_slaac_vm_reaches_the_outside_over_ipv6_through_nat66() {
         !String::from_utf8_lossy(&no_route.stdout).contains("via"),
         "the outside must have no route back to the subnet: {no_route:?}"
     );
-    let out_ns = lab.ns("out");
-    let mut tcpdump = Command::new("ip")
-        .args([
-            "netns", "exec", &out_ns, "timeout", "20", "tcpdump", "-l", "-n",
-        ])
-        .args(["-i", &outside_if, "-c", "2", "icmp6 and ip6[40] == 128"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("tcpdump");
-    let mut err_lines = BufReader::new(tcpdump.stderr.take().unwrap()).lines();
-    let started = err_lines
-        .by_ref()
-        .take(3)
-        .map_while(Result::ok)
-        .any(|l| l.contains("listening on"));
-    assert!(started, "tcpdump did not start in the outside namespace");
+    let tcpdump = Capture::start(&mut lab, &outside_if, "icmp6 and ip6[40] == 128");
     let ping = lab.exec(
         "vm",
         &[
@@ -678,14 +686,7 @@ fn a_slaac_vm_reaches_the_outside_over_ipv6_through_nat66() {
         ping.status.success(),
         "VM cannot ping6 the outside: {ping:?}"
     );
-    let mut seen = String::new();
-    tcpdump
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut seen)
-        .unwrap();
-    let _ = tcpdump.wait();
+    let seen = tcpdump.seen();
     assert!(
         seen.contains(&format!("{DAEMON_SIDE6} > {OUTSIDE6}: ICMP6, echo request")),
         "the outside did not see masqueraded IPv6 requests:\n{seen}"

@@ -65,27 +65,8 @@ fn ipv4_of(lab: &mut Lab, host: &str) -> Option<String> {
 
 /// udhcpc once on `host`, sending its name (option 12); true if it bound.
 fn udhcpc(lab: &mut Lab, host: &str, script: &Path) -> bool {
-    let ifname = lab.ifname(host);
     let hostname = format!("hostname:{host}");
-    let args = [
-        "timeout",
-        "30",
-        "udhcpc",
-        "-i",
-        &ifname,
-        "-n",
-        "-q",
-        "-f",
-        "-t",
-        "10",
-        "-T",
-        "1",
-        "-x",
-        &hostname,
-        "-s",
-        script.to_str().unwrap(),
-    ];
-    lab.exec(host, &args).status.success()
+    clients::udhcpc_with(lab, host, script, "10", &["-x", &hostname])
 }
 
 /// `dig +short @server name` in `host` (bounded).

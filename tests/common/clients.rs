@@ -38,11 +38,17 @@ pub fn dhclient_script(dir: &Path) -> PathBuf {
 /// Runs udhcpc once on `host`'s port (at most `tries` DISCOVERs a second apart, bounded by a
 /// 30 s timeout); true if it bound an address.
 pub fn udhcpc(lab: &mut Lab, host: &str, script: &Path, tries: &str) -> bool {
+    udhcpc_with(lab, host, script, tries, &[])
+}
+
+/// `udhcpc` with more of udhcpc's arguments (e.g. `["-x", "hostname:web"]`).
+pub fn udhcpc_with(lab: &mut Lab, host: &str, script: &Path, tries: &str, extra: &[&str]) -> bool {
     let ifname = lab.ifname(host);
     let script = script.to_str().unwrap();
-    let args = [
+    let mut args = vec![
         "timeout", "30", "udhcpc", "-i", &ifname, "-n", "-q", "-f", "-t", tries, "-T", "1", "-s",
         script,
     ];
+    args.extend_from_slice(extra);
     lab.exec(host, &args).status.success()
 }
