@@ -109,6 +109,21 @@ fn start_as_unit(lab: &mut Lab, config: &str, hosts: &[(&str, &str)]) {
     lab.start_with(config, hosts, &wrapper);
 }
 
+/// `start_as_unit` on the example, waiting for the hosts of `ports`; their (namespace,
+/// interface) pairs.
+fn start_ports_as_unit(lab: &mut Lab, ex: &Rewritten, ports: &[&str]) -> Vec<(String, String)> {
+    let hosts: Vec<(String, String)> = ports
+        .iter()
+        .map(|p| (ex.host(lab, p), ex.ifname(p).to_string()))
+        .collect();
+    let waits: Vec<(&str, &str)> = hosts
+        .iter()
+        .map(|(h, i)| (h.as_str(), i.as_str()))
+        .collect();
+    start_as_unit(lab, &ex.text, &waits);
+    hosts
+}
+
 fn ok(out: std::process::Output, what: &str) -> String {
     assert!(out.status.success(), "{what}: {out:?}");
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -247,15 +262,7 @@ fn isolated_clients_reach_the_server_not_each_other() {
     let mut lab = Lab::new();
     let ex = rewrite(&mut lab, "isolated.toml");
     let ports = ["server", "client1", "client2"];
-    let hosts: Vec<(String, String)> = ports
-        .iter()
-        .map(|p| (ex.host(&lab, p), ex.ifname(p).to_string()))
-        .collect();
-    let waits: Vec<(&str, &str)> = hosts
-        .iter()
-        .map(|(h, i)| (h.as_str(), i.as_str()))
-        .collect();
-    start_as_unit(&mut lab, &ex.text, &waits);
+    start_ports_as_unit(&mut lab, &ex, &ports);
     let client1 = ex.host(&lab, "client1");
     assert!(
         lab.ping(&client1, "10.13.32.10", 3),
@@ -273,15 +280,7 @@ fn vlan_segments_lease_from_their_own_pool() {
     let mut lab = Lab::new();
     let ex = rewrite(&mut lab, "vlan-segments.toml");
     let ports = ["staff", "office", "guest"];
-    let hosts: Vec<(String, String)> = ports
-        .iter()
-        .map(|p| (ex.host(&lab, p), ex.ifname(p).to_string()))
-        .collect();
-    let waits: Vec<(&str, &str)> = hosts
-        .iter()
-        .map(|(h, i)| (h.as_str(), i.as_str()))
-        .collect();
-    start_as_unit(&mut lab, &ex.text, &waits);
+    let hosts = start_ports_as_unit(&mut lab, &ex, &ports);
     let script = common::clients::udhcpc_script(&lab.dir);
     for ((host, ifname), subnet) in hosts.iter().zip(["10.13.39.", "10.13.40.", "10.13.41."]) {
         let udhcpc = [
